@@ -1,0 +1,36 @@
+# The two fresh-machine commands (see README): `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test venv system cluster lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+system:
+	tests/system/install.sh
+
+cluster: system
+	tests/cluster/build.sh >/dev/null
+
+test: venv system cluster
+	$(PY) -m pytest -q
+
+demo: venv system cluster
+	$(PY) -m tests.demo $(DEMO_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check imagebot reconciler tests bench
+	$(VENV)/bin/mypy imagebot reconciler
+
+bench: venv system cluster
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+import sys
+
+from imagebot.cli import main
+
+sys.exit(main())

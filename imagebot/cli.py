@@ -1,0 +1,187 @@
+"""Command line: argument parsing only. Each command calls one function and maps errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import TextIO
+
+from imagebot import __version__
+from imagebot.errors import ExitCode, ImagebotError, PolicyError, UsageError
+from imagebot.policy import DEFAULT_EXCLUDES, PolicyKind, PolicySpec, Selection, build
+
+EXIT_CODES = """exit codes:
+  0  ok
+  1  nothing selected (no tag qualifies)
+  2  usage error: bad arguments, invalid policy, reference or configuration
+  3  registry error: unreachable, auth failed, not found, rate-limited after retries
+  4  an edit failed verification (that file was left untouched)
+  5  git error (clone, fetch, commit, push)
+  6  forge error (pull request API)
+"""
+
+SELECT_RULES = f"""policy rules:
+  semver        Masterminds/semver v3 ranges as in Flux: '1.2.x', '~1.2', '^1.2', '>=1.0 <2.0',
+                '>1.1, <2', '1.1 - 2', '!=1.3.0', '*', '=1.2.3', alternatives with '||'.
+                Tags must be strict semver, a leading 'v' allowed ('1.2' and '1.2.3.4' are skipped).
+                Pre-releases are admitted only when a comparator in the same '||' alternative
+                carries one ('>=1.0.0-0' admits them, '>=1.0.0' does not). Build metadata never orders.
+  numerical     asc selects the largest number, desc the smallest; integers and decimals
+                ('-3', '1.5', '1e3'), compared exactly; anything else is skipped.
+  alphabetical  asc selects the last tag in code-point order, desc the first.
+  --pattern     a Python regex, searched (unanchored) as Flux does; Go's (?<name>...) works too.
+  --extract     a template over the pattern's groups: $1, ${{1}}, $name, ${{name}}; $$ is a '$'.
+                The policy orders the extracted values and prints the original tag.
+  --exclude     a regex of tags never considered; adds to the defaults
+                ({", ".join(DEFAULT_EXCLUDES)}) unless --no-default-excludes.
+  orders are 'asc' or 'desc', case-insensitive.
+ties:
+  when tags rank equal ('1.0.0' and 'v1.0.0'; '1' and '1.0'; several tags extracting to one
+  value) the tag greatest by Unicode code point wins ('v1.0.0', '1.0'), whatever the input order.
+input:
+  tags come from the arguments or, when there are none, from stdin one per line (surrounding
+  whitespace and CR stripped, blank lines ignored). Put '--' before tags that start with '-'.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with our usage code (2) and a one-line hint."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}\n{self.format_usage().rstrip()}")
+
+
+def _add_policy_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--semver", metavar="RANGE", help="select the highest version in RANGE")
+    g.add_argument("--alphabetical", metavar="{asc,desc}", help="select by code-point order")
+    g.add_argument("--numerical", metavar="{asc,desc}", help="select by numeric value")
+    p.add_argument("--pattern", metavar="REGEX", help="only tags matching REGEX (unanchored search)")
+    p.add_argument("--extract", metavar="TEMPLATE", default="", help="order by this template over --pattern's groups")
+    p.add_argument("--exclude", metavar="REGEX", action="append", default=[], help="never consider matching tags")
+    p.add_argument("--no-default-excludes", action="store_true", help="drop the default signature/attestation excludes")
+    p.add_argument("--explain", action="store_true", help="say for every tag whether it was kept and why")
+    p.add_argument("--json", action="store_true", help="print the selection (with every verdict) as JSON")
+
+
+def policy_spec_from_args(args: argparse.Namespace) -> PolicySpec:
+    if args.semver is not None:
+        kind, argument = PolicyKind.SEMVER, args.semver
+    elif args.numerical is not None:
+        kind, argument = PolicyKind.NUMERICAL, args.numerical
+    else:
+        kind, argument = PolicyKind.ALPHABETICAL, args.alphabetical
+    if args.extract and args.pattern is None:
+        raise PolicyError("--extract needs --pattern: the template refers to the pattern's groups")
+    defaults = () if args.no_default_excludes else DEFAULT_EXCLUDES
+    return PolicySpec(kind, argument, args.pattern, args.extract, tuple(defaults) + tuple(args.exclude))
+
+
+def read_tags(args_tags: Sequence[str], stdin: TextIO) -> list[str]:
+    if args_tags:
+        return list(args_tags)
+    return [line.strip() for line in stdin if line.strip()]
+
+
+def _selection_json(sel: Selection) -> str:
+    return json.dumps(
+        {
+            "policy": sel.policy,
+            "selected": sel.winner,
+            "reason": sel.reason,
+            "tags": [{"tag": v.tag, "outcome": str(v.outcome), "value": v.value, "reason": v.reason} for v in sel.verdicts],
+        },
+        indent=2,
+    )
+
+
+def print_selection(sel: Selection, *, explain: bool, as_json: bool, out: TextIO, err: TextIO) -> int:
+    if as_json:
+        print(_selection_json(sel), file=out)
+    elif explain:
+        width = max((len(v.tag) for v in sel.verdicts), default=3)
+        for v in sel.verdicts:
+            print(f"{v.tag:<{width}}  {v.outcome:<12}  {v.reason}", file=err)
+        print(f"=> {sel.reason}", file=err)
+        if sel.winner is not None:
+            print(sel.winner, file=out)
+    elif sel.winner is not None:
+        print(sel.winner, file=out)
+    if sel.winner is None:
+        if not explain or as_json:
+            print(f"imagebot: nothing selected: {sel.reason}", file=err)
+        return int(ExitCode.NOTHING)
+    return int(ExitCode.OK)
+
+
+def cmd_select(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    policy = build(policy_spec_from_args(args))  # invalid policy: exit 2 before reading any tag
+    if getattr(args, "image", None):
+        from imagebot.registry.commands import list_tags_for
+
+        tags = list_tags_for(args)
+    else:
+        tags = read_tags(args.tags, stdin)
+    if not (args.explain or args.json):
+        winner = policy.select(tags)
+        if winner is None:
+            return print_selection(policy.explain(tags), explain=False, as_json=False, out=out, err=err)
+        print(winner, file=out)
+        return int(ExitCode.OK)
+    return print_selection(policy.explain(tags), explain=args.explain, as_json=args.json, out=out, err=err)
+
+
+Command = Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="imagebot",
+        description="Image automation for GitOps: scan registries, select tags by policy, edit YAML, commit or open PRs.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"imagebot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    sel = sub.add_parser(
+        "select",
+        help="select the newest allowed tag from a list (or a registry with --image)",
+        description="Select the newest tag allowed by a policy. Prints the tag exactly as written.",
+        epilog=SELECT_RULES + "\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_policy_flags(sel)
+    sel.add_argument("tags", nargs="*", metavar="TAG", help="candidate tags (default: stdin, one per line)")
+    sel.set_defaults(func=cmd_select)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    stdin: TextIO | None = None,
+) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    stdin = stdin or sys.stdin
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        func: Command = args.func
+        return func(args, out, err, stdin)
+    except SystemExit as exc:  # --help, --version
+        return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.USAGE)
+    except ImagebotError as exc:
+        print(f"imagebot: error: {exc}", file=err)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        return 130
+
+
+__all__ = ["UsageError", "build_parser", "main"]

@@ -1,0 +1,63 @@
+"""The one exception tree of imagebot, with the exit code each kind maps to.
+
+Adapters translate foreign exceptions into these (``raise RegistryError(...) from exc``);
+the CLI maps them to exit codes and prints the message, which must tell the user what to do.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes of every ``imagebot`` command."""
+
+    OK = 0
+    NOTHING = 1  # nothing selected / nothing qualifies
+    USAGE = 2  # bad arguments, invalid policy, reference or configuration
+    REGISTRY = 3  # registry unreachable, auth failed, not found, rate-limited after retries
+    EDIT = 4  # an edit failed verification; that file was left untouched
+    GIT = 5  # clone/fetch/commit/push failed
+    FORGE = 6  # the Git host API (pull requests) failed
+
+
+class ImagebotError(Exception):
+    """Base of every error imagebot raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+
+class UsageError(ImagebotError):
+    exit_code = ExitCode.USAGE
+
+
+class PolicyError(ImagebotError):
+    """A policy specification is invalid (bad range, regex, order or template)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class InvalidReference(ImagebotError):
+    """An image reference, tag or digest is malformed."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(ImagebotError):
+    exit_code = ExitCode.USAGE
+
+
+class RegistryError(ImagebotError):
+    exit_code = ExitCode.REGISTRY
+
+
+class EditError(ImagebotError):
+    exit_code = ExitCode.EDIT
+
+
+class GitError(ImagebotError):
+    exit_code = ExitCode.GIT
+
+
+class ForgeError(ImagebotError):
+    exit_code = ExitCode.FORGE

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests and the demo need (idempotent; does nothing when present).
+#   docker-registry   the real registry (distribution 2.8) the registry tests start on loopback
+#   openssh-server    sshd for the SSH git-remote tests (started on a loopback port, never as a service)
+#   apache2-utils     htpasswd (bcrypt) for the registry's basic auth
+#   git, curl, openssl, debian-archive-keyring, ca-certificates: git remotes, TLS, the apiserver build
+set -euo pipefail
+PKGS=(docker-registry openssh-server apache2-utils git curl openssl debian-archive-keyring ca-certificates)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+echo "installing: ${missing[*]}" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
