@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TextIO
 
-from imagebot import __version__
-from imagebot.errors import ExitCode, ImagebotError, PolicyError, UsageError
+from imagebot import __version__, refs
+from imagebot.errors import EditError, ExitCode, ImagebotError, PolicyError, UsageError
 from imagebot.policy import DEFAULT_EXCLUDES, PolicyKind, PolicySpec, Selection, build
+from imagebot.refs import ImageRef
+from imagebot.update.model import ImageUpdate
 
 EXIT_CODES = """exit codes:
   0  ok
@@ -43,6 +47,18 @@ ties:
 input:
   tags come from the arguments or, when there are none, from stdin one per line (surrounding
   whitespace and CR stripped, blank lines ignored). Put '--' before tags that start with '-'.
+"""
+
+
+SET_RULES = """rules:
+  files         *.yaml, *.yml and Kustomization under PATH; symlinks leading outside PATH are not followed;
+                files with template syntax ({{) are not parsed: a marker inside one is reported.
+  values        only the bytes of the updated values change; quoting style is kept, and a new value that
+                would change type if written plain (1.0, 20, yes) is double-quoted, as Flux does.
+  safety        every edited file is re-parsed and must differ in exactly the intended values, or it is
+                left untouched (exit 4); writes are atomic and keep the file mode.
+  IMAGE         must carry a tag or a digest (otherwise exit 2); a :tag marker fed a digest-only IMAGE,
+                or a pinned digest that would go stale, is exit 2 with nothing written.
 """
 
 
@@ -133,6 +149,73 @@ def cmd_select(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO
     return print_selection(policy.explain(tags), explain=args.explain, as_json=args.json, out=out, err=err)
 
 
+_REF_RE = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?")
+
+
+def parse_policy_args(items: Sequence[str]) -> dict[str, ImageRef]:
+    """``REF=IMAGE`` pairs; REF is ``namespace:name`` or ``name``; IMAGE carries a tag or digest."""
+    out: dict[str, ImageRef] = {}
+    for item in items:
+        ref, sep, image = item.partition("=")
+        if not sep or not ref or not image:
+            raise UsageError(f"--policy {item!r}: expected REF=IMAGE, e.g. flux-system:app=ghcr.io/org/app:1.2.3")
+        if not _REF_RE.fullmatch(ref):
+            raise UsageError(f"--policy {item!r}: REF must be NAMESPACE:NAME or NAME (lower-case DNS labels)")
+        if ref in out:
+            raise UsageError(f"--policy {ref} given twice")
+        out[ref] = refs.parse(image, require_version=True)
+    return out
+
+
+def parse_image_args(items: Sequence[str]) -> tuple[ImageUpdate, ...]:
+    """``NAME=IMAGE`` pairs; NAME is a repository without tag, IMAGE carries a tag or digest."""
+    out: dict[str, ImageUpdate] = {}
+    for item in items:
+        name, sep, image = item.partition("=")
+        if not sep or not name or not image:
+            raise UsageError(f"--image {item!r}: expected NAME=IMAGE, e.g. ghcr.io/org/app=ghcr.io/org/app:1.2.3")
+        update = ImageUpdate(refs.parse_name(name), refs.parse(image, require_version=True))
+        if update.name.canonical_name in out:
+            raise UsageError(f"--image {name} given twice")
+        out[update.name.canonical_name] = update
+    return tuple(out.values())
+
+
+def cmd_set(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    from imagebot.update import EditRequest, ProblemKind, report, walk
+
+    request = EditRequest(policies=parse_policy_args(args.policy), images=parse_image_args(args.image))
+    if not request.policies and not request.images:
+        raise UsageError("nothing to set: give at least one --policy REF=IMAGE or --image NAME=IMAGE")
+    root = Path(args.path)
+    if not root.is_dir():
+        raise UsageError(f"{args.path}: not a directory")
+    cs = walk.plan_tree(root, request)
+    problems = cs.problems
+    if any(p.kind is ProblemKind.INPUT for p in problems):
+        print(report.problems_text(cs), file=err)
+        print("imagebot: error: the requested values cannot be written; nothing was written", file=err)
+        return int(ExitCode.USAGE)
+    written: list[str] = []
+    if args.dry_run:
+        if not args.json:
+            print(report.unified_diff(cs), file=out, end="")
+    else:
+        try:
+            written = walk.apply(root, cs)
+        except OSError as exc:
+            raise EditError(f"could not write: {exc}") from exc
+    if args.json:
+        print(report.as_json(cs, written), file=out)
+    elif not args.dry_run:
+        print(report.as_text(cs), file=out)
+    if problems:
+        print(report.problems_text(cs), file=err)
+    if any(p.kind is ProblemKind.VERIFY for p in problems):
+        return int(ExitCode.EDIT)
+    return int(ExitCode.OK)
+
+
 Command = Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int]
 
 
@@ -157,6 +240,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_flags(sel)
     sel.add_argument("tags", nargs="*", metavar="TAG", help="candidate tags (default: stdin, one per line)")
     sel.set_defaults(func=cmd_select)
+
+    st = sub.add_parser(
+        "set",
+        help="rewrite image references under PATH (setter markers and marker-free), byte-exact",
+        description="Rewrite image references in the YAML files under PATH, changing only the value bytes. "
+        '--policy feeds Flux setter markers (# {"$imagepolicy": "NS:NAME[:tag|:name|:digest]"}); --image feeds '
+        "marker-free updates of container images, Kustomize images: entries and Helm values by exact repository name.",
+        epilog=SET_RULES + "\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    st.add_argument("path", metavar="PATH", help="the directory tree to edit")
+    st.add_argument("--policy", action="append", default=[], metavar="REF=IMAGE", help="NS:NAME or NAME = new image")
+    st.add_argument("--image", action="append", default=[], metavar="NAME=IMAGE", help="repository = new image")
+    st.add_argument("--dry-run", action="store_true", help="print a unified diff and write nothing")
+    st.add_argument("--json", action="store_true", help="print the change set as JSON")
+    st.set_defaults(func=cmd_set)
     return parser
 
 

@@ -1,0 +1,108 @@
+"""Typed results of an edit: what changed where, and what was refused and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from imagebot.refs import ImageRef
+
+
+class Target(StrEnum):
+    """Which kind of reference a change updated."""
+
+    SETTER = "setter"  # {"$imagepolicy": "ns:name"} — the whole reference
+    SETTER_TAG = "setter:tag"
+    SETTER_NAME = "setter:name"
+    SETTER_DIGEST = "setter:digest"
+    CONTAINER = "container"  # containers / initContainers / ephemeralContainers[].image
+    IMAGE_FIELD = "image-field"  # any other `image: repo:tag` (Helm values, custom resources)
+    KUSTOMIZE = "kustomize"  # kustomization images[] newName / newTag / digest
+    HELM = "helm"  # Helm values image.repository + image.tag (+ registry, digest)
+
+
+class ProblemKind(StrEnum):
+    INPUT = "input"  # the requested value cannot be written (e.g. a :tag setter fed a digest-only IMAGE)
+    PARSE = "parse"  # the file is not valid YAML
+    TEMPLATE = "template"  # a marker inside a templated file ({{ ... }}): reported, not edited
+    ALIASED = "aliased"  # the value is anchored and re-used through an alias
+    UNSUPPORTED = "unsupported"  # e.g. a block scalar or an explicit tag holds the value
+    CONFLICT = "conflict"  # two updates want different values in one place
+    VERIFY = "verify"  # the edited text did not re-parse to exactly the intended change
+    IO = "io"  # unreadable, or a symlink leading outside the tree
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    file: str
+    line: int
+    target: Target
+    subject: str  # the policy REF for setters, the image name for marker-free updates
+    field: str  # the YAML path, e.g. spec.template.spec.containers[0].image
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    line: int | None
+    kind: ProblemKind
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileEdit:
+    """The outcome for one file: ``updated`` equals ``original`` when nothing is written."""
+
+    file: str
+    original: str
+    updated: str
+    changes: tuple[Change, ...] = ()
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return self.updated != self.original
+
+
+@dataclass(frozen=True, slots=True)
+class ImageUpdate:
+    """A marker-free update: references to repository ``name`` move to ``image``."""
+
+    name: ImageRef
+    image: ImageRef
+
+
+@dataclass(frozen=True, slots=True)
+class HelmKeys:
+    """Key paths (relative to a mapping) of a Helm-style image spec."""
+
+    repository: tuple[str, ...] = ("repository",)
+    tag: tuple[str, ...] = ("tag",)
+    registry: tuple[str, ...] | None = ("registry",)
+    digest: tuple[str, ...] | None = ("digest",)
+
+
+@dataclass(frozen=True, slots=True)
+class EditRequest:
+    policies: dict[str, ImageRef] = field(default_factory=dict)  # REF → IMAGE, for setter markers
+    images: tuple[ImageUpdate, ...] = ()  # for marker-free updates
+    helm_keys: tuple[HelmKeys, ...] = (HelmKeys(),)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeSet:
+    edits: tuple[FileEdit, ...]
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        return tuple(c for e in self.edits for c in e.changes)
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        return tuple(p for e in self.edits for p in e.problems)
+
+    @property
+    def changed_files(self) -> tuple[FileEdit, ...]:
+        return tuple(e for e in self.edits if e.changed)

@@ -1,0 +1,118 @@
+"""The only file I/O of the update package: find candidate files, read, and write atomically.
+
+Files considered: ``*.yaml``, ``*.yml`` and files named ``Kustomization``. Symlinks are resolved
+and followed only when they stay inside the tree; dangling or outside links and unreadable or
+non-UTF-8 files are skipped (reported when they would have been candidates). A file reached
+twice (through a link) is edited once, at its real path. Writes go to a temporary file in the
+same directory, keep the original mode, and replace the original atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagebot.update.engine import edit_text
+from imagebot.update.images import screen_tokens
+from imagebot.update.model import ChangeSet, EditRequest, FileEdit, Problem, ProblemKind
+from imagebot.update.setters import TOKEN
+
+log = logging.getLogger(__name__)
+_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    label: str  # path relative to the root, with '/' separators
+    real: Path
+
+
+def iter_files(root: Path) -> Iterator[Candidate | Problem]:
+    root_real = root.resolve()
+    seen: set[Path] = set()
+    for dirpath, dirnames, filenames in os.walk(root_real, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        # directory symlinks are not descended into: what they point at inside the tree is walked anyway
+        for name in sorted(filenames):
+            if not (name.endswith(_SUFFIXES) or name == "Kustomization"):
+                continue
+            path = Path(dirpath) / name
+            label = path.relative_to(root_real).as_posix()
+            try:
+                real = path.resolve(strict=True)
+            except (OSError, RuntimeError):
+                yield Problem(label, None, ProblemKind.IO, "dangling or looping symlink: skipped")
+                continue
+            if real != root_real and root_real not in real.parents:
+                yield Problem(label, None, ProblemKind.IO, "symlink leads outside the tree: skipped")
+                continue
+            if real in seen or not real.is_file():
+                continue
+            seen.add(real)
+            yield Candidate(label, real)
+
+
+def plan_tree(root: Path, request: EditRequest) -> ChangeSet:
+    """Read every candidate under ``root`` and compute its edit; nothing is written."""
+    screens = [t.encode() for t in screen_tokens(request.images)]
+    if request.policies:
+        screens.append(TOKEN.encode())
+    edits: list[FileEdit] = []
+    for item in iter_files(root):
+        if isinstance(item, Problem):
+            edits.append(FileEdit(item.file, "", "", problems=(item,)))
+            continue
+        try:
+            data = item.real.read_bytes()
+        except OSError as exc:
+            edits.append(
+                FileEdit(item.label, "", "", problems=(Problem(item.label, None, ProblemKind.IO, f"unreadable: {exc.strerror}"),))
+            )
+            continue
+        if not any(s in data for s in screens):
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            edits.append(
+                FileEdit(item.label, "", "", problems=(Problem(item.label, None, ProblemKind.IO, "not UTF-8: skipped"),))
+            )
+            continue
+        edits.append(edit_text(item.label, text, request))
+    return ChangeSet(tuple(edits))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def apply(root: Path, changeset: ChangeSet) -> list[str]:
+    """Write every changed file (at its real path inside ``root``); returns the labels written."""
+    root_real = root.resolve()
+    written = []
+    for edit in changeset.changed_files:
+        target = (root_real / edit.file).resolve(strict=True)
+        if root_real not in target.parents:
+            raise OSError(f"refusing to write {edit.file}: resolves outside {root}")
+        write_atomic(target, edit.updated)
+        written.append(edit.file)
+        log.debug("wrote %s (%d changes)", edit.file, len(edit.changes))
+    return written
