@@ -14,6 +14,7 @@ from imagebot import __version__, refs
 from imagebot.errors import EditError, ExitCode, ImagebotError, PolicyError, UsageError
 from imagebot.policy import DEFAULT_EXCLUDES, PolicyKind, PolicySpec, Selection, build
 from imagebot.refs import ImageRef
+from imagebot.registry.commands import add_registry_flags, cmd_digest, cmd_tags, list_tags_for
 from imagebot.update.model import ImageUpdate
 
 EXIT_CODES = """exit codes:
@@ -134,9 +135,9 @@ def print_selection(sel: Selection, *, explain: bool, as_json: bool, out: TextIO
 
 def cmd_select(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     policy = build(policy_spec_from_args(args))  # invalid policy: exit 2 before reading any tag
-    if getattr(args, "image", None):
-        from imagebot.registry.commands import list_tags_for
-
+    if args.image:
+        if args.tags:
+            raise UsageError("give tags or --image, not both")
         tags = list_tags_for(args)
     else:
         tags = read_tags(args.tags, stdin)
@@ -238,8 +239,33 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_policy_flags(sel)
+    sel.add_argument("--image", metavar="IMAGE", help="list the tags of this repository from its registry instead of TAG/stdin")
+    add_registry_flags(sel)
     sel.add_argument("tags", nargs="*", metavar="TAG", help="candidate tags (default: stdin, one per line)")
     sel.set_defaults(func=cmd_select)
+
+    tg = sub.add_parser(
+        "tags",
+        help="list every tag of a repository, one per line",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tg.add_argument("image", metavar="IMAGE", help="repository, e.g. ghcr.io/org/app or localhost:5000/app")
+    tg.add_argument("--json", action="store_true")
+    add_registry_flags(tg)
+    tg.set_defaults(func=cmd_tags)
+
+    dg = sub.add_parser(
+        "digest",
+        help="print the manifest digest (sha256:...) of IMAGE:TAG",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dg.add_argument("image", metavar="IMAGE:TAG")
+    dg.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="the platform's manifest inside an image index")
+    dg.add_argument("--json", action="store_true")
+    add_registry_flags(dg)
+    dg.set_defaults(func=cmd_digest)
 
     st = sub.add_parser(
         "set",

@@ -1,3 +1,55 @@
-"""Shared fixtures: real servers started on 127.0.0.1 and stopped by PID."""
+"""Shared fixtures: real servers started on 127.0.0.1 and stopped by PID (or in-process threads)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
 
 from tests.fixtures.cluster import cluster, namespace  # noqa: F401
+from tests.fixtures.pager import Pager
+from tests.fixtures.pki import PKI, make_pki
+from tests.fixtures.registry import RegistryServer, start_registry
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def _registry(mode: str, tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Iterator[RegistryServer]:
+    server = start_registry(mode, tmp_path_factory.mktemp(f"registry-{mode}"), pki)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def registry_plain(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Iterator[RegistryServer]:
+    yield from _registry("plain", tmp_path_factory, pki)
+
+
+@pytest.fixture(scope="session")
+def registry_basic(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Iterator[RegistryServer]:
+    yield from _registry("basic", tmp_path_factory, pki)
+
+
+@pytest.fixture(scope="session")
+def registry_token(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Iterator[RegistryServer]:
+    yield from _registry("token", tmp_path_factory, pki)
+
+
+@pytest.fixture
+def pager() -> Iterator[Pager]:
+    p = Pager()
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path) -> Path:
+    d = tmp_path / "docker"
+    d.mkdir()
+    return d

@@ -1,0 +1,72 @@
+"""Concurrent scans of many repositories: one listing per repository, shared by every policy.
+
+A bounded thread pool runs the listings; each registry client bounds its own concurrency and
+rate. With a :class:`ScanState`, every listing records first-seen times and reports the tags
+that are new since the last scan. A failed repository is reported, never fatal to the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from imagebot.errors import RegistryError
+from imagebot.refs import ImageRef
+from imagebot.registry import Registries
+from imagebot.registry.state import ScanState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    repository: str  # canonical name, e.g. ghcr.io/org/app
+    tags: tuple[str, ...]
+    new_tags: tuple[str, ...]
+    error: str | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Scanner:
+    def __init__(
+        self, registries: Registries, state: ScanState | None = None, workers: int = 16, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.registries = registries
+        self.state = state
+        self.workers = workers
+        self.clock = clock
+
+    def scan_one(self, image: ImageRef) -> ScanResult:
+        t0 = time.perf_counter()
+        repo = image.canonical_name
+        try:
+            tags = self.registries.client(image.canonical_registry).list_tags(image.canonical_path)
+        except RegistryError as exc:
+            if self.state is not None:
+                self.state.record_scan(repo, self.clock(), False, 0, str(exc))
+            log.warning("scan of %s failed: %s", repo, exc)
+            return ScanResult(repo, (), (), str(exc), time.perf_counter() - t0)
+        new: list[str] = []
+        if self.state is not None:
+            now = self.clock()
+            new = self.state.record_tags(repo, tags, now)
+            self.state.record_scan(repo, now, True, len(tags), None)
+        return ScanResult(repo, tuple(tags), tuple(new), None, time.perf_counter() - t0)
+
+    def scan(self, images: Iterable[ImageRef]) -> dict[str, ScanResult]:
+        """Scan each distinct repository once; results keyed by canonical name."""
+        unique: dict[str, ImageRef] = {}
+        for img in images:
+            unique.setdefault(img.canonical_name, img)
+        if not unique:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(unique)), thread_name_prefix="scan") as pool:
+            results = list(pool.map(self.scan_one, unique.values()))
+        return {r.repository: r for r in results}
