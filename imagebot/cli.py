@@ -15,7 +15,7 @@ from imagebot.errors import EditError, ExitCode, ImagebotError, PolicyError, Usa
 from imagebot.policy import DEFAULT_EXCLUDES, PolicyKind, PolicySpec, Selection, build
 from imagebot.refs import ImageRef
 from imagebot.registry.commands import add_registry_flags, cmd_digest, cmd_tags, list_tags_for
-from imagebot.update.model import ImageUpdate
+from imagebot.update.model import EditRequest, ImageUpdate
 
 EXIT_CODES = """exit codes:
   0  ok
@@ -183,7 +183,7 @@ def parse_image_args(items: Sequence[str]) -> tuple[ImageUpdate, ...]:
 
 
 def cmd_set(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
-    from imagebot.update import EditRequest, ProblemKind, report, walk
+    from imagebot.update import ProblemKind, report, walk
 
     request = EditRequest(policies=parse_policy_args(args.policy), images=parse_image_args(args.image))
     if not request.policies and not request.images:
@@ -215,6 +215,13 @@ def cmd_set(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -
     if any(p.kind is ProblemKind.VERIFY for p in problems):
         return int(ExitCode.EDIT)
     return int(ExitCode.OK)
+
+
+def cmd_update(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    from imagebot.gitops.commands import run_update
+
+    request = EditRequest(policies=parse_policy_args(args.policy), images=parse_image_args(args.image))
+    return run_update(args, request, out, err)
 
 
 Command = Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int]
@@ -282,6 +289,22 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--dry-run", action="store_true", help="print a unified diff and write nothing")
     st.add_argument("--json", action="store_true", help="print the change set as JSON")
     st.set_defaults(func=cmd_set)
+
+    from imagebot.gitops.commands import ENV_HELP, add_update_flags
+
+    up = sub.add_parser(
+        "update",
+        help="clone/fetch the config repo, apply the edits of 'set', commit, push or open/update a PR",
+        description="Apply the edits of 'imagebot set' to a config repository and deliver them: push to the branch, "
+        "push to another branch, or open/update one pull request per environment and group. Prints the commit SHA and "
+        "PR URL, or 'no change'. A rejected push is answered by fetching and re-applying the edit on the new tip.",
+        epilog=ENV_HELP + "\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_update_flags(up)
+    up.add_argument("--policy", action="append", default=[], metavar="REF=IMAGE", help="NS:NAME or NAME = new image")
+    up.add_argument("--image", action="append", default=[], metavar="NAME=IMAGE", help="repository = new image")
+    up.set_defaults(func=cmd_update)
     return parser
 
 

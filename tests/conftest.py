@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.cluster import cluster, namespace  # noqa: F401
+from tests.fixtures.git import GitHttp, Sshd, start_sshd
 from tests.fixtures.pager import Pager
 from tests.fixtures.pki import PKI, make_pki
 from tests.fixtures.registry import RegistryServer, start_registry
@@ -53,3 +56,23 @@ def docker_config(tmp_path: Path) -> Path:
     d = tmp_path / "docker"
     d.mkdir()
     return d
+
+
+@pytest.fixture(scope="session")
+def git_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHttp]:
+    server = GitHttp(tmp_path_factory.mktemp("git-http"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    # pytest's temporary root is private to root (0700): the git-shell user needs a path it can traverse
+    repos = Path(tempfile.mkdtemp(prefix="imagebot-ssh-repos-"))
+    repos.chmod(0o755)
+    work = Path(tempfile.mkdtemp(prefix="imagebot-sshd-"))
+    server = start_sshd(work, repos)
+    yield server
+    server.stop()
+    shutil.rmtree(repos, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,278 @@
+"""A cached, shallow Git workspace of one remote branch (GitPython), with safe credentials.
+
+- Cloned shallow and single-branch into ``<cache>/<hash of URL + branch>``; later runs fetch
+  and hard-reset to the remote tip (and ``clean -fdx``), so a workspace left dirty by a crash is
+  cleaned. A corrupt cache directory is removed and cloned again.
+- HTTPS credentials travel as an ``http.extraHeader`` through git's environment
+  (``GIT_CONFIG_COUNT``…), never in the URL, the ``.git/config`` or a log line.
+- SSH uses a deploy key with ``IdentitiesOnly=yes``, ``BatchMode=yes`` and strict host key
+  checking against a given known_hosts: an unknown host key is an error, not a prompt.
+- Commits carry the configured identity (a bot identity by default, so a bare machine with no
+  git identity works) and are signed when a signing key is configured (SSH or GPG, through
+  git's own ``gpg.format`` / ``user.signingkey``).
+- Every git failure becomes a GitError with credentials redacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import git
+from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
+
+from imagebot.errors import GitError
+
+log = logging.getLogger(__name__)
+
+_USERINFO = re.compile(r"(\w+://)[^/@\s]+@")
+_AUTH_HEADER = re.compile(r"(?i)(authorization:\s*\w+\s+)\S+")
+
+
+def redact(text: str) -> str:
+    return _AUTH_HEADER.sub(r"\1***", _USERINFO.sub(r"\1***@", text))
+
+
+def safe_url(url: str) -> str:
+    return _USERINFO.sub(r"\1***@", url)
+
+
+def _control_dir() -> str | None:
+    """A private directory for SSH control sockets (short path: sockets are limited to ~100 bytes)."""
+    path = Path(f"/tmp/imagebot-ssh-{os.getuid()}")
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            return None  # not ours, or not private: do without multiplexing
+    except OSError:
+        return None
+    return str(path)
+
+
+@dataclass(frozen=True, slots=True)
+class GitAuth:
+    """How to reach the remote. Secrets never appear in ``repr``."""
+
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # an HTTPS token or password
+    ssh_key: Path | None = None
+    known_hosts: Path | None = None
+
+    def environment(self) -> dict[str, str]:
+        env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false"}
+        if self.password is not None:
+            user = self.username or "x-access-token"
+            token = base64.b64encode(f"{user}:{self.password}".encode()).decode()
+            env.update(
+                {
+                    "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": "http.extraHeader",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
+                }
+            )
+        ssh = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"]
+        control = _control_dir()
+        if control is not None:  # one SSH connection reused by ls-remote, fetch and push
+            # the socket is per key + known_hosts: a connection verified under one trust setting is never
+            # reused under another (that would skip host key checking)
+            trust = hashlib.sha256(f"{self.ssh_key}\0{self.known_hosts}".encode()).hexdigest()[:12]
+            ssh += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}/{trust}-%C", "-o", "ControlPersist=60"]
+        else:
+            ssh += ["-o", "ControlMaster=no"]
+        if self.known_hosts is not None:
+            ssh += ["-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null"]
+        if self.ssh_key is not None:
+            ssh += ["-i", str(self.ssh_key), "-o", "IdentitiesOnly=yes"]
+        env["GIT_SSH_COMMAND"] = " ".join(ssh)
+        return env
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    name: str = "imagebot"
+    email: str = "imagebot@users.noreply.invalid"
+    signing_key: Path | None = None
+    signing_format: str = "ssh"  # or "openpgp" (GPG) / "x509"
+
+    def config(self) -> dict[str, str]:
+        cfg = {"user.name": self.name, "user.email": self.email, "commit.gpgsign": "false"}
+        if self.signing_key is not None:
+            cfg.update({"commit.gpgsign": "true", "gpg.format": self.signing_format, "user.signingkey": str(self.signing_key)})
+        return cfg
+
+
+class PushOutcome(StrEnum):
+    OK = "ok"
+    UP_TO_DATE = "up-to-date"
+    REJECTED = "rejected"  # non-fast-forward / stale lease / lost a race: fetch, redo, retry
+
+
+_REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "stale info")
+_REMOTE_RACE = ("cannot lock ref", "failed to update ref", "incorrect old value", "but expected")
+
+
+def cache_key(url: str, branch: str) -> str:
+    return hashlib.sha256(f"{url}\0{branch}".encode()).hexdigest()[:20]
+
+
+class Workspace:
+    def __init__(
+        self, url: str, branch: str, cache_root: Path, auth: GitAuth | None = None, identity: Identity | None = None
+    ) -> None:
+        self.url = url
+        self.branch = branch
+        self.auth = auth or GitAuth()
+        self.identity = identity or Identity()
+        self.dir = cache_root / cache_key(url, branch)
+        self._env = self.auth.environment()
+        self._repo: git.Repo | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
+        repo = self.repo
+        try:
+            with repo.git.custom_environment(**{**self._env, **(env or {})}):
+                return str(repo.git.execute(["git", *args]))
+        except GitCommandError as exc:
+            raise GitError(self._describe(args, exc)) from exc
+
+    def _describe(self, args: tuple[str, ...] | list[str], exc: GitCommandError) -> str:
+        raw = redact(str(exc.stderr or "")).strip()
+        raw = raw.removeprefix("stderr:").strip().strip("'").strip()
+        lines = [ln.strip() for ln in raw.splitlines() if ln.strip()]
+        keep = [
+            ln
+            for ln in lines
+            if ln.startswith(("fatal:", "error:", "remote:", "!", "To ", "hint:"))
+            or any(k in ln.lower() for k in ("rejected", "host key", "permission denied", "denied"))
+        ]
+        stderr = " ".join(keep or lines)
+        hint = ""
+        low = stderr.lower()
+        if "host key verification failed" in low or "no matching host key" in low:
+            hint = " — the server's host key is not in the known_hosts given (add it; imagebot never trusts on first use)"
+        elif any(m in low for m in ("authentication failed", "permission denied", "could not read username", " 401", " 403")):
+            hint = " — check the credentials (token or deploy key) and their write access"
+        elif any(
+            m in low
+            for m in (
+                "could not resolve host",
+                "connection refused",
+                "could not read from remote",
+                "failed to connect",
+                "couldn't connect",
+                "timed out",
+            )
+        ):
+            hint = " — the remote is unreachable"
+        return f"git {args[0]} {safe_url(self.url)} failed: {stderr[:400]}{hint}"
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self._open_or_clone()
+        assert self._repo is not None
+        return self._repo
+
+    # ------------------------------------------------------------------ operations
+    def sync(self, branch: str | None = None) -> str:
+        """Make the workspace equal to the remote tip of ``branch`` (default: the checkout branch)."""
+        branch = branch or self.branch
+        if self._repo is None:
+            self._open_or_clone()
+        self._git("fetch", "--depth", "1", "--no-tags", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        self._git("checkout", "-q", "--force", "-B", branch, f"refs/remotes/origin/{branch}")
+        self._git("reset", "-q", "--hard", f"refs/remotes/origin/{branch}")
+        self._git("clean", "-q", "-fdx")
+        return self.head()
+
+    def _open_or_clone(self) -> None:
+        if self.dir.exists():
+            try:
+                repo = git.Repo(self.dir)
+                if repo.remotes and repo.remotes.origin.url == self.url:
+                    self._repo = repo
+                    self._configure()
+                    return
+            except (InvalidGitRepositoryError, NoSuchPathError, ValueError):
+                pass
+            log.warning("workspace %s is not a clone of %s: recreating it", self.dir, safe_url(self.url))
+            shutil.rmtree(self.dir)
+        self.dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir.with_name(self.dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            git.Repo.clone_from(
+                self.url, tmp, env={**os.environ, **self._env}, depth=1, branch=self.branch, single_branch=True, no_tags=True
+            )
+        except GitCommandError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise GitError(self._describe(["clone"], exc)) from exc
+        tmp.rename(self.dir)
+        self._repo = git.Repo(self.dir)
+        self._configure()
+
+    def _configure(self) -> None:
+        with self.repo.config_writer() as cw:
+            for key, value in self.identity.config().items():
+                section, _, option = key.rpartition(".")
+                cw.set_value(section, option, value)
+
+    def head(self) -> str:
+        return self.repo.head.commit.hexsha
+
+    def remote_sha(self, branch: str) -> str | None:
+        out = self._git("ls-remote", "--heads", "origin", f"refs/heads/{branch}")
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref == f"refs/heads/{branch}":
+                return sha
+        return None
+
+    def fetch(self, branch: str) -> str:
+        self._git("fetch", "--depth", "1", "--no-tags", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        return str(self.repo.commit(f"refs/remotes/origin/{branch}").hexsha)
+
+    def tree_of(self, rev: str) -> str:
+        return str(self.repo.commit(rev).tree.hexsha)
+
+    def commit(self, message: str) -> str | None:
+        """Commit everything changed in the work tree; None when nothing changed."""
+        self._git("add", "-A")
+        if not self._git("status", "--porcelain"):
+            return None
+        env = {
+            "GIT_AUTHOR_NAME": self.identity.name,
+            "GIT_AUTHOR_EMAIL": self.identity.email,
+            "GIT_COMMITTER_NAME": self.identity.name,
+            "GIT_COMMITTER_EMAIL": self.identity.email,
+        }
+        self._git("commit", "-q", "--no-verify", "-m", message, env=env)
+        return self.head()
+
+    def push(self, remote_branch: str, lease: str | None = None, force_with_lease: bool = False) -> PushOutcome:
+        """Push HEAD to ``remote_branch``. Never forces, except with a lease on the bot's own branch."""
+        args = ["push", "--porcelain", "origin", f"HEAD:refs/heads/{remote_branch}"]
+        if force_with_lease:
+            args.insert(1, f"--force-with-lease=refs/heads/{remote_branch}:{lease or ''}")
+        try:
+            with self.repo.git.custom_environment(**self._env):
+                out = str(self.repo.git.execute(["git", *args]))
+        except GitCommandError as exc:
+            text = f"{exc.stdout or ''} {exc.stderr or ''}"
+            # "[remote rejected]": a hook or branch protection said no — final, unless it only lost a ref race
+            markers = _REMOTE_RACE if "[remote rejected]" in text else _REJECTED
+            retryable = any(m in text for m in markers)
+            if retryable:
+                return PushOutcome.REJECTED
+            raise GitError(self._describe(args, exc)) from exc
+        return PushOutcome.UP_TO_DATE if "[up to date]" in out else PushOutcome.OK

@@ -1,0 +1,170 @@
+"""Deliver an edit request to a config repo: push, push to another branch, or a pull request.
+
+The edit is re-run on the remote tip on every attempt (never a text rebase), so a rejected push
+(someone pushed first) is answered by fetch → edit again → commit → push, with bounded retries
+and jittered backoff. Shared branches are never force-pushed; a pull request's head branch is
+the bot's own (``imagebot/<environment>/<group>``) and is replaced with ``--force-with-lease``.
+Nothing changed → no commit, no push, no API call. Any edit problem aborts before committing:
+no partial commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from imagebot.errors import EditError, GitError, UsageError
+from imagebot.forge.base import Forge, PullRequest
+from imagebot.gitops.message import Rendered, Templates, render
+from imagebot.gitops.workspace import PushOutcome, Workspace
+from imagebot.refs import ImageRef
+from imagebot.update import ChangeSet, EditRequest, ProblemKind, report, walk
+
+log = logging.getLogger(__name__)
+
+
+class Mode(StrEnum):
+    PUSH = "push"
+    PUSH_BRANCH = "push-branch"
+    PULL_REQUEST = "pull-request"
+
+
+class Status(StrEnum):
+    NO_CHANGE = "no-change"
+    DRY_RUN = "dry-run"
+    PUSHED = "pushed"
+    PR_OPENED = "pr-opened"
+    PR_UPDATED = "pr-updated"
+    PR_UNCHANGED = "pr-unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    mode: Mode = Mode.PUSH
+    branch: str = "main"
+    path: str = ""
+    push_branch: str | None = None
+    environment: str = ""
+    group: str = "default"
+    labels: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    head_prefix: str = "imagebot/"
+    templates: Templates = field(default_factory=Templates)
+
+    @property
+    def head_branch(self) -> str:
+        return f"{self.head_prefix}{self.environment or 'default'}/{self.group}"
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    status: Status
+    branch: str
+    commit: str | None = None
+    pr: PullRequest | None = None
+    changes: ChangeSet = field(default_factory=lambda: ChangeSet(()))
+    message: Rendered | None = None
+    attempts: int = 1
+    diff: str = ""
+
+
+def requested_images(request: EditRequest) -> dict[str, ImageRef]:
+    out = dict(request.policies)
+    out.update({u.name.name: u.image for u in request.images})
+    return out
+
+
+def _edit(root: Path, request: EditRequest) -> ChangeSet:
+    cs = walk.plan_tree(root, request)
+    blocking = [p for p in cs.problems if p.kind in (ProblemKind.INPUT, ProblemKind.VERIFY)]
+    if blocking:
+        text = "; ".join(f"{p.file}:{p.line or '?'}: {p.message}" for p in blocking[:5])
+        err = UsageError if blocking[0].kind is ProblemKind.INPUT else EditError
+        raise err(f"nothing committed: {text}")
+    return cs
+
+
+def deliver(
+    ws: Workspace,
+    delivery: Delivery,
+    request: EditRequest,
+    forge: Forge | None = None,
+    *,
+    dry_run: bool = False,
+    attempts: int = 8,
+    sleep: Callable[[float], None] = time.sleep,
+    rnd: random.Random | None = None,
+) -> Result:
+    if delivery.mode is Mode.PULL_REQUEST and not dry_run and forge is None:
+        raise UsageError("pull-request mode needs a forge (a GitHub token and repository)")
+    if delivery.mode is Mode.PUSH_BRANCH and not delivery.push_branch:
+        raise UsageError("push-branch mode needs a branch to push to")
+    rnd = rnd or random.Random()
+    for attempt in range(1, attempts + 1):
+        result = _attempt(ws, delivery, request, forge, dry_run, attempt)
+        if result is not None:
+            return result
+        wait = rnd.uniform(0, min(2.0, 0.05 * 2**attempt))
+        log.info(
+            "push to %s rejected (attempt %d/%d): fetching and re-applying in %.2fs", delivery.branch, attempt, attempts, wait
+        )
+        sleep(wait)
+    raise GitError(f"gave up after {attempts} attempts: the remote branch kept moving (or a lease kept failing)")
+
+
+def _root(ws: Workspace, delivery: Delivery) -> Path:
+    root = (ws.dir / delivery.path).resolve()
+    if root != ws.dir.resolve() and ws.dir.resolve() not in root.parents:
+        raise UsageError(f"--path {delivery.path!r} leaves the repository")
+    if not root.is_dir():
+        raise UsageError(f"--path {delivery.path!r} is not a directory in {delivery.branch}")
+    return root
+
+
+def _attempt(ws: Workspace, d: Delivery, request: EditRequest, forge: Forge | None, dry_run: bool, attempt: int) -> Result | None:
+    target = d.branch
+    lease: str | None = None
+    if d.mode is Mode.PUSH_BRANCH:
+        assert d.push_branch
+        target = d.push_branch
+        base = d.push_branch if ws.remote_sha(d.push_branch) else d.branch  # created from the checkout branch if missing
+        ws.sync(base)
+    elif d.mode is Mode.PULL_REQUEST:
+        target = d.head_branch
+        if not target.startswith(d.head_prefix):
+            raise UsageError(f"refusing to force-push {target}: not a branch of the bot ({d.head_prefix}…)")
+        lease = ws.remote_sha(target) or ""
+        ws.sync(d.branch)
+    else:
+        ws.sync(d.branch)
+    cs = _edit(_root(ws, d), request)
+    if not cs.changed_files:
+        return Result(Status.NO_CHANGE, target, changes=cs, attempts=attempt)
+    rendered = render(cs.changes, requested_images(request), d.templates, d.environment, d.group)
+    if dry_run:
+        return Result(Status.DRY_RUN, target, changes=cs, message=rendered, attempts=attempt, diff=report.unified_diff(cs))
+    walk.apply(_root(ws, d), cs)
+    sha = ws.commit(rendered.commit_message)
+    assert sha is not None
+    if d.mode is Mode.PULL_REQUEST:
+        assert forge is not None and lease is not None
+        unchanged = bool(lease) and ws.tree_of(ws.fetch(target)) == ws.tree_of("HEAD")
+        if not unchanged and ws.push(target, lease=lease, force_with_lease=True) is PushOutcome.REJECTED:
+            return None
+        pr = forge.find_open(target, d.branch)  # one read even when the branch is current: a lost PR is re-opened
+        if unchanged and pr is not None and (pr.title, pr.body) == (rendered.title, rendered.body):
+            return Result(Status.PR_UNCHANGED, target, lease, pr, cs, rendered, attempt)
+        sha = lease if unchanged else sha
+        if pr is None:
+            pr = forge.open(target, d.branch, rendered.title, rendered.body, d.labels, d.reviewers)
+            return Result(Status.PR_OPENED, target, sha, pr, cs, rendered, attempt)
+        pr = forge.update(pr, rendered.title, rendered.body, d.labels)
+        return Result(Status.PR_UPDATED, target, sha, pr, cs, rendered, attempt)
+    if ws.push(target) is PushOutcome.REJECTED:
+        return None
+    return Result(Status.PUSHED, target, sha, None, cs, rendered, attempt)
