@@ -8,11 +8,12 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     OK = 0
     DRIFT = 1  # `reconciler diff`: live differs from Git
-    USAGE = 2  # bad arguments or a source that violates --allowed-namespaces / --allow-cluster-scoped
-    SOURCE = 3  # the Git source could not be fetched
+    USAGE = 2  # bad arguments, or a source that violates --allowed-namespaces / --allow-cluster-scoped
+    SOURCE = 3  # the source could not be fetched
     RENDER = 4  # the render failed: nothing was applied or pruned
     CLUSTER = 5  # the API server refused or could not be reached
     PRUNE_REFUSED = 6  # a prune guard held: nothing was deleted
+    UNHEALTHY = 7  # --wait: the app did not become Healthy before --timeout
 
 
 class ReconcilerError(Exception):
@@ -37,3 +38,7 @@ class ClusterError(ReconcilerError):
 
 class PruneRefused(ReconcilerError):
     exit_code = ExitCode.PRUNE_REFUSED
+
+
+class Unhealthy(ReconcilerError):
+    exit_code = ExitCode.UNHEALTHY

@@ -1,0 +1,274 @@
+"""The cluster adapter: the official ``kubernetes`` client behind one small protocol.
+
+Discovery through the dynamic client; reads, server-side apply and deletes as raw JSON calls
+on the client's ApiClient (the typed/dynamic deserialisation costs more than the network on a
+local apiserver). Every ``kubernetes``/``urllib3`` exception becomes a ClusterError carrying the
+API server's message, truncated and never containing Secret data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import urllib3
+from kubernetes import client, config, dynamic
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+from reconciler.errors import ClusterError
+from reconciler.model import Manifest, ResourceKey
+
+log = logging.getLogger(__name__)
+
+
+class Cluster(Protocol):
+    def namespaced(self, api_version: str, kind: str) -> bool: ...
+
+    def list_managed(self, api_version: str, kind: str, selector: str) -> dict[ResourceKey, dict[str, Any]]: ...
+
+    def get(self, api_version: str, key: ResourceKey) -> dict[str, Any] | None: ...
+
+    def apply(self, manifest: Manifest, force: bool = True, dry_run: bool = False) -> dict[str, Any]: ...
+
+    def delete(self, api_version: str, key: ResourceKey) -> None: ...
+
+
+def _message(exc: ApiException) -> str:
+    try:
+        doc = json.loads(exc.body or "{}")
+        msg = doc.get("message") or exc.reason
+    except (ValueError, AttributeError):
+        msg = exc.reason or str(exc)
+    msg = str(msg)
+    return msg if len(msg) <= 400 else msg[:399] + "…"
+
+
+def load_api_client(kubeconfig: str | None = None, context: str | None = None, pool: int = 16) -> client.ApiClient:
+    """Standard resolution: --kubeconfig, then $KUBECONFIG / ~/.kube/config, then in-cluster."""
+    cfg = client.Configuration()
+    try:
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+        else:
+            try:
+                config.load_kube_config(context=context, client_configuration=cfg)
+            except config.ConfigException:
+                config.load_incluster_config(client_configuration=cfg)
+    except (config.ConfigException, OSError) as exc:
+        raise ClusterError(f"no usable kubeconfig ({exc}); give --kubeconfig or set KUBECONFIG") from None
+    cfg.connection_pool_maxsize = pool
+    return client.ApiClient(cfg)
+
+
+class KubeCluster:
+    def __init__(self, api: client.ApiClient, field_manager: str = "reconciler") -> None:
+        self.api = api
+        self.field_manager = field_manager
+        self._dyn: dynamic.DynamicClient | None = None
+        self._resources: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.writes = 0
+
+    # ------------------------------------------------------------ discovery
+    @property
+    def dyn(self) -> dynamic.DynamicClient:
+        if self._dyn is None:
+            try:
+                self._dyn = dynamic.DynamicClient(self.api)
+            except (ApiException, urllib3.exceptions.HTTPError) as exc:
+                raise ClusterError(f"cannot reach the API server: {exc}") from exc
+        return self._dyn
+
+    def resource(self, api_version: str, kind: str) -> Any:
+        key = (api_version, kind)
+        with self._lock:
+            if key in self._resources:
+                return self._resources[key]
+        try:
+            res = self.dyn.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            self.refresh()
+            try:
+                res = self.dyn.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                raise ClusterError(f"the API server does not serve {kind} in {api_version} (a CRD not installed yet?)") from None
+        except (ApiException, urllib3.exceptions.HTTPError) as exc:
+            raise ClusterError(f"discovery of {api_version} {kind} failed: {exc}") from exc
+        with self._lock:
+            self._resources[key] = res
+        return res
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._resources.clear()
+        try:
+            self.dyn.resources.invalidate_cache()
+        except Exception:
+            self._dyn = None
+
+    def namespaced(self, api_version: str, kind: str) -> bool:
+        return bool(self.resource(api_version, kind).namespaced)
+
+    # ------------------------------------------------------------ raw calls
+    def _call(
+        self,
+        method: str,
+        path: str,
+        query: list[tuple[str, str]] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: float = 30.0,
+    ) -> Any:
+        """One raw request (URL, TLS and auth from the client's configuration); JSON in, JSON out."""
+        self.calls += 1
+        if method in ("PATCH", "PUT", "POST", "DELETE"):
+            self.writes += 1
+        _, url, headers, _, _ = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params={"Accept": "application/json", "Content-Type": content_type},
+            auth_settings=["BearerToken"],
+        )
+        payload = None if body is None else json.dumps(body).encode()
+        try:
+            resp = self.api.rest_client.pool_manager.request(
+                method, url, body=payload, headers=headers, timeout=urllib3.Timeout(total=timeout), preload_content=True
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise ClusterError(f"the API server is unreachable: {exc}") from exc
+        if resp.status >= 400:
+            raise ApiException(status=resp.status, reason=resp.reason, body=resp.data.decode(errors="replace"))
+        return json.loads(resp.data) if resp.data else None
+
+    def _path(self, api_version: str, key: ResourceKey, with_name: bool = True) -> str:
+        res = self.resource(api_version, key.kind)
+        ns = key.namespace if res.namespaced else None
+        return str(res.path(name=key.name if with_name else None, namespace=ns))
+
+    def list_managed(self, api_version: str, kind: str, selector: str) -> dict[ResourceKey, dict[str, Any]]:
+        """Every object of a kind carrying ``selector``, in all namespaces: one call per kind."""
+        res = self.resource(api_version, kind)
+        try:
+            doc = self._call("GET", str(res.path()), [("labelSelector", selector)])
+        except ApiException as exc:
+            raise ClusterError(f"list {kind}: HTTP {exc.status}: {_message(exc)}") from exc
+        group = res.group or ""
+        out = {}
+        for item in doc.get("items") or []:
+            meta = item.get("metadata") or {}
+            out[ResourceKey(group, kind, meta.get("namespace") or "", meta["name"])] = item
+        return out
+
+    def get(self, api_version: str, key: ResourceKey) -> dict[str, Any] | None:
+        try:
+            return dict(self._call("GET", self._path(api_version, key)))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ClusterError(f"get {key}: HTTP {exc.status}: {_message(exc)}") from exc
+
+    def apply(self, manifest: Manifest, force: bool = True, dry_run: bool = False) -> dict[str, Any]:
+        query = [("fieldManager", self.field_manager)]
+        if force:
+            query.append(("force", "true"))
+        if dry_run:
+            query.append(("dryRun", "All"))
+        try:
+            return dict(
+                self._call(
+                    "PATCH", self._path(manifest.api_version, manifest.key), query, manifest.body, "application/apply-patch+yaml"
+                )
+            )
+        except ApiException as exc:
+            raise ClusterError(f"apply {manifest.key}: HTTP {exc.status}: {_message(exc)}") from exc
+
+    def remove_fields(self, api_version: str, key: ResourceKey, pointers: list[str]) -> dict[str, Any]:
+        """Remove out-of-band fields Git does not declare (a JSON patch of removes)."""
+        ops = [{"op": "remove", "path": p} for p in pointers]
+        try:
+            return dict(
+                self._call(
+                    "PATCH",
+                    self._path(api_version, key),
+                    [("fieldManager", self.field_manager)],
+                    ops,
+                    "application/json-patch+json",
+                )
+            )
+        except ApiException as exc:
+            raise ClusterError(f"remove fields {pointers} of {key}: HTTP {exc.status}: {_message(exc)}") from exc
+
+    def delete(self, api_version: str, key: ResourceKey) -> None:
+        try:
+            self._call("DELETE", self._path(api_version, key), [("propagationPolicy", "Background")])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise ClusterError(f"delete {key}: HTTP {exc.status}: {_message(exc)}") from exc
+
+    def wait_established(self, crd_name: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            obj = self.get(
+                "apiextensions.k8s.io/v1", ResourceKey("apiextensions.k8s.io", "CustomResourceDefinition", "", crd_name)
+            )
+            conds = ((obj or {}).get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Established" and c.get("status") == "True" for c in conds):
+                self.refresh()
+                return
+            time.sleep(0.05)
+        raise ClusterError(f"CRD {crd_name} not Established after {timeout:.0f}s")
+
+    def watch(
+        self, api_version: str, kind: str, selector: str, resource_version: str | None, stop: threading.Event, timeout: int = 30
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, object) events for managed objects of a kind; ends when ``stop`` is set."""
+        from kubernetes import watch as kwatch
+
+        res = self.resource(api_version, kind)
+        while not stop.is_set():
+            w = kwatch.Watch()
+            try:
+                for ev in res.watch(label_selector=selector, resource_version=resource_version, timeout=timeout, watcher=w):
+                    if stop.is_set():
+                        w.stop()
+                        return
+                    obj = ev["raw_object"]
+                    resource_version = (obj.get("metadata") or {}).get("resourceVersion") or resource_version
+                    if ev["type"] == "ERROR":
+                        resource_version = None  # expired: start over from now
+                        break
+                    yield ev["type"], obj
+            except (ApiException, urllib3.exceptions.HTTPError, ValueError) as exc:
+                if stop.is_set():
+                    return
+                log.warning("watch of %s interrupted (%s); restarting", kind, exc)
+                resource_version = None
+                time.sleep(0.5)
+
+    def event(self, namespace: str, involved: dict[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
+        """Record a Kubernetes Event (best effort: an Event that cannot be written is logged)."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": "reconciler-", "namespace": namespace},
+            "involvedObject": involved,
+            "reason": reason,
+            "message": message[:1000],
+            "type": type_,
+            "source": {"component": self.field_manager},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self._call("POST", f"/api/v1/namespaces/{namespace}/events", None, body)
+        except (ApiException, ClusterError) as exc:
+            log.debug("event not recorded: %s", exc)

@@ -1,0 +1,374 @@
+"""The loop: fetch → render → plan → apply → prune → watch → correct or report.
+
+``Engine.sync`` is one reconcile; ``Engine.run`` keeps the cluster equal to Git: it polls the
+source, watches every managed kind, corrects (or reports) drift as it happens, and resyncs
+fully at an interval as a safety net.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from reconciler import diff as diffmod
+from reconciler.cluster import KubeCluster
+from reconciler.errors import ClusterError, PruneRefused, RenderError, UsageError
+from reconciler.health import object_health, rollup
+from reconciler.inventory import Inventory, load, save
+from reconciler.model import (
+    TRACKING_LABEL,
+    Action,
+    DriftItem,
+    DriftKind,
+    FieldPolicy,
+    Health,
+    Manifest,
+    Plan,
+    ResourceKey,
+)
+from reconciler.plan import PruneGuards, apply_order, plan
+from reconciler.render import render
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    app: str
+    default_namespace: str = "default"
+    inventory_namespace: str = "default"
+    allowed_namespaces: frozenset[str] | None = None  # None: any
+    allow_cluster_scoped: bool = True
+    guards: PruneGuards = field(default_factory=PruneGuards)
+    rules: diffmod.Rules = field(default_factory=diffmod.Rules)
+    workers: int = 8
+    tracking_label: str = TRACKING_LABEL
+
+
+@dataclass(frozen=True, slots=True)
+class SyncReport:
+    app: str
+    revision: str
+    plan: Plan
+    dry_run: bool
+    pruned: tuple[ResourceKey, ...]
+    health: Health
+    seconds: float
+    api_calls: int
+    api_writes: int
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for a in (*self.plan.applies, *self.plan.prunes):
+            out[str(a.action)] = out.get(str(a.action), 0) + 1
+        return out
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.applies = Counter("reconciler_applies_total", "Objects applied", ["kind"], registry=r)
+        self.prunes = Counter("reconciler_prunes_total", "Objects pruned", ["kind"], registry=r)
+        self.drift_detected = Counter("reconciler_drift_detected_total", "Drifted fields seen", ["kind", "field"], registry=r)
+        self.drift_corrected = Counter(
+            "reconciler_drift_corrected_total", "Drifted fields corrected", ["kind", "field"], registry=r
+        )
+        self.duration = Histogram("reconciler_reconcile_duration_seconds", "Duration of one sync", registry=r)
+        self.correction = Histogram(
+            "reconciler_drift_correction_seconds",
+            "Watch event to correction",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=r,
+        )
+
+
+class Engine:
+    def __init__(
+        self, cluster: KubeCluster, settings: Settings, metrics: Metrics | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.cluster = cluster
+        self.s = settings
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.desired: dict[ResourceKey, Manifest] = {}
+        self.revision = ""
+        self.drift: dict[tuple[ResourceKey, str], DriftItem] = {}
+        self.corrections: list[float] = []
+        self._lock = threading.Lock()
+        self._inventory: Inventory | None = None
+
+    def plan_key(self, kind: str, namespace: str, name: str, group: str = "") -> ResourceKey:
+        return ResourceKey(group, kind, namespace, name)
+
+    @property
+    def selector(self) -> str:
+        return f"{self.s.tracking_label}={self.s.app}"
+
+    # ------------------------------------------------------------------ render + validate
+    def desired_state(self, source: Path) -> list[Manifest]:
+        manifests = render(source, self.s.app, self.s.tracking_label)
+        crd_scopes = {}
+        for m in manifests:
+            if m.key.group == "apiextensions.k8s.io" and m.key.kind == "CustomResourceDefinition":
+                spec = m.body.get("spec") or {}
+                crd_scopes[(spec.get("group", ""), (spec.get("names") or {}).get("kind", ""))] = spec.get("scope") == "Namespaced"
+        out = []
+        for m in manifests:
+            scoped = crd_scopes.get((m.key.group, m.kind))
+            if scoped is None:
+                scoped = self.cluster.namespaced(m.api_version, m.kind)
+            if scoped and not m.key.namespace:
+                body = {**m.body, "metadata": {**m.body["metadata"], "namespace": self.s.default_namespace}}
+                m = replace(m, key=replace(m.key, namespace=self.s.default_namespace), body=body)
+            elif not scoped and m.key.namespace:
+                body = {**m.body, "metadata": {k: v for k, v in m.body["metadata"].items() if k != "namespace"}}
+                m = replace(m, key=replace(m.key, namespace=""), body=body)
+            out.append(m)
+        self._validate_scope(out)
+        return out
+
+    def _validate_scope(self, manifests: list[Manifest]) -> None:
+        bad = []
+        for m in manifests:
+            if not m.key.namespace and not self.s.allow_cluster_scoped:
+                bad.append(f"{m.key} is cluster-scoped (allow with --allow-cluster-scoped)")
+            elif m.key.namespace and self.s.allowed_namespaces is not None and m.key.namespace not in self.s.allowed_namespaces:
+                bad.append(f"{m.key} is outside --allowed-namespaces")
+        if bad:
+            raise UsageError("the source touches what it may not; nothing applied: " + "; ".join(bad[:5]))
+
+    # ------------------------------------------------------------------ live state
+    def live_state(self, desired: list[Manifest], inventory: Inventory) -> dict[ResourceKey, dict[str, Any] | None]:
+        kinds: dict[tuple[str, str], str] = {}
+        for m in desired:
+            kinds[(m.key.group, m.kind)] = m.api_version
+        for k, api in inventory.entries.items():
+            kinds.setdefault((k.group, k.kind), api)
+        live: dict[ResourceKey, dict[str, Any] | None] = {}
+
+        def one(item: tuple[tuple[str, str], str]) -> dict[ResourceKey, dict[str, Any]]:
+            (_, kind), api = item
+            try:
+                return self.cluster.list_managed(api, kind, self.selector)
+            except ClusterError as exc:
+                if "does not serve" in str(exc):
+                    return {}  # a CRD applied in this same sync
+                raise
+
+        with ThreadPoolExecutor(max_workers=self.s.workers) as pool:
+            for found in pool.map(one, kinds.items()):
+                live.update(found)
+        return live
+
+    # ------------------------------------------------------------------ sync
+    def sync(self, source: Path, revision: str = "", *, prune: bool = True, dry_run: bool = False) -> SyncReport:
+        t0 = time.perf_counter()
+        calls0, writes0 = self.cluster.calls, self.cluster.writes
+        try:
+            desired = self.desired_state(source)
+        except RenderError:
+            self._set_status({"sync": "RenderFailed"}, dry_run)
+            raise
+        inventory = load(self.cluster, self.s.app, self.s.inventory_namespace)
+        live = self.live_state(desired, inventory)
+        wanted = {m.key for m in desired}
+        for k, api in inventory.entries.items():  # prune candidates no longer labelled ours: look them up by name
+            if k not in wanted and k not in live:
+                live[k] = self.cluster.get(api, k)
+        guards = replace(self.s.guards, enabled=prune and self.s.guards.enabled)
+        p = plan(desired, live, inventory.entries.keys(), self.s.app, self.s.tracking_label, guards)
+        pruned: list[ResourceKey] = []
+        if not dry_run:
+            self._apply(p)
+            if p.refused:
+                self._save_inventory(desired, inventory, p, revision, keep_candidates=True)
+                raise PruneRefused(f"prune refused: {p.refused}; nothing deleted")
+            for a in p.prunes:
+                if a.action is Action.PRUNE:
+                    self.cluster.delete(inventory.entries[a.key], a.key)
+                    self.metrics.prunes.labels(a.key.kind).inc()
+                    pruned.append(a.key)
+            self._save_inventory(desired, inventory, p, revision, keep_candidates=not prune)
+            self._events(p, pruned, revision)
+        else:
+            for a in p.writes:
+                assert a.manifest is not None
+                self.cluster.apply(a.manifest, dry_run=True)
+        with self._lock:
+            self.desired = {m.key: m for m in desired}
+            self.revision = revision
+        health = self._health(desired) if not dry_run else Health.PROGRESSING
+        took = time.perf_counter() - t0
+        self.metrics.duration.observe(took)
+        return SyncReport(
+            self.s.app,
+            revision,
+            p,
+            dry_run,
+            tuple(pruned),
+            health,
+            took,
+            self.cluster.calls - calls0,
+            self.cluster.writes - writes0,
+        )
+
+    def _apply(self, p: Plan) -> None:
+        writes = [a for a in p.applies if a.action in (Action.CREATE, Action.UPDATE)]
+        stages: dict[int, list[Manifest]] = {}
+        for a in writes:
+            assert a.manifest is not None
+            stages.setdefault(apply_order(a.key)[0], []).append(a.manifest)
+        with ThreadPoolExecutor(max_workers=self.s.workers) as pool:
+            for rank in sorted(stages):
+                batch = stages[rank]
+                list(pool.map(self.cluster.apply, batch))
+                for m in batch:
+                    self.metrics.applies.labels(m.kind).inc()
+                if rank == 0:  # CRDs: wait until Established before their custom resources
+                    for m in batch:
+                        self.cluster.wait_established(m.key.name)
+
+    def _events(self, p: Plan, pruned: list[ResourceKey], revision: str) -> None:
+        writes = p.writes
+        if not writes and not pruned:
+            return
+        ns = self.s.inventory_namespace
+        involved = {"apiVersion": "v1", "kind": "ConfigMap", "namespace": ns, "name": f"reconciler-{self.s.app}"}
+        msg = f"applied {len(writes)} object(s) at {revision[:12] or 'local'}"
+        if pruned:
+            msg += f"; pruned {', '.join(str(k) for k in pruned[:10])}"
+        self.cluster.event(ns, involved, "Synced", msg)
+
+    def _save_inventory(
+        self, desired: list[Manifest], previous: Inventory, p: Plan, revision: str, keep_candidates: bool
+    ) -> None:
+        entries = {m.key: m.api_version for m in desired}
+        if keep_candidates:
+            for a in p.prunes:
+                if a.key in previous.entries:
+                    entries[a.key] = previous.entries[a.key]
+        status = dict(previous.status)
+        status.update(
+            {
+                "revision": revision,
+                "sync": "PruneRefused" if p.refused else "Synced",
+                "lastPrune": [{"object": str(a.key), "action": str(a.action), "reason": a.reason} for a in p.prunes],
+                "objects": len(desired),
+            }
+        )
+        inv = Inventory(entries, status)
+        save(self.cluster, self.s.app, self.s.inventory_namespace, inv, previous)
+        self._inventory = inv
+
+    def _set_status(self, update: dict[str, Any], dry_run: bool) -> None:
+        if dry_run:
+            return
+        prev = load(self.cluster, self.s.app, self.s.inventory_namespace)
+        status = {**prev.status, **update}
+        save(self.cluster, self.s.app, self.s.inventory_namespace, Inventory(prev.entries, status), prev)
+
+    def save_status(self) -> None:
+        """Record health and the current drift (who/when) in the app's status, when they changed."""
+        with self._lock:
+            drift = sorted(
+                f"{i.key}: {i.describe(redact=(i.key.group, i.key.kind) in diffmod.REDACT_KINDS)} [{i.policy}]"
+                for i in self.drift.values()
+            )
+            desired = list(self.desired.values())
+        if not desired:
+            return
+        self._set_status({"health": str(self._health(desired)), "drift": drift}, dry_run=False)
+
+    def _health(self, desired: list[Manifest]) -> Health:
+        live = self.live_state(desired, Inventory({}, {}))
+        return rollup(object_health(m.kind, live.get(m.key))[0] for m in desired)
+
+    def health_report(self) -> list[tuple[ResourceKey, Health, str]]:
+        desired = list(self.desired.values())
+        live = self.live_state(desired, Inventory({}, {}))
+        return [(m.key, *object_health(m.kind, live.get(m.key))) for m in desired]
+
+    # ------------------------------------------------------------------ diff
+    def diff(self, source: Path) -> tuple[list[DriftItem], str]:
+        desired = self.desired_state(source)
+        live = self.live_state(desired, Inventory({}, {}))
+        items: list[DriftItem] = []
+        text = []
+        for m in sorted(desired, key=lambda m: apply_order(m.key)):
+            obj = live.get(m.key)
+            found = diffmod.drift(m, obj, self.cluster.field_manager, self.s.rules)
+            if found:
+                items.extend(found)
+                text.append(diffmod.unified(m, obj))
+        return items, "".join(text)
+
+    # ------------------------------------------------------------------ drift handling
+    def on_event(self, etype: str, obj: dict[str, Any], received: float, correct: bool) -> list[DriftItem]:
+        meta = obj.get("metadata") or {}
+        api = obj.get("apiVersion", "")
+        key = ResourceKey(
+            api.split("/")[0] if "/" in api else "", obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", "")
+        )
+        with self._lock:
+            manifest = self.desired.get(key)
+        if manifest is None:
+            return []
+        items = diffmod.drift(manifest, None if etype == "DELETED" else obj, self.cluster.field_manager, self.s.rules)
+        with self._lock:
+            for k in [k for k in self.drift if k[0] == key]:
+                del self.drift[k]
+            for i in items:
+                self.drift[(key, i.pointer)] = i
+        if not items:
+            return []
+        for i in items:
+            self.metrics.drift_detected.labels(key.kind, i.pointer).inc()
+            log.warning("drift on %s: %s", key, i.describe(redact=(key.group, key.kind) in diffmod.REDACT_KINDS))
+        if correct:
+            self.correct(manifest, items, received)
+        return items
+
+    def correct(self, manifest: Manifest, items: list[DriftItem], received: float) -> None:
+        todo = [i for i in items if i.policy is FieldPolicy.CORRECT]
+        if not todo:
+            return
+        if any(i.kind in (DriftKind.CHANGED, DriftKind.MISSING) for i in todo):
+            self.cluster.apply(manifest)
+        added = sorted({i.pointer for i in todo if i.kind is DriftKind.ADDED}, key=len, reverse=True)
+        if added:
+            self.cluster.remove_fields(manifest.api_version, manifest.key, added)
+        took = time.monotonic() - received
+        self.corrections.append(took)
+        self.metrics.correction.observe(took)
+        for i in todo:
+            self.metrics.drift_corrected.labels(manifest.kind, i.pointer).inc()
+        with self._lock:
+            for i in todo:
+                self.drift.pop((manifest.key, i.pointer), None)
+        log.info("corrected %s in %.0f ms: %s", manifest.key, took * 1000, ", ".join(i.pointer or "(object)" for i in todo))
+
+    def watch(self, stop: threading.Event, correct: bool) -> list[threading.Thread]:
+        """One thread per managed kind, handling events until ``stop`` is set."""
+        kinds = {(m.api_version, m.kind) for m in self.desired.values()}
+        threads = []
+        for api, kind in sorted(kinds):
+            t = threading.Thread(target=self._watch_kind, args=(api, kind, stop, correct), name=f"watch-{kind}", daemon=True)
+            t.start()
+            threads.append(t)
+        return threads
+
+    def _watch_kind(self, api: str, kind: str, stop: threading.Event, correct: bool) -> None:
+        for etype, obj in self.cluster.watch(api, kind, self.selector, None, stop):
+            try:
+                self.on_event(etype, obj, time.monotonic(), correct)
+            except ClusterError as exc:
+                log.error("could not correct drift: %s", exc)

@@ -1,0 +1,129 @@
+"""Values of the reconciler: keys, objects, actions, drift, health (frozen, pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+TRACKING_LABEL = "reconciler.imagebot.dev/app"
+PRUNE_ANNOTATION = "reconciler.imagebot.dev/prune"  # "disabled" opts an object out of pruning
+PROTECTED_KINDS = frozenset(
+    {("", "Namespace"), ("", "PersistentVolumeClaim"), ("apiextensions.k8s.io", "CustomResourceDefinition")}
+)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ResourceKey:
+    """Identity of an object across versions: group, kind, namespace ('' if cluster-scoped), name."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        gk = f"{self.kind}.{self.group}" if self.group else self.kind
+        return f"{gk} {self.namespace}/{self.name}" if self.namespace else f"{gk} {self.name}"
+
+    def encode(self) -> str:
+        return f"{self.group}|{self.kind}|{self.namespace}|{self.name}"
+
+    @classmethod
+    def decode(cls, text: str) -> ResourceKey:
+        g, k, ns, n = text.split("|")
+        return cls(g, k, ns, n)
+
+
+def group_of(api_version: str) -> str:
+    return api_version.split("/")[0] if "/" in api_version else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A desired object as rendered from Git (with the app's tracking label added)."""
+
+    key: ResourceKey
+    api_version: str
+    body: dict[str, Any] = field(compare=False, hash=False)
+    source: str = ""  # file it came from
+
+    @property
+    def kind(self) -> str:
+        return self.key.kind
+
+
+class Action(StrEnum):
+    CREATE = "create"
+    UPDATE = "update"
+    UNCHANGED = "unchanged"
+    PRUNE = "prune"
+    SKIP_PRUNE = "skip-prune"
+
+
+class FieldPolicy(StrEnum):
+    CORRECT = "correct"
+    REPORT = "report"
+    IGNORE = "ignore"
+
+
+class Health(StrEnum):
+    HEALTHY = "Healthy"
+    PROGRESSING = "Progressing"
+    DEGRADED = "Degraded"
+    MISSING = "Missing"
+
+
+class DriftKind(StrEnum):
+    CHANGED = "changed"  # a field Git declares has another value
+    ADDED = "added"  # a field Git does not declare was set out of band
+    MISSING = "missing"  # the object is gone
+
+
+@dataclass(frozen=True, slots=True)
+class DriftItem:
+    key: ResourceKey
+    pointer: str  # JSON pointer, e.g. /spec/replicas
+    kind: DriftKind
+    desired: Any
+    live: Any
+    manager: str  # the field manager that set the live value ("" if unknown)
+    operation: str
+    time: str  # RFC 3339 from managedFields
+    policy: FieldPolicy
+
+    def describe(self, redact: bool = False) -> str:
+        when = self.time[11:19] if len(self.time) >= 19 else self.time
+        who = f"{self.manager or 'unknown manager'} {when}".strip()
+        live, desired = ("***", "***") if redact else (_short(self.live), _short(self.desired))
+        if self.kind is DriftKind.ADDED:
+            return f"{who} {self.pointer} added {live} (not in Git)"
+        if self.kind is DriftKind.MISSING:
+            return f"{self.key} deleted out of band"
+        return f"{who} {self.pointer} {desired} → {live}"
+
+
+def _short(v: Any) -> str:
+    import json
+
+    text = json.dumps(v, sort_keys=True) if not isinstance(v, str) else v
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAction:
+    action: Action
+    key: ResourceKey
+    reason: str = ""
+    manifest: Manifest | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    applies: tuple[PlannedAction, ...]  # CREATE / UPDATE / UNCHANGED, in apply order
+    prunes: tuple[PlannedAction, ...]  # PRUNE / SKIP_PRUNE
+    refused: str = ""  # why the prune as a whole was refused ("" when allowed)
+
+    @property
+    def writes(self) -> tuple[PlannedAction, ...]:
+        return tuple(a for a in self.applies if a.action in (Action.CREATE, Action.UPDATE))

@@ -1,0 +1,386 @@
+"""The reconciler against the real test apiserver: apply, no-op, prune guards, CRDs, drift, status."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reconciler.cli import main
+from reconciler.cluster import KubeCluster
+from reconciler.diff import Rule, Rules
+from reconciler.engine import Engine, Settings
+from reconciler.errors import PruneRefused, RenderError
+from reconciler.model import Action, FieldPolicy
+from reconciler.plan import PruneGuards
+from tests.fixtures.cluster import TestCluster
+
+pytestmark = pytest.mark.cluster
+
+
+def deployment(name: str, image: str = "nginx:1.25", replicas: int = 1) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "main", "image": image}]}},
+        },
+    }
+
+
+def configmap(name: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def write_source(d: Path, *objs: dict[str, Any]) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.glob("*.yaml"):
+        f.unlink()
+    for i, o in enumerate(objs):
+        (d / f"{i:03d}-{o['kind'].lower()}.yaml").write_text(json.dumps(o))
+    return d
+
+
+def engine(cluster: TestCluster, ns: str, app: str, **kw: Any) -> Engine:
+    guards = kw.pop("guards", PruneGuards())
+    rules = kw.pop("rules", Rules())
+    return Engine(KubeCluster(cluster.api_client()), Settings(app, ns, ns, guards=guards, rules=rules, **kw))
+
+
+def cli(cluster: TestCluster, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main([*argv[:1], "--kubeconfig", str(cluster.kubeconfig), *argv[1:]], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_apply_then_reapply_writes_nothing(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    src = write_source(tmp_path / "src", deployment("web"), configmap("cfg", a="1"))
+    e = engine(cluster, namespace, "a1")
+    r1 = e.sync(src, "rev1")
+    assert sorted(str(a.action) for a in r1.plan.applies) == ["create", "create"]
+    r2 = e.sync(src, "rev1")
+    assert all(a.action is Action.UNCHANGED for a in r2.plan.applies)
+    assert r2.api_writes == 0, "a no-op reconcile writes nothing"
+    assert r2.api_calls <= 2 + 2 * 2, "at most one list per kind (plus health), never one call per object"
+
+
+def test_change_is_applied_and_removal_pruned(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    e = engine(cluster, namespace, "a2")
+    src = write_source(tmp_path / "src", deployment("web"), configmap("c1", a="1"), configmap("c2"), configmap("c3"))
+    e.sync(src)
+    write_source(src, deployment("web", image="nginx:1.26"), configmap("c1", a="1"), configmap("c2"))
+    r = e.sync(src)
+    assert {(str(a.key), a.action) for a in r.plan.writes} == {(f"Deployment.apps {namespace}/web", Action.UPDATE)}
+    assert [str(k) for k in r.pruned] == [f"ConfigMap {namespace}/c3"]
+    live = e.cluster.get("apps/v1", r.plan.writes[0].key)
+    assert live is not None and live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.26"
+    assert e.cluster.get("v1", r.pruned[0]) is None
+
+
+def test_empty_render_refuses_to_prune(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    e = engine(cluster, namespace, "a3")
+    src = write_source(tmp_path / "src", configmap("keep"))
+    e.sync(src)
+    write_source(src)
+    with pytest.raises(PruneRefused, match="no objects"):
+        e.sync(src)
+    assert e.cluster.get("v1", e.plan_key("ConfigMap", namespace, "keep")) is not None
+    allowed = engine(cluster, namespace, "a3", guards=PruneGuards(allow_empty=True))
+    assert len(allowed.sync(src).pruned) == 1
+
+
+def test_pruning_more_than_half_is_refused_unless_forced(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    src = write_source(tmp_path / "src", *(configmap(f"c{i}") for i in range(4)))
+    engine(cluster, namespace, "a4").sync(src)
+    write_source(src, configmap("c0"))
+    code, _, err = cli(
+        cluster,
+        "sync",
+        "--source",
+        str(src),
+        "--name",
+        "a4",
+        "--namespace",
+        namespace,
+        "--inventory-namespace",
+        namespace,
+        "--prune",
+    )
+    assert code == 6 and "exceeds 50%" in err
+    assert all(
+        engine(cluster, namespace, "a4").cluster.get(
+            "v1", engine(cluster, namespace, "a4").plan_key("ConfigMap", namespace, f"c{i}")
+        )
+        for i in range(4)
+    ), "nothing deleted"
+    code, _, err = cli(
+        cluster,
+        "sync",
+        "--source",
+        str(src),
+        "--name",
+        "a4",
+        "--namespace",
+        namespace,
+        "--inventory-namespace",
+        namespace,
+        "--prune",
+        "--force-prune",
+    )
+    assert code == 0, err
+
+
+def test_protected_annotated_and_claimed_objects_are_not_pruned(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    e = engine(cluster, namespace, "a5")
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    optout = configmap("optout")
+    optout["metadata"]["annotations"] = {"reconciler.imagebot.dev/prune": "disabled"}
+    keep = [configmap(f"k{i}") for i in range(6)]
+    src = write_source(tmp_path / "src", pvc, optout, configmap("claimed"), *keep)
+    e.sync(src)
+    other = engine(cluster, namespace, "other-app")
+    other.sync(write_source(tmp_path / "other", configmap("claimed")))
+    write_source(src, *keep)
+    r = e.sync(src)
+    reasons = {a.key.name: a.reason for a in r.plan.prunes if a.action is Action.SKIP_PRUNE}
+    assert "protected" in reasons["data"] and "disabled" in reasons["optout"] and "other-app" in reasons["claimed"]
+    assert r.pruned == ()
+
+
+def test_render_error_applies_and_prunes_nothing(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    e = engine(cluster, namespace, "a6")
+    src = write_source(tmp_path / "src", configmap("c1"), configmap("c2"))
+    e.sync(src)
+    write_source(src, configmap("c1", a="changed"))
+    (src / "broken.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {}\n")
+    calls = e.cluster.writes
+    with pytest.raises(RenderError, match=r"without metadata\.name"):
+        e.sync(src)
+    assert e.cluster.writes - calls <= 1, "only the status records the failed render"
+    assert e.cluster.get("v1", e.plan_key("ConfigMap", namespace, "c2")) is not None
+    code, _, err = cli(
+        cluster,
+        "sync",
+        "--source",
+        str(src),
+        "--name",
+        "a6",
+        "--namespace",
+        namespace,
+        "--inventory-namespace",
+        namespace,
+        "--prune",
+    )
+    assert code == 4 and "metadata.name" in err
+
+
+def test_crd_then_custom_resource_in_one_sync(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    group = f"g{namespace.replace('-', '')}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"gadgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": {"type": "object", "properties": {"size": {"type": "integer"}}}},
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    cr = {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"size": 2}}
+    e = engine(cluster, namespace, "a7")
+    r = e.sync(write_source(tmp_path / "src", cr, crd))
+    order = [a.key.kind for a in r.plan.applies]
+    assert order.index("CustomResourceDefinition") < order.index("Gadget")
+    assert e.sync(tmp_path / "src").api_writes == 0
+
+
+def test_scope_violations_exit_2_and_apply_nothing(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    src = write_source(tmp_path / "src", configmap("ok"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}})
+    code, _, err = cli(
+        cluster,
+        "sync",
+        "--source",
+        str(src),
+        "--name",
+        "a8",
+        "--namespace",
+        namespace,
+        "--inventory-namespace",
+        namespace,
+        "--no-allow-cluster-scoped",
+    )
+    assert code == 2 and "cluster-scoped" in err
+    write_source(src, configmap("ok"), {**configmap("elsewhere"), "metadata": {"name": "elsewhere", "namespace": "kube-system"}})
+    code, _, err = cli(
+        cluster,
+        "sync",
+        "--source",
+        str(src),
+        "--name",
+        "a8",
+        "--namespace",
+        namespace,
+        "--inventory-namespace",
+        namespace,
+        "--allowed-namespaces",
+        namespace,
+    )
+    assert code == 2 and "--allowed-namespaces" in err
+    assert (
+        engine(cluster, namespace, "a8").cluster.get(
+            "v1", engine(cluster, namespace, "a8").plan_key("ConfigMap", namespace, "ok")
+        )
+        is None
+    )
+
+
+def _other_manager_apply(e: Engine, body: dict[str, Any], manager: str) -> None:
+    other = KubeCluster(e.cluster.api, manager)
+    from reconciler.model import Manifest, ResourceKey
+
+    meta = body["metadata"]
+    key = ResourceKey("apps", body["kind"], meta["namespace"], meta["name"])
+    other.apply(Manifest(key, body["apiVersion"], body))
+
+
+def _wait(pred: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.parametrize("mode", [FieldPolicy.CORRECT, FieldPolicy.REPORT])
+def test_drift_by_another_manager_is_corrected_or_reported_naming_the_manager(
+    cluster: TestCluster, namespace: str, tmp_path: Path, mode: FieldPolicy
+) -> None:
+    e = engine(cluster, namespace, f"d{mode}", rules=Rules(mode))
+    e.sync(write_source(tmp_path / "src", deployment("web")))
+    stop = threading.Event()
+    e.watch(stop, correct=mode is FieldPolicy.CORRECT)
+    try:
+        time.sleep(0.3)
+        patch = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"replicas": 4, "template": {"spec": {"containers": [{"name": "main", "image": "evil:1"}]}}},
+        }
+        _other_manager_apply(e, patch, "kubectl-edit")
+        key = next(iter(e.desired))
+
+        def replicas() -> int:
+            return int((e.cluster.get("apps/v1", key) or {})["spec"]["replicas"])
+
+        if mode is FieldPolicy.CORRECT:
+            assert _wait(lambda: replicas() == 1), "replicas healed"
+            live = e.cluster.get("apps/v1", key) or {}
+            assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+            assert e.corrections and max(e.corrections) < 1.0
+        else:
+            assert _wait(lambda: len(e.drift) >= 2)
+            assert replicas() == 4, "report mode changes nothing"
+            described = sorted(i.describe() for i in e.drift.values())
+            assert any("kubectl-edit" in d and "/spec/replicas 1 → 4" in d for d in described), described
+            assert any("kubectl-edit" in d and "/image nginx:1.25 → evil:1" in d for d in described), described
+    finally:
+        stop.set()
+
+
+def test_out_of_band_added_field_is_removed_and_ignore_rules_hold(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    rules = Rules(
+        FieldPolicy.CORRECT,
+        (Rule(FieldPolicy.IGNORE, manager="hpa-controller"), Rule(FieldPolicy.IGNORE, pointer="/metadata/annotations/ignored")),
+    )
+    e = engine(cluster, namespace, "d3", rules=rules)
+    e.sync(write_source(tmp_path / "src", deployment("web")))
+    stop = threading.Event()
+    e.watch(stop, correct=True)
+    try:
+        time.sleep(0.3)
+        key = next(iter(e.desired))
+        base = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": namespace}}
+        _other_manager_apply(e, {**base, "spec": {"replicas": 7}}, "hpa-controller")
+        _other_manager_apply(
+            e, {**base, "metadata": {**base["metadata"], "annotations": {"ignored": "x", "added": "y"}}}, "kubectl-patch"
+        )
+        assert _wait(lambda: "added" not in ((e.cluster.get("apps/v1", key) or {})["metadata"].get("annotations") or {}))
+        live = e.cluster.get("apps/v1", key) or {}
+        assert live["spec"]["replicas"] == 7, "an HPA-owned field is not drift and not overwritten"
+        assert live["metadata"]["annotations"].get("ignored") == "x"
+    finally:
+        stop.set()
+
+
+def test_secret_values_never_appear_in_diff_or_logs(
+    cluster: TestCluster, namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"password": "hunter2-s3cr3t"}}
+    src = write_source(tmp_path / "src", secret)
+    e = engine(cluster, namespace, "s1")
+    e.sync(src)
+    secret["stringData"]["password"] = "n3w-hunter2-s3cr3t"
+    write_source(src, secret)
+    caplog.set_level(logging.DEBUG)
+    code, out, err = cli(
+        cluster, "diff", "--source", str(src), "--name", "s1", "--namespace", namespace, "--inventory-namespace", namespace
+    )
+    assert code == 1
+    text = out + err + caplog.text
+    for secret_text in ("hunter2", "aHVudGVy", "bjN3LWh1bnRlcjI"):  # plain and base64 prefixes
+        assert secret_text not in text
+    assert "redacted" in out
+
+
+def test_status_and_cli_sync_json(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    src = write_source(tmp_path / "src", deployment("web"))
+    code, out, err = cli(
+        cluster,
+        "sync",
+        "--source",
+        str(src),
+        "--name",
+        "st",
+        "--namespace",
+        namespace,
+        "--inventory-namespace",
+        namespace,
+        "--json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["counts"] == {"create": 1}
+    code, out, err = cli(cluster, "status", "--name", "st", "--inventory-namespace", namespace, "--json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["revision"] == "local" and doc["sync"] == "Synced" and doc["objects"] == 1
+    code, _, err = cli(cluster, "status", "--name", "nope", "--inventory-namespace", namespace)
+    assert code == 2 and "never synced" in err

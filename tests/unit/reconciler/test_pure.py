@@ -1,0 +1,165 @@
+"""Pure parts of the reconciler: plan order and prune guards, declared-field diff, health, render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reconciler.diff import Rule, Rules, drift, in_sync, owner_of
+from reconciler.errors import RenderError
+from reconciler.health import object_health, rollup
+from reconciler.model import TRACKING_LABEL, Action, FieldPolicy, Health, Manifest, ResourceKey
+from reconciler.plan import PruneGuards, plan
+from reconciler.render import render
+
+
+def m(kind: str, name: str, ns: str = "n", group: str = "", body: dict | None = None) -> Manifest:  # type: ignore[type-arg]
+    api = f"{group}/v1" if group else "v1"
+    return Manifest(
+        ResourceKey(group, kind, ns, name), api, body or {"apiVersion": api, "kind": kind, "metadata": {"name": name}}
+    )
+
+
+def test_apply_order_crds_namespaces_cluster_then_namespaced() -> None:
+    desired = [
+        m("ConfigMap", "c"),
+        m("Namespace", "n", ""),
+        m("ClusterRole", "r", "", "rbac.authorization.k8s.io"),
+        m("CustomResourceDefinition", "x", "", "apiextensions.k8s.io"),
+    ]
+    p = plan(desired, {}, [], "app", TRACKING_LABEL)
+    assert [a.key.kind for a in p.applies] == ["CustomResourceDefinition", "Namespace", "ClusterRole", "ConfigMap"]
+    assert all(a.action is Action.CREATE for a in p.applies)
+
+
+@pytest.mark.parametrize(
+    ("desired", "inventory", "guards", "refused"),
+    [
+        (0, 3, PruneGuards(), "no objects"),
+        (0, 3, PruneGuards(allow_empty=True), ""),
+        (1, 4, PruneGuards(), "exceeds 50%"),
+        (1, 4, PruneGuards(force=True), ""),
+        (2, 4, PruneGuards(), ""),
+    ],
+    ids=["empty_refused", "empty_allowed", "over_half_refused", "over_half_forced", "half_is_fine"],
+)
+def test_prune_guards(desired: int, inventory: int, guards: PruneGuards, refused: str) -> None:
+    inv = [ResourceKey("", "ConfigMap", "n", f"c{i}") for i in range(inventory)]
+    live = {k: {"metadata": {"labels": {TRACKING_LABEL: "app"}}} for k in inv}
+    p = plan([m("ConfigMap", f"c{i}") for i in range(desired)], live, inv, "app", TRACKING_LABEL, guards)
+    assert (refused in p.refused) if refused else p.refused == ""
+    if refused:
+        assert all(a.action is Action.SKIP_PRUNE for a in p.prunes)
+
+
+def test_declared_fields_only_and_merge_keys() -> None:
+    desired = m(
+        "Deployment",
+        "w",
+        group="apps",
+        body={
+            "spec": {
+                "replicas": 1,
+                "template": {"spec": {"containers": [{"name": "a", "image": "x:1"}, {"name": "b", "image": "y:1"}]}},
+            }
+        },
+    )
+    live = {
+        "spec": {
+            "replicas": 1,
+            "paused": False,
+            "template": {
+                "spec": {
+                    "containers": [{"name": "b", "image": "y:1", "imagePullPolicy": "Always"}, {"name": "a", "image": "x:2"}]
+                }
+            },
+        }
+    }
+    assert not in_sync(desired, live)
+    items = drift(desired, live, "reconciler", Rules())
+    assert [(i.pointer, i.desired, i.live) for i in items] == [("/spec/template/spec/containers/a/image", "x:1", "x:2")]
+    live["spec"]["template"]["spec"]["containers"][1]["image"] = "x:1"
+    assert in_sync(desired, live)
+
+
+def test_attribution_from_managed_fields() -> None:
+    managed = [
+        {
+            "manager": "reconciler",
+            "operation": "Apply",
+            "time": "2026-01-01T10:00:00Z",
+            "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}},
+        },
+        {
+            "manager": "kubectl-scale",
+            "operation": "Update",
+            "time": "2026-01-01T12:03:07Z",
+            "fieldsV1": {"f:spec": {"f:replicas": {}}},
+        },
+    ]
+    assert owner_of(managed, ("f:spec", "f:replicas"))[0] in ("reconciler", "kubectl-scale")
+    desired = m("Deployment", "w", group="apps", body={"spec": {"replicas": 2}})
+    live = {"metadata": {"managedFields": managed[1:]}, "spec": {"replicas": 10}}
+    (item,) = drift(desired, live, "reconciler", Rules())
+    assert item.describe() == "kubectl-scale 12:03:07 /spec/replicas 2 → 10"
+    ignored = drift(desired, live, "reconciler", Rules(rules=(Rule(FieldPolicy.IGNORE, manager="kubectl-scale"),)))
+    assert ignored == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj", "health"),
+    [
+        ("Deployment", None, Health.MISSING),
+        (
+            "Deployment",
+            {
+                "metadata": {"generation": 2},
+                "spec": {"replicas": 2},
+                "status": {"observedGeneration": 2, "updatedReplicas": 2, "availableReplicas": 2},
+            },
+            Health.HEALTHY,
+        ),
+        (
+            "Deployment",
+            {"metadata": {"generation": 3}, "spec": {"replicas": 2}, "status": {"observedGeneration": 2}},
+            Health.PROGRESSING,
+        ),
+        (
+            "Deployment",
+            {"status": {"conditions": [{"type": "Progressing", "reason": "ProgressDeadlineExceeded"}]}},
+            Health.DEGRADED,
+        ),
+        ("Job", {"status": {"conditions": [{"type": "Failed", "status": "True"}]}}, Health.DEGRADED),
+        ("Job", {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}, Health.HEALTHY),
+        ("Widget", {"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Broken"}]}}, Health.DEGRADED),
+        ("ConfigMap", {"data": {}}, Health.HEALTHY),
+    ],
+)
+def test_object_health(kind: str, obj: dict | None, health: Health) -> None:  # type: ignore[type-arg]
+    assert object_health(kind, obj)[0] is health
+
+
+def test_rollup_worst_wins() -> None:
+    assert rollup([Health.HEALTHY, Health.PROGRESSING]) is Health.PROGRESSING
+    assert rollup([Health.MISSING, Health.PROGRESSING]) is Health.MISSING
+    assert rollup([Health.MISSING, Health.DEGRADED]) is Health.DEGRADED
+
+
+def test_render_ignores_non_manifests_and_refuses_escaping_links(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\nsettings: {x: 1}\n")
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "list.json").write_text(
+        json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}}]}
+        )
+    )
+    out = render(tmp_path, "app", TRACKING_LABEL)
+    assert sorted(x.key.name for x in out) == ["a", "b"]
+    assert all(x.body["metadata"]["labels"][TRACKING_LABEL] == "app" for x in out)
+    outside = tmp_path.parent / "outside.yaml"
+    outside.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: evil}\n")
+    (tmp_path / "link.yaml").symlink_to(outside)
+    with pytest.raises(RenderError, match="outside the source"):
+        render(tmp_path, "app", TRACKING_LABEL)
