@@ -305,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--policy", action="append", default=[], metavar="REF=IMAGE", help="NS:NAME or NAME = new image")
     up.add_argument("--image", action="append", default=[], metavar="NAME=IMAGE", help="repository = new image")
     up.set_defaults(func=cmd_update)
+
+    from imagebot.runtime.commands import add_flags
+
+    add_flags(sub, EXIT_CODES)
     return parser
 
 

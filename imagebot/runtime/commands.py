@@ -1,0 +1,130 @@
+"""`imagebot run`, `imagebot serve`, `imagebot config validate`, `imagebot status`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+from imagebot.config.load import load
+from imagebot.errors import ExitCode
+from imagebot.runtime.runner import Runner
+from imagebot.runtime.state import InstanceLock, RuntimeState
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {"time": self.formatTime(record), "level": record.levelname, "logger": record.name, "message": record.getMessage()}
+        )
+
+
+def setup_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def add_flags(sub: argparse._SubParsersAction, exit_codes: str) -> None:  # type: ignore[type-arg]
+    fmt = argparse.RawDescriptionHelpFormatter
+    for name, helptext in (
+        ("run", "the loop: scan due repositories, select, commit / open PRs"),
+        ("serve", "the loop plus webhooks (registries, CI), /healthz, /readyz, /metrics"),
+    ):
+        p = sub.add_parser(name, help=helptext, epilog=exit_codes, formatter_class=fmt)
+        p.add_argument("--config", required=True, nargs="+", metavar="FILE", help="native config, or Flux objects")
+        p.add_argument("--once", action="store_true", help="one pass, then exit")
+        p.add_argument("--interval", type=float, help="seconds between passes (default: from the config)")
+        p.add_argument("--log-format", choices=["text", "json"], default="text")
+        p.add_argument("--log-level", default="INFO")
+        if name == "serve":
+            p.add_argument("--listen", default="0.0.0.0:8080", metavar="HOST:PORT")
+        p.set_defaults(func=cmd_serve if name == "serve" else cmd_run)
+    c = sub.add_parser("config", help="configuration tools", epilog=exit_codes, formatter_class=fmt)
+    csub = c.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
+    csub.required = True
+    v = csub.add_parser("validate", help="exit 0 when valid; else every error with file, line and field (exit 2)")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.set_defaults(func=cmd_validate)
+    s = sub.add_parser(
+        "status", help="per image and environment: current, pending, why, last commit/PR", epilog=exit_codes, formatter_class=fmt
+    )
+    s.add_argument("--config", required=True, nargs="+", metavar="FILE")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+
+def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    cfg = load([Path(f) for f in args.files])
+    envs = sum(len(i.environments) for i in cfg.images)
+    print(f"valid: {len(cfg.images)} image(s), {envs} environment(s), {len(cfg.git)} git target(s)", file=out)
+    return int(ExitCode.OK)
+
+
+def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    setup_logging(args.log_format, args.log_level)
+    cfg = load([Path(f) for f in args.config])
+    lock = InstanceLock(cfg.state_file)
+    lock.acquire()
+    try:
+        runner = Runner(cfg)
+        interval = args.interval or cfg.interval_seconds
+        while True:
+            report = runner.run_pass()
+            for env, r in report.results:
+                print(f"{env}: {r.status} {r.commit or ''} {r.pr.url if r.pr else ''}".rstrip(), file=out)
+            if args.once:
+                return int(
+                    ExitCode.OK
+                    if not report.errors
+                    else ExitCode.GIT
+                    if any("git" in e for e in report.errors)
+                    else ExitCode.REGISTRY
+                )
+            time.sleep(min(interval, min((i.interval_seconds for i in cfg.images), default=interval)))
+    finally:
+        lock.release()
+
+
+def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    from imagebot.runtime.serve import serve
+
+    setup_logging(args.log_format, args.log_level)
+    cfg = load([Path(f) for f in args.config])
+    lock = InstanceLock(cfg.state_file)
+    lock.acquire()
+    try:
+        serve(Runner(cfg), args.listen, args.interval or cfg.interval_seconds)
+    finally:
+        lock.release()
+    return int(ExitCode.OK)
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    cfg = load([Path(f) for f in args.config])
+    rows = RuntimeState(cfg.state_file).all()
+    if args.json:
+        print(
+            json.dumps(
+                [r.__dict__ if hasattr(r, "__dict__") else {k: getattr(r, k) for k in r.__slots__} for r in rows], indent=2
+            ),
+            file=out,
+        )
+        return 0
+    for r in rows:
+        print(
+            f"{r.image} {r.environment}: current {r.tag or '-'}{'@' + r.digest[:19] if r.digest else ''}"
+            f"  pending {r.pending or '-'}  ({r.reason})"
+            + (f"  last commit {r.last_commit[:12]}" if r.last_commit else "")
+            + (f"  PR {r.last_pr}" if r.last_pr else ""),
+            file=out,
+        )
+    return 0

@@ -1,0 +1,124 @@
+"""`imagebot serve`: the loop plus an HTTP receiver for webhooks, /healthz, /readyz and /metrics.
+
+A valid webhook enqueues the repositories it names; after the debounce window every queued
+repository is scanned once and its updates are batched into one commit / PR per group.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import generate_latest
+
+from imagebot.errors import ConfigError
+from imagebot.runtime import webhooks
+from imagebot.runtime.runner import Runner
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    def __init__(self, runner: Runner, secret: str, debounce: float) -> None:
+        self.runner = runner
+        self.secret = secret
+        self.debounce = debounce
+        self._queue: dict[str, float] = {}  # repository → first received (monotonic)
+        self._cv = threading.Condition()
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def enqueue(self, repos: list[str]) -> None:
+        now = time.monotonic()
+        with self._cv:
+            for r in repos:
+                self._queue.setdefault(r, now)
+            self._cv.notify()
+
+    def loop(self, interval: float) -> None:
+        """Webhook batches as they come; due scans every ``interval``."""
+        next_poll = 0.0
+        while not self.stop.is_set():
+            with self._cv:
+                if not self._queue:
+                    self._cv.wait(timeout=max(0.05, min(interval, next_poll - time.monotonic())))
+                batch: dict[str, float] = {}
+                if self._queue:
+                    oldest = min(self._queue.values())
+                    wait = oldest + self.debounce - time.monotonic()
+                    if wait > 0:
+                        self._cv.wait(timeout=wait)
+                    batch, self._queue = self._queue, {}
+            try:
+                if batch:
+                    self.runner.run_pass(only=list(batch), received=min(batch.values()))
+                if time.monotonic() >= next_poll:
+                    self.runner.run_pass()
+                    next_poll = time.monotonic() + interval
+                self.ready.set()
+            except Exception:
+                log.exception("pass failed")
+                self.runner.metrics.errors.labels("pass").inc()
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if self.path == "/healthz":
+                    self._send(200, b"ok\n")
+                elif self.path == "/readyz":
+                    self._send(200 if service.ready.is_set() else 503, b"ready\n" if service.ready.is_set() else b"starting\n")
+                elif self.path == "/metrics":
+                    self._send(200, generate_latest(service.runner.metrics.registry), "text/plain; version=0.0.4")
+                else:
+                    self._send(404, b"not found\n")
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(min(int(self.headers.get("Content-Length") or 0), 1 << 20))
+                sig = self.headers.get("X-Imagebot-Signature-256") or self.headers.get("X-Hub-Signature-256")
+                if not webhooks.verify(service.secret, body, sig):
+                    self._send(401, b"missing or wrong signature\n")
+                    return
+                repos = [r for r in webhooks.repositories(body) if service.runner.cfg.image_for(r)]
+                if not repos:
+                    self._send(202, b"nothing configured for this event\n")
+                    return
+                service.enqueue(repos)
+                self._send(202, ("scanning " + " ".join(repos) + "\n").encode())
+
+        return Handler
+
+
+def serve(runner: Runner, listen: str, interval: float) -> None:
+    env = runner.cfg.webhook_secret_env or "IMAGEBOT_WEBHOOK_SECRET"
+    secret = os.environ.get(env, "")
+    if not secret:
+        raise ConfigError(f"webhooks need a shared secret: set {env}")
+    service = Service(runner, secret, runner.cfg.debounce_seconds)
+    host, _, port = listen.rpartition(":")
+    httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), service.handler())
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    log.info("listening on %s", listen)
+    try:
+        service.loop(interval)
+    finally:
+        service.stop.set()
+        httpd.shutdown()

@@ -1,0 +1,119 @@
+"""Runtime state (SQLite, the same file as the scanner's): current and pending selection per
+image and environment, and the last commit / pull request — surviving restarts."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagebot.errors import ConfigError
+from imagebot.runtime.decide import Current
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS selections (
+  image TEXT NOT NULL, environment TEXT NOT NULL,
+  tag TEXT, digest TEXT, since REAL NOT NULL DEFAULT 0,
+  pending TEXT, reason TEXT, last_commit TEXT, last_pr TEXT, updated REAL NOT NULL DEFAULT 0,
+  PRIMARY KEY (image, environment)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    image: str
+    environment: str
+    tag: str | None
+    digest: str | None
+    since: float
+    pending: str | None
+    reason: str
+    last_commit: str | None
+    last_pr: str | None
+
+
+class RuntimeState:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._conn().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "c", None)
+        if c is None:
+            c = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
+            c.execute("PRAGMA journal_mode=WAL")
+            self._local.c = c
+        return c
+
+    def current(self, image: str, env: str) -> Current | None:
+        row = (
+            self._conn()
+            .execute("SELECT tag, digest, since FROM selections WHERE image=? AND environment=?", (image, env))
+            .fetchone()
+        )
+        return None if row is None or row[0] is None else Current(row[0], row[1], row[2])
+
+    def record(
+        self,
+        image: str,
+        env: str,
+        *,
+        reason: str,
+        pending: str | None,
+        now: float,
+        tag: str | None = None,
+        digest: str | None = None,
+        commit: str | None = None,
+        pr: str | None = None,
+    ) -> None:
+        c = self._conn()
+        c.execute("INSERT OR IGNORE INTO selections (image, environment, updated) VALUES (?, ?, ?)", (image, env, now))
+        c.execute(
+            "UPDATE selections SET reason=?, pending=?, updated=? WHERE image=? AND environment=?",
+            (reason, pending, now, image, env),
+        )
+        if tag is not None:
+            c.execute(
+                "UPDATE selections SET tag=?, digest=?, since=?, last_commit=COALESCE(?, last_commit), "
+                "last_pr=COALESCE(?, last_pr) WHERE image=? AND environment=?",
+                (tag, digest, now, commit, pr, image, env),
+            )
+
+    def all(self) -> list[Selection]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT image, environment, tag, digest, since, pending, reason, last_commit, last_pr "
+                "FROM selections ORDER BY image, environment"
+            )
+            .fetchall()
+        )
+        return [Selection(*r) for r in rows]
+
+
+class InstanceLock:
+    """One writer per state file: a second instance on the same state refuses to start."""
+
+    def __init__(self, state: Path) -> None:
+        self.path = Path(str(state) + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ConfigError(f"another imagebot instance holds {self.path}: only one may write with this state") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

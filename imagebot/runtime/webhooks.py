@@ -1,0 +1,59 @@
+"""Registry and CI webhooks: signature check and payload → repositories to scan now (pure).
+
+Accepted payloads: Docker distribution notifications (``events[].target.repository`` with the
+request host), Docker Hub (``repository.repo_name``), GitHub Packages / GHCR (``package``),
+Harbor (``event_data.resources[].resource_url``), and a generic ``{"image": "...", "tag": "..."}``
+from CI. The body must carry an HMAC-SHA256 signature with the shared secret in
+``X-Imagebot-Signature-256`` or ``X-Hub-Signature-256`` (``sha256=<hex>``); missing or wrong → 401.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from imagebot import refs
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(secret: str, body: bytes, header: str | None) -> bool:
+    return bool(secret) and bool(header) and hmac.compare_digest(sign(secret, body), header or "")
+
+
+def repositories(body: bytes) -> list[str]:
+    """Canonical repository names named by a webhook payload ([] when none)."""
+    try:
+        doc: Any = json.loads(body)
+    except ValueError:
+        return []
+    names: list[str] = []
+    if isinstance(doc, dict) and isinstance(doc.get("events"), list):  # distribution notifications
+        for ev in doc["events"]:
+            target, req = ev.get("target") or {}, ev.get("request") or {}
+            if ev.get("action") == "push" and target.get("repository"):
+                host = req.get("host")
+                names.append(f"{host}/{target['repository']}" if host else target["repository"])
+    elif isinstance(doc, dict) and isinstance(doc.get("push_data"), dict):  # Docker Hub
+        names.append(f"docker.io/{(doc.get('repository') or {}).get('repo_name', '')}")
+    elif isinstance(doc, dict) and isinstance(doc.get("package"), dict):  # GitHub Packages (GHCR)
+        pkg = doc["package"]
+        owner = (pkg.get("owner") or {}).get("login") or pkg.get("namespace") or ""
+        names.append(f"ghcr.io/{owner.lower()}/{pkg.get('name', '')}")
+    elif isinstance(doc, dict) and isinstance(doc.get("event_data"), dict):  # Harbor
+        for res in doc["event_data"].get("resources") or []:
+            names.append(str(res.get("resource_url", "")))
+    elif isinstance(doc, dict) and isinstance(doc.get("image"), str):  # generic CI
+        names.append(doc["image"])
+    out = []
+    for n in names:
+        try:
+            ref = refs.parse(n)
+        except Exception:
+            continue
+        out.append(ref.canonical_name)
+    return sorted(set(out))
