@@ -159,6 +159,8 @@ def _native(doc: Any, file: str, errors: Errors) -> Config | None:
             "cacheDir",
         },
     )
+    interval = top_interval(top)
+    debounce = top.check("debounce", parse_duration, 2.0)
     registries = []
     for i, node in enumerate(top.get("registries", list, [])):
         rr = _Reader(
@@ -271,7 +273,7 @@ def _native(doc: Any, file: str, errors: Errors) -> Config | None:
                     f"no environment {e.promote_from!r} in this image",
                 )
         if repo is not None:
-            images.append(ImageConfig(name, repo, tuple(envs), im.check("interval", parse_duration, top_interval(top))))
+            images.append(ImageConfig(name, repo, tuple(envs), im.check("interval", parse_duration, interval)))
     if errors.items:
         return None
     state = top.get("stateFile", str, "imagebot-state.db")
@@ -392,7 +394,8 @@ def _flux(docs: list[tuple[str, Any]], errors: Errors) -> Config | None:
             )
         )
         path = str(update.get("path", str, "./")).lstrip("./") if update.get("path", str) not in (None, "./", ".") else ""
-        targets[ns] = Target(name, path, Mode.PUSH_BRANCH if push.get("branch") else Mode.PUSH, push.get("branch"))
+        other = push.get("branch") if push.get("branch") not in (None, "", branch) else None
+        targets[ns] = Target(name, path, Mode.PUSH_BRANCH if other else Mode.PUSH, other)
     images: dict[tuple[str, str], ImageConfig] = {}
     for file, d in policies:
         meta, spec = d.get("metadata") or {}, d.get("spec") or {}
@@ -484,6 +487,11 @@ def _flux(docs: list[tuple[str, Any]], errors: Errors) -> Config | None:
     return Config(tuple(images.values()), tuple(gits))
 
 
+def _line_key(item: str) -> tuple[str, int]:
+    m = re.match(r"^(.*?):(\d+|\?):", item)
+    return (m.group(1), int(m.group(2)) if m and m.group(2).isdigit() else 0) if m else (item, 0)
+
+
 def load(paths: list[Path]) -> Config:
     """Load one native config file, or any number of files holding Flux objects."""
     errors = Errors()
@@ -515,5 +523,6 @@ def load(paths: list[Path]) -> Config:
     if not errors.items:
         cfg = _native(native[0][1], native[0][0], errors) if native else _flux(flux, errors)
     if errors.items or cfg is None:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors.items or ["no configuration found"]))
+        ordered = sorted(errors.items, key=_line_key)
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(ordered or ["no configuration found"]))
     return cfg

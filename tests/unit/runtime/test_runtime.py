@@ -1,0 +1,181 @@
+"""Runtime: configuration errors with file/line/field, Flux mapping, guards with an injected clock,
+webhook signatures and payloads, state across restarts."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from imagebot.cli import main
+from imagebot.config.load import load, parse_duration
+from imagebot.config.model import Environment, Target
+from imagebot.errors import ConfigError
+from imagebot.gitops.writer import Mode
+from imagebot.policy import PolicyKind, PolicySpec
+from imagebot.runtime import webhooks
+from imagebot.runtime.decide import Current, decide
+from imagebot.runtime.state import InstanceLock, RuntimeState
+
+CONFIG = Path(__file__).resolve().parents[3] / "config"
+T = Target("config")
+
+
+def env(**kw) -> Environment:  # type: ignore[no-untyped-def]
+    base = {"name": "prod", "policy": PolicySpec(PolicyKind.SEMVER, "^1"), "target": T}
+    return Environment(**{**base, **kw})
+
+
+def test_shipped_examples_are_valid() -> None:
+    cfg = load([CONFIG / "imagebot.yaml"])
+    prod = cfg.images[0].environments[2]
+    assert (prod.promote_from, prod.soak_seconds, prod.digest, prod.target.mode) == ("staging", 86400, True, Mode.PULL_REQUEST)
+    flux = load([CONFIG / "flux" / "automation.yaml"])
+    (image,) = flux.images
+    (e,) = image.environments
+    assert image.repository.canonical_name == "ghcr.io/stefanprodan/podinfo"
+    assert e.setter == "flux-system:podinfo" and e.digest and e.policy is not None and e.policy.argument == "6.x"
+    assert e.policy.excludes == (r"^.*\.sig$", "^.*-rc.*$")
+    assert e.target.path == "clusters/production" and e.target.mode is Mode.PUSH
+    assert flux.git[0].url == "https://github.com/acme/fleet.git" and flux.git[0].author_name == "fluxcdbot"
+
+
+def test_validation_reports_every_error_with_file_line_and_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("""apiVersion: imagebot.dev/v1
+kind: Config
+interval: soon
+git:
+  - name: config
+    url: https://example.com/c.git
+images:
+  - name: app
+    repository: ghcr.io/Org/app
+    environments:
+      prod:
+        policy: {semvar: "^1"}
+        target: {git: nope}
+      dev:
+        policy: {semver: ">=1 <<2"}
+        target: {git: config, mode: sideways}
+        colour: blue
+""")
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["config", "validate", str(bad)], out=out, err=err) == 2
+    text = err.getvalue()
+    for expected in [
+        f"{bad}:3: config.interval: invalid duration 'soon'",
+        f"{bad}:9: images[0].repository: invalid repository path",
+        f"{bad}:12: images[0].environments.prod.policy.semvar: unknown key",
+        f"{bad}:13: images[0].environments.prod.target.git: no git entry named 'nope'",
+        f"{bad}:15: images[0].environments.dev.policy.semver: invalid semver range",
+        f"{bad}:16: images[0].environments.dev.target.mode: 'sideways' is not a valid Mode",
+        f"{bad}:17: images[0].environments.dev.colour: unknown key",
+    ]:
+        assert expected in text, f"missing {expected!r} in:\n{text}"
+
+
+def test_flux_fields_we_cannot_honour_are_reported(tmp_path: Path) -> None:
+    f = tmp_path / "flux.yaml"
+    text = (
+        (CONFIG / "flux" / "automation.yaml")
+        .read_text()
+        .replace(
+            "      author: {name: fluxcdbot",
+            "      messageTemplate: '{{range .Changed.Changes}}x{{end}}'\n      author: {name: fluxcdbot",
+        )
+    )
+    f.write_text(text.replace("  interval: 5m\n  exclusionList", "  interval: 5m\n  secretRef: {name: regcred}\n  exclusionList"))
+    with pytest.raises(ConfigError) as info:
+        load([f])
+    assert "messageTemplate: Go templates are not supported" in str(info.value)
+    assert "ImageRepository.spec.secretRef: cannot be honoured from files" in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), (12, 12)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+TAGS = ["1.0.0", "1.1.0", "1.2.0"]
+SEEN = {"1.0.0": 0.0, "1.1.0": 1000.0, "1.2.0": 9000.0}
+
+
+def test_min_age_waits_for_young_tags_and_says_how_long() -> None:
+    d = decide(env(min_age_seconds=3600), TAGS, SEEN, now=10_000, current=None, peers={})
+    assert d.tag == "1.1.0" and d.pending == "1.2.0" and d.remaining == pytest.approx(2600)
+    assert decide(env(min_age_seconds=3600), TAGS, SEEN, now=13_000, current=None, peers={}).tag == "1.2.0"
+
+
+def test_downgrade_guard_and_hold() -> None:
+    current = Current("1.5.0", None, 0)
+    assert decide(env(), TAGS, SEEN, 10_000, current, {}).tag is None
+    assert "downgrade guard" in decide(env(), TAGS, SEEN, 10_000, current, {}).reason
+    assert decide(env(allow_downgrade=True), TAGS, SEEN, 10_000, current, {}).tag == "1.2.0"
+    assert decide(env(hold=True), TAGS, SEEN, 10_000, None, {}).reason.startswith("on hold")
+
+
+def test_promotion_takes_exactly_the_source_digest_after_the_soak() -> None:
+    prod = env(policy=None, promote_from="staging", soak_seconds=24 * 3600)
+    staging = Current("1.2.0", "sha256:" + "a" * 64, since=1000)
+    early = decide(prod, TAGS, SEEN, now=1000 + 3600, current=None, peers={"staging": staging})
+    assert early.tag is None and early.pending == "1.2.0" and early.remaining == pytest.approx(23 * 3600)
+    later = decide(prod, TAGS, SEEN, now=1000 + 25 * 3600, current=None, peers={"staging": staging})
+    assert (later.tag, later.digest) == ("1.2.0", "sha256:" + "a" * 64)
+    done = decide(prod, TAGS, SEEN, now=1000 + 26 * 3600, current=Current("1.2.0", staging.digest, 0), peers={"staging": staging})
+    assert done.tag is None
+
+
+@pytest.mark.parametrize(
+    ("payload", "repos"),
+    [
+        (
+            {
+                "events": [
+                    {"action": "push", "target": {"repository": "demo/app", "tag": "1"}, "request": {"host": "reg:5000"}},
+                    {"action": "pull", "target": {"repository": "demo/other"}},
+                ]
+            },
+            ["reg:5000/demo/app"],
+        ),
+        ({"push_data": {"tag": "1"}, "repository": {"repo_name": "acme/app"}}, ["docker.io/acme/app"]),
+        (
+            {"action": "published", "package": {"name": "app", "package_type": "container", "owner": {"login": "Acme"}}},
+            ["ghcr.io/acme/app"],
+        ),
+        (
+            {"type": "PUSH_ARTIFACT", "event_data": {"resources": [{"resource_url": "harbor.example.com/proj/app:1.0"}]}},
+            ["harbor.example.com/proj/app"],
+        ),
+        ({"image": "ghcr.io/acme/app", "tag": "1.2.3"}, ["ghcr.io/acme/app"]),
+        ({"something": "else"}, []),
+    ],
+    ids=["distribution", "docker_hub", "ghcr", "harbor", "generic", "unknown"],
+)
+def test_webhook_payloads_name_repositories(payload: dict, repos: list[str]) -> None:  # type: ignore[type-arg]
+    assert webhooks.repositories(json.dumps(payload).encode()) == repos
+
+
+def test_webhook_signature_required_and_checked() -> None:
+    body = b'{"image": "ghcr.io/acme/app"}'
+    assert webhooks.verify("s3cret", body, webhooks.sign("s3cret", body))
+    assert not webhooks.verify("s3cret", body, None)
+    assert not webhooks.verify("s3cret", body, webhooks.sign("other", body))
+    assert not webhooks.verify("s3cret", body + b" ", webhooks.sign("s3cret", body))
+    assert not webhooks.verify("", body, webhooks.sign("", body)), "no secret configured: nothing is accepted"
+
+
+def test_state_survives_restart_and_second_instance_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    RuntimeState(db).record("app", "prod", reason="pushed", pending=None, now=5.0, tag="1.2.0", commit="abc")
+    again = RuntimeState(db)
+    assert again.current("app", "prod") == Current("1.2.0", None, 5.0)
+    lock = InstanceLock(db)
+    lock.acquire()
+    try:
+        with pytest.raises(ConfigError, match="another imagebot instance"):
+            InstanceLock(db).acquire()
+    finally:
+        lock.release()
