@@ -20,6 +20,7 @@ from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
+from imagebot.kube import request_json
 from reconciler.errors import ClusterError
 from reconciler.model import Manifest, ResourceKey
 
@@ -129,23 +130,10 @@ class KubeCluster:
         self.calls += 1
         if method in ("PATCH", "PUT", "POST", "DELETE"):
             self.writes += 1
-        _, url, headers, _, _ = self.api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=query or [],
-            header_params={"Accept": "application/json", "Content-Type": content_type},
-            auth_settings=["BearerToken"],
-        )
-        payload = None if body is None else json.dumps(body).encode()
         try:
-            resp = self.api.rest_client.pool_manager.request(
-                method, url, body=payload, headers=headers, timeout=urllib3.Timeout(total=timeout), preload_content=True
-            )
+            return request_json(self.api, method, path, query, body, content_type, timeout)
         except urllib3.exceptions.HTTPError as exc:
             raise ClusterError(f"the API server is unreachable: {exc}") from exc
-        if resp.status >= 400:
-            raise ApiException(status=resp.status, reason=resp.reason, body=resp.data.decode(errors="replace"))
-        return json.loads(resp.data) if resp.data else None
 
     def _path(self, api_version: str, key: ResourceKey, with_name: bool = True) -> str:
         res = self.resource(api_version, key.kind)

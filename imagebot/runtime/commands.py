@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -47,6 +49,13 @@ def add_flags(sub: argparse._SubParsersAction, exit_codes: str) -> None:  # type
         p.add_argument("--log-level", default="INFO")
         if name == "serve":
             p.add_argument("--listen", default="0.0.0.0:8080", metavar="HOST:PORT")
+            p.add_argument(
+                "--leader-elect",
+                action="store_true",
+                help="elect one writer among replicas through a Lease (in-cluster or --kubeconfig)",
+            )
+            p.add_argument("--leader-namespace", default=os.environ.get("POD_NAMESPACE", "default"))
+            p.add_argument("--kubeconfig")
         p.set_defaults(func=cmd_serve if name == "serve" else cmd_run)
     c = sub.add_parser("config", help="configuration tools", epilog=exit_codes, formatter_class=fmt)
     csub = c.add_subparsers(dest="config_command", metavar="SUBCOMMAND")
@@ -101,8 +110,15 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO)
     cfg = load([Path(f) for f in args.config])
     lock = InstanceLock(cfg.state_file)
     lock.acquire()
+    is_leader = None
+    if args.leader_elect:
+        from imagebot.runtime.leader import LeaseElector
+        from reconciler.cluster import load_api_client
+
+        elector = LeaseElector(load_api_client(args.kubeconfig), args.leader_namespace, socket.gethostname())
+        is_leader = elector.try_acquire
     try:
-        serve(Runner(cfg), args.listen, args.interval or cfg.interval_seconds)
+        serve(Runner(cfg), args.listen, args.interval or cfg.interval_seconds, is_leader or (lambda: True))
     finally:
         lock.release()
     return int(ExitCode.OK)

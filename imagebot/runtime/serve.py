@@ -10,6 +10,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import generate_latest
@@ -22,8 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    def __init__(self, runner: Runner, secret: str, debounce: float) -> None:
+    def __init__(self, runner: Runner, secret: str, debounce: float, is_leader: Callable[[], bool] = lambda: True) -> None:
         self.runner = runner
+        self.is_leader = is_leader
         self.secret = secret
         self.debounce = debounce
         self._queue: dict[str, float] = {}  # repository → first received (monotonic)
@@ -53,6 +55,10 @@ class Service:
                         self._cv.wait(timeout=wait)
                     batch, self._queue = self._queue, {}
             try:
+                if not self.is_leader():
+                    self.ready.set()  # a standby replica is ready; it just does not write
+                    self.stop.wait(1.0)
+                    continue
                 if batch:
                     self.runner.run_pass(only=list(batch), received=min(batch.values()))
                 if time.monotonic() >= next_poll:
@@ -106,12 +112,12 @@ class Service:
         return Handler
 
 
-def serve(runner: Runner, listen: str, interval: float) -> None:
+def serve(runner: Runner, listen: str, interval: float, is_leader: Callable[[], bool] = lambda: True) -> None:
     env = runner.cfg.webhook_secret_env or "IMAGEBOT_WEBHOOK_SECRET"
     secret = os.environ.get(env, "")
     if not secret:
         raise ConfigError(f"webhooks need a shared secret: set {env}")
-    service = Service(runner, secret, runner.cfg.debounce_seconds)
+    service = Service(runner, secret, runner.cfg.debounce_seconds, is_leader)
     host, _, port = listen.rpartition(":")
     httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), service.handler())
     httpd.daemon_threads = True
