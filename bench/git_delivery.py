@@ -54,15 +54,17 @@ def baseline(url: str, env: dict[str, str], tmp: Path) -> list[float]:
     return out
 
 
-def report(name: str, runs: list[float], base: list[float]) -> None:
+def report(name: str, runs: list[float], base: list[float]) -> dict[str, float]:
     med = statistics.median(runs)
     print(
         f"  {name:<5} deliver: median {med * 1000:6.0f} ms  p90 {sorted(runs)[int(len(runs) * 0.9) - 1] * 1000:6.0f} ms"
         f"   baseline clone+commit+push {statistics.median(base) * 1000:6.0f} ms  ({statistics.median(base) / med:3.1f}x)"
     )
+    return {f"{name.lower()}_median_s": med, f"{name.lower()}_baseline_s": statistics.median(base)}
 
 
-def main() -> None:
+def main() -> dict[str, float]:
+    out: dict[str, float] = {}
     print(f"change set ready -> commit visible on the remote ({ROUNDS} rounds, warm workspace cache)")
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
@@ -72,7 +74,7 @@ def main() -> None:
             ws = Workspace(http.url(bare), "main", t / "cache-http", GitAuth(GIT_USER, GIT_PASSWORD))
             runs = measure(ws, bare)
             hdr = {**os.environ, **GitAuth(GIT_USER, GIT_PASSWORD).environment()}
-            report("HTTP", runs, baseline(http.url(bare), hdr, t))
+            out.update(report("HTTP", runs, baseline(http.url(bare), hdr, t)))
         finally:
             http.stop()
         if os.geteuid() == 0:
@@ -85,11 +87,12 @@ def main() -> None:
                 chown_for_ssh(bare)
                 auth = GitAuth(ssh_key=sshd.client_key, known_hosts=sshd.known_hosts)
                 runs = measure(Workspace(sshd.url(bare), "main", t / "cache-ssh", auth), bare)
-                report("SSH", runs, baseline(sshd.url(bare), {**os.environ, **auth.environment()}, t))
+                out.update(report("SSH", runs, baseline(sshd.url(bare), {**os.environ, **auth.environment()}, t)))
             finally:
                 sshd.stop()
                 shutil.rmtree(repos, ignore_errors=True)
                 shutil.rmtree(work, ignore_errors=True)
+    return out
 
 
 if __name__ == "__main__":

@@ -110,3 +110,7 @@ def memory() -> dict[str, float]:
 if __name__ == "__main__":
     scan_speed()
     memory()
+
+
+def all_figures() -> dict[str, float]:
+    return {**scan_speed(), **memory()}

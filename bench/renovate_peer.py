@@ -1,0 +1,106 @@
+"""P1: find new tags for 200 repositories x 300 tags on the local registry — imagebot's scanner vs
+Renovate (npm ``renovate@39``) looking up the same images from a config repo in dry-run (lookup).
+
+Renovate is installed by this benchmark into ~/.cache/imagebot/peers/renovate (never by the
+tests); when it cannot be installed or run, the result says so instead of dropping the row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from bench.scan_registry import REPOS, TAGS, seed
+from imagebot import refs
+from imagebot.registry import Registries, RegistrySettings
+from imagebot.registry.scanner import Scanner
+from tests.fixtures.git import git
+from tests.fixtures.pki import make_pki
+from tests.fixtures.registry import start_registry
+
+PEER = Path.home() / ".cache" / "imagebot" / "peers" / "renovate"
+
+
+def install_renovate() -> Path | None:
+    binary = PEER / "node_modules" / ".bin" / "renovate"
+    if binary.exists():
+        return binary
+    if shutil.which("npm") is None:
+        return None
+    PEER.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "renovate@39"],
+        cwd=PEER,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return binary if proc.returncode == 0 and binary.exists() else None
+
+
+def run() -> dict[str, object]:
+    binary = install_renovate()
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        server = start_registry("plain", t / "reg", make_pki(t / "pki"))
+        try:
+            seed(server, t / "reg/data")
+            images = [refs.parse(f"{server.host}/bench/app{r:03d}") for r in range(REPOS)]
+            t0 = time.perf_counter()
+            out = Scanner(Registries(RegistrySettings(host="", plain_http=True, max_concurrency=16)), workers=16).scan(images)
+            ours = time.perf_counter() - t0
+            assert all(len(r.tags) == TAGS for r in out.values())
+            result: dict[str, object] = {"p1_ours_s": ours}
+            print(f"P1 find new tags, {REPOS} repositories x {TAGS} tags: imagebot {ours * 1000:6.0f} ms")
+            if binary is None:
+                result["p1_renovate"] = "not installed (npm install renovate@39 failed or npm missing)"
+                print("   Renovate: NOT MEASURED — could not be installed")
+                return result
+            repo = t / "cfgrepo"
+            repo.mkdir()
+            for r in range(REPOS):
+                (repo / f"app{r:03d}").mkdir()
+                (repo / f"app{r:03d}" / "Dockerfile").write_text(f"FROM {server.host}/bench/app{r:03d}:1.0.0\n")
+            (repo / "renovate.json").write_text(json.dumps({"extends": [], "enabledManagers": ["dockerfile"]}))
+            git("init", "-q", "-b", "main", str(repo))
+            git("-C", str(repo), "add", "-A")
+            git("-C", str(repo), "commit", "-qm", "init")
+            env = {
+                **os.environ,
+                "RENOVATE_PLATFORM": "local",
+                "RENOVATE_DRY_RUN": "lookup",
+                "LOG_LEVEL": "info",
+                "RENOVATE_ONBOARDING": "false",
+                "RENOVATE_REQUIRE_CONFIG": "optional",
+                "RENOVATE_HOST_RULES": json.dumps([{"matchHost": server.host, "insecureRegistry": True}]),
+                "RENOVATE_BASE_DIR": str(t / "renovate-base"),
+                "RENOVATE_CACHE_DIR": str(t / "renovate-cache"),
+            }
+            t0 = time.perf_counter()
+            proc = subprocess.run([str(binary)], cwd=repo, env=env, capture_output=True, text=True, timeout=1800)
+            theirs = time.perf_counter() - t0
+            found = proc.stdout.count('"newVersion"') + proc.stdout.count("newVersion")
+            if proc.returncode != 0:
+                result["p1_renovate"] = (
+                    f"failed (exit {proc.returncode}): {proc.stderr.strip()[-300:] or proc.stdout.strip()[-300:]}"
+                )
+                print(f"   Renovate: FAILED in {theirs:.1f}s — {result['p1_renovate']}")
+                return result
+            result.update({"p1_renovate_s": theirs, "p1_ratio": theirs / ours, "p1_renovate_updates_seen": found})
+            print(
+                f"   Renovate --platform=local --dry-run=lookup ({found} update lines): {theirs:6.1f} s -> imagebot is "
+                f"{theirs / ours:5.0f}x faster "
+                f"({'ok' if theirs / ours >= 10 else 'MISSED'}; target >= 10x)"
+            )
+            return result
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    run()
