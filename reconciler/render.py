@@ -57,7 +57,7 @@ def _documents(text: str, origin: str) -> list[Any]:
             loader.dispose()
     except YAMLError as exc:
         raise RenderError(f"{origin}: not valid YAML: {str(exc).splitlines()[0]}") from None
-    except Exception as exc:  # noqa: BLE001 - the C loader raises plain errors for some inputs
+    except Exception as exc:
         raise RenderError(f"{origin}: not valid YAML: {exc}") from None
 
 
