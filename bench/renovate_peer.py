@@ -43,6 +43,20 @@ def install_renovate() -> Path | None:
     return binary if proc.returncode == 0 and binary.exists() else None
 
 
+def _deps_with_updates(report: Path) -> int:
+    """Dependencies for which Renovate's JSON report lists at least one update (proof it looked them up)."""
+    try:
+        doc = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return 0
+    n = 0
+    for repo in (doc.get("repositories") or {}).values():
+        for files in (repo.get("packageFiles") or {}).values():
+            for pf in files:
+                n += sum(1 for dep in pf.get("deps", []) if dep.get("updates"))
+    return n
+
+
 def run() -> dict[str, object]:
     binary = install_renovate()
     with tempfile.TemporaryDirectory() as tmp:
@@ -80,11 +94,13 @@ def run() -> dict[str, object]:
                 "RENOVATE_HOST_RULES": json.dumps([{"matchHost": server.host, "insecureRegistry": True}]),
                 "RENOVATE_BASE_DIR": str(t / "renovate-base"),
                 "RENOVATE_CACHE_DIR": str(t / "renovate-cache"),
+                "RENOVATE_REPORT_TYPE": "file",
+                "RENOVATE_REPORT_PATH": str(t / "report.json"),
             }
             t0 = time.perf_counter()
             proc = subprocess.run([str(binary)], cwd=repo, env=env, capture_output=True, text=True, timeout=1800)
             theirs = time.perf_counter() - t0
-            found = proc.stdout.count('"newVersion"') + proc.stdout.count("newVersion")
+            found = _deps_with_updates(t / "report.json")
             if proc.returncode != 0:
                 result["p1_renovate"] = (
                     f"failed (exit {proc.returncode}): {proc.stderr.strip()[-300:] or proc.stdout.strip()[-300:]}"
@@ -92,10 +108,14 @@ def run() -> dict[str, object]:
                 print(f"   Renovate: FAILED in {theirs:.1f}s — {result['p1_renovate']}")
                 return result
             result.update({"p1_renovate_s": theirs, "p1_ratio": theirs / ours, "p1_renovate_updates_seen": found})
+            if found < REPOS:
+                result["p1_renovate"] = f"Renovate ran ({theirs:.1f}s) but reported updates for only {found}/{REPOS} images"
+                print(f"   Renovate: INCOMPLETE — {result['p1_renovate']}")
+                return result
+            verdict = "ok" if theirs / ours >= 10 else "MISSED"
             print(
-                f"   Renovate --platform=local --dry-run=lookup ({found} update lines): {theirs:6.1f} s -> imagebot is "
-                f"{theirs / ours:5.0f}x faster "
-                f"({'ok' if theirs / ours >= 10 else 'MISSED'}; target >= 10x)"
+                f"   Renovate --platform=local --dry-run=lookup (updates found for {found}/{REPOS} images): {theirs:6.1f} s"
+                f" -> imagebot is {theirs / ours:5.0f}x faster ({verdict}; target >= 10x)"
             )
             return result
         finally:

@@ -148,7 +148,7 @@ def _attempt(ws: Workspace, d: Delivery, request: EditRequest, forge: Forge | No
     rendered = render(cs.changes, requested_images(request), d.templates, d.environment, d.group)
     if dry_run:
         return Result(Status.DRY_RUN, target, changes=cs, message=rendered, attempts=attempt, diff=report.unified_diff(cs))
-    walk.apply(_root(ws, d), cs)
+    walk.apply(_root(ws, d), cs, durable=False)
     sha = ws.commit(rendered.commit_message)
     assert sha is not None
     if d.mode is Mode.PULL_REQUEST:

@@ -36,26 +36,44 @@ class Candidate:
 def iter_files(root: Path) -> Iterator[Candidate | Problem]:
     root_real = root.resolve()
     seen: set[Path] = set()
-    for dirpath, dirnames, filenames in os.walk(root_real, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        # directory symlinks are not descended into: what they point at inside the tree is walked anyway
-        for name in sorted(filenames):
+    stack = [root_real]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name != ".git":
+                    subdirs.append(Path(entry.path))  # directory links are not descended: their targets in the tree are
+                continue
+            name = entry.name
             if not (name.endswith(_SUFFIXES) or name == "Kustomization"):
                 continue
-            path = Path(dirpath) / name
+            path = Path(entry.path)
             label = path.relative_to(root_real).as_posix()
-            try:
-                real = path.resolve(strict=True)
-            except (OSError, RuntimeError):
-                yield Problem(label, None, ProblemKind.IO, "dangling or looping symlink: skipped")
+            if entry.is_symlink():
+                try:
+                    real = path.resolve(strict=True)
+                except (OSError, RuntimeError):
+                    yield Problem(label, None, ProblemKind.IO, "dangling or looping symlink: skipped")
+                    continue
+                if root_real not in real.parents:
+                    yield Problem(label, None, ProblemKind.IO, "symlink leads outside the tree: skipped")
+                    continue
+                if not real.is_file():
+                    continue
+            elif entry.is_file(follow_symlinks=False):
+                real = path  # the walk starts at the real root and never follows links: already real
+            else:
                 continue
-            if real != root_real and root_real not in real.parents:
-                yield Problem(label, None, ProblemKind.IO, "symlink leads outside the tree: skipped")
-                continue
-            if real in seen or not real.is_file():
+            if real in seen:
                 continue
             seen.add(real)
             yield Candidate(label, real)
+        stack.extend(reversed(subdirs))
 
 
 def plan_tree(root: Path, request: EditRequest) -> ChangeSet:
@@ -88,14 +106,15 @@ def plan_tree(root: Path, request: EditRequest) -> ChangeSet:
     return ChangeSet(tuple(edits))
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, durable: bool = True) -> None:
     mode = stat.S_IMODE(path.stat().st_mode)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -104,15 +123,19 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
-def apply(root: Path, changeset: ChangeSet) -> list[str]:
-    """Write every changed file (at its real path inside ``root``); returns the labels written."""
+def apply(root: Path, changeset: ChangeSet, durable: bool = True) -> list[str]:
+    """Write every changed file (at its real path inside ``root``); returns the labels written.
+
+    ``durable`` fsyncs each file before the rename; a git workspace skips it (the commit that
+    follows is what must survive, and git writes its objects durably).
+    """
     root_real = root.resolve()
     written = []
     for edit in changeset.changed_files:
         target = (root_real / edit.file).resolve(strict=True)
         if root_real not in target.parents:
             raise OSError(f"refusing to write {edit.file}: resolves outside {root}")
-        write_atomic(target, edit.updated)
+        write_atomic(target, edit.updated, durable)
         written.append(edit.file)
         log.debug("wrote %s (%d changes)", edit.file, len(edit.changes))
     return written
