@@ -35,8 +35,9 @@ def _inside(root: Path, path: Path) -> bool:
     return real == root or root in real.parents
 
 
+_CSafeLoader: Any
 try:  # libyaml through ruamel.yaml.clibz: ~15x faster than the pure-Python loader
-    from ruamel.yaml.cyaml import CSafeLoader as _CSafeLoader  # type: ignore[attr-defined]
+    from ruamel.yaml.cyaml import CSafeLoader as _CSafeLoader
 except ImportError:  # pragma: no cover
     _CSafeLoader = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -124,6 +125,12 @@ class Runner:
             else:
                 report.errors.append(res.error or "")
                 self.metrics.errors.labels("registry").inc()
+        for host in {i.repository.canonical_registry for i in images}:
+            remaining = self.registries.client(host).rate_limit
+            value = remaining.get("ratelimit-remaining") or remaining.get("x-ratelimit-remaining")
+            if value is not None:
+                with contextlib.suppress(ValueError):
+                    self.metrics.rate_remaining.labels(host).set(float(value.split(";")[0]))
         groups: dict[tuple[str, str, str, str, str, str], list[tuple[ImageConfig, Environment, ImageRef]]] = {}
         for image in images:
             found = scans.get(image.repository.canonical_name)

@@ -49,9 +49,10 @@ class Service:
                     self._cv.wait(timeout=max(0.05, min(interval, next_poll - time.monotonic())))
                 batch: dict[str, float] = {}
                 if self._queue:
-                    oldest = min(self._queue.values())
-                    wait = oldest + self.debounce - time.monotonic()
-                    if wait > 0:
+                    while True:  # new events notify the condition: keep waiting until the window has passed
+                        wait = min(self._queue.values()) + self.debounce - time.monotonic()
+                        if wait <= 0 or self.stop.is_set():
+                            break
                         self._cv.wait(timeout=wait)
                     batch, self._queue = self._queue, {}
             try:

@@ -384,3 +384,31 @@ def test_status_and_cli_sync_json(cluster: TestCluster, namespace: str, tmp_path
     assert doc["revision"] == "local" and doc["sync"] == "Synced" and doc["objects"] == 1
     code, _, err = cli(cluster, "status", "--name", "nope", "--inventory-namespace", namespace)
     assert code == 2 and "never synced" in err
+
+
+def test_git_source_at_branch_tag_and_commit_and_kustomize(
+    cluster: TestCluster, namespace: str, tmp_path: Path, git_http, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    from reconciler.source import Source
+    from tests.fixtures.git import GIT_PASSWORD, GIT_USER, git, make_bare
+
+    kustomization = (
+        f"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: {namespace}\nresources: [cm.yaml]\n"
+    )
+    bare = make_bare(
+        git_http.root,
+        f"src{namespace}",
+        {"app/kustomization.yaml": kustomization, "app/cm.yaml": json.dumps(configmap("from-git", v="1"))},
+    )
+    first = git("-C", str(bare), "rev-parse", "main").strip()
+    git("-C", str(bare), "tag", "v1", first)
+    monkeypatch.setenv("RECONCILER_GIT_USERNAME", GIT_USER)
+    monkeypatch.setenv("RECONCILER_GIT_TOKEN", GIT_PASSWORD)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for revision in ("main", "v1", first):
+        fetched = Source(git_http.url(bare), revision, "app").fetch()
+        assert fetched.revision == first
+        r = engine(cluster, namespace, f"g{revision[:6]}").sync(fetched.root, fetched.revision)
+        assert [a.key.name for a in r.plan.applies] == ["from-git"]
+    with pytest.raises(Exception, match="leaves the source"):
+        Source(git_http.url(bare), "main", "../..").fetch()

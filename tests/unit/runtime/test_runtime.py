@@ -179,3 +179,31 @@ def test_state_survives_restart_and_second_instance_is_refused(tmp_path: Path) -
             InstanceLock(db).acquire()
     finally:
         lock.release()
+
+
+def test_debounce_batches_webhook_events_into_one_pass() -> None:
+    import threading
+    import time as _time
+
+    from imagebot.runtime.serve import Service
+
+    class FakeRunner:
+        def __init__(self) -> None:
+            self.passes: list[list[str] | None] = []
+
+        def run_pass(self, only=None, received=None):  # type: ignore[no-untyped-def]
+            self.passes.append(sorted(only) if only is not None else None)
+
+    runner = FakeRunner()
+    service = Service(runner, "s", debounce=0.3)  # type: ignore[arg-type]
+    loop = threading.Thread(target=service.loop, args=(3600.0,), daemon=True)
+    loop.start()
+    service.ready.wait(5)
+    runner.passes.clear()
+    for repo in ["r/a", "r/b", "r/a"]:
+        service.enqueue([repo])
+        _time.sleep(0.05)
+    _time.sleep(0.6)
+    service.stop.set()
+    service.enqueue([])
+    assert runner.passes == [["r/a", "r/b"]], "events within the debounce window become one pass"
