@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -12,9 +10,11 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import TextIO
 
+from imagebot import httpd
+from imagebot.runtime import webhooks
 from reconciler import __version__
 from reconciler.diff import Rule, Rules
 from reconciler.engine import Engine, Settings, SyncReport
@@ -298,42 +298,24 @@ def _webhook_server(listen: str, secret: str, trigger: threading.Event, engine: 
 
     if not secret:
         raise UsageError("--listen needs a webhook secret in the environment variable named by --webhook-secret-env")
-    host, _, port = listen.rpartition(":")
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-        def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(httpd.Handler):
         def do_GET(self) -> None:
             if self.path in ("/healthz", "/readyz"):
-                self._send(200, b"ok\n")
+                self.send(200, b"ok\n")
             elif self.path == "/metrics":
-                self._send(200, generate_latest(engine.metrics.registry), "text/plain; version=0.0.4")
+                self.send(200, generate_latest(engine.metrics.registry), "text/plain; version=0.0.4")
             else:
-                self._send(404, b"not found\n")
+                self.send(404, b"not found\n")
 
         def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            want = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(want, self.headers.get("X-Hub-Signature-256", "")):
-                self._send(401, b"bad signature\n")
+            if not webhooks.verify(secret, self.body(), self.headers.get("X-Hub-Signature-256")):
+                self.send(401, b"bad signature\n")
                 return
             trigger.set()
-            self._send(202, b"sync triggered\n")
+            self.send(202, b"sync triggered\n")
 
-    server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
-    return server
+    return httpd.start(listen, Handler)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,10 +11,11 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from prometheus_client import generate_latest
 
+from imagebot import httpd
 from imagebot.errors import ConfigError
 from imagebot.runtime import webhooks
 from imagebot.runtime.runner import Runner
@@ -73,42 +74,29 @@ class Service:
     def handler(self) -> type[BaseHTTPRequestHandler]:
         service = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-            def _send(self, code: int, body: bytes, ctype: str = "text/plain") -> None:
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
+        class Handler(httpd.Handler):
             def do_GET(self) -> None:
                 if self.path == "/healthz":
-                    self._send(200, b"ok\n")
+                    self.send(200, b"ok\n")
                 elif self.path == "/readyz":
-                    self._send(200 if service.ready.is_set() else 503, b"ready\n" if service.ready.is_set() else b"starting\n")
+                    self.send(200 if service.ready.is_set() else 503, b"ready\n" if service.ready.is_set() else b"starting\n")
                 elif self.path == "/metrics":
-                    self._send(200, generate_latest(service.runner.metrics.registry), "text/plain; version=0.0.4")
+                    self.send(200, generate_latest(service.runner.metrics.registry), "text/plain; version=0.0.4")
                 else:
-                    self._send(404, b"not found\n")
+                    self.send(404, b"not found\n")
 
             def do_POST(self) -> None:
-                body = self.rfile.read(min(int(self.headers.get("Content-Length") or 0), 1 << 20))
+                body = self.body()
                 sig = self.headers.get("X-Imagebot-Signature-256") or self.headers.get("X-Hub-Signature-256")
                 if not webhooks.verify(service.secret, body, sig):
-                    self._send(401, b"missing or wrong signature\n")
+                    self.send(401, b"missing or wrong signature\n")
                     return
                 repos = [r for r in webhooks.repositories(body) if service.runner.cfg.image_for(r)]
                 if not repos:
-                    self._send(202, b"nothing configured for this event\n")
+                    self.send(202, b"nothing configured for this event\n")
                     return
                 service.enqueue(repos)
-                self._send(202, ("scanning " + " ".join(repos) + "\n").encode())
+                self.send(202, ("scanning " + " ".join(repos) + "\n").encode())
 
         return Handler
 
@@ -119,13 +107,10 @@ def serve(runner: Runner, listen: str, interval: float, is_leader: Callable[[], 
     if not secret:
         raise ConfigError(f"webhooks need a shared secret: set {env}")
     service = Service(runner, secret, runner.cfg.debounce_seconds, is_leader)
-    host, _, port = listen.rpartition(":")
-    httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), service.handler())
-    httpd.daemon_threads = True
-    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    server = httpd.start(listen, service.handler())
     log.info("listening on %s", listen)
     try:
         service.loop(interval)
     finally:
         service.stop.set()
-        httpd.shutdown()
+        server.shutdown()

@@ -163,3 +163,39 @@ def test_render_ignores_non_manifests_and_refuses_escaping_links(tmp_path: Path)
     (tmp_path / "link.yaml").symlink_to(outside)
     with pytest.raises(RenderError, match="outside the source"):
         render(tmp_path, "app", TRACKING_LABEL)
+
+
+def test_reconciler_webhook_needs_a_valid_signature() -> None:
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from imagebot.runtime.webhooks import sign
+    from reconciler.cli import _webhook_server
+    from reconciler.engine import Metrics
+    from tests.fixtures.net import free_port
+
+    class FakeEngine:
+        metrics = Metrics()
+
+    trigger = threading.Event()
+    port = free_port()
+    server = _webhook_server(f"127.0.0.1:{port}", "s3cret", trigger, FakeEngine())  # type: ignore[arg-type]
+    try:
+        body = b'{"ref": "refs/heads/main"}'
+
+        def post(sig: str | None) -> int:
+            headers = {"X-Hub-Signature-256": sig} if sig else {}
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, method="POST", headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return r.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert post(None) == 401 and post(sign("wrong", body)) == 401 and not trigger.is_set()
+        assert post(sign("s3cret", body)) == 202 and trigger.is_set()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        server.shutdown()
