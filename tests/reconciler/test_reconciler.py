@@ -56,6 +56,23 @@ def engine(cluster: TestCluster, ns: str, app: str, **kw: Any) -> Engine:
     return Engine(KubeCluster(cluster.api_client()), Settings(app, ns, ns, guards=guards, rules=rules, **kw))
 
 
+def app_cli(cluster: TestCluster, command: str, src: Path, app: str, namespace: str, *extra: str) -> tuple[int, str, str]:
+    """`reconciler COMMAND --source SRC --name APP` with objects and inventory in ``namespace``."""
+    return cli(
+        cluster,
+        command,
+        "--source",
+        str(src),
+        "--name",
+        app,
+        "--namespace",
+        namespace,
+        "--inventory-namespace",
+        namespace,
+        *extra,
+    )
+
+
 def cli(cluster: TestCluster, *argv: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     code = main([*argv[:1], "--kubeconfig", str(cluster.kubeconfig), *argv[1:]], out=out, err=err)
@@ -102,19 +119,7 @@ def test_pruning_more_than_half_is_refused_unless_forced(cluster: TestCluster, n
     src = write_source(tmp_path / "src", *(configmap(f"c{i}") for i in range(4)))
     engine(cluster, namespace, "a4").sync(src)
     write_source(src, configmap("c0"))
-    code, _, err = cli(
-        cluster,
-        "sync",
-        "--source",
-        str(src),
-        "--name",
-        "a4",
-        "--namespace",
-        namespace,
-        "--inventory-namespace",
-        namespace,
-        "--prune",
-    )
+    code, _, err = app_cli(cluster, "sync", src, "a4", namespace, "--prune")
     assert code == 6 and "exceeds 50%" in err
     assert all(
         engine(cluster, namespace, "a4").cluster.get(
@@ -122,20 +127,7 @@ def test_pruning_more_than_half_is_refused_unless_forced(cluster: TestCluster, n
         )
         for i in range(4)
     ), "nothing deleted"
-    code, _, err = cli(
-        cluster,
-        "sync",
-        "--source",
-        str(src),
-        "--name",
-        "a4",
-        "--namespace",
-        namespace,
-        "--inventory-namespace",
-        namespace,
-        "--prune",
-        "--force-prune",
-    )
+    code, _, err = app_cli(cluster, "sync", src, "a4", namespace, "--prune", "--force-prune")
     assert code == 0, err
 
 
@@ -172,19 +164,7 @@ def test_render_error_applies_and_prunes_nothing(cluster: TestCluster, namespace
         e.sync(src)
     assert e.cluster.writes - calls <= 1, "only the status records the failed render"
     assert e.cluster.get("v1", e.plan_key("ConfigMap", namespace, "c2")) is not None
-    code, _, err = cli(
-        cluster,
-        "sync",
-        "--source",
-        str(src),
-        "--name",
-        "a6",
-        "--namespace",
-        namespace,
-        "--inventory-namespace",
-        namespace,
-        "--prune",
-    )
+    code, _, err = app_cli(cluster, "sync", src, "a6", namespace, "--prune")
     assert code == 4 and "metadata.name" in err
 
 
@@ -223,35 +203,10 @@ def test_crd_then_custom_resource_in_one_sync(cluster: TestCluster, namespace: s
 
 def test_scope_violations_exit_2_and_apply_nothing(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
     src = write_source(tmp_path / "src", configmap("ok"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}})
-    code, _, err = cli(
-        cluster,
-        "sync",
-        "--source",
-        str(src),
-        "--name",
-        "a8",
-        "--namespace",
-        namespace,
-        "--inventory-namespace",
-        namespace,
-        "--no-allow-cluster-scoped",
-    )
+    code, _, err = app_cli(cluster, "sync", src, "a8", namespace, "--no-allow-cluster-scoped")
     assert code == 2 and "cluster-scoped" in err
     write_source(src, configmap("ok"), {**configmap("elsewhere"), "metadata": {"name": "elsewhere", "namespace": "kube-system"}})
-    code, _, err = cli(
-        cluster,
-        "sync",
-        "--source",
-        str(src),
-        "--name",
-        "a8",
-        "--namespace",
-        namespace,
-        "--inventory-namespace",
-        namespace,
-        "--allowed-namespaces",
-        namespace,
-    )
+    code, _, err = app_cli(cluster, "sync", src, "a8", namespace, "--allowed-namespaces", namespace)
     assert code == 2 and "--allowed-namespaces" in err
     assert (
         engine(cluster, namespace, "a8").cluster.get(
@@ -351,9 +306,7 @@ def test_secret_values_never_appear_in_diff_or_logs(
     secret["stringData"]["password"] = "n3w-hunter2-s3cr3t"
     write_source(src, secret)
     caplog.set_level(logging.DEBUG)
-    code, out, err = cli(
-        cluster, "diff", "--source", str(src), "--name", "s1", "--namespace", namespace, "--inventory-namespace", namespace
-    )
+    code, out, err = app_cli(cluster, "diff", src, "s1", namespace)
     assert code == 1
     text = out + err + caplog.text
     for secret_text in ("hunter2", "aHVudGVy", "bjN3LWh1bnRlcjI"):  # plain and base64 prefixes
@@ -363,19 +316,7 @@ def test_secret_values_never_appear_in_diff_or_logs(
 
 def test_status_and_cli_sync_json(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
     src = write_source(tmp_path / "src", deployment("web"))
-    code, out, err = cli(
-        cluster,
-        "sync",
-        "--source",
-        str(src),
-        "--name",
-        "st",
-        "--namespace",
-        namespace,
-        "--inventory-namespace",
-        namespace,
-        "--json",
-    )
+    code, out, err = app_cli(cluster, "sync", src, "st", namespace, "--json")
     assert code == 0, err
     assert json.loads(out)["counts"] == {"create": 1}
     code, out, err = cli(cluster, "status", "--name", "st", "--inventory-namespace", namespace, "--json")
