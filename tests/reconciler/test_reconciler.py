@@ -353,3 +353,19 @@ def test_git_source_at_branch_tag_and_commit_and_kustomize(
         assert [a.key.name for a in r.plan.applies] == ["from-git"]
     with pytest.raises(Exception, match="leaves the source"):
         Source(git_http.url(bare), "main", "../..").fetch()
+
+
+def test_wait_times_out_with_exit_7_until_status_says_healthy(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    src = write_source(tmp_path / "src", deployment("web"))
+    code, _, err = app_cli(cluster, "sync", src, "w1", namespace, "--wait", "--timeout", "1")
+    assert code == 7 and "Progressing" in err
+    # no controllers on the test server: write the status a Deployment controller would
+    status = {
+        "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "availableReplicas": 1, "readyReplicas": 1}
+    }
+    from kubernetes import client
+
+    client.AppsV1Api(cluster.api_client()).patch_namespaced_deployment_status("web", namespace, status)
+    code, out, err = app_cli(cluster, "sync", src, "w1", namespace, "--wait", "--timeout", "5")
+    assert code == 0, err
+    assert "health Healthy" in out

@@ -207,3 +207,27 @@ def test_debounce_batches_webhook_events_into_one_pass() -> None:
     service.stop.set()
     service.enqueue([])
     assert runner.passes == [["r/a", "r/b"]], "events within the debounce window become one pass"
+
+
+def test_status_command_shows_current_pending_and_why(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""apiVersion: imagebot.dev/v1
+kind: Config
+stateFile: {tmp_path}/state.db
+git: [{{name: c, url: "https://example.com/c.git"}}]
+images:
+  - name: app
+    repository: ghcr.io/acme/app
+    environments:
+      prod: {{policy: {{semver: "^1"}}, target: {{git: c}}}}
+""")
+    state = RuntimeState(tmp_path / "state.db")
+    state.record("app", "prod", reason="pushed", pending=None, now=1.0, tag="1.2.0", commit="0123456789abcdef")
+    state.record("app", "prod", reason="1.3.0 soaking", pending="1.3.0", now=2.0)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["status", "--config", str(cfg)], out=out, err=err) == 0, err.getvalue()
+    line = out.getvalue()
+    assert "app prod: current 1.2.0" in line and "pending 1.3.0" in line and "(1.3.0 soaking)" in line and "0123456789ab" in line
+    out = io.StringIO()
+    assert main(["status", "--config", str(cfg), "--json"], out=out, err=err) == 0
+    assert json.loads(out.getvalue())[0]["tag"] == "1.2.0"
