@@ -320,3 +320,38 @@ def test_forge_errors_are_exit_6_with_message(
 def test_bad_github_token_is_forge_error(github: FakeGitHub) -> None:
     with pytest.raises(ForgeError, match="401"):
         GitHubForge("org/config", "nope", github.base, throttle=False).find_open("x", "main")
+
+
+def test_gpg_signed_commits_verify(git_http: GitHttp, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "gnupg"
+    home.mkdir(mode=0o700)
+    monkeypatch.setenv("GNUPGHOME", str(home))
+    subprocess.run(
+        [
+            "gpg",
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "imagebot <imagebot@users.noreply.invalid>",
+            "ed25519",
+            "sign",
+            "1d",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    keyid = (
+        subprocess.run(["gpg", "--batch", "--list-secret-keys", "--with-colons"], capture_output=True, text=True, check=True)
+        .stdout.split("fpr:::::::::")[1]
+        .split(":")[0]
+    )
+    ws = Workspace(
+        git_http.url(repo), "main", tmp_path / "c", HTTP_AUTH, Identity(signing_key=Path(keyid), signing_format="openpgp")
+    )
+    result = deliver(ws, Delivery(), request("1.1.0"))
+    verify = subprocess.run(
+        ["git", "-c", "safe.directory=*", "-C", str(repo), "verify-commit", result.commit or ""], capture_output=True, text=True
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert "Good signature" in verify.stderr

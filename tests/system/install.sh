@@ -3,9 +3,9 @@
 #   docker-registry   the real registry (distribution 2.8) the registry tests start on loopback
 #   openssh-server    sshd for the SSH git-remote tests (started on a loopback port, never as a service)
 #   apache2-utils     htpasswd (bcrypt) for the registry's basic auth
-#   git, curl, openssl, debian-archive-keyring, ca-certificates: git remotes, TLS, the apiserver build
+#   git, curl, openssl, gnupg, debian-archive-keyring, ca-certificates: git remotes, TLS, signing, the apiserver build
 set -euo pipefail
-PKGS=(docker-registry openssh-server apache2-utils git curl openssl debian-archive-keyring ca-certificates)
+PKGS=(docker-registry openssh-server apache2-utils git curl openssl gnupg debian-archive-keyring ca-certificates)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
