@@ -106,9 +106,6 @@ class Engine:
         self._lock = threading.Lock()
         self._inventory: Inventory | None = None
 
-    def plan_key(self, kind: str, namespace: str, name: str, group: str = "") -> ResourceKey:
-        return ResourceKey(group, kind, namespace, name)
-
     @property
     def selector(self) -> str:
         return f"{self.s.tracking_label}={self.s.app}"

@@ -142,13 +142,14 @@ def _attempt(ws: Workspace, d: Delivery, request: EditRequest, forge: Forge | No
         ws.sync(d.branch)
     else:
         ws.sync(d.branch)
-    cs = _edit(_root(ws, d), request)
+    root = _root(ws, d)
+    cs = _edit(root, request)
     if not cs.changed_files:
         return Result(Status.NO_CHANGE, target, changes=cs, attempts=attempt)
     rendered = render(cs.changes, requested_images(request), d.templates, d.environment, d.group)
     if dry_run:
         return Result(Status.DRY_RUN, target, changes=cs, message=rendered, attempts=attempt, diff=report.unified_diff(cs))
-    walk.apply(_root(ws, d), cs, durable=False)
+    walk.apply(root, cs, durable=False)
     sha = ws.commit(rendered.commit_message)
     assert sha is not None
     if d.mode is Mode.PULL_REQUEST:

@@ -68,9 +68,9 @@ def decide(
         best = chosen
         if best is None:
             return Decision(None, None, f"no tag is older than the minimum age yet ({pending} waits)", pending, remaining)
-    downgrade = current is not None and current.tag is not None and current.tag != best and not env.allow_downgrade
-    if downgrade and current is not None and current.tag is not None and policy.select([current.tag, best]) == current.tag:
-        return Decision(None, None, f"downgrade guard: {best} ranks below the current {current.tag}", pending, remaining)
+    cur = current.tag if current is not None else None
+    if cur is not None and cur != best and not env.allow_downgrade and policy.select([cur, best]) == cur:
+        return Decision(None, None, f"downgrade guard: {best} ranks below the current {cur}", pending, remaining)
     if current is not None and current.tag == best:
         return Decision(None, None, f"already at {best}", pending, remaining)
     return Decision(best, None, f"{best} is the newest allowed by {policy.describe()}", pending, remaining)

@@ -23,7 +23,7 @@ from imagebot.registry import Registries, RegistrySettings
 from imagebot.registry.auth import Chain, CredentialSource, DockerConfigCredentials, EnvCredentials, FileCredentials
 from imagebot.registry.scanner import Scanner
 from imagebot.registry.state import ScanState
-from imagebot.runtime.decide import Current, decide
+from imagebot.runtime.decide import decide
 from imagebot.runtime.state import RuntimeState
 from imagebot.update import EditRequest, ImageUpdate
 
@@ -226,7 +226,3 @@ class Runner:
         elif result.status in (Status.PR_OPENED, Status.PR_UPDATED):
             self.metrics.prs.labels(str(result.status)).inc()
         log.info("%s %s → %s: %s %s", g.name, env_name, target.mode, result.status, result.commit or "")
-
-
-def current_of(state: RuntimeState, image: str, env: str) -> Current | None:
-    return state.current(image, env)

@@ -48,8 +48,10 @@ def _dedupe(file: str, edits: Sequence[Edit]) -> tuple[list[Edit], list[Problem]
     return out, problems
 
 
-def _splice(file: str, text: str, edits: Sequence[Edit]) -> tuple[str, list[Change], list[Problem]]:
+def _splice(file: str, text: str, edits: Sequence[Edit]) -> tuple[str, list[Change], list[Problem], dict[tuple[int, Path], str]]:
+    """Splice the edits into ``text``; also returns the value each applied edit must show on re-parse."""
     eol = _line_ending(text)
+    expected: dict[tuple[int, Path], str] = {}
     pieces: list[tuple[int, int, str]] = []
     changes: list[Change] = []
     problems: list[Problem] = []
@@ -82,11 +84,13 @@ def _splice(file: str, text: str, edits: Sequence[Edit]) -> tuple[str, list[Chan
                 )
                 continue
             pieces.append((s.start, s.end, rendered))
+            expected[(s.doc, s.path)] = e.value
             changes.append(Change(file, s.line, e.target, e.subject, field_name(s.path), s.value, e.value))
         else:
             rendered = render(e.value, "")
             assert rendered is not None
             pieces.append((e.at, e.at, f"{eol}{e.indent}{e.key}: {rendered}"))
+            expected[(e.doc, e.path)] = e.value
             changes.append(Change(file, e.line, e.target, e.subject, field_name(e.path), "", e.value))
     pieces.sort()
     out: list[str] = []
@@ -97,7 +101,7 @@ def _splice(file: str, text: str, edits: Sequence[Edit]) -> tuple[str, list[Chan
         pos = end
     out.append(text[pos:])
     changes.sort(key=lambda c: (c.line, c.field))
-    return "".join(out), changes, problems
+    return "".join(out), changes, problems, expected
 
 
 def verify(before: Scan, after_text: str, expected: dict[tuple[int, Path], str]) -> str | None:
@@ -150,18 +154,10 @@ def edit_text(file: str, text: str, request: EditRequest) -> FileEdit:
         problems += image_problems
     edits, conflicts = _dedupe(file, edits)
     problems += conflicts
-    new_body, changes, splice_problems = _splice(file, body, edits)
+    new_body, changes, splice_problems, expected = _splice(file, body, edits)
     problems += splice_problems
     if not changes:
         return FileEdit(file, text, text, problems=tuple(problems))
-    expected: dict[tuple[int, Path], str] = {}
-    for edit in edits:
-        if isinstance(edit, SetValue):
-            e = edit
-            if not e.scalar.shared and e.scalar.tag is None and render(e.value, e.scalar.style, e.scalar.flow) is not None:
-                expected[(e.scalar.doc, e.scalar.path)] = e.value
-        else:
-            expected[(edit.doc, edit.path)] = edit.value
     failure = verify(parsed, new_body, expected)
     if failure is not None:
         problems.append(Problem(file, None, ProblemKind.VERIFY, f"edit not verified, file left untouched: {failure}"))

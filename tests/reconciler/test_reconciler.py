@@ -17,7 +17,7 @@ from reconciler.cluster import KubeCluster
 from reconciler.diff import Rule, Rules
 from reconciler.engine import Engine, Settings
 from reconciler.errors import PruneRefused, RenderError
-from reconciler.model import Action, FieldPolicy
+from reconciler.model import Action, FieldPolicy, ResourceKey
 from reconciler.plan import PruneGuards
 from tests.fixtures.cluster import TestCluster
 
@@ -110,7 +110,7 @@ def test_empty_render_refuses_to_prune(cluster: TestCluster, namespace: str, tmp
     write_source(src)
     with pytest.raises(PruneRefused, match="no objects"):
         e.sync(src)
-    assert e.cluster.get("v1", e.plan_key("ConfigMap", namespace, "keep")) is not None
+    assert e.cluster.get("v1", ResourceKey("", "ConfigMap", namespace, "keep")) is not None
     allowed = engine(cluster, namespace, "a3", guards=PruneGuards(allow_empty=True))
     assert len(allowed.sync(src).pruned) == 1
 
@@ -122,10 +122,7 @@ def test_pruning_more_than_half_is_refused_unless_forced(cluster: TestCluster, n
     code, _, err = app_cli(cluster, "sync", src, "a4", namespace, "--prune")
     assert code == 6 and "exceeds 50%" in err
     assert all(
-        engine(cluster, namespace, "a4").cluster.get(
-            "v1", engine(cluster, namespace, "a4").plan_key("ConfigMap", namespace, f"c{i}")
-        )
-        for i in range(4)
+        engine(cluster, namespace, "a4").cluster.get("v1", ResourceKey("", "ConfigMap", namespace, f"c{i}")) for i in range(4)
     ), "nothing deleted"
     code, _, err = app_cli(cluster, "sync", src, "a4", namespace, "--prune", "--force-prune")
     assert code == 0, err
@@ -163,7 +160,7 @@ def test_render_error_applies_and_prunes_nothing(cluster: TestCluster, namespace
     with pytest.raises(RenderError, match=r"without metadata\.name"):
         e.sync(src)
     assert e.cluster.writes - calls <= 1, "only the status records the failed render"
-    assert e.cluster.get("v1", e.plan_key("ConfigMap", namespace, "c2")) is not None
+    assert e.cluster.get("v1", ResourceKey("", "ConfigMap", namespace, "c2")) is not None
     code, _, err = app_cli(cluster, "sync", src, "a6", namespace, "--prune")
     assert code == 4 and "metadata.name" in err
 
@@ -208,12 +205,7 @@ def test_scope_violations_exit_2_and_apply_nothing(cluster: TestCluster, namespa
     write_source(src, configmap("ok"), {**configmap("elsewhere"), "metadata": {"name": "elsewhere", "namespace": "kube-system"}})
     code, _, err = app_cli(cluster, "sync", src, "a8", namespace, "--allowed-namespaces", namespace)
     assert code == 2 and "--allowed-namespaces" in err
-    assert (
-        engine(cluster, namespace, "a8").cluster.get(
-            "v1", engine(cluster, namespace, "a8").plan_key("ConfigMap", namespace, "ok")
-        )
-        is None
-    )
+    assert engine(cluster, namespace, "a8").cluster.get("v1", ResourceKey("", "ConfigMap", namespace, "ok")) is None
 
 
 def _other_manager_apply(e: Engine, body: dict[str, Any], manager: str) -> None:
