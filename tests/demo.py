@@ -269,11 +269,18 @@ class Demo:
 
         wait_until("the bot to commit 1.1.0 (prod) and 1.2.0-rc.1 (dev)", both_committed)
         latency = time.monotonic() - t0
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.bot_port}/metrics", timeout=5) as r:
-            metrics = r.read().decode()
-        commits = next((float(ln.split()[-1]) for ln in metrics.splitlines() if ln.startswith("imagebot_commits_total ")), 0.0)
-        if commits < 2:
-            raise DemoFailed(f"/metrics counts {commits:.0f} commits, expected 2")
+
+        def metric_commits() -> float:
+            # the remote ref moves before the bot's push call returns and counts it: poll, don't read once
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.bot_port}/metrics", timeout=5) as r:
+                metrics = r.read().decode()
+            return next((float(ln.split()[-1]) for ln in metrics.splitlines() if ln.startswith("imagebot_commits_total ")), 0.0)
+
+        try:
+            wait_until("imagebot_commits_total to reach 2", lambda: metric_commits() >= 2, timeout=10)
+        except DemoFailed:
+            raise DemoFailed(f"/metrics counts {metric_commits():.0f} commits, expected 2") from None
+        commits = metric_commits()
         subjects = git("-C", str(self.bare), "log", "--format=%s", f"{before}..main").strip().splitlines()
         return f"webhook → commits in {latency:.2f}s ({commits:.0f} in /metrics): " + " | ".join(reversed(subjects))
 

@@ -100,20 +100,18 @@ def test_conflicting_apply_by_another_manager_gets_409_naming_the_field(cluster:
 def test_watch_sees_added_modified_deleted(cluster: TestCluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api_client())
     events: list[str] = []
-    ready = threading.Event()
+    # watch from the list's resourceVersion: every later change is delivered however late the stream opens
+    since = core.list_namespaced_config_map(namespace).metadata.resource_version
 
     def run() -> None:
         w = watch.Watch()
-        ready.set()
-        for ev in w.stream(core.list_namespaced_config_map, namespace, timeout_seconds=10):
+        for ev in w.stream(core.list_namespaced_config_map, namespace, resource_version=since, timeout_seconds=10):
             events.append(ev["type"])
             if ev["type"] == "DELETED":
                 w.stop()
 
     t = threading.Thread(target=run)
     t.start()
-    ready.wait()
-    time.sleep(0.3)
     body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="w"), data={"k": "1"})
     core.create_namespaced_config_map(namespace, body)
     core.patch_namespaced_config_map("w", namespace, {"data": {"k": "2"}})

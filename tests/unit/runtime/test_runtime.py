@@ -195,15 +195,20 @@ def test_debounce_batches_webhook_events_into_one_pass() -> None:
             self.passes.append(sorted(only) if only is not None else None)
 
     runner = FakeRunner()
-    service = Service(runner, "s", debounce=0.3)  # type: ignore[arg-type]
+    service = Service(runner, "s", debounce=1.0)  # type: ignore[arg-type]
     loop = threading.Thread(target=service.loop, args=(3600.0,), daemon=True)
     loop.start()
     service.ready.wait(5)
     runner.passes.clear()
+    t0 = _time.monotonic()
     for repo in ["r/a", "r/b", "r/a"]:
         service.enqueue([repo])
         _time.sleep(0.05)
-    _time.sleep(0.6)
+    assert runner.passes == [], "no pass before the window closes"
+    deadline = _time.monotonic() + 10
+    while not runner.passes and _time.monotonic() < deadline:
+        _time.sleep(0.02)
+    assert _time.monotonic() - t0 >= 1.0, "the pass waited for the whole window"
     service.stop.set()
     service.enqueue([])
     assert runner.passes == [["r/a", "r/b"]], "events within the debounce window become one pass"
