@@ -78,6 +78,14 @@ def _common(p: argparse.ArgumentParser, source: bool = True) -> None:
         help="fields owned by this field manager are not drift (e.g. an HPA controller)",
     )
     p.add_argument("--report", action="append", default=[], metavar="POINTER", help="report, never correct, this pointer")
+    p.add_argument(
+        "--added-drift-manager",
+        action="append",
+        default=None,
+        metavar="PREFIX",
+        help="fields Git does not declare are drift when a field manager starting with PREFIX added them "
+        "(default: kubectl, before-first-apply; fields other controllers add are theirs)",
+    )
 
 
 def _prune_flags(p: argparse.ArgumentParser) -> None:
@@ -100,7 +108,9 @@ def _rules(args: argparse.Namespace, default: FieldPolicy = FieldPolicy.CORRECT)
         rules.append(Rule(FieldPolicy.IGNORE, pointer=pointer, kind=kind))
     rules += [Rule(FieldPolicy.IGNORE, manager=m) for m in args.ignore_manager]
     rules += [Rule(FieldPolicy.REPORT, pointer=p) for p in args.report]
-    return Rules(default, tuple(rules))
+    if args.added_drift_manager is None:
+        return Rules(default, tuple(rules))
+    return Rules(default, tuple(rules), tuple(m for m in args.added_drift_manager if m))
 
 
 def _engine(args: argparse.Namespace, mode: FieldPolicy = FieldPolicy.CORRECT) -> Engine:

@@ -177,9 +177,11 @@ class KubeCluster:
         except ApiException as exc:
             raise ClusterError(f"apply {manifest.key}: HTTP {exc.status}: {_message(exc)}") from exc
 
-    def remove_fields(self, api_version: str, key: ResourceKey, pointers: list[str]) -> dict[str, Any]:
-        """Remove out-of-band fields Git does not declare (a JSON patch of removes)."""
-        ops = [{"op": "remove", "path": p} for p in pointers]
+    def remove_fields(self, api_version: str, key: ResourceKey, pointers: list[str], resource_version: str) -> dict[str, Any]:
+        """Remove out-of-band fields Git does not declare: one JSON patch, guarded by the resourceVersion the
+        paths were computed from (list indices are only valid for that version; a newer one fails, nothing changes)."""
+        ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}]
+        ops += [{"op": "remove", "path": p} for p in pointers]
         try:
             return dict(
                 self._call(
@@ -191,6 +193,11 @@ class KubeCluster:
                 )
             )
         except ApiException as exc:
+            if exc.status in (409, 422):  # the test op failed, or a path is already gone: the patch changed nothing
+                raise ClusterError(
+                    f"remove fields {pointers} of {key}: the object changed since it was read (resourceVersion "
+                    f"{resource_version}); nothing removed, the next sync or watch event tries again"
+                ) from exc
             raise ClusterError(f"remove fields {pointers} of {key}: HTTP {exc.status}: {_message(exc)}") from exc
 
     def delete(self, api_version: str, key: ResourceKey) -> None:

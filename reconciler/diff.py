@@ -62,6 +62,13 @@ class Rule:
 class Rules:
     default: FieldPolicy = FieldPolicy.CORRECT
     rules: tuple[Rule, ...] = field(default_factory=tuple)
+    # Fields Git does not declare are drift only when one of these managers (name prefixes) added them: people
+    # with kubectl. What controllers add (the Deployment controller's revision annotation, an operator's
+    # caBundle) is theirs; removing it would fight them forever. Declared fields are drift whoever changed them.
+    added_by: tuple[str, ...] = ("kubectl", "before-first-apply")
+
+    def counts_added(self, manager: str) -> bool:
+        return manager.startswith(self.added_by)
 
     def policy(self, kind: str, pointer: str, manager: str) -> FieldPolicy:
         for r in self.rules:
@@ -164,7 +171,12 @@ def owner_of(managed_fields: list[dict[str, Any]], fpath: tuple[str, ...]) -> tu
 
 
 def _owned_leaves(node: Any, fpath: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    if not isinstance(node, dict) or not node or set(node) == {"."}:
+    if not isinstance(node, dict) or not node:
+        yield fpath
+        return
+    if set(node) == {"."} and fpath and fpath[-1].startswith("f:"):
+        return  # owning a map's existence is not owning what others put in it (left behind when its keys go)
+    if set(node) == {"."}:
         yield fpath
         return
     for k, v in node.items():
@@ -210,6 +222,81 @@ def _value_at(live: Any, fpath: tuple[str, ...]) -> tuple[str, Any]:
     return pointer, node
 
 
+def _match(items: Any, want: dict[str, Any]) -> int | None:
+    if not isinstance(items, list):
+        return None
+    return next((n for n, i in enumerate(items) if isinstance(i, dict) and all(i.get(k) == v for k, v in want.items())), None)
+
+
+def _removal_path(desired: Any, live: Any, fpath: tuple[str, ...]) -> tuple[str | int, ...] | None:
+    """Path (list indices, not merge keys) removing the undeclared field at ``fpath``.
+
+    Map keys are followed down to the owned field itself (a map may hold others' fields too); a list item
+    Git does not declare — an added sidecar container, an added env var — is removed whole, because removing
+    its leaves one by one would leave an invalid item behind.
+    """
+    want, node = desired, live
+    path: tuple[str | int, ...] = ()
+    for part in fpath:
+        if part.startswith("f:"):
+            name = part[2:]
+            if not isinstance(node, dict) or name not in node:
+                return None
+            path, node = (*path, name), node[name]
+            want = want.get(name) if isinstance(want, dict) else None
+        elif part.startswith("k:"):
+            key = json.loads(part[2:])
+            at = _match(node, key)
+            if at is None:
+                return None
+            path, node = (*path, at), node[at]
+            mine = _match(want, key)
+            if mine is None:
+                return path
+            want = want[mine]
+        elif part.startswith("v:"):
+            value = json.loads(part[2:])
+            if not isinstance(node, list) or value not in node:
+                return None
+            return None if isinstance(want, list) and value in want else (*path, node.index(value))
+        else:
+            return None
+    return path
+
+
+def _out_of_band(
+    manifest: Manifest, live: dict[str, Any], our_manager: str, rules: Rules
+) -> Iterator[tuple[dict[str, Any], tuple[str, ...], str, Any]]:
+    """(managedFields entry, fields path, pointer, value) for each field kubectl added that Git does not declare."""
+    managed = (live.get("metadata") or {}).get("managedFields") or []
+    for entry in managed:
+        manager = entry.get("manager", "")
+        if manager == our_manager or entry.get("subresource") or not rules.counts_added(manager):
+            continue  # status writers and /scale are handled through the declared fields; controllers keep theirs
+        for fpath in _owned_leaves(entry.get("fieldsV1") or {}):
+            if not fpath or fpath[0] in ("f:status",) or fpath[:2] == ("f:metadata", "f:managedFields"):
+                continue
+            if _declared(manifest.body, fpath):
+                continue
+            pointer, value = _value_at(live, fpath)
+            if value is None or (isinstance(value, (dict, list)) and _owned_below(managed, fpath, entry)):
+                continue  # a map or list that also holds others' fields: only its own keys are this manager's
+            yield entry, fpath, pointer, value
+
+
+def _owned_below(managed: list[dict[str, Any]], fpath: tuple[str, ...], me: dict[str, Any]) -> bool:
+    """Does any other manager own a field strictly inside ``fpath``?"""
+    for entry in managed:
+        if entry is me:
+            continue
+        node = entry.get("fieldsV1") or {}
+        for part in fpath:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and set(node) - {"."}:
+            return True
+    return False
+
+
 def drift(manifest: Manifest, live: dict[str, Any] | None, our_manager: str, rules: Rules) -> list[DriftItem]:
     """Every difference between Git and the live object, classified and attributed."""
     key = manifest.key
@@ -222,32 +309,35 @@ def drift(manifest: Manifest, live: dict[str, Any] | None, our_manager: str, rul
         items.append(
             DriftItem(key, pointer, DriftKind.CHANGED, want, got, manager, op, when, rules.policy(key.kind, pointer, manager))
         )
-    for entry in managed:
+    for entry, _, pointer, value in _out_of_band(manifest, live, our_manager, rules):
         manager = entry.get("manager", "")
-        if manager == our_manager or entry.get("subresource"):
-            continue  # status writers and /scale are handled through the declared fields
-        for fpath in _owned_leaves(entry.get("fieldsV1") or {}):
-            if not fpath or fpath[0] in ("f:status",) or fpath[:2] == ("f:metadata", "f:managedFields"):
-                continue
-            if _declared(manifest.body, fpath):
-                continue
-            pointer, value = _value_at(live, fpath)
-            if value is None:
-                continue
-            items.append(
-                DriftItem(
-                    key,
-                    pointer,
-                    DriftKind.ADDED,
-                    None,
-                    value,
-                    manager,
-                    entry.get("operation", ""),
-                    entry.get("time", ""),
-                    rules.policy(key.kind, pointer, manager),
-                )
+        items.append(
+            DriftItem(
+                key,
+                pointer,
+                DriftKind.ADDED,
+                None,
+                value,
+                manager,
+                entry.get("operation", ""),
+                entry.get("time", ""),
+                rules.policy(key.kind, pointer, manager),
             )
+        )
     return [i for i in items if i.policy is not FieldPolicy.IGNORE]
+
+
+def added_fields(manifest: Manifest, live: dict[str, Any], our_manager: str, rules: Rules) -> tuple[str, ...]:
+    """JSON-patch paths removing what kubectl added and policy corrects, in an order safe to apply one by one."""
+    found: set[tuple[str | int, ...]] = set()
+    for entry, fpath, pointer, _ in _out_of_band(manifest, live, our_manager, rules):
+        if rules.policy(manifest.key.kind, pointer, entry.get("manager", "")) is FieldPolicy.CORRECT:
+            path = _removal_path(manifest.body, live, fpath)
+            if path:
+                found.add(path)
+    # an ancestor already removed covers its descendants; within a list, the highest index goes first
+    outer = {p for p in found if not any(q != p and p[: len(q)] == q for q in found)}
+    return tuple("/" + "/".join(escape(str(x)) for x in p) for p in sorted(outer, reverse=True))
 
 
 def in_sync(manifest: Manifest, live: dict[str, Any] | None) -> bool:

@@ -182,9 +182,19 @@ class Engine:
             if k not in wanted and k not in live:
                 live[k] = self.cluster.get(api, k)
         guards = replace(self.s.guards, enabled=prune and self.s.guards.enabled)
-        p = plan(desired, live, inventory.entries.keys(), self.s.app, self.s.tracking_label, guards)
+        p = plan(
+            desired,
+            live,
+            inventory.entries.keys(),
+            self.s.app,
+            self.s.tracking_label,
+            guards,
+            rules=self.s.rules,
+            field_manager=self.cluster.field_manager,
+        )
         pruned: list[ResourceKey] = []
         if not dry_run:
+            self._remove_added(p, live)
             self._apply(p)
             if p.refused:
                 self._save_inventory(desired, inventory, p, revision, keep_candidates=True)
@@ -218,6 +228,16 @@ class Engine:
             self.cluster.writes - writes0,
         )
 
+    def _remove_added(self, p: Plan, live: dict[ResourceKey, dict[str, Any] | None]) -> None:
+        """Fields kubectl added that Git does not declare go before the apply (sync undoes them as the watch does)."""
+        for a in p.applies:
+            if a.remove and a.manifest is not None:
+                rv = ((live.get(a.key) or {}).get("metadata") or {}).get("resourceVersion", "")
+                self.cluster.remove_fields(a.manifest.api_version, a.key, list(a.remove), rv)
+                for pointer in a.remove:
+                    self.metrics.drift_corrected.labels(a.key.kind, pointer).inc()
+                log.info("removed from %s what was added out of band: %s", a.key, ", ".join(a.remove))
+
     def _apply(self, p: Plan) -> None:
         writes = [a for a in p.applies if a.action in (Action.CREATE, Action.UPDATE)]
         stages: dict[int, list[Manifest]] = {}
@@ -240,7 +260,10 @@ class Engine:
             return
         ns = self.s.inventory_namespace
         involved = {"apiVersion": "v1", "kind": "ConfigMap", "namespace": ns, "name": f"reconciler-{self.s.app}"}
+        cleaned = [a for a in writes if a.remove]
         msg = f"applied {len(writes)} object(s) at {revision[:12] or 'local'}"
+        if cleaned:
+            msg += f"; removed fields added out of band from {', '.join(str(a.key) for a in cleaned[:10])}"
         if pruned:
             msg += f"; pruned {', '.join(str(k) for k in pruned[:10])}"
         self.cluster.event(ns, involved, "Synced", msg)
@@ -331,18 +354,20 @@ class Engine:
             self.metrics.drift_detected.labels(key.kind, i.pointer).inc()
             log.warning("drift on %s: %s", key, i.describe(redact=(key.group, key.kind) in diffmod.REDACT_KINDS))
         if correct:
-            self.correct(manifest, items, received)
+            self.correct(manifest, items, received, None if etype == "DELETED" else obj)
         return items
 
-    def correct(self, manifest: Manifest, items: list[DriftItem], received: float) -> None:
+    def correct(self, manifest: Manifest, items: list[DriftItem], received: float, live: dict[str, Any] | None) -> None:
         todo = [i for i in items if i.policy is FieldPolicy.CORRECT]
         if not todo:
             return
+        if live is not None and any(i.kind is DriftKind.ADDED for i in todo):
+            added = diffmod.added_fields(manifest, live, self.cluster.field_manager, self.s.rules)
+            if added:
+                rv = (live.get("metadata") or {}).get("resourceVersion", "")
+                self.cluster.remove_fields(manifest.api_version, manifest.key, list(added), rv)
         if any(i.kind in (DriftKind.CHANGED, DriftKind.MISSING) for i in todo):
             self.cluster.apply(manifest)
-        added = sorted({i.pointer for i in todo if i.kind is DriftKind.ADDED}, key=len, reverse=True)
-        if added:
-            self.cluster.remove_fields(manifest.api_version, manifest.key, added)
         took = time.monotonic() - received
         self.corrections.append(took)
         self.metrics.correction.observe(took)

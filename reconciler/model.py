@@ -57,6 +57,7 @@ class Action(StrEnum):
     CREATE = "create"
     UPDATE = "update"
     UNCHANGED = "unchanged"
+    REMOVE_FIELDS = "remove-fields"  # declared fields match; kubectl added fields Git does not declare
     PRUNE = "prune"
     SKIP_PRUNE = "skip-prune"
 
@@ -116,6 +117,7 @@ class PlannedAction:
     key: ResourceKey
     reason: str = ""
     manifest: Manifest | None = None
+    remove: tuple[str, ...] = ()  # JSON pointers added out of band, deepest first: removed after the apply
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,4 +128,4 @@ class Plan:
 
     @property
     def writes(self) -> tuple[PlannedAction, ...]:
-        return tuple(a for a in self.applies if a.action in (Action.CREATE, Action.UPDATE))
+        return tuple(a for a in self.applies if a.action in (Action.CREATE, Action.UPDATE, Action.REMOVE_FIELDS))

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.diff import in_sync
+from reconciler.diff import Rules, added_fields, in_sync
 from reconciler.model import PROTECTED_KINDS, PRUNE_ANNOTATION, Action, Manifest, Plan, PlannedAction, ResourceKey
 
 
@@ -45,17 +45,27 @@ def plan(
     app: str,
     tracking_label: str,
     guards: PruneGuards = PruneGuards(),
+    *,
+    rules: Rules | None = None,
+    field_manager: str = "reconciler",
 ) -> Plan:
+    """``rules`` given: fields kubectl added that Git does not declare are planned for removal too."""
     desired = sorted(desired, key=lambda m: apply_order(m.key))
     applies = []
     for m in desired:
         obj = live.get(m.key)
         if obj is None:
             applies.append(PlannedAction(Action.CREATE, m.key, "not in the cluster", m))
-        elif in_sync(m, obj):
-            applies.append(PlannedAction(Action.UNCHANGED, m.key, "declared fields match", m))
+            continue
+        remove = added_fields(m, obj, field_manager, rules) if rules is not None else ()
+        added = f"added out of band: {', '.join(remove)}" if remove else ""
+        if not in_sync(m, obj):
+            why = "; ".join(filter(None, ["declared fields differ", added]))
+            applies.append(PlannedAction(Action.UPDATE, m.key, why, m, remove))
+        elif remove:
+            applies.append(PlannedAction(Action.REMOVE_FIELDS, m.key, added, m, remove))
         else:
-            applies.append(PlannedAction(Action.UPDATE, m.key, "declared fields differ", m))
+            applies.append(PlannedAction(Action.UNCHANGED, m.key, "declared fields match", m))
     wanted = {m.key for m in desired}
     candidates = sorted(k for k in set(inventory) - wanted)
     inv_size = len(set(inventory))

@@ -16,7 +16,7 @@ from reconciler.cli import main
 from reconciler.cluster import KubeCluster
 from reconciler.diff import Rule, Rules
 from reconciler.engine import Engine, Settings
-from reconciler.errors import PruneRefused, RenderError
+from reconciler.errors import ClusterError, PruneRefused, RenderError
 from reconciler.model import Action, FieldPolicy, ResourceKey
 from reconciler.plan import PruneGuards
 from tests.fixtures.cluster import TestCluster
@@ -277,6 +277,7 @@ def test_out_of_band_added_field_is_removed_and_ignore_rules_hold(cluster: TestC
         key = next(iter(e.desired))
         base = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": namespace}}
         _other_manager_apply(e, {**base, "spec": {"replicas": 7}}, "hpa-controller")
+        _patch_as(e, key, "kube-controller-manager", {"metadata": {"annotations": {"deployment.kubernetes.io/revision": "2"}}})
         _other_manager_apply(
             e, {**base, "metadata": {**base["metadata"], "annotations": {"ignored": "x", "added": "y"}}}, "kubectl-patch"
         )
@@ -284,6 +285,7 @@ def test_out_of_band_added_field_is_removed_and_ignore_rules_hold(cluster: TestC
         live = e.cluster.get("apps/v1", key) or {}
         assert live["spec"]["replicas"] == 7, "an HPA-owned field is not drift and not overwritten"
         assert live["metadata"]["annotations"].get("ignored") == "x"
+        assert live["metadata"]["annotations"].get("deployment.kubernetes.io/revision") == "2", "a controller's field stays"
     finally:
         stop.set()
 
@@ -375,3 +377,64 @@ def test_sync_and_prune_are_recorded_as_kubernetes_events(cluster: TestCluster, 
     messages = sorted(ev.message for ev in events if ev.reason == "Synced" and ev.involved_object.name == "reconciler-ev")
     assert any("applied 2 object(s) at rev-one" in m for m in messages), messages
     assert any("applied 1 object(s) at rev-two" in m and f"pruned ConfigMap {namespace}/b" in m for m in messages), messages
+
+
+def _patch_as(e: Engine, key: ResourceKey, manager: str, patch: dict[str, Any]) -> None:
+    """What `kubectl patch`/`kubectl edit` (or a controller's Update) does: a strategic merge patch."""
+    other = KubeCluster(e.cluster.api, manager)
+    other._call(
+        "PATCH", other._path("apps/v1", key), [("fieldManager", manager)], patch, "application/strategic-merge-patch+json"
+    )
+
+
+def test_sync_removes_what_kubectl_added_and_leaves_what_controllers_added(
+    cluster: TestCluster, namespace: str, tmp_path: Path
+) -> None:
+    e = engine(cluster, namespace, "d4")
+    src = write_source(tmp_path / "src", deployment("web"))
+    e.sync(src)
+    key = next(iter(e.desired))
+    sidecar = {"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "busybox:1"}]}}}}
+    _patch_as(e, key, "kubectl-patch", {"metadata": {"annotations": {"team/owner": "me"}}, **sidecar})
+    _patch_as(e, key, "kube-controller-manager", {"metadata": {"annotations": {"deployment.kubernetes.io/revision": "2"}}})
+    before = (e.cluster.get("apps/v1", key) or {})["spec"]["template"]["spec"]["containers"]
+    at = [c["name"] for c in before].index("sidecar")  # a strategic merge patch puts it first: indices come from live
+
+    r = e.sync(src)
+    (a,) = r.plan.writes
+    assert a.action is Action.REMOVE_FIELDS
+    assert a.remove == (f"/spec/template/spec/containers/{at}", "/metadata/annotations/team~1owner")
+    live = e.cluster.get("apps/v1", key) or {}
+    assert [c["name"] for c in live["spec"]["template"]["spec"]["containers"]] == ["main"]
+    assert live["metadata"]["annotations"] == {"deployment.kubernetes.io/revision": "2"}, "the controller's field stays"
+    assert e.sync(src).api_writes == 0, "kubectl's leftover claim on the annotations map is not drift: no write"
+
+
+def test_removal_is_guarded_by_the_resource_version_it_was_computed_from(
+    cluster: TestCluster, namespace: str, tmp_path: Path
+) -> None:
+    e = engine(cluster, namespace, "d5")
+    e.sync(write_source(tmp_path / "src", deployment("web")))
+    key = next(iter(e.desired))
+    _patch_as(e, key, "kubectl-patch", {"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1"}]}}}})
+    stale = e.cluster.get("apps/v1", key) or {}
+    _patch_as(e, key, "kubectl-patch", {"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "x:1"}]}}}})
+    with pytest.raises(ClusterError, match="changed since it was read"):
+        e.cluster.remove_fields("apps/v1", key, ["/spec/template/spec/containers/1"], stale["metadata"]["resourceVersion"])
+    live = e.cluster.get("apps/v1", key) or {}
+    assert len(live["spec"]["template"]["spec"]["containers"]) == 3, "a stale index removed nothing"
+
+
+def test_diff_names_kubectl_additions_and_the_flag_decides_whose_count(
+    cluster: TestCluster, namespace: str, tmp_path: Path
+) -> None:
+    src = write_source(tmp_path / "src", deployment("web"))
+    assert app_cli(cluster, "sync", src, "d6", namespace)[0] == 0
+    e = engine(cluster, namespace, "d6")
+    e.sync(src)
+    key = next(iter(e.desired))
+    _patch_as(e, key, "kubectl-edit", {"metadata": {"annotations": {"note": "hand-made"}}})
+    code, out, _ = app_cli(cluster, "diff", src, "d6", namespace)
+    assert code == 1 and "kubectl-edit" in out and "/metadata/annotations/note" in out, out
+    assert app_cli(cluster, "diff", src, "d6", namespace, "--added-drift-manager", "")[0] == 0, "switched off: no drift"
+    assert app_cli(cluster, "diff", src, "d6", namespace, "--added-drift-manager", "helm")[0] == 0, "only helm's count"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.diff import Rule, Rules, drift, in_sync, owner_of
+from reconciler.diff import Rule, Rules, added_fields, drift, in_sync, owner_of
 from reconciler.errors import RenderError
 from reconciler.health import object_health, rollup
 from reconciler.model import TRACKING_LABEL, Action, FieldPolicy, Health, Manifest, ResourceKey
@@ -106,6 +106,133 @@ def test_attribution_from_managed_fields() -> None:
     assert item.describe() == "kubectl-scale 12:03:07 /spec/replicas 2 → 10"
     ignored = drift(desired, live, "reconciler", Rules(rules=(Rule(FieldPolicy.IGNORE, manager="kubectl-scale"),)))
     assert ignored == []
+
+
+def _web(containers: list[dict], annotations: dict | None = None, managed: list[dict] | None = None) -> dict:  # type: ignore[type-arg]
+    meta: dict = {"name": "web", "resourceVersion": "7", "managedFields": managed or []}  # type: ignore[type-arg]
+    if annotations:
+        meta["annotations"] = annotations
+    return {"metadata": meta, "spec": {"template": {"spec": {"containers": containers}}}}
+
+
+def _owned(manager: str, fields: dict, operation: str = "Update") -> dict:  # type: ignore[type-arg]
+    return {"manager": manager, "operation": operation, "time": "2026-01-01T12:00:00Z", "fieldsV1": fields}
+
+
+GIT_WEB = _web([{"name": "main", "image": "app:1"}])
+SIDECAR = {'k:{"name":"sidecar"}': {".": {}, "f:image": {}, "f:name": {}}}
+SIDECAR2 = {'k:{"name":"debug"}': {".": {}, "f:image": {}, "f:name": {}}}
+ANNOT = {"f:metadata": {"f:annotations": {"f:team/owner": {}}}}
+REVISION = {"f:metadata": {"f:annotations": {"f:deployment.kubernetes.io/revision": {}}}}
+CONTAINERS = [{"name": "main", "image": "app:1"}, {"name": "sidecar", "image": "sh:1"}, {"name": "debug", "image": "busybox"}]
+
+
+@pytest.mark.parametrize(
+    ("live", "rules", "removed"),
+    [
+        pytest.param(
+            _web(CONTAINERS[:1], {"team/owner": "x"}, [_owned("kubectl-edit", ANNOT)]),
+            Rules(),
+            ("/metadata/annotations/team~1owner",),
+            id="kubectl-edit-annotation-removed-with-escaped-key",
+        ),
+        pytest.param(
+            _web(CONTAINERS[:1], {"deployment.kubernetes.io/revision": "3"}, [_owned("kube-controller-manager", REVISION)]),
+            Rules(),
+            (),
+            id="controller-annotation-is-the-controllers",
+        ),
+        pytest.param(
+            _web(
+                CONTAINERS[:2],
+                managed=[_owned("kubectl-patch", {"f:spec": {"f:template": {"f:spec": {"f:containers": SIDECAR}}}})],
+            ),
+            Rules(),
+            ("/spec/template/spec/containers/1",),
+            id="added-container-removed-whole-by-index",
+        ),
+        pytest.param(
+            _web(
+                CONTAINERS,
+                managed=[
+                    _owned("kubectl-patch", {"f:spec": {"f:template": {"f:spec": {"f:containers": {**SIDECAR, **SIDECAR2}}}}})
+                ],
+            ),
+            Rules(),
+            ("/spec/template/spec/containers/2", "/spec/template/spec/containers/1"),
+            id="highest-index-first-so-each-remove-stays-valid",
+        ),
+        pytest.param(
+            _web(CONTAINERS[:1], {"team/owner": "x"}, [_owned("kubectl-edit", ANNOT)]),
+            Rules(rules=(Rule(FieldPolicy.IGNORE, pointer="/metadata/annotations/*"),)),
+            (),
+            id="ignored-pointer-kept",
+        ),
+        pytest.param(
+            _web(CONTAINERS[:1], {"team/owner": "x"}, [_owned("kubectl-edit", ANNOT)]),
+            Rules(rules=(Rule(FieldPolicy.REPORT, pointer="/metadata/annotations/*"),)),
+            (),
+            id="reported-pointer-kept",
+        ),
+        pytest.param(
+            _web(
+                CONTAINERS[:1],
+                {"deployment.kubernetes.io/revision": "3"},
+                [_owned("kubectl-patch", {"f:metadata": {"f:annotations": {}}}), _owned("kube-controller-manager", REVISION)],
+            ),
+            Rules(),
+            (),
+            id="claim-on-a-map-others-fill-is-not-drift",
+        ),
+        pytest.param(
+            _web(
+                CONTAINERS[:1],
+                {"deployment.kubernetes.io/revision": "3"},
+                [
+                    _owned("kubectl-patch", {"f:metadata": {"f:annotations": {".": {}}}}),
+                    _owned("kube-controller-manager", REVISION),
+                ],
+            ),
+            Rules(),
+            (),
+            id="map-existence-marker-is-not-drift",
+        ),
+        pytest.param(
+            _web(CONTAINERS[:1], {"team/owner": "x"}, [_owned("kubectl-edit", ANNOT)]),
+            Rules(added_by=()),
+            (),
+            id="added-drift-switched-off",
+        ),
+        pytest.param(
+            _web(CONTAINERS[:1], {"team/owner": "x"}, [_owned("argocd-controller", ANNOT, "Apply")]),
+            Rules(added_by=("argocd",)),
+            ("/metadata/annotations/team~1owner",),
+            id="configured-manager-prefix",
+        ),
+    ],
+)
+def test_fields_added_out_of_band_are_removed_only_when_kubectl_added_them(
+    live: dict,
+    rules: Rules,
+    removed: tuple[str, ...],  # type: ignore[type-arg]
+) -> None:
+    desired = m("Deployment", "web", group="apps", body=GIT_WEB)
+    assert added_fields(desired, live, "reconciler", rules) == removed
+    shown = {i.pointer for i in drift(desired, live, "reconciler", rules) if i.kind.name == "ADDED"}
+    assert bool(shown) == bool(removed) or rules.rules, "drift shows what would be removed"
+
+
+def test_plan_removes_added_fields_even_when_declared_fields_match() -> None:
+    desired = m("Deployment", "web", group="apps", body=GIT_WEB)
+    added = _web(CONTAINERS[:1], {"team/owner": "x"}, [_owned("kubectl-edit", ANNOT)])
+    (a,) = plan([desired], {desired.key: added}, [], "app", TRACKING_LABEL, rules=Rules()).applies
+    assert (a.action, a.remove) == (Action.REMOVE_FIELDS, ("/metadata/annotations/team~1owner",))
+    changed = json.loads(json.dumps(added))
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "app:2"
+    (a,) = plan([desired], {desired.key: changed}, [], "app", TRACKING_LABEL, rules=Rules()).applies
+    assert (a.action, a.remove) == (Action.UPDATE, ("/metadata/annotations/team~1owner",))
+    (a,) = plan([desired], {desired.key: added}, [], "app", TRACKING_LABEL).applies
+    assert a.action is Action.UNCHANGED, "without rules the plan only compares declared fields"
 
 
 @pytest.mark.parametrize(
