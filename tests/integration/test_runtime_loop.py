@@ -1,0 +1,157 @@
+"""The automation runtime on real parts: the Debian registry, a bare repo over smart HTTP and the
+GitHub stand-in backed by it. A push in one environment and a PR in another from one pass; a
+second pass with nothing new writes nothing; a newer tag updates the same PR; metrics count it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from imagebot.config.load import load
+from imagebot.gitops.writer import Status
+from imagebot.registry.limits import RetryPolicy
+from imagebot.runtime.runner import Runner
+from imagebot.runtime.state import RuntimeState
+from tests.fixtures.fake_github import TOKEN, FakeGitHub
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, log, make_bare, read_file
+from tests.fixtures.registry import RegistryServer
+
+pytestmark = pytest.mark.git
+
+
+def deploy(registry: str, env: str) -> str:
+    return f"""apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app-{env}   # hand-written comment stays
+spec:
+  template:
+    spec:
+      containers:
+        - name: app
+          image: {registry}/rt/app:1.0.0 # {{"$imagepolicy": "rt:app-{env}"}}
+"""
+
+
+CONFIG = """apiVersion: imagebot.dev/v1
+kind: Config
+interval: 1h
+stateFile: {state}
+cacheDir: {cache}
+registries:
+  - host: {registry}
+    plainHTTP: true
+git:
+  - name: config
+    url: {url}
+    branch: main
+    auth: {{usernameEnv: RT_GIT_USER, tokenEnv: RT_GIT_TOKEN}}
+    github: {{api: "{api}", repo: org/config, tokenEnv: RT_GITHUB_TOKEN}}
+images:
+  - name: app
+    repository: {registry}/rt/app
+    environments:
+      dev:
+        policy: {{semver: ">=1.0.0-0"}}
+        setter: rt:app-dev
+        target: {{git: config, path: dev}}
+      staging:
+        policy: {{semver: "^1"}}
+        setter: rt:app-staging
+        target: {{git: config, path: staging, mode: pull-request, group: apps, labels: [images]}}
+"""
+
+
+@pytest.fixture
+def world(
+    registry_plain: RegistryServer, git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Runner, Path, FakeGitHub, RegistryServer]]:
+    host = registry_plain.host
+    bare = make_bare(
+        git_http.root,
+        f"rt{os.urandom(4).hex()}",
+        {"dev/deploy.yaml": deploy(host, "dev"), "staging/deploy.yaml": deploy(host, "staging")},
+    )
+    github = FakeGitHub({"org/config": bare}, prefix="/api/v3")
+    for k, v in {"RT_GIT_USER": GIT_USER, "RT_GIT_TOKEN": GIT_PASSWORD, "RT_GITHUB_TOKEN": TOKEN}.items():
+        monkeypatch.setenv(k, v)
+    cfg_file = tmp_path / "imagebot.yaml"
+    cfg_file.write_text(
+        CONFIG.format(
+            state=tmp_path / "state.db", cache=tmp_path / "cache", registry=host, url=git_http.url(bare), api=github.base
+        )
+    )
+    try:
+        yield Runner(load([cfg_file])), bare, github, registry_plain
+    finally:
+        github.stop()
+
+
+def metric(runner: Runner, name: str, **labels: str) -> float:
+    return runner.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+def test_one_pass_pushes_dev_and_opens_a_pr_for_staging_then_goes_quiet(
+    world: tuple[Runner, Path, FakeGitHub, RegistryServer],
+) -> None:
+    runner, bare, github, registry = world
+    repo = runner.cfg.images[0].repository.canonical_name
+    registry.pusher().push("rt/app", ["1.0.0"])
+    first = runner.run_pass(only=[repo])
+    assert not first.errors and {r.status for _, r in first.results} <= {Status.NO_CHANGE}
+    start = log(bare, "main")
+
+    registry.pusher().push("rt/app", ["1.1.0", "1.2.0-rc.1"], distinct=True)
+    second = runner.run_pass(only=[repo])
+    assert not second.errors, second.errors
+    statuses = {env: r.status for env, r in second.results}
+    assert statuses == {"dev": Status.PUSHED, "staging": Status.PR_OPENED}, statuses
+    assert len(log(bare, "main")) == len(start) + 1, "dev: exactly one commit on main"
+    assert "rt/app:1.2.0-rc.1 #" in read_file(bare, "main", "dev/deploy.yaml"), "dev takes the pre-release"
+    assert "rt/app:1.0.0 #" in read_file(bare, "main", "staging/deploy.yaml"), "staging waits for its PR"
+    staged = read_file(bare, "imagebot/staging/apps", "staging/deploy.yaml")
+    assert staged == deploy(registry.host, "staging").replace("1.0.0", "1.1.0"), "only the value bytes changed"
+    (pr,) = github.pulls.values()
+    assert pr["labels"] == ["images"] and "1.0.0 → 1.1.0" in pr["title"]
+
+    assert metric(runner, "imagebot_commits_total") == 1
+    assert metric(runner, "imagebot_pull_requests_total", action="pr-opened") == 1
+    assert metric(runner, "imagebot_scans_total", result="ok") == 2
+    assert metric(runner, "imagebot_tags_seen", repository=repo) == 3
+    assert metric(runner, "imagebot_selections_total", image="app", environment="dev") >= 1
+    assert metric(runner, "imagebot_errors_total", kind="registry") == 0
+
+    head, writes = log(bare, "main"), [e for e in github.log if e[0] != "GET"]
+    third = runner.run_pass(only=[repo])
+    assert not third.errors
+    assert {r.status for _, r in third.results} <= {Status.NO_CHANGE, Status.PR_UNCHANGED}
+    assert log(bare, "main") == head and [e for e in github.log if e[0] != "GET"] == writes, "nothing new: no write"
+
+    registry.pusher().push("rt/app", ["1.1.1"], distinct=True)
+    fourth = runner.run_pass(only=[repo])
+    assert {env: r.status for env, r in fourth.results}.get("staging") is Status.PR_UPDATED
+    assert len(github.pulls) == 1 and "1.0.0 → 1.1.1" in github.pulls[1]["title"], "superseded in the same PR"
+    assert log(bare, "main") == head, "dev keeps 1.2.0-rc.1 (higher than 1.1.1): no commit"
+
+    rows = {(r.image, r.environment): r for r in RuntimeState(runner.cfg.state_file).all()}
+    assert rows[("app", "dev")].tag == "1.2.0-rc.1"
+    assert rows[("app", "staging")].last_pr, "status knows the open PR"
+
+
+def test_a_registry_outage_is_counted_and_writes_nothing(
+    world: tuple[Runner, Path, FakeGitHub, RegistryServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner, bare, github, _ = world
+    repo = runner.cfg.images[0].repository.canonical_name
+    head = log(bare, "main")
+    client = runner.registries.client(runner.cfg.images[0].repository.canonical_registry)
+    down = replace(client.settings, host="127.0.0.1:9", retry=RetryPolicy(attempts=2, base=0.01))  # nothing listens there
+    monkeypatch.setattr(client, "settings", down)
+    report = runner.run_pass(only=[repo])
+    assert report.errors and not report.results
+    assert metric(runner, "imagebot_errors_total", kind="registry") == 1
+    assert log(bare, "main") == head and not github.pulls
