@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -126,7 +128,7 @@ def _walk(desired: Any, live: Any, pointer: str, fpath: tuple[str, ...]) -> Iter
         for i, (d, lv) in enumerate(zip(desired, live, strict=True)):
             yield from _walk(d, lv, f"{pointer}/{i}", fpath)
         return
-    if not _equal(desired, live):
+    if not _equal(desired, live) and not (_quantity_field(pointer) and _same_quantity(desired, live)):
         yield pointer, desired, None if live is _ABSENT else live, fpath
 
 
@@ -152,6 +154,42 @@ def _equal(a: Any, b: Any) -> bool:
 
 def _quantity_like(s: str) -> bool:
     return s.replace(".", "", 1).isdigit()
+
+
+# The API server stores resource quantities in canonical form (0.5 → 500m, 1024Mi → 1Gi, 1000m → 1):
+# equal amounts are not drift. Only where Kubernetes has quantities — elsewhere "1Gi" and "1024Mi" differ.
+_QUANTITY_PARENTS = frozenset(
+    {"limits", "requests", "hard", "capacity", "allocatable", "overhead", "max", "min", "default", "defaultRequest"}
+)
+_QUANTITY_KEYS = frozenset({"sizeLimit", "storage"})
+_QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+))(?:[eE]([+-]?\d+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?$")
+_BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
+_DECIMAL = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
+
+
+def _quantity_field(pointer: str) -> bool:
+    parts = pointer.rsplit("/", 2)
+    return len(parts) == 3 and (parts[1] in _QUANTITY_PARENTS or parts[2] in _QUANTITY_KEYS)
+
+
+def parse_quantity(value: Any) -> Decimal | None:
+    """A Kubernetes resource quantity as an exact number (None when it is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    m = _QUANTITY.match(str(value).strip())
+    if m is None:
+        return None
+    number, exponent, suffix = Decimal(m[1]), m[2], str(m[3] or "")
+    if exponent is not None:
+        return number.scaleb(int(exponent))
+    if suffix in _BINARY:
+        return number * Decimal(2 ** _BINARY[suffix])
+    return number.scaleb(_DECIMAL.get(suffix, 0))
+
+
+def _same_quantity(a: Any, b: Any) -> bool:
+    qa, qb = parse_quantity(a), parse_quantity(b)
+    return qa is not None and qa == qb
 
 
 def owner_of(managed_fields: list[dict[str, Any]], fpath: tuple[str, ...]) -> tuple[str, str, str]:

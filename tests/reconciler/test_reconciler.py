@@ -438,3 +438,18 @@ def test_diff_names_kubectl_additions_and_the_flag_decides_whose_count(
     assert code == 1 and "kubectl-edit" in out and "/metadata/annotations/note" in out, out
     assert app_cli(cluster, "diff", src, "d6", namespace, "--added-drift-manager", "")[0] == 0, "switched off: no drift"
     assert app_cli(cluster, "diff", src, "d6", namespace, "--added-drift-manager", "helm")[0] == 0, "only helm's count"
+
+
+def test_quantities_the_server_canonicalises_are_not_drift(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    d = deployment("web")
+    d["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+        "requests": {"cpu": 0.5, "memory": "1024Mi"},  # stored as 500m and 1Gi
+        "limits": {"cpu": "1000m", "memory": "2Gi"},  # 1000m stored as 1
+    }
+    e = engine(cluster, namespace, "q1")
+    src = write_source(tmp_path / "src", d)
+    e.sync(src)
+    live = (e.cluster.get("apps/v1", next(iter(e.desired))) or {})["spec"]["template"]["spec"]["containers"][0]
+    assert live["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}, "the server did canonicalise"
+    assert e.sync(src).api_writes == 0, "equal amounts: nothing to write"
+    assert e.diff(src)[0] == [], "and nothing to report"

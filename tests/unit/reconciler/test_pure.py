@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from reconciler.diff import Rule, Rules, added_fields, drift, in_sync, owner_of
+from reconciler.diff import Rule, Rules, added_fields, drift, in_sync, owner_of, parse_quantity
 from reconciler.errors import RenderError
 from reconciler.health import object_health, rollup
 from reconciler.model import TRACKING_LABEL, Action, FieldPolicy, Health, Manifest, ResourceKey
@@ -326,3 +328,58 @@ def test_reconciler_webhook_needs_a_valid_signature() -> None:
             assert r.status == 200
     finally:
         server.shutdown()
+
+
+RES = "/spec/template/spec/containers/0/resources"
+
+
+@pytest.mark.parametrize(
+    ("path", "git", "live", "same"),
+    [
+        (f"{RES}/requests/cpu", 0.5, "500m", True),
+        (f"{RES}/requests/cpu", "1000m", "1", True),
+        (f"{RES}/limits/memory", "1024Mi", "1Gi", True),
+        (f"{RES}/limits/memory", "1e9", "1G", True),
+        (f"{RES}/limits/memory", "1Gi", "1G", False),
+        (f"{RES}/limits/cpu", 2, "2", True),
+        (f"{RES}/limits/cpu", "2", "2500m", False),
+        ("/spec/resources/requests/storage", "10240Mi", "10Gi", True),
+        ("/spec/hard/pods", "10", "10", True),
+        ("/data/size", "1024Mi", "1Gi", False),  # a ConfigMap value is text, not a quantity: a real change
+        (f"{RES}/limits/memory", "1Gi", "lots", False),
+    ],
+)
+def test_resource_quantities_compare_by_amount_where_kubernetes_has_quantities(
+    path: str, git: object, live: str, same: bool
+) -> None:
+    def obj(value: object) -> dict:  # type: ignore[type-arg]
+        doc: dict = {}  # type: ignore[type-arg]
+        node = doc
+        parts = [p for p in path.split("/") if p]
+        for i, part in enumerate(parts[:-1]):
+            nxt: object = [] if parts[i + 1] == "0" else {}
+            if isinstance(node, list):
+                node.append(nxt)
+            else:
+                node[part] = nxt
+            node = nxt  # type: ignore[assignment]
+        if isinstance(node, list):
+            node.append(value)
+        else:
+            node[parts[-1]] = value
+        return doc
+
+    desired = m("X", "x", body=obj(git))
+    assert in_sync(desired, obj(live)) is same
+
+
+@given(st.integers(min_value=0, max_value=10**9), st.sampled_from([("Ki", "Mi"), ("Mi", "Gi"), ("Gi", "Ti"), ("Ti", "Pi")]))
+def test_binary_quantities_are_exact(n: int, units: tuple[str, str]) -> None:
+    small, big = units
+    assert parse_quantity(f"{n * 1024}{small}") == parse_quantity(f"{n}{big}")
+    assert parse_quantity(f"{n}m") * 1000 == parse_quantity(str(n))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("text", ["", "Gi", "1.2.3", "1 Gi", "1gi", "0x10", True, None, [1]])
+def test_what_is_not_a_quantity(text: object) -> None:
+    assert parse_quantity(text) is None
