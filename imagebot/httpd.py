@@ -20,8 +20,33 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def body(self, limit: int = 1 << 20) -> bytes:
-        return self.rfile.read(min(int(self.headers.get("Content-Length") or 0), limit))
+    def body(self, limit: int = 1 << 20) -> bytes | None:
+        """The request body, or None once a refusal has been sent (the connection is then closed: bytes
+        left unread would be parsed as the next request)."""
+        length = self.headers.get("Content-Length")
+        if length is None and self.headers.get("Transfer-Encoding"):
+            self._refuse(411, b"send a Content-Length\n")
+            return None
+        try:
+            n = int(length or 0)
+        except ValueError:
+            n = -1
+        if n < 0:
+            self._refuse(400, b"bad Content-Length\n")
+            return None
+        if n > limit:
+            self._refuse(413, f"body over {limit} bytes\n".encode())
+            return None
+        return self.rfile.read(n)
+
+    def _refuse(self, code: int, message: bytes) -> None:
+        self.close_connection = True
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(message)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(message)
 
 
 def start(listen: str, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:

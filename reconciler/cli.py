@@ -319,7 +319,10 @@ def _webhook_server(listen: str, secret: str, trigger: threading.Event, engine: 
                 self.send(404, b"not found\n")
 
         def do_POST(self) -> None:
-            if not webhooks.verify(secret, self.body(), self.headers.get("X-Hub-Signature-256")):
+            body = self.body()
+            if body is None:
+                return
+            if not webhooks.verify(secret, body, self.headers.get("X-Hub-Signature-256")):
                 self.send(401, b"bad signature\n")
                 return
             trigger.set()

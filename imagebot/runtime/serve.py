@@ -87,6 +87,8 @@ class Service:
 
             def do_POST(self) -> None:
                 body = self.body()
+                if body is None:
+                    return
                 sig = self.headers.get("X-Imagebot-Signature-256") or self.headers.get("X-Hub-Signature-256")
                 if not webhooks.verify(service.secret, body, sig):
                     self.send(401, b"missing or wrong signature\n")

@@ -236,3 +236,45 @@ images:
     out = io.StringIO()
     assert main(["status", "--config", str(cfg), "--json"], out=out, err=err) == 0
     assert json.loads(out.getvalue())[0]["tag"] == "1.2.0"
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"Content-Length": "5"}, b"hello", 200),
+        ({}, b"", 200),
+        ({"Content-Length": str((1 << 20) + 1)}, b"x" * 64, 413),
+        ({"Content-Length": "-3"}, b"", 400),
+        ({"Content-Length": "many"}, b"", 400),
+        ({"Transfer-Encoding": "chunked"}, b"5\r\nhello\r\n0\r\n\r\n", 411),
+    ],
+)
+def test_webhook_bodies_are_bounded_and_a_refusal_closes_the_connection(
+    headers: dict[str, str], body: bytes, status: int
+) -> None:
+    import http.client
+
+    from imagebot import httpd
+
+    class Echo(httpd.Handler):
+        def do_POST(self) -> None:
+            got = self.body()
+            if got is not None:
+                self.send(200, got)
+
+    server = httpd.start("127.0.0.1:0", Echo)
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+        conn.putrequest("POST", "/", skip_accept_encoding=True)
+        for k, v in headers.items():
+            conn.putheader(k, v)
+        conn.endheaders(body)
+        r = conn.getresponse()
+        answer = r.read()
+        assert r.status == status, answer
+        if status == 200:
+            assert answer == body, "the whole body, nothing more"
+        assert (r.getheader("Connection") == "close") is (status != 200), "unread bytes must not become a request"
+        conn.close()
+    finally:
+        server.shutdown()
