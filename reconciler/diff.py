@@ -18,7 +18,7 @@ import difflib
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
@@ -43,6 +43,7 @@ SKIP_META = frozenset(
     }
 )
 REDACT_KINDS = frozenset({("", "Secret")})
+RESTARTED_AT = "/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt"
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,6 +320,8 @@ def _out_of_band(
             pointer, value = _value_at(live, fpath)
             if value is None or (isinstance(value, (dict, list)) and _owned_below(managed, fpath, entry)):
                 continue  # a map or list that also holds others' fields: only its own keys are this manager's
+            if pointer.endswith(RESTARTED_AT):
+                continue  # `kubectl rollout restart` is an action, not config: undoing it would roll out again
             yield entry, fpath, pointer, value
 
 
@@ -376,6 +379,65 @@ def added_fields(manifest: Manifest, live: dict[str, Any], our_manager: str, rul
     # an ancestor already removed covers its descendants; within a list, the highest index goes first
     outer = {p for p in found if not any(q != p and p[: len(q)] == q for q in found)}
     return tuple("/" + "/".join(escape(str(x)) for x in p) for p in sorted(outer, reverse=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A declared field another manager changed and policy keeps from being overwritten."""
+
+    pointer: str
+    manager: str
+    policy: FieldPolicy
+
+
+def applicable(
+    manifest: Manifest, live: dict[str, Any] | None, our_manager: str, rules: Rules
+) -> tuple[Manifest, tuple[Held, ...]]:
+    """What to apply so that the rule decides apply as it decides diff and status.
+
+    A declared field whose live value another manager set (an HPA's replicas, a hand edit in report
+    mode) and whose policy is ``ignore`` or ``report`` is left out of the apply configuration, so
+    server-side apply keeps the other manager's value. A field we still own, or that nobody owns, is
+    a change in Git and is applied whatever the policy: policies govern drift, not Git.
+    """
+    if live is None:
+        return manifest, ()
+    managed = (live.get("metadata") or {}).get("managedFields") or []
+    held: list[tuple[tuple[str, ...], Held]] = []
+    for pointer, _, _, fpath in _walk(manifest.body, live, "", ()):
+        manager, _, _ = owner_of(managed, fpath)
+        if not manager or manager == our_manager:
+            continue
+        policy = rules.policy(manifest.key.kind, pointer, manager)
+        if policy is not FieldPolicy.CORRECT:
+            held.append((fpath, Held(pointer, manager, policy)))
+    if not held:
+        return manifest, ()
+    body = json.loads(json.dumps(manifest.body))
+    for fpath, _ in held:
+        _drop(body, fpath)
+    return replace(manifest, body=body), tuple(h for _, h in held)
+
+
+def _drop(node: Any, fpath: tuple[str, ...]) -> None:
+    """Remove the field at ``fpath`` (f: keys, k: list items) from a plain JSON document, in place."""
+    for i, part in enumerate(fpath):
+        last = i == len(fpath) - 1
+        if part.startswith("f:") and isinstance(node, dict) and part[2:] in node:
+            if last:
+                del node[part[2:]]
+                return
+            node = node[part[2:]]
+        elif part.startswith("k:") and isinstance(node, list):
+            at = _match(node, json.loads(part[2:]))
+            if at is None:
+                return
+            if last:
+                del node[at]
+                return
+            node = node[at]
+        else:
+            return
 
 
 def in_sync(manifest: Manifest, live: dict[str, Any] | None) -> bool:

@@ -367,7 +367,8 @@ class Engine:
                 rv = (live.get("metadata") or {}).get("resourceVersion", "")
                 self.cluster.remove_fields(manifest.api_version, manifest.key, list(added), rv)
         if any(i.kind in (DriftKind.CHANGED, DriftKind.MISSING) for i in todo):
-            self.cluster.apply(manifest)
+            # the fields other managers hold under ignore/report stay theirs: apply the rest
+            self.cluster.apply(diffmod.applicable(manifest, live, self.cluster.field_manager, self.s.rules)[0])
         took = time.monotonic() - received
         self.corrections.append(took)
         self.metrics.correction.observe(took)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reconciler.diff import Rules, added_fields, in_sync
+from reconciler.diff import Held, Rules, added_fields, applicable, in_sync
 from reconciler.model import PROTECTED_KINDS, PRUNE_ANNOTATION, Action, Manifest, Plan, PlannedAction, ResourceKey
 
 
@@ -57,15 +57,21 @@ def plan(
         if obj is None:
             applies.append(PlannedAction(Action.CREATE, m.key, "not in the cluster", m))
             continue
-        remove = added_fields(m, obj, field_manager, rules) if rules is not None else ()
+        remove: tuple[str, ...] = ()
+        held: tuple[Held, ...] = ()
+        apply = m
+        if rules is not None:
+            remove = added_fields(m, obj, field_manager, rules)
+            apply, held = applicable(m, obj, field_manager, rules)
         added = f"added out of band: {', '.join(remove)}" if remove else ""
-        if not in_sync(m, obj):
-            why = "; ".join(filter(None, ["declared fields differ", added]))
-            applies.append(PlannedAction(Action.UPDATE, m.key, why, m, remove))
+        kept = "; ".join(f"{h.pointer} left to {h.manager} ({h.policy})" for h in held)
+        if not in_sync(apply, obj):
+            why = "; ".join(filter(None, ["declared fields differ", added, kept]))
+            applies.append(PlannedAction(Action.UPDATE, m.key, why, apply, remove))
         elif remove:
-            applies.append(PlannedAction(Action.REMOVE_FIELDS, m.key, added, m, remove))
+            applies.append(PlannedAction(Action.REMOVE_FIELDS, m.key, "; ".join(filter(None, [added, kept])), apply, remove))
         else:
-            applies.append(PlannedAction(Action.UNCHANGED, m.key, "declared fields match", m))
+            applies.append(PlannedAction(Action.UNCHANGED, m.key, kept or "declared fields match", apply))
     wanted = {m.key for m in desired}
     candidates = sorted(k for k in set(inventory) - wanted)
     inv_size = len(set(inventory))

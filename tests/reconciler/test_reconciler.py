@@ -286,6 +286,14 @@ def test_out_of_band_added_field_is_removed_and_ignore_rules_hold(cluster: TestC
         assert live["spec"]["replicas"] == 7, "an HPA-owned field is not drift and not overwritten"
         assert live["metadata"]["annotations"].get("ignored") == "x"
         assert live["metadata"]["annotations"].get("deployment.kubernetes.io/revision") == "2", "a controller's field stays"
+        image = {"spec": {"template": {"spec": {"containers": [{"name": "main", "image": "evil:1"}]}}}}
+        _patch_as(e, key, "kubectl-edit", image)
+
+        def image_back() -> bool:
+            return (e.cluster.get("apps/v1", key) or {})["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.25"
+
+        assert _wait(image_back), "the hand-edited image is corrected"
+        assert (e.cluster.get("apps/v1", key) or {})["spec"]["replicas"] == 7, "and the correction leaves the HPA's replicas"
     finally:
         stop.set()
 
@@ -453,3 +461,41 @@ def test_quantities_the_server_canonicalises_are_not_drift(cluster: TestCluster,
     assert live["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}, "the server did canonicalise"
     assert e.sync(src).api_writes == 0, "equal amounts: nothing to write"
     assert e.diff(src)[0] == [], "and nothing to report"
+
+
+def test_sync_honours_ignore_and_report_rules_as_diff_does(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    hpa = Rules(rules=(Rule(FieldPolicy.IGNORE, manager="hpa-controller"),))
+    e = engine(cluster, namespace, "i1", rules=hpa)
+    src = write_source(tmp_path / "src", deployment("web"))
+    e.sync(src)
+    key = next(iter(e.desired))
+    _patch_as(e, key, "hpa-controller", {"spec": {"replicas": 7}})
+    assert e.sync(src).api_writes == 0, "a resync leaves the HPA's replicas alone"
+    write_source(src, deployment("web", image="nginx:1.27"))
+    r = e.sync(src)
+    (a,) = r.plan.writes
+    assert "/spec/replicas left to hpa-controller (ignore)" in a.reason
+    live = e.cluster.get("apps/v1", key) or {}
+    assert (live["spec"]["replicas"], live["spec"]["template"]["spec"]["containers"][0]["image"]) == (7, "nginx:1.27")
+    assert e.diff(src)[0] == [], "diff agrees: no drift"
+
+    report = engine(cluster, namespace, "i2", rules=Rules(FieldPolicy.REPORT))
+    src2 = write_source(tmp_path / "src2", deployment("api"))
+    report.sync(src2)
+    key2 = next(iter(report.desired))
+    _patch_as(report, key2, "kubectl-edit", {"spec": {"replicas": 4}})
+    assert report.sync(src2).api_writes == 0, "report mode: a resync overwrites nothing"
+    assert (report.cluster.get("apps/v1", key2) or {})["spec"]["replicas"] == 4
+    (item,) = report.diff(src2)[0]
+    assert item.describe().startswith("kubectl-edit") and item.policy is FieldPolicy.REPORT
+
+
+def test_rollout_restart_survives_sync(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    e = engine(cluster, namespace, "i3")
+    src = write_source(tmp_path / "src", deployment("web"))
+    e.sync(src)
+    key = next(iter(e.desired))
+    stamp = {"kubectl.kubernetes.io/restartedAt": "2026-11-22T03:00:00Z"}
+    _patch_as(e, key, "kubectl-rollout", {"spec": {"template": {"metadata": {"annotations": stamp}}}})
+    assert e.sync(src).api_writes == 0, "undoing a restart would roll the pods out a second time"
+    assert (e.cluster.get("apps/v1", key) or {})["spec"]["template"]["metadata"]["annotations"] == stamp

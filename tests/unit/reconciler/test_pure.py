@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.diff import Rule, Rules, added_fields, drift, in_sync, owner_of, parse_quantity
+from reconciler.diff import Held, Rule, Rules, added_fields, applicable, drift, in_sync, owner_of, parse_quantity
 from reconciler.errors import RenderError
 from reconciler.health import object_health, rollup
 from reconciler.model import TRACKING_LABEL, Action, FieldPolicy, Health, Manifest, ResourceKey
@@ -383,3 +383,75 @@ def test_binary_quantities_are_exact(n: int, units: tuple[str, str]) -> None:
 @pytest.mark.parametrize("text", ["", "Gi", "1.2.3", "1 Gi", "1gi", "0x10", True, None, [1]])
 def test_what_is_not_a_quantity(text: object) -> None:
     assert parse_quantity(text) is None
+
+
+def _scaled(replicas: int, image: str, owners: list[dict]) -> dict:  # type: ignore[type-arg]
+    return {
+        "metadata": {"name": "web", "managedFields": owners},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": [{"name": "main", "image": image}]}}},
+    }
+
+
+GIT_SCALED = {"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "main", "image": "app:1"}]}}}}
+OURS = _owned("reconciler", {"f:spec": {"f:template": {}}}, "Apply")  # another manager's change took replicas
+OURS_ALL = _owned("reconciler", {"f:spec": {"f:replicas": {}, "f:template": {}}}, "Apply")
+REPLICAS = {"f:spec": {"f:replicas": {}}}
+IMAGE = {"f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"main"}': {"f:image": {}}}}}}}
+HPA = Rules(rules=(Rule(FieldPolicy.IGNORE, manager="hpa-controller"),))
+
+
+@pytest.mark.parametrize(
+    ("live", "rules", "held", "applied_replicas", "applied_image"),
+    [
+        pytest.param(_scaled(7, "app:1", [OURS, _owned("hpa-controller", REPLICAS)]), HPA,
+                     (Held("/spec/replicas", "hpa-controller", FieldPolicy.IGNORE),), None, "app:1", id="hpa-keeps-replicas"),
+        pytest.param(_scaled(4, "app:1", [OURS, _owned("kubectl-edit", REPLICAS)]), Rules(FieldPolicy.REPORT),
+                     (Held("/spec/replicas", "kubectl-edit", FieldPolicy.REPORT),), None, "app:1",
+                     id="report-mode-overwrites-nothing"),
+        pytest.param(_scaled(4, "app:1", [OURS, _owned("kubectl-edit", REPLICAS)]), Rules(),
+                     (), 1, "app:1", id="correct-mode-reapplies"),
+        pytest.param(_scaled(2, "app:1", [OURS_ALL]), Rules(FieldPolicy.REPORT),
+                     (), 1, "app:1", id="a-git-change-is-applied-whatever-the-policy"),
+        pytest.param(_scaled(7, "evil:1", [OURS, _owned("hpa-controller", REPLICAS), _owned("kubectl-edit", IMAGE)]), HPA,
+                     (Held("/spec/replicas", "hpa-controller", FieldPolicy.IGNORE),), None, "app:1",
+                     id="hand-edited-image-corrected-hpa-replicas-kept"),
+    ],
+)  # fmt: skip
+def test_apply_leaves_fields_others_hold_under_ignore_or_report(
+    live: dict,
+    rules: Rules,
+    held: tuple[Held, ...],
+    applied_replicas: int | None,
+    applied_image: str,  # type: ignore[type-arg]
+) -> None:
+    desired = m("Deployment", "web", group="apps", body=GIT_SCALED)
+    apply, got = applicable(desired, live, "reconciler", rules)
+    assert got == held
+    assert apply.body["spec"].get("replicas") == applied_replicas
+    assert apply.body["spec"]["template"]["spec"]["containers"] == [{"name": "main", "image": applied_image}]
+    assert desired.body == GIT_SCALED, "the desired manifest itself is untouched"
+
+
+def test_plan_says_which_fields_it_leaves_to_whom() -> None:
+    desired = m("Deployment", "web", group="apps", body=GIT_SCALED)
+    live = _scaled(7, "app:1", [OURS, _owned("hpa-controller", REPLICAS)])
+    (a,) = plan([desired], {desired.key: live}, [], "app", TRACKING_LABEL, rules=HPA).applies
+    assert (a.action, a.reason) == (Action.UNCHANGED, "/spec/replicas left to hpa-controller (ignore)")
+
+
+def test_rollout_restart_annotation_is_an_action_not_an_addition() -> None:
+    desired = m("Deployment", "web", group="apps", body=GIT_SCALED)
+    live = _scaled(
+        1,
+        "app:1",
+        [
+            OURS,
+            _owned(
+                "kubectl-rollout",
+                {"f:spec": {"f:template": {"f:metadata": {"f:annotations": {"f:kubectl.kubernetes.io/restartedAt": {}}}}}},
+            ),
+        ],
+    )
+    live["spec"]["template"]["metadata"] = {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-22T03:00:00Z"}}
+    assert added_fields(desired, live, "reconciler", Rules()) == ()
+    assert drift(desired, live, "reconciler", Rules()) == []
