@@ -344,13 +344,13 @@ class Engine:
             return []
         items = diffmod.drift(manifest, None if etype == "DELETED" else obj, self.cluster.field_manager, self.s.rules)
         with self._lock:
-            for k in [k for k in self.drift if k[0] == key]:
-                del self.drift[k]
+            before = {k[1]: self.drift.pop(k) for k in [k for k in self.drift if k[0] == key]}
             for i in items:
                 self.drift[(key, i.pointer)] = i
         if not items:
             return []
-        for i in items:
+        # status updates re-deliver the object often: a drift already reported (same value, same who/when) is not news
+        for i in (i for i in items if before.get(i.pointer) != i):
             self.metrics.drift_detected.labels(key.kind, i.pointer).inc()
             log.warning("drift on %s: %s", key, i.describe(redact=(key.group, key.kind) in diffmod.REDACT_KINDS))
         if correct:

@@ -499,3 +499,24 @@ def test_rollout_restart_survives_sync(cluster: TestCluster, namespace: str, tmp
     _patch_as(e, key, "kubectl-rollout", {"spec": {"template": {"metadata": {"annotations": stamp}}}})
     assert e.sync(src).api_writes == 0, "undoing a restart would roll the pods out a second time"
     assert (e.cluster.get("apps/v1", key) or {})["spec"]["template"]["metadata"]["annotations"] == stamp
+
+
+def test_a_known_drift_is_reported_once_not_on_every_status_update(
+    cluster: TestCluster, namespace: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    e = engine(cluster, namespace, "i4", rules=Rules(FieldPolicy.REPORT))
+    e.sync(write_source(tmp_path / "src", deployment("web")))
+    key = next(iter(e.desired))
+    _patch_as(e, key, "kubectl-edit", {"spec": {"replicas": 4}})
+    live = e.cluster.get("apps/v1", key) or {}
+    caplog.set_level(logging.WARNING, logger="reconciler.engine")
+    for _ in range(3):  # what a controller writing status every few seconds looks like to the watch
+        assert len(e.on_event("MODIFIED", live, time.monotonic(), correct=False)) == 1
+    assert sum("drift on" in r.getMessage() for r in caplog.records) == 1
+    assert (
+        e.metrics.registry.get_sample_value("reconciler_drift_detected_total", {"kind": "Deployment", "field": "/spec/replicas"})
+        == 1
+    )
+    _patch_as(e, key, "kubectl-edit", {"spec": {"replicas": 5}})
+    e.on_event("MODIFIED", e.cluster.get("apps/v1", key) or {}, time.monotonic(), correct=False)
+    assert sum("drift on" in r.getMessage() for r in caplog.records) == 2, "a new value is news again"
