@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 class Cluster(Protocol):
     def namespaced(self, api_version: str, kind: str) -> bool: ...
 
-    def list_managed(self, api_version: str, kind: str, selector: str) -> dict[ResourceKey, dict[str, Any]]: ...
+    def list_managed(
+        self, api_version: str, kind: str, selector: str, namespace: str | None = None
+    ) -> dict[ResourceKey, dict[str, Any]]: ...
 
     def get(self, api_version: str, key: ResourceKey) -> dict[str, Any] | None: ...
 
@@ -140,11 +142,15 @@ class KubeCluster:
         ns = key.namespace if res.namespaced else None
         return str(res.path(name=key.name if with_name else None, namespace=ns))
 
-    def list_managed(self, api_version: str, kind: str, selector: str) -> dict[ResourceKey, dict[str, Any]]:
-        """Every object of a kind carrying ``selector``, in all namespaces: one call per kind."""
+    def list_managed(
+        self, api_version: str, kind: str, selector: str, namespace: str | None = None
+    ) -> dict[ResourceKey, dict[str, Any]]:
+        """Every object of a kind carrying ``selector``: one call per kind, in all namespaces, or in
+        ``namespace`` only (what a namespaced Role allows)."""
         res = self.resource(api_version, kind)
         try:
-            doc = self._call("GET", str(res.path()), [("labelSelector", selector)])
+            path = res.path(namespace=namespace) if namespace and res.namespaced else res.path()
+            doc = self._call("GET", str(path), [("labelSelector", selector)])
         except ApiException as exc:
             raise ClusterError(f"list {kind}: HTTP {exc.status}: {_message(exc)}") from exc
         group = res.group or ""
@@ -221,16 +227,28 @@ class KubeCluster:
         raise ClusterError(f"CRD {crd_name} not Established after {timeout:.0f}s")
 
     def watch(
-        self, api_version: str, kind: str, selector: str, resource_version: str | None, stop: threading.Event, timeout: int = 30
+        self,
+        api_version: str,
+        kind: str,
+        selector: str,
+        resource_version: str | None,
+        stop: threading.Event,
+        timeout: int = 30,
+        namespace: str | None = None,
     ) -> Iterator[tuple[str, dict[str, Any]]]:
-        """(type, object) events for managed objects of a kind; ends when ``stop`` is set."""
+        """(type, object) events for managed objects of a kind (in ``namespace`` only when given);
+        ends when ``stop`` is set."""
         from kubernetes import watch as kwatch
 
         res = self.resource(api_version, kind)
         while not stop.is_set():
             w = kwatch.Watch()
             try:
-                for ev in res.watch(label_selector=selector, resource_version=resource_version, timeout=timeout, watcher=w):
+                scope = namespace if namespace and res.namespaced else None
+                events = res.watch(
+                    namespace=scope, label_selector=selector, resource_version=resource_version, timeout=timeout, watcher=w
+                )
+                for ev in events:
                     if stop.is_set():
                         w.stop()
                         return

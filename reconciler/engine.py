@@ -152,19 +152,34 @@ class Engine:
             kinds.setdefault((k.group, k.kind), api)
         live: dict[ResourceKey, dict[str, Any] | None] = {}
 
-        def one(item: tuple[tuple[str, str], str]) -> dict[ResourceKey, dict[str, Any]]:
-            (_, kind), api = item
+        def one(item: tuple[str, str, str | None]) -> dict[ResourceKey, dict[str, Any]]:
+            api, kind, namespace = item
             try:
-                return self.cluster.list_managed(api, kind, self.selector)
+                return self.cluster.list_managed(api, kind, self.selector, namespace)
             except ClusterError as exc:
                 if "does not serve" in str(exc):
                     return {}  # a CRD applied in this same sync
                 raise
 
+        lists = [(api, kind, ns) for (_, kind), api in kinds.items() for ns in self._scopes(api, kind)]
         with ThreadPoolExecutor(max_workers=self.s.workers) as pool:
-            for found in pool.map(one, kinds.items()):
+            for found in pool.map(one, lists):
                 live.update(found)
         return live
+
+    def _scopes(self, api_version: str, kind: str) -> list[str | None]:
+        """Where to list and watch a kind: everywhere (one call), or — with --allowed-namespaces, the
+        namespaced Roles the deploy grants — in each allowed namespace, never cluster-wide."""
+        if self.s.allowed_namespaces is None:
+            return [None]
+        try:
+            namespaced = self.cluster.namespaced(api_version, kind)
+        except ClusterError:
+            return [None]  # not served (yet): the list reports it
+        scopes: list[str | None] = [None]
+        if namespaced:
+            scopes = [*sorted(self.s.allowed_namespaces)]
+        return scopes
 
     # ------------------------------------------------------------------ sync
     def sync(self, source: Path, revision: str = "", *, prune: bool = True, dry_run: bool = False) -> SyncReport:
@@ -384,13 +399,16 @@ class Engine:
         kinds = {(m.api_version, m.kind) for m in self.desired.values()}
         threads = []
         for api, kind in sorted(kinds):
-            t = threading.Thread(target=self._watch_kind, args=(api, kind, stop, correct), name=f"watch-{kind}", daemon=True)
-            t.start()
-            threads.append(t)
+            for ns in self._scopes(api, kind):
+                t = threading.Thread(
+                    target=self._watch_kind, args=(api, kind, stop, correct, ns), name=f"watch-{kind}-{ns or 'all'}", daemon=True
+                )
+                t.start()
+                threads.append(t)
         return threads
 
-    def _watch_kind(self, api: str, kind: str, stop: threading.Event, correct: bool) -> None:
-        for etype, obj in self.cluster.watch(api, kind, self.selector, None, stop):
+    def _watch_kind(self, api: str, kind: str, stop: threading.Event, correct: bool, namespace: str | None = None) -> None:
+        for etype, obj in self.cluster.watch(api, kind, self.selector, None, stop, namespace=namespace):
             try:
                 self.on_event(etype, obj, time.monotonic(), correct)
             except ClusterError as exc:

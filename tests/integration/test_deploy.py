@@ -6,7 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from ruamel.yaml import YAML
@@ -105,3 +109,124 @@ def test_lease_election_one_leader_and_takeover_after_expiry(cluster: TestCluste
         ).stdout
     )
     assert lease["spec"]["holderIdentity"] == "b"
+
+
+# ---------------------------------------------------------------- what the reconciler really asks for
+def _attributes(method: str, url: str) -> tuple[str, str, str, str, str] | None:
+    """(verb, apiGroup, resource, namespace, name) of one request, as the RBAC authorizer sees it;
+    None for discovery, which every authenticated client may read."""
+    parts_url = urlsplit(url)
+    parts = [p for p in parts_url.path.split("/") if p]
+    if parts[:1] == ["api"]:
+        group, rest = "", parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) > 1:
+        group, rest = parts[1], parts[3:]
+    else:
+        return None
+    if not rest:
+        return None
+    namespace = ""
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    resource, name = rest[0], rest[1] if len(rest) > 1 else ""
+    if len(rest) > 2:
+        resource = f"{resource}/{rest[2]}"
+    watching = parse_qs(parts_url.query).get("watch", [""])[0].lower() in ("true", "1")
+    verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}.get(method)
+    verb = verb or ("get" if name else "watch" if watching else "list")
+    return verb, group, resource, namespace, name
+
+
+def _granted(rules: list[tuple[str, dict]], attrs: tuple[str, str, str, str, str]) -> bool:  # type: ignore[type-arg]
+    verb, group, resource, namespace, name = attrs
+    return any(
+        ns == namespace
+        and group in r["apiGroups"]
+        and resource in r["resources"]
+        and verb in r["verbs"]
+        and (not r.get("resourceNames") or name in r["resourceNames"])
+        for ns, r in rules
+    )
+
+
+def test_every_request_the_reconciler_makes_is_granted_by_its_namespaced_roles(
+    cluster: TestCluster, namespace: str, tmp_path: Path
+) -> None:
+    from kubernetes import client
+
+    from reconciler.cluster import KubeCluster
+    from reconciler.engine import Engine, Settings
+    from reconciler.plan import PruneGuards
+
+    core = client.CoreV1Api(cluster.api_client())
+    inventory_ns = f"{namespace}-inv"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=inventory_ns)))
+    # the deploy's namespaces stand for this test's: apps → namespace, gitops-system → inventory_ns
+    rename = {"apps": namespace, "gitops-system": inventory_ns}
+    rules = [(rename[ns], r) for ns, r in _rules("reconciler")]
+
+    api = cluster.api_client()
+    seen: list[tuple[str, str]] = []
+    pool = api.rest_client.pool_manager
+    real = pool.request
+
+    def recording(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append((method, url))
+        return real(method, url, *args, **kwargs)
+
+    pool.request = recording
+    settings = Settings(
+        "rbac-app",
+        namespace,
+        inventory_ns,
+        allowed_namespaces=frozenset({namespace}),
+        allow_cluster_scoped=False,
+        guards=PruneGuards(force=True),
+    )
+    e = Engine(KubeCluster(api), settings)
+    src = tmp_path / "src"
+    src.mkdir()
+
+    def write(image: str, with_config: bool = True) -> None:
+        objs = [
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"k": "v"}},
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}},
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "web"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "m", "image": image}]}},
+                },
+            },
+        ]
+        if with_config:
+            objs.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}})
+        for f in src.glob("*.yaml"):
+            f.unlink()
+        for i, o in enumerate(objs):
+            (src / f"{i}.yaml").write_text(json.dumps(o))
+
+    write("nginx:1")
+    e.sync(src)
+    e.sync(src)
+    write("nginx:2", with_config=False)
+    assert e.sync(src).pruned, "the ConfigMap left Git and was pruned"
+    e.diff(src)
+    e.save_status()
+    stop = threading.Event()
+    e.watch(stop, correct=True)
+    other = client.AppsV1Api(cluster.api_client())  # a person with kubectl, not recorded
+    other.patch_namespaced_deployment("web", namespace, {"spec": {"replicas": 3}}, field_manager="kubectl-edit")
+    deadline = time.monotonic() + 10
+    while not e.corrections and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    assert e.corrections, "the watch saw and corrected the drift"
+
+    asked = {a for m, u in seen if (a := _attributes(m, u)) is not None}
+    assert {a[0] for a in asked} >= {"get", "list", "watch", "create", "patch", "delete"}, "the scenario covers every verb"
+    refused = sorted(a for a in asked if not _granted(rules, a))
+    assert not refused, f"requests the deploy's Roles would refuse (403 in a real cluster): {refused}"
+    core.delete_namespace(inventory_ns)
