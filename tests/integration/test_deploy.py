@@ -137,6 +137,20 @@ def _attributes(method: str, url: str) -> tuple[str, str, str, str, str] | None:
     return verb, group, resource, namespace, name
 
 
+def _record(api: Any) -> list[tuple[str, str]]:
+    """Every (method, URL) the client sends from now on: raw calls, the dynamic client and watches alike."""
+    seen: list[tuple[str, str]] = []
+    pool = api.rest_client.pool_manager
+    real = pool.request
+
+    def recording(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append((method, url))
+        return real(method, url, *args, **kwargs)
+
+    pool.request = recording
+    return seen
+
+
 def _granted(rules: list[tuple[str, dict]], attrs: tuple[str, str, str, str, str]) -> bool:  # type: ignore[type-arg]
     verb, group, resource, namespace, name = attrs
     return any(
@@ -166,15 +180,7 @@ def test_every_request_the_reconciler_makes_is_granted_by_its_namespaced_roles(
     rules = [(rename[ns], r) for ns, r in _rules("reconciler")]
 
     api = cluster.api_client()
-    seen: list[tuple[str, str]] = []
-    pool = api.rest_client.pool_manager
-    real = pool.request
-
-    def recording(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        seen.append((method, url))
-        return real(method, url, *args, **kwargs)
-
-    pool.request = recording
+    seen = _record(api)
     settings = Settings(
         "rbac-app",
         namespace,
@@ -230,3 +236,17 @@ def test_every_request_the_reconciler_makes_is_granted_by_its_namespaced_roles(
     refused = sorted(a for a in asked if not _granted(rules, a))
     assert not refused, f"requests the deploy's Roles would refuse (403 in a real cluster): {refused}"
     core.delete_namespace(inventory_ns)
+
+
+def test_every_request_the_bot_makes_for_leader_election_is_granted_by_its_role(cluster: TestCluster, namespace: str) -> None:
+    api = cluster.api_client()
+    seen = _record(api)
+    now = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
+    a = LeaseElector(api, namespace, "a", duration=15, clock=lambda: now[0])
+    assert a.try_acquire() and a.try_acquire(), "create, then get + renew"
+    now[0] += dt.timedelta(seconds=30)
+    assert LeaseElector(api, namespace, "b", duration=15, clock=lambda: now[0]).try_acquire(), "take over after expiry"
+    rules = [(namespace, r) for _, r in _rules("imagebot")]
+    asked = {x for m, u in seen if (x := _attributes(m, u)) is not None}
+    assert {x[0] for x in asked} == {"create", "get", "update"}
+    assert not sorted(x for x in asked if not _granted(rules, x))
