@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
@@ -67,15 +68,20 @@ class GitAuth:
     ssh_key: Path | None = None
     known_hosts: Path | None = None
 
-    def environment(self) -> dict[str, str]:
+    def environment(self, url: str = "") -> dict[str, str]:
+        """git's environment for ``url``: the token header is scoped to that URL's origin, so neither a
+        redirect nor another remote in the same command ever receives it."""
         env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false"}
         if self.password is not None:
             user = self.username or "x-access-token"
             token = base64.b64encode(f"{user}:{self.password}".encode()).decode()
+            parts = urlsplit(url)
+            origin = parts.netloc.rsplit("@", 1)[-1]  # never a user:password@ part in a config key
+            scope = f"http.{parts.scheme}://{origin}/." if parts.scheme in ("http", "https") and origin else "http."
             env.update(
                 {
                     "GIT_CONFIG_COUNT": "1",
-                    "GIT_CONFIG_KEY_0": "http.extraHeader",
+                    "GIT_CONFIG_KEY_0": f"{scope}extraHeader",
                     "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
                 }
             )
@@ -133,7 +139,7 @@ class Workspace:
         self.auth = auth or GitAuth()
         self.identity = identity or Identity()
         self.dir = cache_root / cache_key(url, branch)
-        self._env = self.auth.environment()
+        self._env = self.auth.environment(url)
         self._repo: git.Repo | None = None
 
     # ------------------------------------------------------------------ plumbing

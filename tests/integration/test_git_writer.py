@@ -355,3 +355,27 @@ def test_gpg_signed_commits_verify(git_http: GitHttp, repo: Path, tmp_path: Path
     )
     assert verify.returncode == 0, verify.stderr
     assert "Good signature" in verify.stderr
+
+
+def test_the_token_header_goes_to_the_remote_origin_only(git_http: GitHttp, repo: Path) -> None:
+    """A redirect, or any other URL git is sent to, never receives the token."""
+    from tests.fixtures.net import QuietHandler, ThreadServer
+
+    seen: list[str | None] = []
+
+    class Elsewhere(QuietHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_body(404, b"no\n", content_type="text/plain")
+
+    other = ThreadServer(Elsewhere)
+    try:
+        env = {**os.environ, **HTTP_AUTH.environment(git_http.url(repo))}
+        ok = subprocess.run(["git", "ls-remote", git_http.url(repo)], env=env, capture_output=True, text=True)
+        assert ok.returncode == 0, ok.stderr  # the remote's origin still authenticates
+        subprocess.run(["git", "ls-remote", f"http://127.0.0.1:{other.port}/x.git"], env=env, capture_output=True)
+        assert seen and not any(seen), "another origin got no Authorization header"
+    finally:
+        other.stop()
+    assert "extraHeader" in HTTP_AUTH.environment(git_http.url(repo))["GIT_CONFIG_KEY_0"]
+    assert "@" not in HTTP_AUTH.environment("https://user:pw@git.example:8443/x.git")["GIT_CONFIG_KEY_0"]
