@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from http.server import ThreadingHTTPServer
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from imagebot import httpd
 from imagebot.runtime import webhooks
@@ -303,7 +304,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _webhook_server(listen: str, secret: str, trigger: threading.Event, engine: Engine) -> ThreadingHTTPServer:
-    """Git push webhooks (GitHub style, X-Hub-Signature-256 HMAC) trigger an immediate sync; /healthz, /metrics."""
+    """Git push webhooks (GitHub's X-Hub-Signature-256 HMAC, GitLab's X-Gitlab-Token) trigger an immediate sync;
+    /healthz, /metrics."""
     from prometheus_client import generate_latest
 
     if not secret:
@@ -322,7 +324,7 @@ def _webhook_server(listen: str, secret: str, trigger: threading.Event, engine: 
             body = self.body()
             if body is None:
                 return
-            if not webhooks.verify(secret, body, self.headers.get("X-Hub-Signature-256")):
+            if not webhooks.authorized(secret, body, self.headers, urlsplit(self.path).query):
                 self.send(401, b"bad signature\n")
                 return
             trigger.set()

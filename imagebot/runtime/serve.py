@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
+from urllib.parse import urlsplit
 
 from prometheus_client import generate_latest
 
@@ -89,9 +90,8 @@ class Service:
                 body = self.body()
                 if body is None:
                     return
-                sig = self.headers.get("X-Imagebot-Signature-256") or self.headers.get("X-Hub-Signature-256")
-                if not webhooks.verify(service.secret, body, sig):
-                    self.send(401, b"missing or wrong signature\n")
+                if not webhooks.authorized(service.secret, body, self.headers, urlsplit(self.path).query):
+                    self.send(401, b"missing or wrong signature or token\n")
                     return
                 repos = [r for r in webhooks.repositories(body) if service.runner.cfg.image_for(r)]
                 if not repos:

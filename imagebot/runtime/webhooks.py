@@ -5,6 +5,12 @@ request host), Docker Hub (``repository.repo_name``), GitHub Packages / GHCR (``
 Harbor (``event_data.resources[].resource_url``), and a generic ``{"image": "...", "tag": "..."}``
 from CI. The body must carry an HMAC-SHA256 signature with the shared secret in
 ``X-Imagebot-Signature-256`` or ``X-Hub-Signature-256`` (``sha256=<hex>``); missing or wrong → 401.
+
+Senders that cannot sign present the shared secret itself instead: Docker distribution
+(``notifications.endpoints[].headers``) and Harbor ("Auth Header") as ``Authorization: Bearer
+<secret>`` (or the bare secret), GitLab as ``X-Gitlab-Token``, and Docker Hub — which lets you set
+only the URL — as ``?token=<secret>``. A signature, when present, must be right: it is never
+overridden by a token.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from imagebot import refs
 
@@ -23,6 +30,27 @@ def sign(secret: str, body: bytes) -> str:
 
 def verify(secret: str, body: bytes, header: str | None) -> bool:
     return bool(secret) and bool(header) and hmac.compare_digest(sign(secret, body), header or "")
+
+
+class Headers(Protocol):
+    def get(self, name: str, /) -> str | None: ...
+
+
+def authorized(secret: str, body: bytes, headers: Headers, query: str = "") -> bool:
+    """Is this request from someone holding the secret (signature, or the secret as a token)?"""
+    if not secret:
+        return False  # no secret configured: nothing is accepted
+    signature = headers.get("X-Imagebot-Signature-256") or headers.get("X-Hub-Signature-256")
+    if signature:
+        return verify(secret, body, signature)
+    tokens = parse_qs(query).get("token", [])
+    auth = (headers.get("Authorization") or "").strip()
+    if auth:
+        tokens.append(auth[7:].strip() if auth[:7].lower() == "bearer " else auth)
+    gitlab = headers.get("X-Gitlab-Token")
+    if gitlab:
+        tokens.append(gitlab)
+    return any(hmac.compare_digest(t.encode(), secret.encode()) for t in tokens)
 
 
 def repositories(body: bytes) -> list[str]:

@@ -155,3 +155,43 @@ def test_a_registry_outage_is_counted_and_writes_nothing(
     assert report.errors and not report.results
     assert metric(runner, "imagebot_errors_total", kind="registry") == 1
     assert log(bare, "main") == head and not github.pulls
+
+
+def test_the_receiver_takes_signed_and_token_webhooks_and_refuses_the_rest(
+    world: tuple[Runner, Path, FakeGitHub, RegistryServer],
+) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    from imagebot import httpd
+    from imagebot.runtime import webhooks
+    from imagebot.runtime.serve import Service
+
+    runner, _, _, registry = world
+    service = Service(runner, "s3cret", debounce=60)
+    server = httpd.start("127.0.0.1:0", service.handler())
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    distribution = json.dumps(
+        {"events": [{"action": "push", "target": {"repository": "rt/app", "tag": "2.0.0"}, "request": {"host": registry.host}}]}
+    ).encode()
+
+    def post(path: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        req = urllib.request.Request(base + path, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    try:
+        assert post("/", distribution, {})[0] == 401
+        assert post("/?token=wrong", distribution, {})[0] == 401
+        assert not service._queue, "a refused webhook triggers nothing"
+        repo = runner.cfg.images[0].repository.canonical_name
+        assert post("/", distribution, {"Authorization": "Bearer s3cret"}) == (202, f"scanning {repo}\n")
+        assert post("/?token=s3cret", distribution, {})[0] == 202
+        assert post("/", distribution, {"X-Imagebot-Signature-256": webhooks.sign("s3cret", distribution)})[0] == 202
+        assert list(service._queue) == [repo]
+    finally:
+        server.shutdown()

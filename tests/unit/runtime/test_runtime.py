@@ -278,3 +278,31 @@ def test_webhook_bodies_are_bounded_and_a_refusal_closes_the_connection(
         conn.close()
     finally:
         server.shutdown()
+
+
+BODY = b'{"image": "ghcr.io/acme/app", "tag": "1.2.3"}'
+
+
+@pytest.mark.parametrize(
+    ("headers", "query", "ok"),
+    [
+        ({"X-Imagebot-Signature-256": webhooks.sign("s3cret", BODY)}, "", True),
+        ({"X-Hub-Signature-256": webhooks.sign("s3cret", BODY)}, "", True),  # GitHub (GHCR package events)
+        ({"Authorization": "Bearer s3cret"}, "", True),  # Docker distribution notifications, Harbor
+        ({"Authorization": "s3cret"}, "", True),  # Harbor's "Auth Header" sent verbatim
+        ({"X-Gitlab-Token": "s3cret"}, "", True),  # GitLab
+        ({}, "token=s3cret", True),  # Docker Hub: only the URL can be set
+        ({}, "", False),
+        ({"Authorization": "Bearer wrong"}, "", False),
+        ({}, "token=wrong&token=", False),
+        ({"X-Hub-Signature-256": webhooks.sign("other", BODY), "Authorization": "Bearer s3cret"}, "", False),
+        ({"Authorization": "Basic czNjcmV0"}, "", False),
+    ],
+    ids=[
+        "imagebot-hmac", "github-hmac", "bearer", "bare-auth-header", "gitlab-token", "url-token",
+        "nothing", "wrong-bearer", "wrong-url-token", "a-wrong-signature-is-not-rescued-by-a-token", "basic-is-not-a-token",
+    ],
+)  # fmt: skip
+def test_webhook_senders_that_cannot_sign_present_the_secret(headers: dict[str, str], query: str, ok: bool) -> None:
+    assert webhooks.authorized("s3cret", BODY, headers, query) is ok
+    assert webhooks.authorized("", BODY, headers, query) is False, "no secret configured: nothing is accepted"
