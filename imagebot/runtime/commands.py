@@ -91,13 +91,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -
             for env, r in report.results:
                 print(f"{env}: {r.status} {r.commit or ''} {r.pr.url if r.pr else ''}".rstrip(), file=out)
             if args.once:
-                return int(
-                    ExitCode.OK
-                    if not report.errors
-                    else ExitCode.GIT
-                    if any("git" in e for e in report.errors)
-                    else ExitCode.REGISTRY
-                )
+                return int(report.codes[0] if report.codes else ExitCode.OK)  # the first failure's documented code
             time.sleep(min(interval, min((i.interval_seconds for i in cfg.images), default=interval)))
     finally:
         lock.release()

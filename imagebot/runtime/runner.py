@@ -14,7 +14,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from imagebot.config.model import Config, Environment, GitConfig, ImageConfig
-from imagebot.errors import ImagebotError
+from imagebot.errors import ExitCode, ImagebotError
 from imagebot.forge.github import GitHubForge
 from imagebot.gitops.workspace import GitAuth, Identity, Workspace
 from imagebot.gitops.writer import Delivery, Result, Status, deliver
@@ -57,6 +57,11 @@ class PassReport:
     results: list[tuple[str, Result]] = field(default_factory=list)
     decisions: list[tuple[str, str, str]] = field(default_factory=list)  # image, env, reason
     errors: list[str] = field(default_factory=list)
+    codes: list[ExitCode] = field(default_factory=list)  # one per error: what `run --once` exits with
+
+    def fail(self, code: ExitCode, message: str) -> None:
+        self.codes.append(code)
+        self.errors.append(message)
 
 
 def registries_for(cfg: Config) -> Registries:
@@ -123,7 +128,7 @@ class Runner:
             if res.ok:
                 self.metrics.tags.labels(repo).set(len(res.tags))
             else:
-                report.errors.append(res.error or "")
+                report.fail(ExitCode.REGISTRY, res.error or "")
                 self.metrics.errors.labels("registry").inc()
         for host in {i.repository.canonical_registry for i in images}:
             remaining = self.registries.client(host).rate_limit
@@ -198,7 +203,7 @@ class Runner:
         try:
             result = deliver(ws, delivery, request, forge)
         except ImagebotError as exc:
-            report.errors.append(str(exc))
+            report.fail(exc.exit_code, str(exc))
             self.metrics.errors.labels(type(exc).__name__).inc()
             log.error("delivery to %s (%s) failed: %s", g.name, env_name, exc)
             return

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from imagebot.config.load import load
+from imagebot.errors import ExitCode
 from imagebot.gitops.writer import Status
 from imagebot.registry.limits import RetryPolicy
 from imagebot.runtime.runner import Runner
@@ -153,6 +154,7 @@ def test_a_registry_outage_is_counted_and_writes_nothing(
     monkeypatch.setattr(client, "settings", down)
     report = runner.run_pass(only=[repo])
     assert report.errors and not report.results
+    assert report.codes == [ExitCode.REGISTRY]
     assert metric(runner, "imagebot_errors_total", kind="registry") == 1
     assert log(bare, "main") == head and not github.pulls
 
@@ -195,3 +197,26 @@ def test_the_receiver_takes_signed_and_token_webhooks_and_refuses_the_rest(
         assert list(service._queue) == [repo]
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize(("registry_up", "code"), [(False, ExitCode.REGISTRY), (True, ExitCode.GIT)])
+def test_run_once_exits_with_the_failures_documented_code(
+    registry_up: bool, code: ExitCode, registry_plain: RegistryServer, tmp_path: Path
+) -> None:
+    """The code comes from the failure's type: 3 for the registry, 5 for Git (here: no Git server at all)."""
+    import io
+
+    from imagebot.cli import main
+
+    host = registry_plain.host if registry_up else "127.0.0.1:9"
+    if registry_up:
+        registry_plain.pusher().push("gitops/app", ["1.0.0", "9.0.0"], distinct=True)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        CONFIG.format(state=tmp_path / "s.db", cache=tmp_path / "cache", registry=host, url="http://127.0.0.1:9/x.git", api="")
+        .replace("/rt/app", "/gitops/app")
+        .replace('    github: {api: "", repo: org/config, tokenEnv: RT_GITHUB_TOKEN}\n', "")
+        .replace(", mode: pull-request, group: apps, labels: [images]", "")
+    )
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["run", "--once", "--config", str(cfg)], out=out, err=err) == int(code), err.getvalue()
