@@ -25,6 +25,7 @@ from reconciler.model import Manifest, ResourceKey
 from tests.fixtures.cluster import start_cluster, stop_cluster
 
 N = 1000
+P4_RUNS = 3
 
 
 def write_objects(d: Path, ns: str) -> None:
@@ -64,32 +65,47 @@ def run() -> dict[str, float]:
         t = Path(tmp)
         cluster = start_cluster(t / "kube")
         try:
-            write_objects(t / "ours", "bench-ours")
-            write_objects(t / "kubectl", "bench-kubectl")
-            k1 = kubectl_apply(cluster.kubeconfig, t / "kubectl")
-            k2 = kubectl_apply(cluster.kubeconfig, t / "kubectl")
-            kc = KubeCluster(cluster.api_client(), "reconciler")
-            e = Engine(kc, Settings("bench", "bench-ours", "bench-ours", workers=16))
-            r1 = e.sync(t / "ours", "r1")
-            r2 = e.sync(t / "ours", "r1")
+            # P4, repeated: each run creates its own 1,000 objects in fresh namespaces, ours and kubectl's
+            firsts: list[tuple[float, float]] = []
+            for run_no in range(P4_RUNS):
+                write_objects(t / f"kubectl{run_no}", f"bench-kubectl-{run_no}")
+                write_objects(t / f"ours{run_no}", f"bench-ours-{run_no}")
+                k = kubectl_apply(cluster.kubeconfig, t / f"kubectl{run_no}")
+                e = Engine(KubeCluster(cluster.api_client(), "reconciler"), Settings(f"bench{run_no}", workers=16))
+                firsts.append((e.sync(t / f"ours{run_no}", "r1").seconds, k))
+            last = P4_RUNS - 1
+            k1 = statistics.median(k for _, k in firsts)
+            ours1 = statistics.median(o for o, _ in firsts)
+            k2 = kubectl_apply(cluster.kubeconfig, t / f"kubectl{last}")
+            noops = [e.sync(t / f"ours{last}", "r1") for _ in range(7)]  # the no-op is cheap: show its spread
+            r2 = sorted(noops, key=lambda r: r.seconds)[len(noops) // 2]  # the median run
+            spread = (min(r.seconds for r in noops), max(r.seconds for r in noops))
+            writes = max(r.api_writes for r in noops)
             results.update(
                 {
-                    "p4_ours_s": r1.seconds,
+                    "p4_ours_s": ours1,
                     "p4_kubectl_s": k1,
-                    "p4_ratio": r1.seconds / k1,
+                    "p4_ratio": ours1 / k1,
+                    "p4_ours_min_s": min(o for o, _ in firsts),
+                    "p4_ours_max_s": max(o for o, _ in firsts),
                     "p5_noop_s": r2.seconds,
                     "p5_api_calls": r2.api_calls,
-                    "p5_api_writes": r2.api_writes,
+                    "p5_api_writes": writes,
+                    "p5_min_s": spread[0],
+                    "p5_max_s": spread[1],
                     "p5_kubectl_rerun_s": k2,
                 }
             )
             print(
-                f"P4 first apply of {N} objects: reconciler {r1.seconds:6.2f}s vs kubectl --server-side {k1:6.2f}s "
-                f"-> {r1.seconds / k1:4.2f}x  {'ok' if r1.seconds / k1 <= 0.25 else 'MISSED'} (target <= 0.25x)"
+                f"P4 first apply of {N} objects, median of {P4_RUNS}: reconciler {ours1:5.2f}s "
+                f"(min {min(o for o, _ in firsts):.2f}, max {max(o for o, _ in firsts):.2f}) vs kubectl --server-side "
+                f"{k1:5.2f}s (min {min(k for _, k in firsts):.2f}, max {max(k for _, k in firsts):.2f}) "
+                f"-> {ours1 / k1:4.2f}x  {'ok' if ours1 / k1 <= 0.25 else 'MISSED'} (target <= 0.25x)"
             )
             print(
-                f"P5 no-op reconcile of {N}: {r2.seconds * 1000:6.0f} ms, {r2.api_calls} API calls, {r2.api_writes} writes "
-                f"{'ok' if r2.seconds < 1 and r2.api_calls <= N else 'MISSED'} (kubectl re-run: {k2:5.2f}s)"
+                f"P5 no-op reconcile of {N}: median {r2.seconds * 1000:4.0f} ms of {len(noops)} runs "
+                f"(min {spread[0] * 1000:.0f}, max {spread[1] * 1000:.0f}), {r2.api_calls} API calls, {writes} writes "
+                f"{'ok' if spread[1] < 1 and r2.api_calls <= N and writes == 0 else 'MISSED'} (kubectl re-run: {k2:5.2f}s)"
             )
             # P6: 100 drifts by another field manager, corrected through the watch
             stop = threading.Event()
