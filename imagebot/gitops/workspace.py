@@ -16,12 +16,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import logging
 import os
 import re
 import shutil
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -141,6 +145,56 @@ class Workspace:
         self.dir = cache_root / cache_key(url, branch)
         self._env = self.auth.environment(url)
         self._repo: git.Repo | None = None
+        self._held = 0
+        self._mutex = threading.RLock()
+
+    @contextlib.contextmanager
+    def exclusive(self, timeout: float = 120.0) -> Iterator[None]:
+        """One user of this workspace directory at a time — threads and processes alike (an flock beside
+        it; re-entrant). Holding it, a git lock file inside is a crash's leftover, and is removed."""
+        with self._mutex:
+            if self._held:
+                self._held += 1
+                try:
+                    yield
+                finally:
+                    self._held -= 1
+                return
+            self.dir.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.dir.parent / f"{self.dir.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() > deadline:
+                            raise GitError(
+                                f"workspace {self.dir} stayed busy for {timeout:.0f}s: another imagebot process uses "
+                                "the same cache directory (give each its own --cache-dir)"
+                            ) from None
+                        time.sleep(0.05)
+                self._held = 1
+                try:
+                    self._remove_stale_locks()
+                    yield
+                finally:
+                    self._held = 0
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+
+    def _remove_stale_locks(self) -> None:
+        gitdir = self.dir / ".git"
+        if not gitdir.is_dir():
+            return
+        stale = [gitdir / n for n in ("index.lock", "HEAD.lock", "shallow.lock", "config.lock", "packed-refs.lock")]
+        stale += list((gitdir / "refs").rglob("*.lock"))
+        for f in stale:
+            if f.is_file():
+                f.unlink()
+                log.warning("removed %s, left by an interrupted git command", f)
 
     # ------------------------------------------------------------------ plumbing
     def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
@@ -193,15 +247,19 @@ class Workspace:
     def sync(self, branch: str | None = None) -> str:
         """Make the workspace equal to the remote tip of ``branch`` (default: the checkout branch)."""
         branch = branch or self.branch
-        if self._repo is None:
-            self._open_or_clone()
-        self._git("fetch", "--depth", "1", "--no-tags", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
-        self._git("checkout", "-q", "--force", "-B", branch, f"refs/remotes/origin/{branch}")
-        self._git("reset", "-q", "--hard", f"refs/remotes/origin/{branch}")
-        self._git("clean", "-q", "-fdx")
-        return self.head()
+        with self.exclusive():
+            if self._repo is None:
+                self._open_or_clone()
+            self._git("fetch", "--depth", "1", "--no-tags", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+            self._git("checkout", "-q", "--force", "-B", branch, f"refs/remotes/origin/{branch}")  # index + tree = tip
+            self._git("clean", "-q", "-fdx")  # and nothing untracked left by a crash
+            return self.head()
 
     def _open_or_clone(self) -> None:
+        with self.exclusive():
+            self._open_or_clone_locked()
+
+    def _open_or_clone_locked(self) -> None:
         if self.dir.exists():
             try:
                 repo = git.Repo(self.dir)

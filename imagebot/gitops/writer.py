@@ -105,15 +105,16 @@ def deliver(
     if delivery.mode is Mode.PUSH_BRANCH and not delivery.push_branch:
         raise UsageError("push-branch mode needs a branch to push to")
     rnd = rnd or random.Random()
-    for attempt in range(1, attempts + 1):
-        result = _attempt(ws, delivery, request, forge, dry_run, attempt)
-        if result is not None:
-            return result
-        wait = rnd.uniform(0, min(2.0, 0.05 * 2**attempt))
-        log.info(
-            "push to %s rejected (attempt %d/%d): fetching and re-applying in %.2fs", delivery.branch, attempt, attempts, wait
-        )
-        sleep(wait)
+    with ws.exclusive():  # sync, edit, commit and push on a work tree no one else touches meanwhile
+        for attempt in range(1, attempts + 1):
+            result = _attempt(ws, delivery, request, forge, dry_run, attempt)
+            if result is not None:
+                return result
+            wait = rnd.uniform(0, min(2.0, 0.05 * 2**attempt))
+            log.info(
+                "push to %s rejected (attempt %d/%d): fetching and re-applying in %.2fs", delivery.branch, attempt, attempts, wait
+            )
+            sleep(wait)
     raise GitError(f"gave up after {attempts} attempts: the remote branch kept moving (or a lease kept failing)")
 
 

@@ -85,10 +85,8 @@ def test_push_over_http_commits_exactly_the_edit_and_second_run_does_nothing(
     assert (code, out) == (0, "no change\n")
     assert len(log(repo, "main")) == 2
     assert git_http.requests - requests_before <= 4, "a no-op run fetches, and pushes nothing"
-    assert (
-        GIT_PASSWORD
-        not in (tmp_path / "cache").joinpath(next(iter(os.listdir(tmp_path / "cache"))), ".git", "config").read_text()
-    )
+    (workspace,) = [d for d in (tmp_path / "cache").iterdir() if (d / ".git").is_dir()]
+    assert GIT_PASSWORD not in (workspace / ".git" / "config").read_text()
 
 
 def test_bad_credentials_are_a_git_error_with_secret_redacted(
@@ -379,3 +377,36 @@ def test_the_token_header_goes_to_the_remote_origin_only(git_http: GitHttp, repo
         other.stop()
     assert "extraHeader" in HTTP_AUTH.environment(git_http.url(repo))["GIT_CONFIG_KEY_0"]
     assert "@" not in HTTP_AUTH.environment("https://user:pw@git.example:8443/x.git")["GIT_CONFIG_KEY_0"]
+
+
+def test_a_workspace_left_by_a_crash_is_cleaned_before_the_next_delivery(git_http: GitHttp, repo: Path, tmp_path: Path) -> None:
+    ws = Workspace(git_http.url(repo), "main", tmp_path / "c", HTTP_AUTH)
+    assert deliver(ws, Delivery(), request("1.1.0")).status is Status.PUSHED
+    # what a process killed mid-delivery leaves behind
+    (ws.dir / "apps" / "deploy.yaml").write_text("half-written: [\n")
+    (ws.dir / "junk.txt").write_text("untracked\n")
+    (ws.dir / "README.md").write_text("staged but never committed\n")
+    subprocess.run(["git", "-C", str(ws.dir), "add", "README.md"], check=True)
+    (ws.dir / ".git" / "index.lock").write_text("")
+    fresh = Workspace(git_http.url(repo), "main", tmp_path / "c", HTTP_AUTH)  # the restarted process
+    r = deliver(fresh, Delivery(), request("1.2.0"))
+    assert r.status is Status.PUSHED
+    assert read_file(repo, "main", "apps/deploy.yaml") == DEPLOY.replace("1.0.0", "1.2.0")
+    assert read_file(repo, "main", "README.md") == "config\n", "nothing the crash left is committed"
+    tree = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "--name-only", "main"], capture_output=True, text=True)
+    assert tree.stdout.split() == ["README.md", "apps/deploy.yaml"]
+    assert not (ws.dir / ".git" / "index.lock").exists()
+
+
+def test_one_user_of_a_workspace_directory_at_a_time(git_http: GitHttp, repo: Path, tmp_path: Path) -> None:
+    holder = Workspace(git_http.url(repo), "main", tmp_path / "c", HTTP_AUTH)
+    other = Workspace(git_http.url(repo), "main", tmp_path / "c", HTTP_AUTH)  # e.g. `imagebot update` beside `serve`
+    results: list[Status] = []
+    with holder.exclusive():
+        t = threading.Thread(target=lambda: results.append(deliver(other, Delivery(), request("1.1.0")).status))
+        t.start()
+        t.join(0.5)
+        assert t.is_alive() and not results, "the second user waits while the first holds the workspace"
+        assert read_file(repo, "main", "apps/deploy.yaml") == DEPLOY
+    t.join(30)
+    assert results == [Status.PUSHED]
