@@ -224,6 +224,12 @@ def _owned_leaves(node: Any, fpath: tuple[str, ...] = ()) -> Iterator[tuple[str,
         yield from _owned_leaves(v, (*fpath, k))
 
 
+def _match(items: Any, want: dict[str, Any]) -> int | None:
+    if not isinstance(items, list):
+        return None
+    return next((n for n, i in enumerate(items) if isinstance(i, dict) and all(i.get(k) == v for k, v in want.items())), None)
+
+
 def _declared(desired: Any, fpath: tuple[str, ...]) -> bool:
     node = desired
     for part in fpath:
@@ -232,12 +238,10 @@ def _declared(desired: Any, fpath: tuple[str, ...]) -> bool:
                 return False
             node = node[part[2:]]
         elif part.startswith("k:"):
-            if not isinstance(node, list):
+            at = _match(node, json.loads(part[2:]))
+            if at is None:
                 return False
-            want = json.loads(part[2:])
-            node = next((i for i in node if isinstance(i, dict) and all(i.get(k) == v for k, v in want.items())), None)
-            if node is None:
-                return False
+            node = node[at]
         elif part.startswith("v:"):
             return isinstance(node, list) and json.loads(part[2:]) in node
         else:
@@ -254,17 +258,12 @@ def _value_at(live: Any, fpath: tuple[str, ...]) -> tuple[str, Any]:
         elif part.startswith("k:"):
             want = json.loads(part[2:])
             pointer += "/" + escape(str(next(iter(want.values()))))
-            node = next((i for i in node or [] if isinstance(i, dict) and all(i.get(k) == v for k, v in want.items())), None)
+            at = _match(node, want)
+            node = None if at is None else node[at]
         else:
             pointer += "/" + escape(part)
             node = None
     return pointer, node
-
-
-def _match(items: Any, want: dict[str, Any]) -> int | None:
-    if not isinstance(items, list):
-        return None
-    return next((n for n, i in enumerate(items) if isinstance(i, dict) and all(i.get(k) == v for k, v in want.items())), None)
 
 
 def _removal_path(desired: Any, live: Any, fpath: tuple[str, ...]) -> tuple[str | int, ...] | None:
