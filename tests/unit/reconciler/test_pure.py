@@ -294,7 +294,7 @@ def test_render_ignores_non_manifests_and_refuses_escaping_links(tmp_path: Path)
         render(tmp_path, "app", TRACKING_LABEL)
 
 
-def test_reconciler_webhook_needs_a_valid_signature() -> None:
+def test_reconciler_webhook_needs_a_valid_signature_or_gitlab_token() -> None:
     import threading
     import urllib.error
     import urllib.request
@@ -313,8 +313,9 @@ def test_reconciler_webhook_needs_a_valid_signature() -> None:
     try:
         body = b'{"ref": "refs/heads/main"}'
 
-        def post(sig: str | None) -> int:
+        def post(sig: str | None, extra: dict[str, str] | None = None) -> int:
             headers = {"X-Hub-Signature-256": sig} if sig else {}
+            headers.update(extra or {})
             req = urllib.request.Request(f"http://127.0.0.1:{port}/", data=body, method="POST", headers=headers)
             try:
                 with urllib.request.urlopen(req, timeout=5) as r:
@@ -323,7 +324,10 @@ def test_reconciler_webhook_needs_a_valid_signature() -> None:
                 return exc.code
 
         assert post(None) == 401 and post(sign("wrong", body)) == 401 and not trigger.is_set()
+        assert post(None, {"X-Gitlab-Token": "wrong"}) == 401 and not trigger.is_set()
         assert post(sign("s3cret", body)) == 202 and trigger.is_set()
+        trigger.clear()
+        assert post(None, {"X-Gitlab-Token": "s3cret"}) == 202 and trigger.is_set(), "GitLab sends a token, not a signature"
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
             assert r.status == 200
     finally:
