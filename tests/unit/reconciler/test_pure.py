@@ -459,3 +459,31 @@ def test_rollout_restart_annotation_is_an_action_not_an_addition() -> None:
     live["spec"]["template"]["metadata"] = {"annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-22T03:00:00Z"}}
     assert added_fields(desired, live, "reconciler", Rules()) == ()
     assert drift(desired, live, "reconciler", Rules()) == []
+
+
+@given(
+    st.lists(st.sampled_from("abcdefgh"), min_size=1, max_size=6, unique=True),
+    st.data(),
+)
+def test_apply_drops_exactly_the_held_fields_and_nothing_else(names: list[str], data: st.DataObject) -> None:
+    held = data.draw(st.sets(st.sampled_from(names)), label="containers another manager changed")
+    containers = [{"name": n, "image": f"{n}:1", "args": [n]} for n in names]
+    git = {"spec": {"replicas": 2, "template": {"spec": {"containers": containers}}}}
+    live = json.loads(json.dumps(git))
+    for c in live["spec"]["template"]["spec"]["containers"]:
+        if c["name"] in held:
+            c["image"] = f"{c['name']}:hand-made"
+    owned = {"f:spec": {"f:template": {"f:spec": {"f:containers": {f'k:{{"name":"{n}"}}': {"f:image": {}} for n in held}}}}}
+    live["metadata"] = {
+        "managedFields": [_owned("reconciler", {"f:spec": {"f:replicas": {}}}, "Apply"), _owned("operator", owned)]
+    }
+    desired = m("Deployment", "web", group="apps", body=git)
+    rules = Rules(rules=(Rule(FieldPolicy.IGNORE, manager="operator"),))
+    apply, got = applicable(desired, live, "reconciler", rules)
+    assert {h.pointer for h in got} == {f"/spec/template/spec/containers/{n}/image" for n in held}
+    expected = json.loads(json.dumps(git))
+    for c in expected["spec"]["template"]["spec"]["containers"]:
+        if c["name"] in held:
+            del c["image"]
+    assert apply.body == expected, "only the held images are left out; names, args and replicas stay declared"
+    assert in_sync(apply, live), "what is applied agrees with live: nothing left to overwrite"
