@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from imagebot.runtime import webhooks
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -38,6 +41,17 @@ class Handler(BaseHTTPRequestHandler):
             self._refuse(413, f"body over {limit} bytes\n".encode())
             return None
         return self.rfile.read(n)
+
+    def authorized_body(self, secret: str) -> bytes | None:
+        """The body of a webhook from someone holding ``secret`` (signature or token), or None once the
+        refusal (400/411/413, or 401) has been sent."""
+        body = self.body()
+        if body is None:
+            return None
+        if not webhooks.authorized(secret, body, self.headers, urlsplit(self.path).query):
+            self.send(401, b"missing or wrong signature or token\n")
+            return None
+        return body
 
     def _refuse(self, code: int, message: bytes) -> None:
         self.close_connection = True

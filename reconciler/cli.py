@@ -12,10 +12,8 @@ import time
 from collections.abc import Sequence
 from http.server import ThreadingHTTPServer
 from typing import TextIO
-from urllib.parse import urlsplit
 
 from imagebot import httpd
-from imagebot.runtime import webhooks
 from reconciler import __version__
 from reconciler.diff import Rule, Rules
 from reconciler.engine import Engine, Settings, SyncReport
@@ -321,11 +319,7 @@ def _webhook_server(listen: str, secret: str, trigger: threading.Event, engine: 
                 self.send(404, b"not found\n")
 
         def do_POST(self) -> None:
-            body = self.body()
-            if body is None:
-                return
-            if not webhooks.authorized(secret, body, self.headers, urlsplit(self.path).query):
-                self.send(401, b"bad signature\n")
+            if self.authorized_body(secret) is None:
                 return
             trigger.set()
             self.send(202, b"sync triggered\n")

@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
-from urllib.parse import urlsplit
 
 from prometheus_client import generate_latest
 
@@ -87,11 +86,8 @@ class Service:
                     self.send(404, b"not found\n")
 
             def do_POST(self) -> None:
-                body = self.body()
+                body = self.authorized_body(service.secret)
                 if body is None:
-                    return
-                if not webhooks.authorized(service.secret, body, self.headers, urlsplit(self.path).query):
-                    self.send(401, b"missing or wrong signature or token\n")
                     return
                 repos = [r for r in webhooks.repositories(body) if service.runner.cfg.image_for(r)]
                 if not repos:
