@@ -26,8 +26,9 @@ demo: venv system cluster
 	$(PY) -m tests.demo $(DEMO_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check imagebot reconciler tests bench
-	$(VENV)/bin/mypy imagebot reconciler
+	$(VENV)/bin/ruff check gitopskit imagebot reconciler tests bench
+	$(VENV)/bin/mypy gitopskit imagebot reconciler
+	$(VENV)/bin/lint-imports
 
 bench: venv system cluster
 	$(PY) -m bench

@@ -17,8 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from gitopskit.workspace import GitAuth, Workspace
 from imagebot import refs
-from imagebot.gitops.workspace import GitAuth, Workspace
 from imagebot.gitops.writer import Delivery, deliver
 from imagebot.update import EditRequest
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, chown_for_ssh, git, make_bare, start_sshd

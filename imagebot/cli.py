@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from imagebot import __version__, refs
-from imagebot.errors import EditError, ExitCode, ImagebotError, PolicyError, UsageError
+from imagebot.errors import FAILURES, EditError, ExitCode, PolicyError, UsageError, exit_code_of
 from imagebot.policy import DEFAULT_EXCLUDES, PolicyKind, PolicySpec, Selection, build
 from imagebot.refs import ImageRef
 from imagebot.registry.commands import add_registry_flags, cmd_digest, cmd_tags, list_tags_for
@@ -329,9 +329,9 @@ def main(
         return func(args, out, err, stdin)
     except SystemExit as exc:  # --help, --version
         return int(exc.code) if isinstance(exc.code, int) else int(ExitCode.USAGE)
-    except ImagebotError as exc:
+    except FAILURES as exc:
         print(f"imagebot: error: {exc}", file=err)
-        return int(exc.exit_code)
+        return int(exit_code_of(exc))
     except KeyboardInterrupt:
         return 130
 

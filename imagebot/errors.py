@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from gitopskit import errors as kit
+
 
 class ExitCode(IntEnum):
     """Documented exit codes of every ``imagebot`` command."""
@@ -55,8 +57,23 @@ class EditError(ImagebotError):
     exit_code = ExitCode.EDIT
 
 
-class GitError(ImagebotError):
+class GitError(ImagebotError, kit.GitError):
     exit_code = ExitCode.GIT
+
+
+# The shared kit's errors carry no exit code of their own; this is what they mean to imagebot.
+_KIT_EXIT_CODES: dict[type[kit.KitError], ExitCode] = {kit.GitError: ExitCode.GIT, kit.KubeConfigError: ExitCode.USAGE}
+FAILURES = (ImagebotError, kit.KitError)
+
+
+def exit_code_of(exc: BaseException) -> ExitCode:
+    """The documented exit code for one of imagebot's own or the kit's errors."""
+    if isinstance(exc, ImagebotError):
+        return exc.exit_code
+    for kind, code in _KIT_EXIT_CODES.items():
+        if isinstance(exc, kind):
+            return code
+    return ExitCode.USAGE
 
 
 class ForgeError(ImagebotError):

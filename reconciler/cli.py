@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from http.server import ThreadingHTTPServer
 from typing import TextIO
 
-from imagebot import httpd
+from gitopskit import httpd
 from reconciler import __version__
 from reconciler.diff import Rule, Rules
 from reconciler.engine import Engine, Settings, SyncReport

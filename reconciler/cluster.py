@@ -16,11 +16,13 @@ from collections.abc import Iterator
 from typing import Any, Protocol
 
 import urllib3
-from kubernetes import client, config, dynamic
+from kubernetes import client, dynamic
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
-from imagebot.kube import request_json
+from gitopskit import kube
+from gitopskit.errors import KubeConfigError
+from gitopskit.kube import request_json
 from reconciler.errors import ClusterError
 from reconciler.model import Manifest, ResourceKey
 
@@ -52,20 +54,11 @@ def _message(exc: ApiException) -> str:
 
 
 def load_api_client(kubeconfig: str | None = None, context: str | None = None, pool: int = 16) -> client.ApiClient:
-    """Standard resolution: --kubeconfig, then $KUBECONFIG / ~/.kube/config, then in-cluster."""
-    cfg = client.Configuration()
+    """The kit's standard kubeconfig resolution, its failure as a ClusterError."""
     try:
-        if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
-        else:
-            try:
-                config.load_kube_config(context=context, client_configuration=cfg)
-            except config.ConfigException:
-                config.load_incluster_config(client_configuration=cfg)
-    except (config.ConfigException, OSError) as exc:
-        raise ClusterError(f"no usable kubeconfig ({exc}); give --kubeconfig or set KUBECONFIG") from None
-    cfg.connection_pool_maxsize = pool
-    return client.ApiClient(cfg)
+        return kube.load_api_client(kubeconfig, context, pool)
+    except KubeConfigError as exc:
+        raise ClusterError(str(exc)) from None
 
 
 class KubeCluster:

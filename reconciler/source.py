@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagebot.errors import GitError
-from imagebot.gitops.workspace import GitAuth, Workspace
+from gitopskit.errors import GitError
+from gitopskit.workspace import GitAuth, Workspace
 from reconciler.errors import SourceError, UsageError
 
 _URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")

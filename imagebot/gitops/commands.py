@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 from typing import TextIO
 
+from gitopskit.workspace import GitAuth, Identity, Workspace, safe_url
 from imagebot.errors import ExitCode, UsageError
-from imagebot.gitops.workspace import GitAuth, Identity, Workspace, safe_url
 from imagebot.gitops.writer import Delivery, Mode, Result, Status, deliver
 from imagebot.update import EditRequest, report
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from gitopskit.workspace import PushOutcome, Workspace
 from imagebot.errors import EditError, GitError, UsageError
 from imagebot.forge.base import Forge, PullRequest
 from imagebot.gitops.message import Rendered, Templates, render
-from imagebot.gitops.workspace import PushOutcome, Workspace
 from imagebot.refs import ImageRef
 from imagebot.update import ChangeSet, EditRequest, ProblemKind, report, walk
 

@@ -106,8 +106,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO)
     lock.acquire()
     is_leader = None
     if args.leader_elect:
+        from gitopskit.kube import load_api_client
         from imagebot.runtime.leader import LeaseElector
-        from reconciler.cluster import load_api_client
 
         elector = LeaseElector(load_api_client(args.kubeconfig), args.leader_namespace, socket.gethostname())
         is_leader = elector.try_acquire

@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from imagebot.kube import request_json
+from gitopskit.kube import request_json
 
 log = logging.getLogger(__name__)
 

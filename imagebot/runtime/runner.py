@@ -13,10 +13,10 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gitopskit.workspace import GitAuth, Identity, Workspace
 from imagebot.config.model import Config, Environment, GitConfig, ImageConfig
-from imagebot.errors import ExitCode, ImagebotError
+from imagebot.errors import FAILURES, ExitCode, exit_code_of
 from imagebot.forge.github import GitHubForge
-from imagebot.gitops.workspace import GitAuth, Identity, Workspace
 from imagebot.gitops.writer import Delivery, Result, Status, deliver
 from imagebot.refs import ImageRef
 from imagebot.registry import Registries, RegistrySettings
@@ -202,8 +202,8 @@ class Runner:
         )
         try:
             result = deliver(ws, delivery, request, forge)
-        except ImagebotError as exc:
-            report.fail(exc.exit_code, str(exc))
+        except FAILURES as exc:
+            report.fail(exit_code_of(exc), str(exc))
             self.metrics.errors.labels(type(exc).__name__).inc()
             log.error("delivery to %s (%s) failed: %s", g.name, env_name, exc)
             return

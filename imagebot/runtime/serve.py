@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 
 from prometheus_client import generate_latest
 
-from imagebot import httpd
+from gitopskit import httpd
 from imagebot.errors import ConfigError
 from imagebot.runtime import webhooks
 from imagebot.runtime.runner import Runner

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from gitopskit.errors import GitError
+from gitopskit.workspace import GitAuth, Identity, Workspace
 from imagebot import refs
 from imagebot.cli import main
-from imagebot.errors import ForgeError, GitError
+from imagebot.errors import ForgeError
 from imagebot.forge.github import GitHubForge
-from imagebot.gitops.workspace import GitAuth, Identity, Workspace
 from imagebot.gitops.writer import Delivery, Mode, Status, deliver
 from imagebot.update import EditRequest
 from tests.fixtures.fake_github import TOKEN, FakeGitHub

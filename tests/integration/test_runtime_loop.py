@@ -166,7 +166,7 @@ def test_the_receiver_takes_signed_and_token_webhooks_and_refuses_the_rest(
     import urllib.error
     import urllib.request
 
-    from imagebot import httpd
+    from gitopskit import httpd
     from imagebot.runtime import webhooks
     from imagebot.runtime.serve import Service
 

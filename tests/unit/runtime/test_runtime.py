@@ -254,7 +254,7 @@ def test_webhook_bodies_are_bounded_and_a_refusal_closes_the_connection(
 ) -> None:
     import http.client
 
-    from imagebot import httpd
+    from gitopskit import httpd
 
     class Echo(httpd.Handler):
         def do_POST(self) -> None:

@@ -8,8 +8,10 @@ import json
 from typing import Any
 
 import urllib3
-from kubernetes import client
+from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+
+from gitopskit.errors import KubeConfigError
 
 
 def request_json(
@@ -36,3 +38,20 @@ def request_json(
     if resp.status >= 400:
         raise ApiException(status=resp.status, reason=resp.reason, body=resp.data.decode(errors="replace"))
     return json.loads(resp.data) if resp.data else None
+
+
+def load_api_client(kubeconfig: str | None = None, context: str | None = None, pool: int = 16) -> client.ApiClient:
+    """Standard resolution: --kubeconfig, then $KUBECONFIG / ~/.kube/config, then in-cluster."""
+    cfg = client.Configuration()
+    try:
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=cfg)
+        else:
+            try:
+                config.load_kube_config(context=context, client_configuration=cfg)
+            except config.ConfigException:
+                config.load_incluster_config(client_configuration=cfg)
+    except (config.ConfigException, OSError) as exc:
+        raise KubeConfigError(f"no usable kubeconfig ({exc}); give --kubeconfig or set KUBECONFIG") from None
+    cfg.connection_pool_maxsize = pool
+    return client.ApiClient(cfg)

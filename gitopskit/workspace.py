@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
-from imagebot.errors import GitError
+from gitopskit.errors import GitError
 
 log = logging.getLogger(__name__)
 

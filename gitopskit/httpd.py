@@ -6,7 +6,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from imagebot.runtime import webhooks
+from gitopskit import webhookauth
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -48,7 +48,7 @@ class Handler(BaseHTTPRequestHandler):
         body = self.body()
         if body is None:
             return None
-        if not webhooks.authorized(secret, body, self.headers, urlsplit(self.path).query):
+        if not webhookauth.authorized(secret, body, self.headers, urlsplit(self.path).query):
             self.send(401, b"missing or wrong signature or token\n")
             return None
         return body
