@@ -209,6 +209,9 @@ class Engine:
         )
         pruned: list[ResourceKey] = []
         if not dry_run:
+            # the watch compares what it sees with self.desired: publish this revision before writing it, or the
+            # watch would "correct" our own apply back to the previous revision (and roll out three times)
+            self._publish(desired, revision)
             self._remove_added(p, live)
             self._apply(p)
             if p.refused:
@@ -225,9 +228,6 @@ class Engine:
             for a in p.writes:
                 assert a.manifest is not None
                 self.cluster.apply(a.manifest, dry_run=True)
-        with self._lock:
-            self.desired = {m.key: m for m in desired}
-            self.revision = revision
         health = self._health(desired) if not dry_run else Health.PROGRESSING
         took = time.perf_counter() - t0
         self.metrics.duration.observe(took)
@@ -242,6 +242,11 @@ class Engine:
             self.cluster.calls - calls0,
             self.cluster.writes - writes0,
         )
+
+    def _publish(self, desired: list[Manifest], revision: str) -> None:
+        with self._lock:
+            self.desired = {m.key: m for m in desired}
+            self.revision = revision
 
     def _remove_added(self, p: Plan, live: dict[ResourceKey, dict[str, Any] | None]) -> None:
         """Fields kubectl added that Git does not declare go before the apply (sync undoes them as the watch does)."""
@@ -358,6 +363,9 @@ class Engine:
         if manifest is None:
             return []
         items = diffmod.drift(manifest, None if etype == "DELETED" else obj, self.cluster.field_manager, self.s.rules)
+        # a value our own field manager wrote is a sync in flight (or one that raced this event), never drift: correcting
+        # it would undo a change of revision; the sync that wrote it is the one to finish or retry it
+        items = [i for i in items if not (i.kind is DriftKind.CHANGED and i.manager == self.cluster.field_manager)]
         with self._lock:
             before = {k[1]: self.drift.pop(k) for k in [k for k in self.drift if k[0] == key]}
             for i in items:
