@@ -1,0 +1,208 @@
+"""Apps as objects: Flux's Kustomization + GitRepository and the native App/Project read into one spec (pure)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+
+from gitopskit.duration import parse_go_duration
+from reconciler.apps import (
+    Dialect,
+    InvalidApp,
+    ObjectRef,
+    RefKind,
+    flux_revision,
+    from_app,
+    from_kustomization,
+    inventory_id,
+    merge_conditions,
+    object_violation,
+    project_from,
+    source_violation,
+)
+
+FLUX = """
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {name: podinfo, namespace: flux-system}
+spec:
+  interval: 1m0s
+  url: https://github.com/stefanprodan/podinfo
+  ref: {branch: master}
+  secretRef: {name: https-credentials}
+  ignore: |
+    /*
+    !/kustomize
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: podinfo
+  namespace: flux-system
+  annotations: {reconcile.fluxcd.io/requestedAt: "2026-11-29T05:00:00Z"}
+  labels: {sharding.imagebot.dev/key: shard-a}
+  generation: 3
+spec:
+  interval: 10m
+  retryInterval: 2m
+  timeout: 5m
+  targetNamespace: podinfo
+  sourceRef: {kind: GitRepository, name: podinfo}
+  path: "./kustomize"
+  prune: true
+  wait: true
+  dependsOn: [{name: infra}, {name: crds, namespace: other}]
+  images: [{name: ghcr.io/stefanprodan/podinfo, newTag: 6.5.0}]
+  commonMetadata: {labels: {team: a}}
+  postBuild: {substitute: {cluster_env: prod}}
+"""
+
+
+def docs() -> tuple[dict[str, Any], dict[str, Any]]:
+    repo, ks = YAML(typ="safe").load_all(FLUX)
+    return repo, ks
+
+
+def test_a_realistic_flux_kustomization_reads_as_written_and_unsupported_fields_are_named() -> None:
+    repo, ks = docs()
+    app = from_kustomization(ks, repo)
+    assert app.dialect is Dialect.FLUX and app.ref == ObjectRef("flux-system", "podinfo") and app.generation == 3
+    assert (app.source.url, app.source.ref_kind, app.source.ref) == ("https://github.com/stefanprodan/podinfo", RefKind.BRANCH, "master")
+    assert app.source.secret == ObjectRef("flux-system", "https-credentials") and app.source.interval == 60
+    assert (app.path, app.interval, app.retry_interval, app.timeout) == ("kustomize", 600, 120, 300)
+    assert (app.prune, app.wait, app.target_namespace) == (True, True, "podinfo")
+    assert app.depends_on == (ObjectRef("flux-system", "infra"), ObjectRef("other", "crds"))
+    assert app.images == (("ghcr.io/stefanprodan/podinfo", "", "6.5.0", ""),)
+    assert app.common_labels == (("team", "a"),)
+    assert app.requested_at == "2026-11-29T05:00:00Z" and app.shard == "shard-a"
+    assert app.unsupported == ("spec.postBuild",), "never silently ignored"
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        ("spec", "oops", "spec must be a mapping"),
+        ("metadata", "oops", "metadata must be a mapping"),
+        ("spec.interval", "fivemin", "spec.interval: invalid duration 'fivemin'"),
+        ("spec.interval", "0s", "must be above zero"),
+        ("spec.interval", 5, "spec.interval must be a string"),
+        ("spec.prune", None, "spec.prune is required"),
+        ("spec.prune", "yes", "spec.prune must be a boolean"),
+        ("spec.sourceRef", {"kind": "Bucket", "name": "b"}, "must name a GitRepository"),
+        ("spec.dependsOn", [{"namespace": "x"}], "spec.dependsOn[0] needs a name"),
+        ("spec.path", "../../etc", "leaves the source"),
+        ("spec.images", [{"name": "x", "newTag": 5}], "must be strings"),
+        ("spec.commonMetadata", {"labels": {"a": 1}}, "must map strings to strings"),
+    ],
+    ids=["spec-str", "meta-str", "interval-word", "interval-zero", "interval-int", "no-prune", "prune-str", "bucket",
+         "depends-noname", "path-escape", "image-int", "label-int"],  # fmt: skip
+)
+def test_bad_kustomization_fields_are_refused_with_the_field_named(where: str, value: Any, message: str) -> None:
+    repo, ks = docs()
+    ks = copy.deepcopy(ks)
+    *parents, last = where.split(".")
+    node = ks
+    for p in parents:
+        node = node[p]
+    if value is None:
+        del node[last]
+    else:
+        node[last] = value
+    with pytest.raises(InvalidApp, match=message.replace("(", r"\(").replace("[", r"\[")):
+        from_kustomization(ks, repo)
+
+
+def test_a_missing_git_repository_is_an_invalid_app_naming_it() -> None:
+    _, ks = docs()
+    with pytest.raises(InvalidApp, match="GitRepository flux-system/podinfo not found"):
+        from_kustomization(ks, None)
+
+
+@pytest.mark.parametrize(
+    ("ref", "kind", "value"),
+    [({}, RefKind.BRANCH, "master"), ({"tag": "v1", "branch": "x"}, RefKind.TAG, "v1"), ({"commit": "abc", "tag": "v1"}, RefKind.COMMIT, "abc")],
+    ids=["default-master", "tag-over-branch", "commit-first"],
+)
+def test_git_refs_follow_fluxs_precedence(ref: dict[str, str], kind: RefKind, value: str) -> None:
+    repo, ks = docs()
+    repo["spec"]["ref"] = ref
+    app = from_kustomization(ks, repo)
+    assert (app.source.ref_kind, app.source.ref) == (kind, value)
+
+
+def test_the_native_app_carries_drift_policy_guards_and_limits() -> None:
+    app = from_app(
+        {
+            "apiVersion": "reconciler.imagebot.dev/v1alpha1",
+            "kind": "App",
+            "metadata": {"name": "web", "namespace": "team-a"},
+            "spec": {
+                "source": {"url": "https://git.example/config", "ref": {"tag": "v2"}, "secretRef": {"name": "git"}},
+                "path": "apps/web",
+                "prune": True,
+                "project": "team-a",
+                "drift": {"mode": "report", "ignore": ["/spec/replicas"], "ignoreManagers": ["hpa"]},
+                "pruneGuards": {"allowKinds": ["Namespace"]},
+                "allowedNamespaces": ["team-a"],
+                "allowClusterKinds": [],
+                "helm": {},
+            },
+        }
+    )
+    assert app.dialect is Dialect.NATIVE and app.key == "team-a.web"
+    assert (app.source.ref_kind, app.source.ref, app.source.secret) == (RefKind.TAG, "v2", ObjectRef("team-a", "git"))
+    assert (app.drift.mode, app.drift.ignore, app.drift.ignore_managers, app.drift.added_drift_managers) == (
+        "report", ("/spec/replicas",), ("hpa",), None)  # fmt: skip
+    assert (app.allow_prune_kinds, app.allowed_namespaces, app.allow_cluster_kinds) == (("Namespace",), ("team-a",), ())
+    assert app.unsupported == ("spec.helm",)
+    with pytest.raises(InvalidApp, match="spec.drift.mode must be one of correct, report"):
+        from_app({"metadata": {"name": "x"}, "spec": {"source": {"url": "u"}, "drift": {"mode": "fix"}}})
+
+
+def test_projects_bound_sources_namespaces_and_kinds_as_argo_cds_appproject_does() -> None:
+    p = project_from(
+        {
+            "metadata": {"name": "team-a"},
+            "spec": {
+                "sourceRepos": ["https://git.example/team-a/*"],
+                "destinations": [{"namespace": "team-a-*"}],
+                "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
+                "namespaceResourceBlacklist": [{"group": "", "kind": "ResourceQuota"}],
+            },
+        }
+    )
+    assert source_violation(p, "https://git.example/team-a/apps") == ""
+    assert "not in project team-a's sourceRepos" in source_violation(p, "https://git.example/team-b/apps")
+    assert object_violation(p, "apps", "Deployment", "team-a-web") == ""
+    assert "not a destination" in object_violation(p, "apps", "Deployment", "kube-system")
+    assert "namespaceResourceBlacklist" in object_violation(p, "", "ResourceQuota", "team-a-web")
+    assert object_violation(p, "", "Namespace", "") == ""
+    assert "clusterResourceWhitelist" in object_violation(p, "rbac.authorization.k8s.io", "ClusterRoleBinding", "")
+
+
+def test_status_helpers_speak_fluxs_forms() -> None:
+    assert flux_revision(RefKind.BRANCH, "main", "a" * 40) == f"main@sha1:{'a' * 40}"
+    assert flux_revision(RefKind.COMMIT, "abc", "b" * 40) == f"sha1:{'b' * 40}"
+    assert inventory_id("apps", "Deployment", "default", "web") == "default_web_apps_Deployment"
+    assert inventory_id("", "Namespace", "", "team") == "_team__Namespace"
+    old = [{"type": "Ready", "status": "True", "lastTransitionTime": "t0"}]
+    same = merge_conditions(old, [{"type": "Ready", "status": "True", "lastTransitionTime": "t1"}])
+    moved = merge_conditions(old, [{"type": "Ready", "status": "False", "lastTransitionTime": "t1"}])
+    assert same[0]["lastTransitionTime"] == "t0" and moved[0]["lastTransitionTime"] == "t1"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("1m0s", 60), ("1h30m", 5400), ("500ms", 0.5), ("1.5h", 5400), (".5s", 0.5)],
+    ids=["1m0s", "1h30m", "ms", "fraction", "leading-dot"],
+)
+def test_go_durations(text: str, seconds: float) -> None:
+    assert parse_go_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5", "-5m", "5m ", "fivemin", "١m", "0s", "1e3s", "9" * 400 + "h"], ids=lambda t: repr(t[:8]))
+def test_bad_go_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_go_duration(text)
