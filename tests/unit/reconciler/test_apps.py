@@ -70,7 +70,8 @@ def test_a_realistic_flux_kustomization_reads_as_written_and_unsupported_fields_
     repo, ks = docs()
     app = from_kustomization(ks, repo)
     assert app.dialect is Dialect.FLUX and app.ref == ObjectRef("flux-system", "podinfo") and app.generation == 3
-    assert (app.source.url, app.source.ref_kind, app.source.ref) == ("https://github.com/stefanprodan/podinfo", RefKind.BRANCH, "master")
+    assert app.source.url == "https://github.com/stefanprodan/podinfo"
+    assert (app.source.ref_kind, app.source.ref) == (RefKind.BRANCH, "master")
     assert app.source.secret == ObjectRef("flux-system", "https-credentials") and app.source.interval == 60
     assert (app.path, app.interval, app.retry_interval, app.timeout) == ("kustomize", 600, 120, 300)
     assert (app.prune, app.wait, app.target_namespace) == (True, True, "podinfo")
@@ -97,8 +98,10 @@ def test_a_realistic_flux_kustomization_reads_as_written_and_unsupported_fields_
         ("spec.images", [{"name": "x", "newTag": 5}], "must be strings"),
         ("spec.commonMetadata", {"labels": {"a": 1}}, "must map strings to strings"),
     ],
-    ids=["spec-str", "meta-str", "interval-word", "interval-zero", "interval-int", "no-prune", "prune-str", "bucket",
-         "depends-noname", "path-escape", "image-int", "label-int"],  # fmt: skip
+    ids=[
+        *("spec-str", "meta-str", "interval-word", "interval-zero", "interval-int", "no-prune", "prune-str", "bucket"),
+        *("depends-noname", "path-escape", "image-int", "label-int"),
+    ],
 )
 def test_bad_kustomization_fields_are_refused_with_the_field_named(where: str, value: Any, message: str) -> None:
     repo, ks = docs()
@@ -123,7 +126,11 @@ def test_a_missing_git_repository_is_an_invalid_app_naming_it() -> None:
 
 @pytest.mark.parametrize(
     ("ref", "kind", "value"),
-    [({}, RefKind.BRANCH, "master"), ({"tag": "v1", "branch": "x"}, RefKind.TAG, "v1"), ({"commit": "abc", "tag": "v1"}, RefKind.COMMIT, "abc")],
+    [
+        ({}, RefKind.BRANCH, "master"),
+        ({"tag": "v1", "branch": "x"}, RefKind.TAG, "v1"),
+        ({"commit": "abc", "tag": "v1"}, RefKind.COMMIT, "abc"),
+    ],
     ids=["default-master", "tag-over-branch", "commit-first"],
 )
 def test_git_refs_follow_fluxs_precedence(ref: dict[str, str], kind: RefKind, value: str) -> None:
@@ -158,7 +165,7 @@ def test_the_native_app_carries_drift_policy_guards_and_limits() -> None:
         "report", ("/spec/replicas",), ("hpa",), None)  # fmt: skip
     assert (app.allow_prune_kinds, app.allowed_namespaces, app.allow_cluster_kinds) == (("Namespace",), ("team-a",), ())
     assert app.unsupported == ("spec.helm",)
-    with pytest.raises(InvalidApp, match="spec.drift.mode must be one of correct, report"):
+    with pytest.raises(InvalidApp, match=r"spec\.drift\.mode must be one of correct, report"):
         from_app({"metadata": {"name": "x"}, "spec": {"source": {"url": "u"}, "drift": {"mode": "fix"}}})
 
 
@@ -202,7 +209,10 @@ def test_go_durations(text: str, seconds: float) -> None:
     assert parse_go_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "5", "-5m", "5m ", "fivemin", "١m", "0s", "1e3s", "9" * 400 + "h"], ids=lambda t: repr(t[:8]))
+BAD_DURATIONS = ["", "5", "-5m", "5m ", "fivemin", "١m", "0s", "1e3s", "9" * 400 + "h"]
+
+
+@pytest.mark.parametrize("text", BAD_DURATIONS, ids=lambda t: repr(t[:8]))
 def test_bad_go_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_go_duration(text)
