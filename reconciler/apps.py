@@ -18,6 +18,8 @@ from enum import StrEnum
 from typing import Any
 
 from gitopskit.duration import parse_go_duration
+from reconciler.diff import Rule, Rules
+from reconciler.model import FieldPolicy
 
 FLUX_KUSTOMIZE = "kustomize.toolkit.fluxcd.io"
 FLUX_SOURCE = "source.toolkit.fluxcd.io"
@@ -104,6 +106,20 @@ class AppSpec:
     def key(self) -> str:
         """The name the engine tracks the app by (tracking label value, inventory): unique per namespace."""
         return self.ref.name if self.ref.namespace == "default" else f"{self.ref.namespace}.{self.ref.name}"
+
+
+def rules_for(drift: DriftSpec) -> Rules:
+    """The drift policy as the engine's Rules (the CLI's --ignore/--report/--ignore-manager flags mean the same)."""
+    default = FieldPolicy.CORRECT if drift.mode == "correct" else FieldPolicy.REPORT
+    rules = []
+    for text in drift.ignore:
+        kind, _, pointer = text.rpartition(":") if not text.startswith("/") else ("", "", text)
+        rules.append(Rule(FieldPolicy.IGNORE, pointer=pointer, kind=kind))
+    rules += [Rule(FieldPolicy.IGNORE, manager=m) for m in drift.ignore_managers]
+    rules += [Rule(FieldPolicy.REPORT, pointer=p) for p in drift.report]
+    if drift.added_drift_managers is None:
+        return Rules(default, tuple(rules))
+    return Rules(default, tuple(rules), tuple(m for m in drift.added_drift_managers if m))
 
 
 # --------------------------------------------------------------------------- field readers

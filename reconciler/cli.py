@@ -15,7 +15,8 @@ from typing import TextIO
 
 from gitopskit import httpd
 from reconciler import __version__
-from reconciler.diff import Rule, Rules
+from reconciler.apps import DriftSpec, rules_for
+from reconciler.diff import Rules
 from reconciler.engine import Engine, Settings, SyncReport
 from reconciler.errors import ExitCode, ReconcilerError, Unhealthy, UsageError
 from reconciler.inventory import load
@@ -101,15 +102,9 @@ def _prune_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _rules(args: argparse.Namespace, default: FieldPolicy = FieldPolicy.CORRECT) -> Rules:
-    rules = []
-    for text in args.ignore:
-        kind, _, pointer = text.rpartition(":") if not text.startswith("/") else ("", "", text)
-        rules.append(Rule(FieldPolicy.IGNORE, pointer=pointer, kind=kind))
-    rules += [Rule(FieldPolicy.IGNORE, manager=m) for m in args.ignore_manager]
-    rules += [Rule(FieldPolicy.REPORT, pointer=p) for p in args.report]
-    if args.added_drift_manager is None:
-        return Rules(default, tuple(rules))
-    return Rules(default, tuple(rules), tuple(m for m in args.added_drift_manager if m))
+    mode = "correct" if default is FieldPolicy.CORRECT else "report"
+    added = None if args.added_drift_manager is None else tuple(args.added_drift_manager)
+    return rules_for(DriftSpec(mode, tuple(args.ignore), tuple(args.report), tuple(args.ignore_manager), added))
 
 
 def _engine(args: argparse.Namespace, mode: FieldPolicy = FieldPolicy.CORRECT) -> Engine:
