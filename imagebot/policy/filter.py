@@ -1,6 +1,8 @@
 """Tag filters (Flux ``filterTags``) and the exclusion list (Flux ``exclusionList``).
 
-Regexes use Python's :mod:`re` with unanchored search, as Flux uses Go's ``regexp``.
+Regexes use Python's :mod:`re` with unanchored search, as Flux uses Go's ``regexp``, and
+``re.ASCII`` so that ``\\d``, ``\\w``, ``\\s`` and ``\\b`` are ASCII-only as in Go (a fullwidth
+digit is no digit).
 Go's ``(?<name>…)`` named-group syntax is accepted and translated to ``(?P<name>…)``.
 The extract template follows Go's ``Regexp.ExpandString``: ``$1``, ``${1}``, ``$name``,
 ``${name}``; ``$$`` is a literal ``$``; a name is the longest run of letters, digits and
@@ -15,7 +17,15 @@ from dataclasses import dataclass, field
 
 from imagebot.errors import PolicyError
 
-DEFAULT_EXCLUDES: tuple[str, ...] = (r"^.*\.sig$", r"^.*\.att$", r"^.*\.sbom$")
+# cosign's signature/attestation/SBOM tags, and the OCI 1.1 referrers tag schema
+# ``<alg>-<digest hex, cut to 64>`` that cosign 3, oras and notation use on registries without the
+# referrers API: such a tag names a digest, never a release.
+DEFAULT_EXCLUDES: tuple[str, ...] = (
+    r"^.*\.sig$",
+    r"^.*\.att$",
+    r"^.*\.sbom$",
+    r"^sha(?:256|512)-[0-9a-f]{64}(?:\.[A-Za-z0-9_-]+)?$",
+)
 
 _GO_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?=[A-Za-z_])")
 _TEMPLATE_TOKEN = re.compile(r"\$(?:\$|\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
@@ -25,7 +35,7 @@ def compile_regex(pattern: str, what: str) -> re.Pattern[str]:
     """Compile a user regex (Go named groups translated) or raise a PolicyError saying where."""
     translated = _GO_NAMED_GROUP.sub("(?P<", pattern)
     try:
-        return re.compile(translated)
+        return re.compile(translated, re.ASCII)
     except re.error as exc:
         pos = f" at position {exc.pos}" if exc.pos is not None else ""
         raise PolicyError(f"invalid {what} regex {pattern!r}: {exc.msg}{pos}") from None
@@ -48,7 +58,7 @@ def _parse_template(template: str) -> tuple[_Piece, ...]:
             pieces.append(_Piece(literal="$"))
         else:
             name = m.group(1) or m.group(2)
-            pieces.append(_Piece(group=int(name) if name.isdigit() else name))
+            pieces.append(_Piece(group=int(name) if name.isascii() and name.isdigit() else name))
         pos = m.end()
     if pos < len(template):
         pieces.append(_Piece(literal=template[pos:]))

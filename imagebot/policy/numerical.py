@@ -14,7 +14,8 @@ from decimal import Decimal
 
 from imagebot.policy.base import Order, Outcome, Rejected
 
-_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# ASCII digits only: ``\d`` (and ``Decimal``) accept any Unicode digit, so fullwidth 999 would rank.
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 _NOT_A_NUMBER = Rejected("not a number")
 
 

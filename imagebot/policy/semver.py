@@ -11,8 +11,11 @@ Tags are strict semver (``MAJOR.MINOR.PATCH[-pre][+build]``) with an optional le
 A pre-release tag is admitted only when a comparator in the same OR-set carries a
 pre-release (``>=1.0.0-0`` admits them, ``>=1.0.0`` does not). Build metadata never
 decides order. Versions of range bounds are parsed with the ``semver`` package; tags use
-a compiled parser that a property test proves equal to ``semver.Version.parse`` in what it
-accepts and how it orders, because parsing 100,000 tags must take milliseconds.
+a compiled parser, because parsing 100,000 tags must take milliseconds. Property tests
+(tests/unit/policy/test_properties.py) check — by sampling, not proof — that on ASCII tags it
+accepts exactly what ``semver.Version.parse`` accepts and orders the same way, and that it
+rejects every tag with a non-ASCII character, where the package's Unicode-wide ``\\d`` would
+read '1.2.1\\u0660' as 1.2.10.
 """
 
 from __future__ import annotations
@@ -30,13 +33,18 @@ from imagebot.policy.base import Outcome, Rejected
 # exactly as semver 2.0 precedence (numeric identifiers < alphanumeric, shorter < longer).
 Key = tuple[int, int, int, int, tuple[tuple[int, Any], ...]]
 
-_NUM = r"0|[1-9]\d*"
-_IDENT = r"(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)"
-_TAG_RE = re.compile(rf"v?({_NUM})\.({_NUM})\.({_NUM})(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?")
+# Explicit ASCII classes: ``\d`` and ``str.isdigit`` accept any Unicode digit ('1.2.1\u0660' would
+# read as 1.2.10), and tags come from registries.
+_NUM = r"0|[1-9][0-9]*"
+_IDENT = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+_TAG_RE = re.compile(
+    rf"v?({_NUM})\.({_NUM})\.({_NUM})(?:-({_IDENT}(?:\.{_IDENT})*))?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?", re.ASCII
+)
+_NUMERIC_IDENT = re.compile(r"[0-9]+", re.ASCII)
 
 
 def _pre_key(pre: str) -> tuple[tuple[int, Any], ...]:
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in pre.split("."))
+    return tuple((0, int(p)) if _NUMERIC_IDENT.fullmatch(p) else (1, p) for p in pre.split("."))
 
 
 def parse_tag(tag: str) -> Key | None:
@@ -62,14 +70,14 @@ _CV = (
     r"v?([0-9xX*]+)(\.[0-9xX*]+)?(\.[0-9xX*]+)?"
     r"(-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?(\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
 )
-_CONSTRAINT_RE = re.compile(rf"\s*({_OPS_RE})\s*({_CV})\s*")
-_FIND_RE = re.compile(rf"({_OPS_RE})\s*({_CV})")
-_SET_RE = re.compile(rf"^\s*(?:{_OPS_RE})\s*{_CV}\s*(?:(?:\s+|,\s*)(?:{_OPS_RE})\s*{_CV}\s*)*$")
+_CONSTRAINT_RE = re.compile(rf"\s*({_OPS_RE})\s*({_CV})\s*", re.ASCII)
+_FIND_RE = re.compile(rf"({_OPS_RE})\s*({_CV})", re.ASCII)
+_SET_RE = re.compile(rf"^\s*(?:{_OPS_RE})\s*{_CV}\s*(?:(?:\s+|,\s*)(?:{_OPS_RE})\s*{_CV}\s*)*\Z", re.ASCII)
 _RANGE_CV = (
     r"v?[0-9xX*]+(?:\.[0-9xX*]+)?(?:\.[0-9xX*]+)?"
     r"(?:-[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?(?:\+[0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*)?"
 )
-_HYPHEN_RE = re.compile(rf"\s*({_RANGE_CV})\s+-\s+({_RANGE_CV})\s*")
+_HYPHEN_RE = re.compile(rf"\s*({_RANGE_CV})\s+-\s+({_RANGE_CV})\s*", re.ASCII)
 _NOT_SEMVER = Rejected("not strict semver (MAJOR.MINOR.PATCH, optional 'v')")
 _CANON = {"=>": ">=", "=<": "<=", "~>": "~", "": "="}
 

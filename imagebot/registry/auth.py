@@ -111,7 +111,7 @@ class Chain:
 
 NO_CREDENTIALS: CredentialSource = Chain(())
 
-_PARAM = re.compile(r'(\w+)=(?:"([^"]*)"|([^,\s]*))')
+_PARAM = re.compile(r'([A-Za-z0-9_]+)=(?:"([^"]*)"|([^,\s]*))', re.ASCII)
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:

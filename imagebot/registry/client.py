@@ -49,7 +49,7 @@ DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_ACCEPT = ", ".join([OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
-_LINK_NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
+_LINK_NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?', re.ASCII)
 _RATE_HEADERS = ("ratelimit-remaining", "x-ratelimit-remaining", "ratelimit-limit", "x-ratelimit-limit")
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+_DELTA_SECONDS = re.compile(r"[0-9]{1,10}", re.ASCII)  # not str.isdigit: '²' is a digit to it, and float('²') raises
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +31,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELTA_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
