@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test venv system cluster lint bench clean
+.PHONY: demo test venv system cluster kubectl lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +19,14 @@ system:
 cluster: system
 	tests/cluster/build.sh >/dev/null
 
-test: venv system cluster
+# kubectl on PATH, else Debian sid's package fetched once into ~/.cache/imagebot/kubectl (Debian 12 has none)
+kubectl: system
+	tests/tools/kubectl.sh >/dev/null
+
+test: venv system cluster kubectl
 	$(PY) -m pytest -q
 
-demo: venv system cluster
+demo: venv system cluster kubectl
 	$(PY) -m tests.demo $(DEMO_ARGS)
 
 lint: venv

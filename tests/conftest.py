@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,17 @@ from tests.fixtures.git import GitHttp, Sshd, start_sshd
 from tests.fixtures.pager import Pager
 from tests.fixtures.pki import PKI, make_pki
 from tests.fixtures.registry import RegistryServer, start_registry
+from tests.tools.kubectl import KubectlUnavailable, put_on_path
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Tests (and `kubectl kustomize` in the code under test) run plain `kubectl`: on a machine without one
+    # (Debian 12 has no package) it is Debian sid's, fetched once by tests/tools/kubectl.sh. A failed fetch
+    # fails only the tests that run kubectl, with the script's reason above.
+    try:
+        put_on_path()
+    except KubectlUnavailable as exc:
+        print(f"conftest: {exc}", file=sys.stderr)
 
 
 @pytest.fixture(scope="session")
