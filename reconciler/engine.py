@@ -1,8 +1,11 @@
 """The loop: fetch → render → plan → apply → prune → watch → correct or report.
 
-``Engine.sync`` is one reconcile; ``Engine.run`` keeps the cluster equal to Git: it polls the
-source, watches every managed kind, corrects (or reports) drift as it happens, and resyncs
-fully at an interval as a safety net.
+``Engine.sync`` is one reconcile (render → plan → apply → prune, inventory and status saved);
+``Engine.watch`` starts one watcher per managed kind that corrects (or reports) drift as it
+happens (``on_event`` → ``correct``); ``Engine.diff`` and ``health_report`` only read. The loop
+that keeps the cluster equal to Git — poll the source, sync a new revision and restart the
+watchers, resync fully at an interval as a safety net — is ``reconciler run``/``serve``
+(``cmd_run`` in reconciler/cli.py).
 """
 
 from __future__ import annotations

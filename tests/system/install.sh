@@ -4,6 +4,7 @@
 #   openssh-server    sshd for the SSH git-remote tests (started on a loopback port, never as a service)
 #   apache2-utils     htpasswd (bcrypt) for the registry's basic auth
 #   git, curl, openssl, gnupg, debian-archive-keyring, ca-certificates: git remotes, TLS, signing, the apiserver build
+#     and tests/tools/kubectl.sh (apt checks Debian sid's kubectl against that keyring; Debian 12 ships none)
 set -euo pipefail
 PKGS=(docker-registry openssh-server apache2-utils git curl openssl gnupg debian-archive-keyring ca-certificates)
 missing=()
