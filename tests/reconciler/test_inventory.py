@@ -1,0 +1,147 @@
+"""The inventory against the test apiserver: large (sharded), old format read, crash-safe writes."""
+
+from __future__ import annotations
+
+import json
+import random
+import string
+from typing import Any
+
+import pytest
+
+from reconciler import inventory
+from reconciler.cluster import KubeCluster
+from reconciler.errors import ClusterError
+from reconciler.inventory import Inventory, load, save
+from reconciler.model import ResourceKey
+from tests.fixtures.cluster import TestCluster
+
+pytestmark = pytest.mark.cluster
+
+
+def many(n: int, seed: int) -> dict[ResourceKey, str]:
+    """n objects with long, random (hardly compressible) names across a few kinds and namespaces."""
+    rnd = random.Random(seed)
+    kinds = [("v1", "ConfigMap"), ("v1", "Secret"), ("apps/v1", "Deployment"), ("v1", "Service")]
+    out = {}
+    for i in range(n):
+        api, kind = kinds[i % len(kinds)]
+        name = f"{i:05d}-" + "".join(rnd.choices(string.ascii_lowercase + string.digits, k=230))
+        out[ResourceKey("apps" if api == "apps/v1" else "", kind, f"ns-{i % 7}", name)] = api
+    return out
+
+
+class Faulty(KubeCluster):
+    """Fails the n-th write whose path contains ``match`` — a crash at that point of a save."""
+
+    def __init__(self, api: Any, match: str, nth: int = 1) -> None:
+        super().__init__(api)
+        self.match, self.left = match, nth
+
+    def _call(self, method: str, path: str, *args: Any, **kwargs: Any) -> Any:
+        if method == "PATCH" and self.match in path:
+            self.left -= 1
+            if self.left == 0:
+                raise ClusterError(f"injected crash writing {path}")
+        return super()._call(method, path, *args, **kwargs)
+
+
+def test_ten_thousand_long_names_are_written_and_read_back(cluster: TestCluster, namespace: str) -> None:
+    c = KubeCluster(cluster.api_client())
+    entries = many(10_000, 1)
+    assert len(json.dumps([{"key": k.encode(), "apiVersion": v} for k, v in entries.items()])) > 2 * 1024 * 1024
+    pending = frozenset(list(entries)[:10])
+    inv = Inventory(entries, {"revision": "r1"}, pending)
+    assert save(c, "big", namespace, inv, Inventory({}, {}))
+    got = load(c, "big", namespace)
+    assert got.entries == entries and got.pending == pending and got.status == {"revision": "r1"}
+    assert len(got.shards) >= 2, "too large for one object: sharded"
+    assert not save(c, "big", namespace, got, got), "unchanged: nothing written"
+    # one entry fewer: new shards, the old ones collected
+    fewer = dict(entries)
+    fewer.pop(next(iter(fewer)))
+    assert save(c, "big", namespace, Inventory(fewer, {"revision": "r2"}), got)
+    again = load(c, "big", namespace)
+    assert again.entries == fewer and set(again.shards).isdisjoint(got.shards)
+    listed = c._call("GET", f"/api/v1/namespaces/{namespace}/configmaps", [("labelSelector", inventory.SHARD_LABEL)])
+    assert sorted(i["metadata"]["name"] for i in listed["items"]) == sorted(again.shards), "superseded shards deleted"
+
+
+@pytest.mark.parametrize(("match", "nth"), [("-inv-", 2), ("/configmaps/reconciler-crash", 0)], ids=["in_a_shard", "at_the_head"])
+def test_a_crash_mid_write_keeps_the_previous_inventory(cluster: TestCluster, namespace: str, match: str, nth: int) -> None:
+    c = KubeCluster(cluster.api_client())
+    old = many(6_000, 2)
+    save(c, "crash", namespace, Inventory(old, {"revision": "old"}), Inventory({}, {}))
+    before = load(c, "crash", namespace)
+    new = many(6_000, 3)
+    shards = len(before.shards)
+    faulty = Faulty(cluster.api_client(), match, nth or shards + 1)  # the head is the write after every shard
+    with pytest.raises(ClusterError, match="injected crash"):
+        save(faulty, "crash", namespace, Inventory(new, {"revision": "new"}), before)
+    after = load(c, "crash", namespace)
+    assert after.entries == old and after.status == {"revision": "old"}
+    # the next write succeeds and collects what the crashed one left
+    save(c, "crash", namespace, Inventory(new, {"revision": "new"}), after)
+    final = load(c, "crash", namespace)
+    assert final.entries == new
+    listed = c._call("GET", f"/api/v1/namespaces/{namespace}/configmaps", [("labelSelector", inventory.SHARD_LABEL)])
+    assert sorted(i["metadata"]["name"] for i in listed["items"]) == sorted(final.shards)
+
+
+def test_the_first_format_is_read_and_replaced_on_the_next_write(cluster: TestCluster, namespace: str) -> None:
+    c = KubeCluster(cluster.api_client())
+    keys = {ResourceKey("", "ConfigMap", namespace, f"c{i}"): "v1" for i in range(3)}
+    keys[ResourceKey("apps", "Deployment", namespace, "web")] = "apps/v1"
+    old_body = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "reconciler-legacy", "namespace": namespace, "labels": {inventory.INVENTORY_LABEL: "legacy"}},
+        "data": {
+            "inventory": json.dumps([{"key": k.encode(), "apiVersion": v} for k, v in keys.items()], indent=1),
+            "status": json.dumps({"revision": "r0", "sync": "Synced"}),
+        },
+    }
+    c._call(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/configmaps/reconciler-legacy",
+        [("fieldManager", c.field_manager), ("force", "true")],
+        old_body,
+        "application/apply-patch+yaml",
+    )
+    got = load(c, "legacy", namespace)
+    assert got.entries == keys and got.status["revision"] == "r0" and got.pending == frozenset()
+    save(c, "legacy", namespace, Inventory(keys, {**got.status, "revision": "r1"}), got)
+    head = c._call("GET", f"/api/v1/namespaces/{namespace}/configmaps/reconciler-legacy")
+    assert "inventory" not in head["data"] and "manifest" in head["data"], "written in the new format"
+    assert load(c, "legacy", namespace).entries == keys
+
+
+@pytest.mark.parametrize(
+    ("data", "binary"),
+    [
+        ({"inventory": "{not json"}, {}),
+        ({"manifest": json.dumps({"format": 2, "digest": "x", "shards": []})}, {"inventory": "aGVsbG8="}),
+        ({"manifest": json.dumps({"format": 2, "digest": "x", "shards": ["reconciler-bad-inv-x-0"]})}, {}),
+        ({"manifest": json.dumps({"format": 99, "digest": "x", "shards": []})}, {}),
+    ],
+    ids=["old_not_json", "digest_mismatch", "missing_shard", "newer_format"],
+)
+def test_a_corrupt_inventory_is_a_clear_error(
+    cluster: TestCluster, namespace: str, data: dict[str, str], binary: dict[str, str]
+) -> None:
+    c = KubeCluster(cluster.api_client())
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "reconciler-bad", "namespace": namespace}}
+    body["data"], body["binaryData"] = data, binary
+    c._call("POST", f"/api/v1/namespaces/{namespace}/configmaps", None, body)
+    with pytest.raises(ClusterError, match=r"inventory of bad .* is corrupt"):
+        load(c, "bad", namespace)
+
+
+def test_encoding_round_trips_and_is_deterministic() -> None:
+    entries = many(50, 4)
+    pending = frozenset(list(entries)[::7])
+    shuffled = dict(random.Random(5).sample(list(entries.items()), len(entries)))
+    blob = inventory.encode(entries, pending)
+    assert blob == inventory.encode(shuffled, pending)
+    assert inventory.decode(blob) == (entries, pending)
+
