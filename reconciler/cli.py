@@ -35,6 +35,7 @@ EXIT_CODES = """exit codes:
   5  the API server refused or could not be reached
   6  a prune guard refused the prune: nothing deleted
   7  --wait: not Healthy before --timeout
+  8  an object the source declares is owned by another app: left alone, the rest applied
 """
 
 
@@ -170,7 +171,7 @@ def cmd_sync(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     engine = _engine(args)
     fetched = Source(args.source, args.revision, args.path).fetch()
     report = engine.sync(fetched.root, fetched.revision, prune=args.prune, dry_run=args.dry_run)
-    if args.wait and not args.dry_run:
+    if args.wait and not args.dry_run and not report.plan.conflicts:  # a conflict never becomes Healthy: exit 8 now
         deadline = time.monotonic() + args.timeout
         while report.health is not Health.HEALTHY:
             if time.monotonic() > deadline:
@@ -194,7 +195,9 @@ def cmd_sync(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     skipped = [a for a in report.plan.prunes if a.action is Action.SKIP_PRUNE and args.prune]
     for a in skipped:
         print(f"reconciler: prune skipped for {a.key}: {a.reason}", file=err)
-    return int(ExitCode.OK)
+    for a in report.plan.conflicts:
+        print(f"reconciler: conflict: {a.key}: {a.reason}", file=err)
+    return int(ExitCode.CONFLICT if report.plan.conflicts else ExitCode.OK)
 
 
 def cmd_diff(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -261,6 +264,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.listen:
         server = _webhook_server(args.listen, os.environ.get(args.webhook_secret_env, ""), trigger, engine)
     last_rev, last_full = "", 0.0
+    conflicts = False
     watch_stop: threading.Event | None = None
     try:
         while not stop.is_set():
@@ -269,6 +273,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 full = time.monotonic() - last_full >= args.resync
                 if fetched.revision != last_rev or full:
                     report = engine.sync(fetched.root, fetched.revision, prune=args.prune)
+                    conflicts = bool(report.plan.conflicts)
                     _print_report(report, out)
                     out.flush()
                     last_rev, last_full = fetched.revision, time.monotonic()
@@ -283,7 +288,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                 if args.once:
                     return int(exc.exit_code)
             if args.once:
-                return 0
+                return int(ExitCode.CONFLICT if conflicts else ExitCode.OK)
             trigger.wait(args.interval)
             trigger.clear()
     except KeyboardInterrupt:

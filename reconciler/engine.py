@@ -25,7 +25,7 @@ from reconciler import diff as diffmod
 from reconciler.cluster import KubeCluster
 from reconciler.errors import ClusterError, PruneRefused, RenderError, UsageError
 from reconciler.health import object_health, rollup
-from reconciler.inventory import Inventory, load, save
+from reconciler.inventory import Inventory, load, load_others, save
 from reconciler.model import (
     TRACKING_LABEL,
     Action,
@@ -37,10 +37,12 @@ from reconciler.model import (
     Plan,
     ResourceKey,
 )
-from reconciler.plan import PruneGuards, apply_order, plan
+from reconciler.plan import Claims, PruneGuards, apply_order, owner_of, plan
 from reconciler.render import render
 
 log = logging.getLogger(__name__)
+
+STATUS_LIST_MAX = 100  # entries of a list kept in the status (the rest counted): the status must stay small
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +198,7 @@ class Engine:
         inventory = load(self.cluster, self.s.app, self.s.inventory_namespace)
         live = self.live_state(desired, inventory)
         wanted = {m.key for m in desired}
+        live.update(self._owned_elsewhere([m for m in desired if m.key not in live]))
         for k, api in inventory.entries.items():  # prune candidates no longer labelled ours: look them up by name
             if k not in wanted and k not in live:
                 live[k] = self.cluster.get(api, k)
@@ -209,23 +212,27 @@ class Engine:
             guards,
             rules=self.s.rules,
             field_manager=self.cluster.field_manager,
+            claims=self._claims(wanted, live, inventory),
         )
         pruned: list[ResourceKey] = []
         if not dry_run:
+            for a in p.conflicts:
+                log.error("ownership conflict on %s: %s", a.key, a.reason)
+            inventory = self._record_intent(desired, inventory)
             # the watch compares what it sees with self.desired: publish this revision before writing it, or the
             # watch would "correct" our own apply back to the previous revision (and roll out three times)
             self._publish(desired, revision)
             self._remove_added(p, live)
             self._apply(p)
             if p.refused:
-                self._save_inventory(desired, inventory, p, revision, keep_candidates=True)
+                self._save_inventory(desired, inventory, p, revision)
                 raise PruneRefused(f"prune refused: {p.refused}; nothing deleted")
             for a in p.prunes:
                 if a.action is Action.PRUNE:
                     self.cluster.delete(inventory.entries[a.key], a.key)
                     self.metrics.prunes.labels(a.key.kind).inc()
                     pruned.append(a.key)
-            self._save_inventory(desired, inventory, p, revision, keep_candidates=not prune)
+            self._save_inventory(desired, inventory, p, revision)
             self._events(p, pruned, revision)
         else:
             for a in p.writes:
@@ -250,6 +257,53 @@ class Engine:
         with self._lock:
             self.desired = {m.key: m for m in desired}
             self.revision = revision
+
+    def _owned_elsewhere(self, missing: list[Manifest]) -> dict[ResourceKey, dict[str, Any]]:
+        """Declared objects our list did not find that another app's label claims: one list per kind,
+        only when something is missing (so a no-op sync asks nothing more)."""
+        label = self.s.tracking_label
+        selector = f"{label},{label}!={self.s.app}"
+        wanted = {m.key for m in missing}
+        kinds = {(m.key.group, m.kind): m.api_version for m in missing}
+        out: dict[ResourceKey, dict[str, Any]] = {}
+        for (_, kind), api in sorted(kinds.items()):
+            for ns in self._scopes(api, kind):
+                try:
+                    found = self.cluster.list_managed(api, kind, selector, ns)
+                except ClusterError as exc:
+                    if "does not serve" in str(exc):
+                        continue  # a CRD applied in this same sync: nobody owns its objects yet
+                    raise
+                out.update((k, v) for k, v in found.items() if k in wanted)
+        return out
+
+    def _claims(self, wanted: set[ResourceKey], live: dict[ResourceKey, dict[str, Any] | None], inventory: Inventory) -> Claims:
+        """What the other apps (their inventories beside ours) declare — read only when it matters: a declared
+        object another app owns, or a prune candidate that is still ours."""
+        app, label = self.s.app, self.s.tracking_label
+        foreign = any(owner_of(live.get(k), label) not in ("", app) for k in wanted if live.get(k) is not None)
+        ours_leaving = any(
+            live.get(k) is not None and owner_of(live.get(k), label) in ("", app) for k in inventory.entries if k not in wanted
+        )
+        if not foreign and not ours_leaving:
+            return Claims()
+        others = load_others(self.cluster, app, self.s.inventory_namespace)
+        declared: dict[ResourceKey, list[str]] = {}
+        for name, inv in sorted(others.items()):
+            for k in inv.declared:
+                declared.setdefault(k, []).append(name)
+        return Claims({k: tuple(v) for k, v in declared.items()}, frozenset(others))
+
+    def _record_intent(self, desired: list[Manifest], inventory: Inventory) -> Inventory:
+        """Before applying, the inventory lists everything this sync may create (old ∪ new): a sync that
+        dies half-way leaves nothing it created outside the inventory, so a later sync can prune it."""
+        entries = {**inventory.entries, **{m.key: m.api_version for m in desired}}
+        if entries == inventory.entries:
+            return inventory
+        pending = frozenset(entries) - {m.key for m in desired}
+        intent = replace(inventory, entries=entries, pending=pending)
+        save(self.cluster, self.s.app, self.s.inventory_namespace, intent, inventory)
+        return intent
 
     def _remove_added(self, p: Plan, live: dict[ResourceKey, dict[str, Any] | None]) -> None:
         """Fields kubectl added that Git does not declare go before the apply (sync undoes them as the watch does)."""
@@ -291,24 +345,28 @@ class Engine:
             msg += f"; pruned {', '.join(str(k) for k in pruned[:10])}"
         self.cluster.event(ns, involved, "Synced", msg)
 
-    def _save_inventory(
-        self, desired: list[Manifest], previous: Inventory, p: Plan, revision: str, keep_candidates: bool
-    ) -> None:
+    def _save_inventory(self, desired: list[Manifest], previous: Inventory, p: Plan, revision: str) -> None:
+        """Declared objects, plus prune candidates kept (protected, opted out, pruning off or refused) until
+        they are pruned or declared again; pruned, gone and released ones leave."""
         entries = {m.key: m.api_version for m in desired}
-        if keep_candidates:
-            for a in p.prunes:
-                if a.key in previous.entries:
-                    entries[a.key] = previous.entries[a.key]
-        status = dict(previous.status)
+        kept = frozenset(a.key for a in p.prunes if a.action is Action.SKIP_PRUNE and a.key in previous.entries)
+        for k in kept:
+            entries[k] = previous.entries[k]
+        prunes = [{"object": str(a.key), "action": str(a.action), "reason": a.reason} for a in p.prunes]
+        status = {k: v for k, v in previous.status.items() if k not in ("lastPruneMore", "conflicts")}
         status.update(
             {
                 "revision": revision,
-                "sync": "PruneRefused" if p.refused else "Synced",
-                "lastPrune": [{"object": str(a.key), "action": str(a.action), "reason": a.reason} for a in p.prunes],
+                "sync": "PruneRefused" if p.refused else "Conflict" if p.conflicts else "Synced",
+                "lastPrune": prunes[:STATUS_LIST_MAX],
                 "objects": len(desired),
             }
         )
-        inv = Inventory(entries, status)
+        if len(prunes) > STATUS_LIST_MAX:
+            status["lastPruneMore"] = len(prunes) - STATUS_LIST_MAX
+        if p.conflicts:
+            status["conflicts"] = [f"{a.key}: {a.reason}" for a in p.conflicts[:STATUS_LIST_MAX]]
+        inv = Inventory(entries, status, kept, previous.shards)
         save(self.cluster, self.s.app, self.s.inventory_namespace, inv, previous)
         self._inventory = inv
 
@@ -317,7 +375,7 @@ class Engine:
             return
         prev = load(self.cluster, self.s.app, self.s.inventory_namespace)
         status = {**prev.status, **update}
-        save(self.cluster, self.s.app, self.s.inventory_namespace, Inventory(prev.entries, status), prev)
+        save(self.cluster, self.s.app, self.s.inventory_namespace, replace(prev, status=status), prev)
 
     def save_status(self) -> None:
         """Record health and the current drift (who/when) in the app's status, when they changed."""
@@ -387,6 +445,14 @@ class Engine:
         todo = [i for i in items if i.policy is FieldPolicy.CORRECT]
         if not todo:
             return
+        if live is None:  # gone from our watch: deleted, or now labelled by another app (then it is theirs)
+            owner = owner_of(self.cluster.get(manifest.api_version, manifest.key), self.s.tracking_label)
+            if owner not in ("", self.s.app):
+                log.error("%s is now claimed by app %r: not re-applied (the next sync reports the conflict)", manifest.key, owner)
+                with self._lock:
+                    for i in todo:
+                        self.drift.pop((manifest.key, i.pointer), None)
+                return
         if live is not None and any(i.kind is DriftKind.ADDED for i in todo):
             added = diffmod.added_fields(manifest, live, self.cluster.field_manager, self.s.rules)
             if added:

@@ -14,6 +14,7 @@ class ExitCode(IntEnum):
     CLUSTER = 5  # the API server refused or could not be reached
     PRUNE_REFUSED = 6  # a prune guard held: nothing was deleted
     UNHEALTHY = 7  # --wait: the app did not become Healthy before --timeout
+    CONFLICT = 8  # another app owns an object this app declares: the rest was applied, that object left alone
 
 
 class ReconcilerError(Exception):

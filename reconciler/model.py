@@ -8,6 +8,8 @@ from typing import Any
 
 TRACKING_LABEL = "reconciler.imagebot.dev/app"
 PRUNE_ANNOTATION = "reconciler.imagebot.dev/prune"  # "disabled" opts an object out of pruning
+# "true" on a manifest: take the object from the app that owns it (whose tracking label it carries)
+TAKE_OVER_ANNOTATION = "reconciler.imagebot.dev/take-over"
 PROTECTED_KINDS = frozenset(
     {("", "Namespace"), ("", "PersistentVolumeClaim"), ("apiextensions.k8s.io", "CustomResourceDefinition")}
 )
@@ -58,8 +60,10 @@ class Action(StrEnum):
     UPDATE = "update"
     UNCHANGED = "unchanged"
     REMOVE_FIELDS = "remove-fields"  # declared fields match; kubectl added fields Git does not declare
+    CONFLICT = "conflict"  # declared here, owned by another app: not applied
     PRUNE = "prune"
-    SKIP_PRUNE = "skip-prune"
+    SKIP_PRUNE = "skip-prune"  # kept, and kept in the inventory to prune later
+    RELEASE = "release"  # left to the app that now owns or declares it: dropped from the inventory, not deleted
 
 
 class FieldPolicy(StrEnum):
@@ -122,10 +126,14 @@ class PlannedAction:
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    applies: tuple[PlannedAction, ...]  # CREATE / UPDATE / UNCHANGED, in apply order
-    prunes: tuple[PlannedAction, ...]  # PRUNE / SKIP_PRUNE
+    applies: tuple[PlannedAction, ...]  # CREATE / UPDATE / UNCHANGED / REMOVE_FIELDS / CONFLICT, in apply order
+    prunes: tuple[PlannedAction, ...]  # PRUNE / SKIP_PRUNE / RELEASE
     refused: str = ""  # why the prune as a whole was refused ("" when allowed)
 
     @property
     def writes(self) -> tuple[PlannedAction, ...]:
         return tuple(a for a in self.applies if a.action in (Action.CREATE, Action.UPDATE, Action.REMOVE_FIELDS))
+
+    @property
+    def conflicts(self) -> tuple[PlannedAction, ...]:
+        return tuple(a for a in self.applies if a.action is Action.CONFLICT)

@@ -1,20 +1,37 @@
-"""Pair desired with live, order the applies, and decide prunes behind safety rails (pure).
+"""Pair desired with live, order the applies, decide ownership, and decide prunes behind safety rails (pure).
 
 Nil desired = prune candidate; nil live = create. Order: CRDs, Namespaces, other
-cluster-scoped objects, then namespaced ones. Prune refuses as a whole when the render
-produced nothing (unless allowed) or would delete more than the threshold of the inventory
-(unless forced); single objects are skipped when protected (Namespace, PVC, CRD unless
-allowed), opted out by annotation, or now claimed by another app — each skip reported.
+cluster-scoped objects, then namespaced ones.
+
+Ownership: an object belongs to the app its tracking label names; the first claim wins. A declared
+object another app owns is a conflict, left alone, unless that app no longer declares it (its
+inventory says so: adopted) or the manifest is annotated ``take-over: "true"`` and the owner did not
+take it over itself (taken over). So two apps declaring one object never take it from each other in turn.
+
+Prune refuses as a whole when the render produced nothing (unless allowed) or would delete more
+than the threshold of the inventory (unless forced). A candidate another app now owns or still
+declares is released (left to it, dropped from the inventory); one protected (Namespace, PVC, CRD
+unless allowed) or opted out by annotation is skipped and stays in the inventory, so allowing it
+later prunes it. Each decision is reported.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reconciler.diff import Held, Rules, added_fields, applicable, in_sync
-from reconciler.model import PROTECTED_KINDS, PRUNE_ANNOTATION, Action, Manifest, Plan, PlannedAction, ResourceKey
+from reconciler.model import (
+    PROTECTED_KINDS,
+    PRUNE_ANNOTATION,
+    TAKE_OVER_ANNOTATION,
+    Action,
+    Manifest,
+    Plan,
+    PlannedAction,
+    ResourceKey,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +41,44 @@ class PruneGuards:
     force: bool = False
     max_fraction: float = 0.5
     allowed_kinds: frozenset[str] = frozenset()  # e.g. {"Namespace"} to allow pruning namespaces
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """What the other apps' inventories (those we could read) declare."""
+
+    declared: Mapping[ResourceKey, tuple[str, ...]] = field(default_factory=dict)  # key → apps declaring it
+    known: frozenset[str] = frozenset()  # apps whose inventory was read
+
+    def others(self, key: ResourceKey, app: str) -> tuple[str, ...]:
+        return tuple(a for a in self.declared.get(key, ()) if a != app)
+
+    def stale(self, key: ResourceKey, owner: str) -> bool:
+        """The owner's inventory was read and no longer declares the object: its claim lapsed."""
+        return owner in self.known and owner not in self.declared.get(key, ())
+
+
+def owner_of(obj: Mapping[str, Any] | None, tracking_label: str) -> str:
+    return str((((obj or {}).get("metadata") or {}).get("labels") or {}).get(tracking_label) or "")
+
+
+def _ownership(m: Manifest, obj: Mapping[str, Any], app: str, tracking_label: str, claims: Claims) -> PlannedAction | None:
+    """None when ``app`` may apply ``m`` over ``obj``; else why it is adopted, taken over, or a conflict."""
+    owner = owner_of(obj, tracking_label)
+    if owner in ("", app):
+        return None
+    if claims.stale(m.key, owner):
+        return PlannedAction(Action.UPDATE, m.key, f"adopted from app {owner!r}, which no longer declares it", m)
+    wants = ((m.body.get("metadata") or {}).get("annotations") or {}).get(TAKE_OVER_ANNOTATION) == "true"
+    took = ((obj.get("metadata") or {}).get("annotations") or {}).get(TAKE_OVER_ANNOTATION) == "true"
+    if wants and not took:
+        return PlannedAction(Action.UPDATE, m.key, f"taken over from app {owner!r} ({TAKE_OVER_ANNOTATION})", m)
+    why = (
+        f"app {owner!r} took it over ({TAKE_OVER_ANNOTATION}); remove it from one of the two apps"
+        if took
+        else f'app {owner!r} owns it (first claim); annotate {TAKE_OVER_ANNOTATION}: "true" to take it over'
+    )
+    return PlannedAction(Action.CONFLICT, m.key, f"declared by apps {app!r} and {owner!r}: {why}; not applied")
 
 
 def apply_order(key: ResourceKey) -> tuple[int, str, str, str]:
@@ -48,14 +103,21 @@ def plan(
     *,
     rules: Rules | None = None,
     field_manager: str = "reconciler",
+    claims: Claims | None = None,
 ) -> Plan:
-    """``rules`` given: fields kubectl added that Git does not declare are planned for removal too."""
+    """``rules`` given: fields kubectl added that Git does not declare are planned for removal too.
+    ``live`` may hold objects other apps own (found by name): ownership decides what happens to them."""
+    claims = claims or Claims()
     desired = sorted(desired, key=lambda m: apply_order(m.key))
     applies = []
     for m in desired:
         obj = live.get(m.key)
         if obj is None:
             applies.append(PlannedAction(Action.CREATE, m.key, "not in the cluster", m))
+            continue
+        owned = _ownership(m, obj, app, tracking_label, claims)
+        if owned is not None:
+            applies.append(owned)
             continue
         remove: tuple[str, ...] = ()
         held: tuple[Held, ...] = ()
@@ -73,35 +135,43 @@ def plan(
         else:
             applies.append(PlannedAction(Action.UNCHANGED, m.key, kept or "declared fields match", apply))
     wanted = {m.key for m in desired}
-    candidates = sorted(k for k in set(inventory) - wanted)
+    candidates = set(inventory) - wanted
     inv_size = len(set(inventory))
+    decided: list[PlannedAction] = []
+    deletable: list[ResourceKey] = []
+    for k in reversed(sorted(candidates, key=apply_order)):  # namespaced first, CRDs last
+        obj = live.get(k)
+        if obj is None:
+            continue  # already gone: forgotten
+        meta = obj.get("metadata") or {}
+        owner = owner_of(obj, tracking_label)
+        declared_by = claims.others(k, app)
+        if owner not in ("", app):
+            decided.append(PlannedAction(Action.RELEASE, k, f"now claimed by app {owner!r}"))
+        elif declared_by:
+            decided.append(PlannedAction(Action.RELEASE, k, f"still declared by app {declared_by[0]!r}: left to it"))
+        elif (k.group, k.kind) in PROTECTED_KINDS and k.kind not in guards.allowed_kinds:
+            decided.append(PlannedAction(Action.SKIP_PRUNE, k, f"{k.kind} is protected (allow with --allow-prune-kind {k.kind})"))
+        elif (meta.get("annotations") or {}).get(PRUNE_ANNOTATION) == "disabled":
+            decided.append(PlannedAction(Action.SKIP_PRUNE, k, f"annotated {PRUNE_ANNOTATION}=disabled"))
+        else:
+            decided.append(PlannedAction(Action.PRUNE, k, "no longer in Git"))
+            deletable.append(k)
     refused = ""
-    if guards.enabled and candidates:
+    if guards.enabled and deletable:
         if not wanted:
             if not guards.allow_empty:
                 refused = f"the render produced no objects: refusing to prune all {inv_size} (use --allow-empty if intended)"
-        elif inv_size and len(candidates) / inv_size > guards.max_fraction and not guards.force:
+        elif inv_size and len(deletable) / inv_size > guards.max_fraction and not guards.force:
             refused = (
-                f"pruning {len(candidates)} of {inv_size} objects exceeds {guards.max_fraction:.0%} of the inventory "
+                f"pruning {len(deletable)} of {inv_size} objects exceeds {guards.max_fraction:.0%} of the inventory "
                 "(use --force-prune if intended)"
             )
     prunes = []
-    for k in reversed(sorted(candidates, key=apply_order)):  # namespaced first, CRDs last
-        obj = live.get(k)
-        meta = (obj or {}).get("metadata") or {}
-        owner = (meta.get("labels") or {}).get(tracking_label)
-        if not guards.enabled:
-            prunes.append(PlannedAction(Action.SKIP_PRUNE, k, "pruning is off (--prune not given)"))
-        elif refused:
-            prunes.append(PlannedAction(Action.SKIP_PRUNE, k, "prune refused"))
-        elif obj is None:
-            continue  # already gone
-        elif (k.group, k.kind) in PROTECTED_KINDS and k.kind not in guards.allowed_kinds:
-            prunes.append(PlannedAction(Action.SKIP_PRUNE, k, f"{k.kind} is protected (allow with --allow-prune-kind {k.kind})"))
-        elif (meta.get("annotations") or {}).get(PRUNE_ANNOTATION) == "disabled":
-            prunes.append(PlannedAction(Action.SKIP_PRUNE, k, f"annotated {PRUNE_ANNOTATION}=disabled"))
-        elif owner not in (None, app):
-            prunes.append(PlannedAction(Action.SKIP_PRUNE, k, f"now claimed by app {owner!r}"))
-        else:
-            prunes.append(PlannedAction(Action.PRUNE, k, "no longer in Git"))
+    for a in decided:
+        if a.action is Action.PRUNE and not guards.enabled:
+            a = PlannedAction(Action.SKIP_PRUNE, a.key, "pruning is off (--prune not given)")
+        elif a.action is Action.PRUNE and refused:
+            a = PlannedAction(Action.SKIP_PRUNE, a.key, "prune refused")
+        prunes.append(a)
     return Plan(tuple(applies), tuple(prunes), refused)

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import random
 import string
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reconciler import inventory
 from reconciler.cluster import KubeCluster
+from reconciler.engine import Engine, Settings
 from reconciler.errors import ClusterError
 from reconciler.inventory import Inventory, load, save
-from reconciler.model import ResourceKey
+from reconciler.model import Action, Manifest, ResourceKey
+from reconciler.plan import PruneGuards
 from tests.fixtures.cluster import TestCluster
 
 pytestmark = pytest.mark.cluster
@@ -145,3 +149,96 @@ def test_encoding_round_trips_and_is_deterministic() -> None:
     assert blob == inventory.encode(shuffled, pending)
     assert inventory.decode(blob) == (entries, pending)
 
+
+# ---------------------------------------------------------------- the engine's use of it
+def _engine(c: KubeCluster, ns: str, app: str, **guards: Any) -> Engine:
+    return Engine(c, Settings(app, ns, ns, guards=PruneGuards(**guards)))
+
+
+def _source(d: Path, *objs: dict[str, Any]) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.glob("*.yaml"):
+        f.unlink()
+    for i, o in enumerate(objs):
+        (d / f"{i:03d}.yaml").write_text(json.dumps(o))
+    return d
+
+
+def _cm(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}}
+
+
+def test_a_protected_object_kept_from_pruning_is_pruned_once_allowed(
+    cluster: TestCluster, namespace: str, tmp_path: Path
+) -> None:
+    c = KubeCluster(cluster.api_client())
+    pvc = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    key = ResourceKey("", "PersistentVolumeClaim", namespace, "data")
+    keep = [_cm(f"k{i}") for i in range(3)]
+    src = _source(tmp_path / "src", pvc, *keep)
+    _engine(c, namespace, "prot").sync(src)
+    _source(src, *keep)
+    r = _engine(c, namespace, "prot").sync(src)
+    assert [(a.action, a.key) for a in r.plan.prunes] == [(Action.SKIP_PRUNE, key)] and "--allow-prune-kind" in r.plan.prunes[
+        0
+    ].reason
+    inv = load(c, "prot", namespace)
+    assert key in inv.entries and key in inv.pending, "kept in the inventory, marked as awaiting prune"
+    r = _engine(c, namespace, "prot").sync(src)
+    assert [a.action for a in r.plan.prunes] == [Action.SKIP_PRUNE], "still remembered a sync later"
+    r = _engine(c, namespace, "prot", allowed_kinds=frozenset({"PersistentVolumeClaim"})).sync(src)
+    assert r.pruned == (key,) and c.get("v1", key) is None, "following the advice prunes it"
+    assert key not in load(c, "prot", namespace).entries
+
+
+def test_a_kept_object_declared_again_is_no_longer_awaiting_prune(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    c = KubeCluster(cluster.api_client())
+    optout = _cm("optout")
+    optout["metadata"]["annotations"] = {"reconciler.imagebot.dev/prune": "disabled"}
+    keep = [_cm(f"k{i}") for i in range(3)]
+    src = _source(tmp_path / "src", optout, *keep)
+    _engine(c, namespace, "again").sync(src)
+    _engine(c, namespace, "again").sync(_source(src, *keep))
+    key = ResourceKey("", "ConfigMap", namespace, "optout")
+    assert key in load(c, "again", namespace).pending
+    _engine(c, namespace, "again").sync(_source(src, optout, *keep))
+    inv = load(c, "again", namespace)
+    assert key in inv.entries and not inv.pending
+
+
+class DiesMidApply(KubeCluster):
+    """Lets ``allowed`` applies through, then fails every other one — a sync that dies half-way."""
+
+    def __init__(self, api: Any, allowed: int) -> None:
+        super().__init__(api)
+        self.allowed = allowed
+        self._left_lock = threading.Lock()
+
+    def apply(self, manifest: Manifest, force: bool = True, dry_run: bool = False) -> dict[str, Any]:
+        with self._left_lock:
+            self.allowed -= 1
+            if self.allowed < 0:
+                raise ClusterError(f"injected: the sync died before applying {manifest.key}")
+        return super().apply(manifest, force, dry_run)
+
+
+def test_objects_created_by_a_sync_that_died_are_pruned_later(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    c = KubeCluster(cluster.api_client())
+    keep = [_cm(f"k{i}") for i in range(4)]
+    src = _source(tmp_path / "src", *keep)
+    _engine(c, namespace, "died").sync(src)
+    _source(src, *keep, *(_cm(f"n{i}") for i in range(6)))
+    with pytest.raises(ClusterError, match="injected"):
+        _engine(DiesMidApply(cluster.api_client(), allowed=3), namespace, "died").sync(src)
+    created = [ResourceKey("", "ConfigMap", namespace, f"n{i}") for i in range(6)]
+    assert sum(c.get("v1", k) is not None for k in created) == 3, "three were created before the sync died"
+    _source(src, *keep)  # and they left Git before the next successful sync
+    r = _engine(c, namespace, "died").sync(src)
+    assert all(c.get("v1", k) is None for k in created), f"leaked: {[str(k) for k in created if c.get('v1', k)]}"
+    assert len(r.pruned) == 3
+    assert set(load(c, "died", namespace).entries) == {ResourceKey("", "ConfigMap", namespace, f"k{i}") for i in range(4)}

@@ -142,12 +142,17 @@ def test_protected_annotated_and_claimed_objects_are_not_pruned(cluster: TestClu
     src = write_source(tmp_path / "src", pvc, optout, configmap("claimed"), *keep)
     e.sync(src)
     other = engine(cluster, namespace, "other-app")
-    other.sync(write_source(tmp_path / "other", configmap("claimed")))
+    other_src = write_source(tmp_path / "other", configmap("claimed"))
+    assert [a.action for a in other.sync(other_src).plan.applies] == [Action.CONFLICT], "a5 claimed it first"
     write_source(src, *keep)
     r = e.sync(src)
-    reasons = {a.key.name: a.reason for a in r.plan.prunes if a.action is Action.SKIP_PRUNE}
-    assert "protected" in reasons["data"] and "disabled" in reasons["optout"] and "other-app" in reasons["claimed"]
+    reasons = {a.key.name: (a.action, a.reason) for a in r.plan.prunes}
+    assert reasons["data"][0] is Action.SKIP_PRUNE and "protected" in reasons["data"][1]
+    assert reasons["optout"][0] is Action.SKIP_PRUNE and "disabled" in reasons["optout"][1]
+    assert reasons["claimed"] == (Action.RELEASE, "still declared by app 'other-app': left to it")
     assert r.pruned == ()
+    adopted = other.sync(other_src).plan.applies
+    assert [(a.action, a.reason) for a in adopted] == [(Action.UPDATE, "adopted from app 'a5', which no longer declares it")]
 
 
 def test_render_error_applies_and_prunes_nothing(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
