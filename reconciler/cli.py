@@ -16,6 +16,7 @@ from typing import TextIO
 from gitopskit import httpd
 from reconciler import __version__
 from reconciler.apps import DriftSpec, rules_for
+from reconciler.controller_cli import add_commands
 from reconciler.diff import Rules
 from reconciler.engine import Engine, Settings, SyncReport
 from reconciler.errors import ExitCode, ReconcilerError, Unhealthy, UsageError
@@ -378,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(st, source=False)
     st.set_defaults(func=cmd_status)
+    add_commands(sub, EXIT_CODES)
     return parser
 
 

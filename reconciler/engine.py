@@ -56,6 +56,8 @@ class Settings:
     rules: diffmod.Rules = field(default_factory=diffmod.Rules)
     workers: int = 8
     tracking_label: str = TRACKING_LABEL
+    # a tenant boundary (the app's Project): why an object may not be applied, "" when it may
+    admit: Callable[[Manifest], str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +147,8 @@ class Engine:
                 bad.append(f"{m.key} is cluster-scoped (allow with --allow-cluster-scoped)")
             elif m.key.namespace and self.s.allowed_namespaces is not None and m.key.namespace not in self.s.allowed_namespaces:
                 bad.append(f"{m.key} is outside --allowed-namespaces")
+            elif self.s.admit is not None and (why := self.s.admit(m)):
+                bad.append(why)
         if bad:
             raise UsageError("the source touches what it may not; nothing applied: " + "; ".join(bad[:5]))
 

@@ -42,7 +42,9 @@ def _auth() -> GitAuth:
 
 
 class Source:
-    def __init__(self, source: str, revision: str = "main", path: str = "", cache: Path | None = None) -> None:
+    def __init__(
+        self, source: str, revision: str = "main", path: str = "", cache: Path | None = None, auth: GitAuth | None = None
+    ) -> None:
         self.source = source
         self.revision = revision or "main"
         self.path = path
@@ -50,7 +52,7 @@ class Source:
         if is_url(source):
             base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagebot" / "reconciler"
             clone_branch = "main" if re.fullmatch(r"[0-9a-f]{7,40}", self.revision) else self.revision
-            self._ws = Workspace(source, clone_branch, cache or base, _auth())
+            self._ws = Workspace(source, clone_branch, cache or base, auth or _auth())
 
     def _inside(self, base: Path) -> Path:
         root = (base / self.path).resolve()

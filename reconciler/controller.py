@@ -1,0 +1,517 @@
+"""`reconciler controller`: many apps declared as Kubernetes objects, one reconcile per app key.
+
+- Apps are Flux Kustomizations (with their GitRepositories) and native Apps, read from shared informers (one
+  list+watch per kind for the whole process). Every change enqueues that app's key on one WorkQueue; N workers
+  reconcile keys concurrently; a failing app is requeued with its own backoff and touches nothing else.
+- One reconcile: read the spec (invalid → Stalled, not retried until the spec changes), honour ``suspend``,
+  wait for ``dependsOn`` apps to be Ready, check the app's Project, fetch the source (shared by every app on the
+  same URL and ref: one fetch, one immutable snapshot per revision), run the engine's sync (render → plan →
+  apply → prune) and write the status as Flux writes it (conditions, lastAppliedRevision in ``main@sha1:<sha>``
+  form, inventory entries, lastHandledReconcileAt). Then requeue after the app's interval.
+- Drift: one informer per managed kind (selected by the tracking label, across all apps) hands each event to the
+  app whose label it carries; that app's engine corrects or reports it as the one-app loop does.
+- Sharding: without ``--shard`` the controller serves apps without a shard label; with ``--shard KEY`` only
+  apps labelled ``sharding.imagebot.dev/key=KEY`` (Flux's sharding model).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gitopskit.informer import ApiTransport, EventType, Informer, Key
+from gitopskit.kube import request_json
+from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
+from gitopskit.workspace import GitAuth
+from reconciler import apps as A
+from reconciler.cluster import KubeCluster
+from reconciler.controller_cli import APP_PATH, KS_PATH
+from reconciler.engine import Engine, Settings
+from reconciler.errors import ReconcilerError, SourceError, UsageError
+from reconciler.model import TRACKING_LABEL, Health, Manifest
+from reconciler.plan import PruneGuards
+from reconciler.source import Source
+
+log = logging.getLogger(__name__)
+
+REPO_PATH = "/apis/source.toolkit.fluxcd.io/v1"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class AppKey:
+    kind: str  # "Kustomization" | "App"
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+    @property
+    def path(self) -> str:
+        base = KS_PATH + "/namespaces/{}/kustomizations" if self.kind == A.Dialect.FLUX else APP_PATH + "/namespaces/{}/apps"
+        return base.format(self.namespace) + f"/{self.name}"
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        labels = ["kind", "namespace", "name"]
+        self.ready = Gauge("reconciler_app_ready", "1 when the app is Ready", labels, registry=r)
+        self.reconciles = Counter("reconciler_app_reconciles_total", "App reconciles by result", [*labels, "result"], registry=r)
+        self.duration = Histogram("reconciler_app_reconcile_seconds", "One app reconcile", registry=r)
+        self.drift = Gauge("reconciler_app_drift_fields", "Drifted fields now", labels, registry=r)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class SourceCache:
+    """One fetch per (URL, ref, credentials) at a time, shared by every app using it, and one immutable snapshot
+    directory per revision, so an app renders a tree no other app's fetch can move under it."""
+
+    def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic) -> None:
+        self.root = root
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str, str], tuple[threading.Lock, Source, list[Any]]] = {}
+
+    def fetch(self, spec: A.SourceSpec, auth: GitAuth | None, max_age: float) -> tuple[Path, str]:
+        """(snapshot directory, commit SHA), fetched again when older than ``max_age`` seconds."""
+        key = (spec.url, f"{spec.ref_kind}:{spec.ref}", str(spec.secret or ""))
+        with self._lock:
+            if key not in self._entries:
+                src = Source(spec.url, spec.ref, "", cache=self.root / "git", auth=auth)
+                self._entries[key] = (threading.Lock(), src, [0.0, None, ""])
+            lock, src, last = self._entries[key]
+        with lock:
+            at, snap, sha = last
+            if snap is not None and self.clock() - at < max_age:
+                return snap, sha
+            fetched = src.fetch()
+            snap = self._snapshot(fetched.root, fetched.revision, spec.url)
+            last[:] = [self.clock(), snap, fetched.revision]
+            return snap, fetched.revision
+
+    def invalidate(self) -> None:
+        with self._lock:
+            for _, _, last in self._entries.values():
+                last[0] = float("-inf")
+
+    def _snapshot(self, tree: Path, sha: str, url: str) -> Path:
+        import hashlib
+
+        dest = self.root / "snapshots" / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{sha}"
+        if dest.is_dir():
+            return dest
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".tmp-"))
+        shutil.copytree(tree, tmp / "t", symlinks=True, ignore=shutil.ignore_patterns(".git"))
+        try:
+            os.rename(tmp / "t", dest)
+        except OSError:
+            if not dest.is_dir():
+                raise
+        shutil.rmtree(tmp, ignore_errors=True)
+        return dest
+
+
+class AppController:
+    def __init__(
+        self,
+        api: Any,
+        namespaces: tuple[str, ...] = (),
+        shard: str = "",
+        workers: int = 4,
+        cache: Path | None = None,
+        field_manager: str = "reconciler",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.api = api
+        self.namespaces = namespaces
+        self.shard = shard
+        self.field_manager = field_manager
+        self.cluster = KubeCluster(api, field_manager)
+        self.metrics = Metrics()
+        base = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagebot" / "controller"
+        self.sources = SourceCache(base, clock)
+        self.secrets_dir = Path(tempfile.mkdtemp(prefix="reconciler-secrets-"))
+        os.chmod(self.secrets_dir, stat.S_IRWXU)
+        self.queue: WorkQueue[AppKey] = WorkQueue(backoff=Backoff(base=1.0, cap=300.0))
+        self.controller: Controller[AppKey] = Controller("apps", self.reconcile, workers=workers, queue=self.queue)
+        self.engines: dict[AppKey, tuple[Engine, A.AppSpec, A.ProjectSpec | None]] = {}
+        self.by_label: dict[str, AppKey] = {}  # tracking label value → app
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        transport = ApiTransport(api)
+        selector = f"{A.SHARD_LABEL}={shard}" if shard else f"!{A.SHARD_LABEL}"
+        scopes = [f"/namespaces/{ns}" for ns in namespaces] or [""]
+        self.kustomizations = [Informer(transport, f"{KS_PATH}{s}/kustomizations", selector) for s in scopes]
+        self.apps = [Informer(transport, f"{APP_PATH}{s}/apps", selector) for s in scopes]
+        self.repos = [Informer(transport, f"{REPO_PATH}{s}/gitrepositories") for s in scopes]
+        self.projects = Informer(transport, f"{APP_PATH}/projects")
+        self.drift_informers: dict[tuple[str, str], Informer] = {}
+        for inf in self.kustomizations:
+            inf.add_handler(self._on_app(A.Dialect.FLUX))
+        for inf in self.apps:
+            inf.add_handler(self._on_app(A.Dialect.NATIVE))
+        for inf in self.repos:
+            inf.add_handler(self._on_repo)
+        self.projects.add_handler(lambda t, o, p: self._enqueue_all())
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        for inf in (*self.kustomizations, *self.apps, *self.repos, self.projects):
+            inf.start(self._stop)
+        self.controller.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        self._stop.set()
+        done = self.controller.stop(timeout)
+        shutil.rmtree(self.secrets_dir, ignore_errors=True)
+        return done
+
+    def refresh(self) -> None:
+        """A push webhook: every source is fetched again on its next use, and every app is looked at now."""
+        self.sources.invalidate()
+        self._enqueue_all()
+
+    def wait_synced(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        return all(inf.wait_synced(max(end - time.monotonic(), 0)) for inf in (*self.kustomizations, *self.apps, *self.repos))
+
+    # ------------------------------------------------------------------ events → keys
+    def _on_app(self, dialect: A.Dialect) -> Callable[[EventType, dict[str, Any], dict[str, Any] | None], None]:
+        def handler(etype: EventType, obj: dict[str, Any], prev: dict[str, Any] | None) -> None:
+            k = Key.of(obj)
+            key = AppKey(str(dialect), k.namespace, k.name)
+            if etype is EventType.DELETED:
+                self._forget(key)
+                return
+            if prev is not None and _generation(prev) == _generation(obj) and _requested(prev) == _requested(obj):
+                if (obj.get("status") or {}).get("conditions") != (prev.get("status") or {}).get("conditions"):
+                    self._enqueue_dependents(key)  # our own status write: wake the apps waiting on this one
+                return
+            self.queue.add(key)
+
+        return handler
+
+    def _on_repo(self, etype: EventType, obj: dict[str, Any], prev: dict[str, Any] | None) -> None:
+        if prev is not None and _generation(prev) == _generation(obj):
+            return
+        k = Key.of(obj)
+        for inf in self.kustomizations:
+            for ks in inf.objects(k.namespace):
+                ref = (ks.get("spec") or {}).get("sourceRef") or {}
+                if ref.get("name") == k.name and (ref.get("namespace") or k.namespace) == k.namespace:
+                    self.queue.add(AppKey(str(A.Dialect.FLUX), k.namespace, Key.of(ks).name))
+
+    def _enqueue_all(self) -> None:
+        for dialect, infs in ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps)):
+            for inf in infs:
+                for k in inf.cached_keys():
+                    self.queue.add(AppKey(str(dialect), k.namespace, k.name))
+
+    def _enqueue_dependents(self, key: AppKey) -> None:
+        for dialect, infs in ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps)):
+            for inf in infs:
+                for obj in inf.objects():
+                    ns = Key.of(obj).namespace
+                    for d in (obj.get("spec") or {}).get("dependsOn") or []:
+                        if isinstance(d, dict) and d.get("name") == key.name and (d.get("namespace") or ns) == key.namespace:
+                            self.queue.add(AppKey(str(dialect), ns, Key.of(obj).name))
+
+    def _forget(self, key: AppKey) -> None:
+        with self._lock:
+            entry = self.engines.pop(key, None)
+            if entry is not None:
+                self.by_label.pop(entry[1].key, None)
+        self.queue.forget(key)
+
+    # ------------------------------------------------------------------ lookups
+    def _object(self, key: AppKey) -> dict[str, Any] | None:
+        infs = self.kustomizations if key.kind == A.Dialect.FLUX else self.apps
+        for inf in infs:
+            obj = inf.get(Key(key.namespace, key.name))
+            if obj is not None:
+                return obj
+        return None
+
+    def _repo(self, namespace: str, name: str) -> dict[str, Any] | None:
+        for inf in self.repos:
+            obj = inf.get(Key(namespace, name))
+            if obj is not None:
+                return obj
+        return None
+
+    def spec_of(self, key: AppKey, obj: dict[str, Any]) -> A.AppSpec:
+        spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+        ref = spec.get("sourceRef") if isinstance(spec, dict) and isinstance(spec.get("sourceRef"), dict) else None
+        repo = None
+        if ref is not None and isinstance(ref.get("name"), str):
+            repo = self._repo(str(ref.get("namespace") or key.namespace), ref["name"])
+        if key.kind == A.Dialect.FLUX:
+            return A.from_kustomization(obj, repo)
+        return A.from_app(obj, repo)
+
+    # ------------------------------------------------------------------ one reconcile
+    def reconcile(self, key: AppKey) -> Result | None:
+        obj = self._object(key)
+        if obj is None:
+            self._forget(key)
+            return None
+        t0 = time.perf_counter()
+        gen = _generation(obj)
+        labels = (key.kind, key.namespace, key.name)
+        try:
+            spec = self.spec_of(key, obj)
+        except A.InvalidApp as exc:
+            self._status(key, obj, ready=False, reason=A.Reason.INVALID, message=str(exc), stalled=True)
+            self.metrics.reconciles.labels(*labels, "invalid").inc()
+            return None  # nothing changes until the spec does (its update event enqueues it again)
+        if spec.suspend:
+            self.metrics.reconciles.labels(*labels, "suspended").inc()
+            return None
+        waiting = [str(d) for d in spec.depends_on if not self._ready(d)]
+        if waiting:
+            msg = f"dependencies not ready: {', '.join(waiting)}"
+            self._status(key, obj, ready=False, reason=A.Reason.DEPENDENCY_NOT_READY, message=msg, extra=self._handled(spec))
+            return Result(requeue_after=min(spec.retry_interval, 30.0))
+        try:
+            project = self._project(spec)
+            if project is not None and (why := A.source_violation(project, spec.source.url)):
+                raise _Denied(why)
+            auth = self._auth(spec.source)
+            handled = (obj.get("status") or {}).get("lastHandledReconcileAt")
+            fresh = 0.0 if spec.requested_at and spec.requested_at != handled else min(spec.source.interval, spec.interval)
+            root, sha = self.sources.fetch(spec.source, auth, fresh)
+            revision = A.flux_revision(spec.source.ref_kind, spec.source.ref, sha)
+            engine = self._engine(key, spec, project)
+            app_root = (root / spec.path).resolve()
+            if root.resolve() not in (app_root, *app_root.parents) or not app_root.is_dir():
+                raise A.InvalidApp(f"spec.path {spec.path!r}: no such directory in {revision}")
+            report = engine.sync(app_root, sha, prune=spec.prune)
+        except A.InvalidApp as exc:
+            self._status(key, obj, False, A.Reason.INVALID, str(exc), stalled=True, extra=self._handled(spec))
+            self.metrics.reconciles.labels(*labels, "invalid").inc()
+            return None
+        except (_Denied, UsageError) as exc:
+            self._status(key, obj, False, A.Reason.PROJECT_DENIED, str(exc), stalled=True, extra=self._handled(spec))
+            self.metrics.reconciles.labels(*labels, "denied").inc()
+            return None
+        except (ReconcilerError, SecretError) as exc:
+            reason = A.Reason.ARTIFACT_FAILED if isinstance(exc, (SourceError, SecretError)) else A.Reason.FAILED
+            self._status(key, obj, ready=False, reason=reason, message=str(exc), extra=self._handled(spec))
+            self.metrics.ready.labels(*labels).set(0)
+            self.metrics.reconciles.labels(*labels, "failed").inc()
+            raise  # requeued with this key's own backoff
+        healthy = report.health is Health.HEALTHY or not spec.wait
+        entries = [
+            {"id": A.inventory_id(m.key.group, m.key.kind, m.key.namespace, m.key.name), "v": m.api_version.split("/")[-1]}
+            for m in sorted(engine.desired.values(), key=lambda m: m.key)
+        ]
+        message = f"Applied revision: {revision}"
+        if spec.unsupported:
+            message += f"; not supported, ignored: {', '.join(spec.unsupported)}"
+        if not healthy:
+            message += f"; health {report.health}"
+        extra = {
+            "lastAppliedRevision": revision,
+            "lastAttemptedRevision": revision,
+            "inventory": {"entries": entries},
+            "health": str(report.health),
+            "driftCount": len(engine.drift),
+            **self._handled(spec),
+        }
+        reason = A.Reason.SUCCEEDED if healthy else A.Reason.HEALTH_CHECK_FAILED
+        self._status(key, obj, ready=healthy, reason=reason, message=message, extra=extra)
+        self.metrics.ready.labels(*labels).set(1 if healthy else 0)
+        self.metrics.drift.labels(*labels).set(len(engine.drift))
+        self.metrics.reconciles.labels(*labels, "ok").inc()
+        self.metrics.duration.observe(time.perf_counter() - t0)
+        self._ensure_drift_watch(engine)
+        log.info("%s at %s: %s (generation %d)", key, revision, report.counts(), gen)
+        return Result(requeue_after=spec.interval if healthy else spec.retry_interval)
+
+    def _handled(self, spec: A.AppSpec) -> dict[str, Any]:
+        return {"lastHandledReconcileAt": spec.requested_at} if spec.requested_at else {}
+
+    def _ready(self, ref: A.ObjectRef) -> bool:
+        for kind in (A.Dialect.FLUX, A.Dialect.NATIVE):
+            obj = self._object(AppKey(str(kind), ref.namespace, ref.name))
+            if obj is None:
+                continue
+            st = obj.get("status") or {}
+            ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in st.get("conditions") or [])
+            return ready and st.get("observedGeneration") == _generation(obj)
+        return False
+
+    def _project(self, spec: A.AppSpec) -> A.ProjectSpec | None:
+        if not spec.project:
+            return None
+        obj = self.projects.get(Key("", spec.project))
+        if obj is None:
+            raise _Denied(f"project {spec.project} not found")
+        try:
+            return A.project_from(obj)
+        except A.InvalidApp as exc:
+            raise _Denied(f"project {spec.project} is invalid: {exc}") from None
+
+    def _auth(self, source: A.SourceSpec) -> GitAuth | None:
+        """Flux's Secret formats: username/password (HTTPS basic), identity + known_hosts (SSH)."""
+        if source.secret is None:
+            return None
+        ref = source.secret
+        try:
+            secret = request_json(self.api, "GET", f"/api/v1/namespaces/{ref.namespace}/secrets/{ref.name}", timeout=30)
+        except ApiException as exc:
+            raise SecretError(f"Secret {ref} {'not found' if exc.status == 404 else f'unreadable (HTTP {exc.status})'}") from None
+        data = secret.get("data") or {}
+
+        def value(k: str) -> str | None:
+            if k not in data:
+                return None
+            try:
+                return base64.b64decode(data[k], validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                raise SecretError(f"Secret {ref}: {k} is not valid base64 text") from None
+
+        if "identity" in data:
+            d = self.secrets_dir / f"{ref.namespace}.{ref.name}"
+            d.mkdir(mode=0o700, exist_ok=True)
+            key = d / "identity"
+            key.write_text(value("identity") or "")
+            key.chmod(0o600)
+            hosts = None
+            if "known_hosts" in data:
+                hosts = d / "known_hosts"
+                hosts.write_text(value("known_hosts") or "")
+            return GitAuth(ssh_key=key, known_hosts=hosts)
+        if "password" in data:
+            return GitAuth(value("username"), value("password"))
+        if "bearerToken" in data:
+            raise SecretError(f"Secret {ref}: bearerToken is not supported yet (use username/password)")
+        raise SecretError(f"Secret {ref} has none of username/password, identity (+known_hosts)")
+
+    def _engine(self, key: AppKey, spec: A.AppSpec, project: A.ProjectSpec | None) -> Engine:
+        default_ns = spec.target_namespace or (key.namespace if spec.dialect is A.Dialect.NATIVE else "default")
+        settings = Settings(
+            app=spec.key,
+            default_namespace=default_ns,
+            inventory_namespace=key.namespace,
+            allowed_namespaces=frozenset(spec.allowed_namespaces) if spec.allowed_namespaces is not None else None,
+            allow_cluster_scoped=True,
+            guards=PruneGuards(spec.prune, spec.allow_empty, spec.force_prune, allowed_kinds=frozenset(spec.allow_prune_kinds)),
+            rules=A.rules_for(spec.drift),
+            workers=4,
+            admit=_project_check(project) if project is not None else None,
+        )
+        with self._lock:
+            entry = self.engines.get(key)
+            same = entry is not None and entry[0].s == settings and entry[2] == project
+            if entry is not None and same and entry[1] == replace(spec, requested_at=entry[1].requested_at):
+                return entry[0]
+            engine = Engine(self.cluster, settings)
+            if entry is not None:  # keep what the old engine knew: the watch compares against it until the sync
+                engine.desired, engine.revision = entry[0].desired, entry[0].revision
+            self.engines[key] = (engine, spec, project)
+            self.by_label[spec.key] = key
+        return engine
+
+    # ------------------------------------------------------------------ drift
+    def _ensure_drift_watch(self, engine: Engine) -> None:
+        kinds = {(m.api_version, m.kind) for m in engine.desired.values()}
+        for api_version, kind in kinds:
+            with self._lock:
+                if (api_version, kind) in self.drift_informers:
+                    continue
+                try:
+                    res = self.cluster.resource(api_version, kind)
+                except ReconcilerError:
+                    continue
+                prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+                inf = Informer(ApiTransport(self.api), f"{prefix}/{res.name}", TRACKING_LABEL)
+                inf.add_handler(self._on_managed)
+                self.drift_informers[(api_version, kind)] = inf
+            inf.start(self._stop)
+
+    def _on_managed(self, etype: EventType, obj: dict[str, Any], prev: dict[str, Any] | None) -> None:
+        app = ((obj.get("metadata") or {}).get("labels") or {}).get(TRACKING_LABEL)
+        with self._lock:
+            key = self.by_label.get(app or "")
+            entry = self.engines.get(key) if key is not None else None
+        if entry is None:
+            return
+        engine, spec, _ = entry
+        if spec.suspend:
+            return
+        try:
+            engine.on_event(str(etype), obj, time.monotonic(), correct=spec.drift.mode == "correct")
+        except ReconcilerError as exc:
+            log.error("%s: could not correct drift: %s", key, exc)
+
+    # ------------------------------------------------------------------ status
+    def _status(
+        self,
+        key: AppKey,
+        obj: dict[str, Any],
+        ready: bool,
+        reason: A.Reason,
+        message: str,
+        stalled: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        gen = _generation(obj)
+        now = _now()
+        old = obj.get("status") or {}
+        conds = [A.condition("Ready", ready, str(reason), message, gen, now)]
+        if stalled:
+            conds.append(A.condition("Stalled", True, str(reason), message, gen, now))
+        conditions = A.merge_conditions(old.get("conditions") or [], conds)
+        status = {**(extra or {}), "observedGeneration": gen, "conditions": conditions}
+        if all(old.get(k) == v for k, v in status.items()):
+            return  # nothing new: no write (a second pass with nothing new does nothing)
+        try:  # a merge patch replaces lists whole: a Stalled condition not given again is gone
+            request_json(
+                self.api, "PATCH", f"{key.path}/status", body={"status": status}, content_type="application/merge-patch+json"
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("%s: status not written: HTTP %s", key, exc.status)
+
+
+class _Denied(Exception):
+    """The app's project forbids what it asks for."""
+
+
+class SecretError(ReconcilerError):
+    """A Secret the app names is missing or malformed."""
+
+
+def _project_check(project: A.ProjectSpec) -> Callable[[Manifest], str]:
+    def check(m: Manifest) -> str:
+        return A.object_violation(project, m.key.group, m.key.kind, m.key.namespace)
+
+    return check
+
+
+def _generation(obj: dict[str, Any]) -> int:
+    g = (obj.get("metadata") or {}).get("generation")
+    return g if isinstance(g, int) else 0
+
+
+def _requested(obj: dict[str, Any]) -> str:
+    return str(((obj.get("metadata") or {}).get("annotations") or {}).get(A.REQUESTED_AT) or "")

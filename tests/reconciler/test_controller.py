@@ -1,0 +1,160 @@
+"""`reconciler controller` on the real test API server and real git remotes: Flux Kustomizations (with their
+GitRepository and a Flux-format basic-auth Secret) and native Apps from two repositories, one controller; broken
+apps fail alone; dependsOn, suspend, requestedAt, projects and drift correction through the shared informers."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from gitopskit.kube import request_json
+from reconciler.controller import AppController
+from reconciler.controller_cli import APP_PATH, KS_PATH
+from tests.fixtures.cluster import TestCluster
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, git, make_bare
+from tests.integration.test_crds import install
+
+pytestmark = [pytest.mark.cluster, pytest.mark.git]
+
+REPO_PATH = "/apis/source.toolkit.fluxcd.io/v1"
+
+
+def until(cond: Callable[[], Any], timeout: float = 60.0, what: str = "") -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what or cond}")
+
+
+def cm(name: str, **data: str) -> str:
+    return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data})
+
+
+def ready(obj: dict[str, Any]) -> dict[str, Any]:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), {})
+
+
+def create(api: Any, path: str, body: dict[str, Any]) -> None:
+    request_json(api, "POST", path, body=body)
+
+
+def test_one_controller_runs_flux_and_native_apps_from_two_repos_and_isolates_failures(
+    cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path
+) -> None:
+    api = cluster.api_client()
+    install(api)
+    ns = namespace
+    files_a = {f"apps/a{i}/cm.yaml": cm(f"a{i}", n=str(i)) for i in range(4)}
+    bare_a = make_bare(git_http.root, f"a-{ns}", files_a)
+    bare_b = make_bare(git_http.root, f"b-{ns}", {f"apps/b{i}/cm.yaml": cm(f"b{i}", n=str(i)) for i in range(3)})
+    secret = {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git-auth"},
+        "data": {"username": base64.b64encode(GIT_USER.encode()).decode(),
+                 "password": base64.b64encode(GIT_PASSWORD.encode()).decode()},
+    }  # fmt: skip
+    create(api, f"/api/v1/namespaces/{ns}/secrets", secret)
+    repo = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": "repo-a"},
+        "spec": {"url": git_http.url(bare_a), "interval": "1m", "ref": {"branch": "main"}, "secretRef": {"name": "git-auth"}},
+    }
+    create(api, f"{REPO_PATH}/namespaces/{ns}/gitrepositories", repo)
+    nosecret = {**repo, "metadata": {"name": "repo-nosecret"}, "spec": {**repo["spec"], "secretRef": {"name": "missing"}}}
+    create(api, f"{REPO_PATH}/namespaces/{ns}/gitrepositories", nosecret)
+
+    def ks(name: str, path: str, source: str = "repo-a", **spec: Any) -> None:
+        body = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": name},
+                "spec": {"interval": "10m", "prune": True, "path": path, "targetNamespace": ns,
+                         "sourceRef": {"kind": "GitRepository", "name": source}, **spec}}  # fmt: skip
+        create(api, f"{KS_PATH}/namespaces/{ns}/kustomizations", body)
+
+    def app(name: str, path: str, **spec: Any) -> None:
+        body = {"apiVersion": "reconciler.imagebot.dev/v1alpha1", "kind": "App", "metadata": {"name": name},
+                "spec": {"source": {"url": git_http.url(bare_b), "secretRef": {"name": "git-auth"}}, "path": path,
+                         "prune": True, **spec}}  # fmt: skip
+        create(api, f"{APP_PATH}/namespaces/{ns}/apps", body)
+
+    ks("ks-a0", "./apps/a0")
+    ks("ks-a1", "./apps/a1", dependsOn=[{"name": "ks-a0"}])
+    ks("ks-a2", "./apps/a2", postBuild={"substitute": {"x": "y"}})
+    ks("ks-a3", "./apps/a3", suspend=True)
+    ks("ks-broken-path", "./apps/nowhere")
+    ks("ks-no-secret", "./apps/a0", source="repo-nosecret")
+    for i in range(3):
+        app(f"app-b{i}", f"apps/b{i}")
+    app("app-bad-mode", "apps/b0")  # valid, but its project is missing → refused
+    request_json(api, "PATCH", f"{APP_PATH}/namespaces/{ns}/apps/app-bad-mode", body={"spec": {"project": "nope"}},
+                 content_type="application/merge-patch+json")  # fmt: skip
+
+    ctl = AppController(api, (ns,), workers=4, cache=tmp_path / "cache")
+    ctl.start()
+    try:
+        assert ctl.wait_synced(30)
+
+        def get(kind_path: str, name: str) -> dict[str, Any]:
+            return request_json(api, "GET", f"{kind_path}/namespaces/{ns}/{name}")
+
+        for name in ("ks-a0", "ks-a1", "ks-a2"):
+            obj = until(lambda n=name: (o := get(KS_PATH, f"kustomizations/{n}")) and ready(o).get("status") == "True" and o,
+                        what=f"{name} Ready")  # fmt: skip
+            st = obj["status"]
+            assert st["lastAppliedRevision"].startswith("main@sha1:")
+            assert st["observedGeneration"] == obj["metadata"]["generation"]
+            assert st["inventory"]["entries"] == [{"id": f"{ns}_{name[3:]}__ConfigMap", "v": "v1"}]
+        assert "not supported, ignored: spec.postBuild" in ready(get(KS_PATH, "kustomizations/ks-a2"))["message"]
+        for i in range(3):
+            until(lambda i=i: ready(get(APP_PATH, f"apps/app-b{i}")).get("status") == "True", what=f"app-b{i} Ready")
+        cms = {c["metadata"]["name"] for c in request_json(api, "GET", f"/api/v1/namespaces/{ns}/configmaps")["items"]}
+        assert {"a0", "a1", "a2", "b0", "b1", "b2"} <= cms and "a3" not in cms, "the suspended app wrote nothing"
+
+        broken = until(lambda: ready(get(KS_PATH, "kustomizations/ks-broken-path")), what="broken app status")
+        assert broken["status"] == "False" and "no such directory" in broken["message"]
+        nosec = until(lambda: ready(get(KS_PATH, "kustomizations/ks-no-secret")), what="no-secret status")
+        assert nosec["status"] == "False" and f"Secret {ns}/missing not found" in nosec["message"]
+        denied = until(lambda: ready(get(APP_PATH, "apps/app-bad-mode")), what="denied status")
+        assert (denied["status"], denied["reason"]) == ("False", "ProjectViolation")
+        assert "project nope not found" in denied["message"]
+
+        # drift: a hand edit of a managed object is undone through the shared informer
+        request_json(api, "PATCH", f"/api/v1/namespaces/{ns}/configmaps/b1?fieldManager=kubectl-edit",
+                     body={"data": {"n": "999"}}, content_type="application/merge-patch+json")  # fmt: skip
+        until(lambda: request_json(api, "GET", f"/api/v1/namespaces/{ns}/configmaps/b1")["data"] == {"n": "1"},
+              what="drift corrected")  # fmt: skip
+
+        # a Git change reaches the app on request (reconcile.fluxcd.io/requestedAt), and only that app
+        work = tmp_path / "work"
+        git("clone", "-q", str(bare_a), str(work))
+        (work / "apps/a0/cm.yaml").write_text(cm("a0", n="changed"))
+        git("-C", str(work), "commit", "-qam", "change a0")
+        git("-C", str(work), "push", "-q", "origin", "HEAD:main")
+        stamp = "2026-11-29T06:00:00.000000001Z"
+        request_json(api, "PATCH", f"{KS_PATH}/namespaces/{ns}/kustomizations/ks-a0",
+                     body={"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": stamp}}},
+                     content_type="application/merge-patch+json")  # fmt: skip
+        until(lambda: get(KS_PATH, "kustomizations/ks-a0")["status"].get("lastHandledReconcileAt") == stamp, what="handled")
+        assert request_json(api, "GET", f"/api/v1/namespaces/{ns}/configmaps/a0")["data"] == {"n": "changed"}
+    finally:
+        assert ctl.stop(30)
+
+
+def test_bad_app_specs_are_refused_by_the_api_server_before_the_controller_sees_them(
+    cluster: TestCluster, namespace: str
+) -> None:
+    api = cluster.api_client()
+    install(api)
+    with pytest.raises(ApiException) as info:
+        create(api, f"{KS_PATH}/namespaces/{namespace}/kustomizations",
+               {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": "x"},
+                "spec": {"interval": "1m", "sourceRef": {"kind": "GitRepository", "name": "r"}}})  # fmt: skip
+    assert info.value.status == 422 and "spec.prune" in str(info.value.body)
