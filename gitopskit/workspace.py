@@ -4,7 +4,13 @@
   and hard-reset to the remote tip (and ``clean -fdx``), so a workspace left dirty by a crash is
   cleaned. A corrupt cache directory is removed and cloned again.
 - HTTPS credentials travel as an ``http.extraHeader`` through git's environment
-  (``GIT_CONFIG_COUNT``…), never in the URL, the ``.git/config`` or a log line.
+  (``GIT_CONFIG_COUNT``…), never in the URL, the ``.git/config`` or a log line. git sends that
+  header on every request of a command, also to wherever a redirect led, so an authenticated
+  remote is never followed through a redirect (``http.followRedirects=false``): a redirect is a
+  GitError naming the URL to configure instead.
+- Every git command has deadlines (:class:`GitLimits`): an overall one (the whole process group
+  is killed when it passes), a low-speed limit for HTTP and connect / keepalive limits for SSH,
+  so a remote that never answers, or drips, is a GitError naming it — never a hang.
 - SSH uses a deploy key with ``IdentitiesOnly=yes``, ``BatchMode=yes`` and strict host key
   checking against a given known_hosts: an unknown host key is an error, not a prompt.
 - Commits carry the configured identity (a bot identity by default, so a bare machine with no
@@ -23,6 +29,8 @@ import logging
 import os
 import re
 import shutil
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -63,6 +71,31 @@ def _control_dir() -> str | None:
     return str(path)
 
 
+def _env_seconds(name: str, default: float) -> float:
+    text = os.environ.get(name, "")
+    try:
+        value = float(text) if text else default
+    except ValueError:
+        value = default
+    return value if value > 0 else default
+
+
+@dataclass(frozen=True, slots=True)
+class GitLimits:
+    """Deadlines of every git command. ``timeout`` bounds each command as a whole (the default comes from
+    ``$GITOPSKIT_GIT_TIMEOUT``, seconds); the rest bound a connection that stalls: HTTP transfers slower
+    than ``low_speed_limit`` bytes/s for ``low_speed_time`` s, SSH connects and silent SSH peers."""
+
+    timeout: float = field(default_factory=lambda: _env_seconds("GITOPSKIT_GIT_TIMEOUT", 300.0))
+    low_speed_limit: int = 1000
+    low_speed_time: int = 30
+    connect_timeout: int = 10
+
+    def __post_init__(self) -> None:
+        if not (self.timeout > 0 and self.low_speed_limit > 0 and self.low_speed_time > 0 and self.connect_timeout > 0):
+            raise ValueError(f"git limits must be positive: {self}")
+
+
 @dataclass(frozen=True, slots=True)
 class GitAuth:
     """How to reach the remote. Secrets never appear in ``repr``."""
@@ -72,24 +105,29 @@ class GitAuth:
     ssh_key: Path | None = None
     known_hosts: Path | None = None
 
-    def environment(self, url: str = "") -> dict[str, str]:
-        """git's environment for ``url``: the token header is scoped to that URL's origin, so neither a
-        redirect nor another remote in the same command ever receives it."""
+    def environment(self, url: str = "", limits: GitLimits | None = None) -> dict[str, str]:
+        """git's environment for ``url``: the token header is scoped to that URL's origin (so another remote
+        in the same command never receives it) and redirects are not followed (git would send the header
+        to wherever they lead); ``limits`` become git's low-speed and SSH timeouts."""
+        limits = limits or GitLimits()
         env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false"}
+        config: list[tuple[str, str]] = []
         if self.password is not None:
             user = self.username or "x-access-token"
             token = base64.b64encode(f"{user}:{self.password}".encode()).decode()
             parts = urlsplit(url)
             origin = parts.netloc.rsplit("@", 1)[-1]  # never a user:password@ part in a config key
             scope = f"http.{parts.scheme}://{origin}/." if parts.scheme in ("http", "https") and origin else "http."
-            env.update(
-                {
-                    "GIT_CONFIG_COUNT": "1",
-                    "GIT_CONFIG_KEY_0": f"{scope}extraHeader",
-                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {token}",
-                }
-            )
-        ssh = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=10"]
+            config += [(f"{scope}extraHeader", f"Authorization: Basic {token}"), ("http.followRedirects", "false")]
+        # curl aborts a transfer slower than low_speed_limit bytes/s for low_speed_time seconds
+        config += [("http.lowSpeedLimit", str(limits.low_speed_limit)), ("http.lowSpeedTime", str(limits.low_speed_time))]
+        env["GIT_CONFIG_COUNT"] = str(len(config))
+        for i, (key, value) in enumerate(config):
+            env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
+        alive = max(1, limits.low_speed_time // 3)  # a silent SSH peer is dropped after about low_speed_time
+        ssh = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+        ssh += ["-o", f"ConnectTimeout={limits.connect_timeout}", "-o", f"ServerAliveInterval={alive}"]
+        ssh += ["-o", "ServerAliveCountMax=3"]
         control = _control_dir()
         if control is not None:  # one SSH connection reused by ls-remote, fetch and push
             # the socket is per key + known_hosts: a connection verified under one trust setting is never
@@ -136,14 +174,21 @@ def cache_key(url: str, branch: str) -> str:
 
 class Workspace:
     def __init__(
-        self, url: str, branch: str, cache_root: Path, auth: GitAuth | None = None, identity: Identity | None = None
+        self,
+        url: str,
+        branch: str,
+        cache_root: Path,
+        auth: GitAuth | None = None,
+        identity: Identity | None = None,
+        limits: GitLimits | None = None,
     ) -> None:
         self.url = url
         self.branch = branch
         self.auth = auth or GitAuth()
         self.identity = identity or Identity()
+        self.limits = limits or GitLimits()
         self.dir = cache_root / cache_key(url, branch)
-        self._env = self.auth.environment(url)
+        self._env = self.auth.environment(url, self.limits)
         self._repo: git.Repo | None = None
         self._held = 0
         self._mutex = threading.RLock()
@@ -198,12 +243,38 @@ class Workspace:
 
     # ------------------------------------------------------------------ plumbing
     def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
-        repo = self.repo
+        self.repo  # noqa: B018 — cloned (or reopened) first
         try:
-            with repo.git.custom_environment(**{**self._env, **(env or {})}):
-                return str(repo.git.execute(["git", *args]))
+            return self._run(list(args), self.dir, env)
         except GitCommandError as exc:
             raise GitError(self._describe(args, exc)) from exc
+
+    def _run(self, args: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> str:
+        """Run one git command under the overall deadline; stdout, or GitCommandError. A command past its
+        deadline is killed with its whole process group (git's helpers and ssh too) and is a GitError."""
+        proc = subprocess.Popen(
+            ["git", *args],
+            cwd=cwd,
+            env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **self._env, **(env or {})},  # messages we can match
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # one process group to kill
+        )
+        try:
+            out, err = proc.communicate(timeout=self.limits.timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise GitError(
+                f"git {args[0]} {safe_url(self.url)} timed out after {self.limits.timeout:g}s: the remote did not answer "
+                "in time (set GITOPSKIT_GIT_TIMEOUT for a slower remote)"
+            ) from None
+        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        if proc.returncode:
+            raise GitCommandError(["git", args[0]], proc.returncode, stderr, stdout)
+        return stdout.removesuffix("\n")
 
     def _describe(self, args: tuple[str, ...] | list[str], exc: GitCommandError) -> str:
         raw = redact(str(exc.stderr or "")).strip()
@@ -213,12 +284,19 @@ class Workspace:
             ln
             for ln in lines
             if ln.startswith(("fatal:", "error:", "remote:", "!", "To ", "hint:"))
-            or any(k in ln.lower() for k in ("rejected", "host key", "permission denied", "denied"))
+            or any(k in ln.lower() for k in ("rejected", "host key", "permission denied", "denied", "timed out"))
         ]
         stderr = " ".join(keep or lines)
         hint = ""
         low = stderr.lower()
-        if "host key verification failed" in low or "no matching host key" in low:
+        if " 301" in low or " 302" in low or " 303" in low or " 307" in low or " 308" in low or "redirect" in low:
+            hint = (
+                " — the remote redirected elsewhere; credentials are never sent through a redirect: "
+                "configure the URL it redirects to"
+            )
+        elif "too slow" in low or "timed out" in low or "timeout" in low:
+            hint = " — the remote timed out (no answer, or too slow)"
+        elif "host key verification failed" in low or "no matching host key" in low:
             hint = " — the server's host key is not in the known_hosts given (add it; imagebot never trusts on first use)"
         elif any(m in low for m in ("authentication failed", "permission denied", "could not read username", " 401", " 403")):
             hint = " — check the credentials (token or deploy key) and their write access"
@@ -230,7 +308,6 @@ class Workspace:
                 "could not read from remote",
                 "failed to connect",
                 "couldn't connect",
-                "timed out",
             )
         ):
             hint = " — the remote is unreachable"
@@ -274,13 +351,15 @@ class Workspace:
         self.dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.dir.with_name(self.dir.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
+        clone = ["clone", "-q", "--depth", "1", "--branch", self.branch, "--single-branch", "--no-tags", "--", self.url, str(tmp)]
         try:
-            git.Repo.clone_from(
-                self.url, tmp, env={**os.environ, **self._env}, depth=1, branch=self.branch, single_branch=True, no_tags=True
-            )
+            self._run(clone, self.dir.parent)
         except GitCommandError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             raise GitError(self._describe(["clone"], exc)) from exc
+        except GitError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         tmp.rename(self.dir)
         self._repo = git.Repo(self.dir)
         self._configure()
@@ -328,9 +407,9 @@ class Workspace:
         args = ["push", "--porcelain", "origin", f"HEAD:refs/heads/{remote_branch}"]
         if force_with_lease:
             args.insert(1, f"--force-with-lease=refs/heads/{remote_branch}:{lease or ''}")
+        self.repo  # noqa: B018 — cloned (or reopened) first
         try:
-            with self.repo.git.custom_environment(**self._env):
-                out = str(self.repo.git.execute(["git", *args]))
+            out = self._run(args, self.dir)
         except GitCommandError as exc:
             text = f"{exc.stdout or ''} {exc.stderr or ''}"
             # "[remote rejected]": a hook or branch protection said no — final, unless it only lost a ref race
