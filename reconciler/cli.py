@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from http.server import ThreadingHTTPServer
 from typing import TextIO
 
 from gitopskit import httpd
@@ -302,7 +301,9 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
-def _webhook_server(listen: str, secret: str, trigger: threading.Event, engine: Engine) -> ThreadingHTTPServer:
+def _webhook_server(
+    listen: str, secret: str, trigger: threading.Event, engine: Engine, limits: httpd.Limits | None = None
+) -> httpd.Server:
     """Git push webhooks (GitHub's X-Hub-Signature-256 HMAC, GitLab's X-Gitlab-Token) trigger an immediate sync;
     /healthz, /metrics."""
     from prometheus_client import generate_latest
@@ -325,7 +326,7 @@ def _webhook_server(listen: str, secret: str, trigger: threading.Event, engine: 
             trigger.set()
             self.send(202, b"sync triggered\n")
 
-    return httpd.start(listen, Handler)
+    return httpd.start(listen, Handler, limits)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -89,7 +89,12 @@ class Service:
                 body = self.authorized_body(service.secret)
                 if body is None:
                     return
-                repos = [r for r in webhooks.repositories(body) if service.runner.cfg.image_for(r)]
+                try:
+                    named = webhooks.repositories(body)
+                except webhooks.BadPayload as exc:
+                    self._refuse(400, f"{exc}\n".encode())
+                    return
+                repos = [r for r in named if service.runner.cfg.image_for(r)]
                 if not repos:
                     self.send(202, b"nothing configured for this event\n")
                     return
