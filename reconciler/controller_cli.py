@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -93,7 +92,7 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return int(ExitCode.OK)
 
 
-def _server(listen: str, secret: str, ctl: AppController) -> ThreadingHTTPServer:
+def _server(listen: str, secret: str, ctl: AppController) -> httpd.Server:
     from prometheus_client import generate_latest
 
     class Handler(httpd.Handler):
