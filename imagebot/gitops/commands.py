@@ -80,6 +80,7 @@ def result_json(r: Result) -> str:
             "attempts": r.attempts,
             "title": r.message.title if r.message else None,
             "changes": json.loads(report.as_json(r.changes))["changes"],
+            "skipped": [{"subject": s.subject, "reason": s.reason} for s in r.skipped],
         },
         indent=2,
     )
@@ -111,7 +112,8 @@ def run_update(args: argparse.Namespace, request: EditRequest, out: TextIO, err:
     if args.json:
         print(result_json(result), file=out)
     elif result.status is Status.NO_CHANGE:
-        print("no change", file=out)
+        if not result.skipped:
+            print("no change", file=out)
     elif result.status is Status.DRY_RUN:
         assert result.message is not None
         print(result.diff, file=out, end="")
@@ -120,4 +122,12 @@ def run_update(args: argparse.Namespace, request: EditRequest, out: TextIO, err:
         print(result.commit or "", file=out)
         if result.pr is not None:
             print(result.pr.url, file=out)
+    skipped = {s.subject for s in result.skipped}
+    for p in result.changes.problems:  # the ones behind a skip are said below, with their subject
+        if not skipped.intersection(p.subjects):
+            print(f"imagebot: note: {p.file}{f':{p.line}' if p.line else ''}: {p.kind}: {p.message}", file=err)
+    for s in result.skipped:
+        print(f"imagebot: error: {s.subject} not updated: {s.reason}", file=err)
+    if result.skipped:  # what was written (if anything) is committed; the rest is a failed edit
+        return int(ExitCode.EDIT)
     return int(ExitCode.OK)

@@ -4,8 +4,12 @@ The edit is re-run on the remote tip on every attempt (never a text rebase), so 
 (someone pushed first) is answered by fetch → edit again → commit → push, with bounded retries
 and jittered backoff. Shared branches are never force-pushed; a pull request's head branch is
 the bot's own (``imagebot/<environment>/<group>``) and is replaced with ``--force-with-lease``.
-Nothing changed → no commit, no push, no API call. Any edit problem aborts before committing:
-no partial commit.
+Nothing changed → no commit, no push, no API call. A request the edit cannot honour (bad input,
+a failed verification) aborts before committing: no partial commit. After writing, the files are
+read again and every requested subject confirmed: one the tree does not hold (behind an alias,
+in a file that is not YAML or is templated, behind a link leaving the tree, a value the reference
+grammar refuses) is returned in ``Result.skipped`` with its reason — a failure for the caller,
+never "no change", and never to be recorded as current.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from imagebot.forge.base import Forge, PullRequest
 from imagebot.gitops.message import Rendered, Templates, render
 from imagebot.refs import ImageRef
 from imagebot.update import ChangeSet, EditRequest, ProblemKind, report, walk
+from imagebot.update.confirm import Skipped, confirm, refuse_invalid
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,7 @@ class Result:
     message: Rendered | None = None
     attempts: int = 1
     diff: str = ""
+    skipped: tuple[Skipped, ...] = ()  # requested subjects the tree does not hold: failures, not current
 
 
 def requested_images(request: EditRequest) -> dict[str, ImageRef]:
@@ -105,11 +111,14 @@ def deliver(
     if delivery.mode is Mode.PUSH_BRANCH and not delivery.push_branch:
         raise UsageError("push-branch mode needs a branch to push to")
     rnd = rnd or random.Random()
+    request, refused = refuse_invalid(request)
+    if not request.policies and not request.images:
+        return Result(Status.NO_CHANGE, delivery.branch, skipped=refused)
     with ws.exclusive():  # sync, edit, commit and push on a work tree no one else touches meanwhile
         for attempt in range(1, attempts + 1):
             result = _attempt(ws, delivery, request, forge, dry_run, attempt)
             if result is not None:
-                return result
+                return replace(result, skipped=refused + result.skipped) if refused else result
             wait = rnd.uniform(0, min(2.0, 0.05 * 2**attempt))
             log.info(
                 "push to %s rejected (attempt %d/%d): fetching and re-applying in %.2fs", delivery.branch, attempt, attempts, wait
@@ -145,12 +154,20 @@ def _attempt(ws: Workspace, d: Delivery, request: EditRequest, forge: Forge | No
         ws.sync(d.branch)
     root = _root(ws, d)
     cs = _edit(root, request)
-    if not cs.changed_files:
-        return Result(Status.NO_CHANGE, target, changes=cs, attempts=attempt)
+    if not cs.changed_files:  # nothing written: this plan is the read of what the branch holds
+        return Result(Status.NO_CHANGE, target, changes=cs, attempts=attempt, skipped=confirm(cs, request))
     rendered = render(cs.changes, requested_images(request), d.templates, d.environment, d.group)
     if dry_run:
-        return Result(Status.DRY_RUN, target, changes=cs, message=rendered, attempts=attempt, diff=report.unified_diff(cs))
+        diff = report.unified_diff(cs)
+        return Result(
+            Status.DRY_RUN, target, changes=cs, message=rendered, attempts=attempt, diff=diff, skipped=confirm(cs, request)
+        )
     walk.apply(root, cs, durable=False)
+    after = walk.reread(root, cs, request)
+    if after.changes:
+        where = ", ".join(sorted({c.file for c in after.changes}))
+        raise EditError(f"nothing committed: {where} did not read back as written")
+    skipped = confirm(after, request)
     sha = ws.commit(rendered.commit_message)
     assert sha is not None
     if d.mode is Mode.PULL_REQUEST:
@@ -160,13 +177,13 @@ def _attempt(ws: Workspace, d: Delivery, request: EditRequest, forge: Forge | No
             return None
         pr = forge.find_open(target, d.branch)  # one read even when the branch is current: a lost PR is re-opened
         if unchanged and pr is not None and (pr.title, pr.body) == (rendered.title, rendered.body):
-            return Result(Status.PR_UNCHANGED, target, lease, pr, cs, rendered, attempt)
+            return Result(Status.PR_UNCHANGED, target, lease, pr, cs, rendered, attempt, skipped=skipped)
         sha = lease if unchanged else sha
         if pr is None:
             pr = forge.open(target, d.branch, rendered.title, rendered.body, d.labels, d.reviewers)
-            return Result(Status.PR_OPENED, target, sha, pr, cs, rendered, attempt)
+            return Result(Status.PR_OPENED, target, sha, pr, cs, rendered, attempt, skipped=skipped)
         pr = forge.update(pr, rendered.title, rendered.body, d.labels)
-        return Result(Status.PR_UPDATED, target, sha, pr, cs, rendered, attempt)
+        return Result(Status.PR_UPDATED, target, sha, pr, cs, rendered, attempt, skipped=skipped)
     if ws.push(target) is PushOutcome.REJECTED:
         return None
-    return Result(Status.PUSHED, target, sha, None, cs, rendered, attempt)
+    return Result(Status.PUSHED, target, sha, None, cs, rendered, attempt, skipped=skipped)

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from imagebot.update.images import plan_images, screen_tokens
-from imagebot.update.model import Change, EditRequest, FileEdit, Problem, ProblemKind
+from imagebot.update.images import mentioned, plan_images, screen_tokens
+from imagebot.update.model import Change, EditRequest, FileEdit, Place, Problem, ProblemKind
 from imagebot.update.plan import Edit, SetValue, field_name
-from imagebot.update.setters import TOKEN, marker_lines, plan_setters
+from imagebot.update.setters import TOKEN, marker_setters, plan_setters, resolve
 from imagebot.update.values import render
 from imagebot.update.yamlscan import Path, Scan, YamlSyntaxError, scan
 
@@ -42,7 +42,10 @@ def _dedupe(file: str, edits: Sequence[Edit]) -> tuple[list[Edit], list[Problem]
         if len(values) > 1:
             first = group[0]
             line = first.scalar.line if isinstance(first, SetValue) else first.line
-            problems.append(Problem(file, line, ProblemKind.CONFLICT, f"conflicting values {sorted(values)} for one field"))
+            subjects = tuple(sorted({e.subject for e in group}))
+            problems.append(
+                Problem(file, line, ProblemKind.CONFLICT, f"conflicting values {sorted(values)} for one field", subjects)
+            )
             continue
         out.append(group[0])
     return out, problems
@@ -67,20 +70,27 @@ def _splice(file: str, text: str, edits: Sequence[Edit]) -> tuple[str, list[Chan
                         s.line,
                         ProblemKind.ALIASED,
                         f"{field_name(s.path)} is anchored and used through an alias: not edited, update it by hand",
+                        (e.subject,),
                     )
                 )
                 continue
             if s.tag is not None:
                 problems.append(
                     Problem(
-                        file, s.line, ProblemKind.UNSUPPORTED, f"{field_name(s.path)} carries an explicit tag {s.tag}: not edited"
+                        file,
+                        s.line,
+                        ProblemKind.UNSUPPORTED,
+                        f"{field_name(s.path)} carries an explicit tag {s.tag}: not edited",
+                        (e.subject,),
                     )
                 )
                 continue
             rendered = render(e.value, s.style, s.flow)
             if rendered is None:
                 problems.append(
-                    Problem(file, s.line, ProblemKind.UNSUPPORTED, f"{field_name(s.path)} is a block scalar: not edited")
+                    Problem(
+                        file, s.line, ProblemKind.UNSUPPORTED, f"{field_name(s.path)} is a block scalar: not edited", (e.subject,)
+                    )
                 )
                 continue
             pieces.append((s.start, s.end, rendered))
@@ -130,18 +140,16 @@ def edit_text(file: str, text: str, request: EditRequest) -> FileEdit:
     if not has_marker and not has_name:
         return FileEdit(file, text, text)
     if "{{" in text:
-        lines = marker_lines(text) if has_marker else []
-        found = tuple(
-            Problem(file, ln, ProblemKind.TEMPLATE, "marker inside a templated file ({{ }}): not edited") for ln in lines
-        )
-        return FileEdit(file, text, text, problems=found)
+        return FileEdit(file, text, text, problems=_templated(file, text, request, has_marker, has_name))
     bom = text.startswith(BOM)
     body = text[1:] if bom else text
     try:
         parsed = scan(body)
     except YamlSyntaxError as exc:
         where = f" (line {exc.line})" if exc.line else ""
-        return FileEdit(file, text, text, problems=(Problem(file, exc.line, ProblemKind.PARSE, f"not valid YAML{where}: {exc}"),))
+        concerned = tuple(sorted({ref for _, ref in _markers(text, request)} | set(mentioned(text, request.images))))
+        problem = Problem(file, exc.line, ProblemKind.PARSE, f"not valid YAML{where}: {exc}", concerned)
+        return FileEdit(file, text, text, problems=(problem,))
     edits: list[Edit] = []
     problems: list[Problem] = []
     if has_marker:
@@ -157,9 +165,55 @@ def edit_text(file: str, text: str, request: EditRequest) -> FileEdit:
     new_body, changes, splice_problems, expected = _splice(file, body, edits)
     problems += splice_problems
     if not changes:
-        return FileEdit(file, text, text, problems=tuple(problems))
+        return FileEdit(file, text, text, problems=tuple(problems), places=_places(file, edits, set()))
     failure = verify(parsed, new_body, expected)
     if failure is not None:
-        problems.append(Problem(file, None, ProblemKind.VERIFY, f"edit not verified, file left untouched: {failure}"))
-        return FileEdit(file, text, text, problems=tuple(problems))
-    return FileEdit(file, text, (BOM if bom else "") + new_body, tuple(changes), tuple(problems))
+        subjects = tuple(sorted({c.subject for c in changes}))
+        problems.append(Problem(file, None, ProblemKind.VERIFY, f"edit not verified, file left untouched: {failure}", subjects))
+        return FileEdit(file, text, text, problems=tuple(problems), places=_places(file, edits, set()))
+    return FileEdit(
+        file, text, (BOM if bom else "") + new_body, tuple(changes), tuple(problems), _places(file, edits, set(expected))
+    )
+
+
+def _places(file: str, edits: Sequence[Edit], written: set[tuple[int, Path]]) -> tuple[Place, ...]:
+    """Every place an edit targets, with what it holds now and whether this edit writes it."""
+    out = []
+    for e in edits:
+        if isinstance(e, SetValue):
+            key, line, value = (e.scalar.doc, e.scalar.path), e.scalar.line, e.scalar.value
+            out.append(Place(file, line, field_name(e.scalar.path), e.subject, value, e.value, key in written))
+        else:
+            out.append(Place(file, e.line, field_name(e.path), e.subject, None, e.value, (e.doc, e.path) in written))
+    return tuple(out)
+
+
+def _markers(text: str, request: EditRequest) -> list[tuple[int, str]]:
+    """(line, policy REF) of each marker naming a requested policy, found without parsing."""
+    if not request.policies or TOKEN not in text:
+        return []
+    return [(line, r[0]) for line, setter in marker_setters(text) if (r := resolve(setter, request.policies)) is not None]
+
+
+def _templated(file: str, text: str, request: EditRequest, has_marker: bool, has_name: bool) -> tuple[Problem, ...]:
+    """A templated file is never edited: say so for each marker, and for each requested image it spells out."""
+    problems = []
+    if has_marker:
+        resolved = dict(_markers(text, request))
+        for line, _ in marker_setters(text):
+            subjects = (resolved[line],) if line in resolved else ()
+            problems.append(
+                Problem(file, line, ProblemKind.TEMPLATE, "marker inside a templated file ({{ }}): not edited", subjects)
+            )
+    if has_name:
+        for name in mentioned(text, request.images):
+            problems.append(
+                Problem(
+                    file,
+                    None,
+                    ProblemKind.TEMPLATE,
+                    f"{name} is referenced inside a templated file ({{{{ }}}}): not edited",
+                    (name,),
+                )
+            )
+    return tuple(problems)

@@ -34,6 +34,22 @@ def screen_tokens(images: Iterable[ImageUpdate]) -> set[str]:
     return {u.name.path.rsplit("/", 1)[-1] for u in images}
 
 
+_REFERENCE_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
+
+
+def mentioned(text: str, updates: tuple[ImageUpdate, ...]) -> list[str]:
+    """Names of the requested images that ``text`` spells out as a reference anywhere (for files
+    that cannot be parsed: which updates they would have concerned)."""
+    images = {u.name.canonical_name: u.name.name for u in updates}
+    tokens = screen_tokens(updates)
+    found = {
+        images[ref.canonical_name]
+        for word in _REFERENCE_WORD.findall(text)
+        if any(t in word for t in tokens) and (ref := try_parse(word)) is not None and ref.canonical_name in images
+    }
+    return sorted(found)
+
+
 def _match(images: dict[str, ImageUpdate], ref: ImageRef | None) -> ImageUpdate | None:
     return None if ref is None else images.get(ref.canonical_name)
 
@@ -140,6 +156,7 @@ def _kustomize(
                         name.line,
                         ProblemKind.UNSUPPORTED,
                         f"images[{idx}] ({name.value}) is not a block mapping: add '{key}: {value}' by hand",
+                        (subject,),
                     )
                 )
         if new.tag is None and "newTag" in fields:
@@ -149,6 +166,7 @@ def _kustomize(
                     fields["newTag"].line,
                     ProblemKind.INPUT,
                     f"images[{idx}] has newTag {fields['newTag'].value!r} but {new} carries no tag",
+                    (subject,),
                 )
             )
         if new.digest is None and "digest" in fields and fields["digest"].value:
@@ -159,6 +177,7 @@ def _kustomize(
                     ProblemKind.INPUT,
                     f"images[{idx}] pins digest {fields['digest'].value} that {new} would leave stale: "
                     "give the IMAGE with @sha256:...",
+                    (subject,),
                 )
             )
     return edits, problems
@@ -191,6 +210,7 @@ def _helm(file: str, scan: Scan, images: dict[str, ImageUpdate], keys: tuple[Hel
                         s.line,
                         ProblemKind.UNSUPPORTED,
                         f"{new} names another repository than {name}: change the repository by hand",
+                        (update.name.name,),
                     )
                 )
                 continue
@@ -207,6 +227,7 @@ def _helm(file: str, scan: Scan, images: dict[str, ImageUpdate], keys: tuple[Hel
                             digest.line,
                             ProblemKind.INPUT,
                             f"digest {digest.value} would go stale: give the IMAGE with @sha256:...",
+                            (update.name.name,),
                         )
                     )
     return edits, problems

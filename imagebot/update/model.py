@@ -49,6 +49,20 @@ class Problem:
     line: int | None
     kind: ProblemKind
     message: str
+    subjects: tuple[str, ...] = ()  # the requested REFs / image names it concerns; () when the file could not tell
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A place in a file that one requested subject (a policy REF or an image name) targets."""
+
+    file: str
+    line: int
+    field: str
+    subject: str
+    value: str | None  # what the file holds there (None: a key still to be inserted)
+    wanted: str
+    changed: bool = False  # this edit writes ``wanted`` there
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +74,7 @@ class FileEdit:
     updated: str
     changes: tuple[Change, ...] = ()
     problems: tuple[Problem, ...] = ()
+    places: tuple[Place, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -102,6 +117,10 @@ class ChangeSet:
     @property
     def problems(self) -> tuple[Problem, ...]:
         return tuple(p for e in self.edits for p in e.problems)
+
+    @property
+    def places(self) -> tuple[Place, ...]:
+        return tuple(p for e in self.edits for p in e.places)
 
     @property
     def changed_files(self) -> tuple[FileEdit, ...]:

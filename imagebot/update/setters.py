@@ -96,6 +96,7 @@ def plan_setters(file: str, text: str, scan: Scan, policies: Mapping[str, ImageR
                     s.line,
                     ProblemKind.INPUT,
                     f"marker {setter!r} needs a {what}, but --policy {ref}={policies[ref]} has none",
+                    (ref,),
                 )
             )
             continue
@@ -103,15 +104,16 @@ def plan_setters(file: str, text: str, scan: Scan, policies: Mapping[str, ImageR
     return edits, problems
 
 
-def marker_lines(text: str) -> list[int]:
-    """1-based lines carrying a marker comment (used for files that cannot be parsed)."""
-    lines = []
+def marker_setters(text: str) -> list[tuple[int, str]]:
+    """(1-based line, setter name) of each marker comment, found line by line (files that cannot be parsed)."""
+    found = []
     for i, line in enumerate(text.splitlines(), start=1):
         if TOKEN in line:
             pos = line.find("#")
             while pos >= 0:
-                if marker_in_comment(line[pos:].rstrip()) is not None:
-                    lines.append(i)
+                setter = marker_in_comment(line[pos:].rstrip())
+                if setter is not None:
+                    found.append((i, setter))
                     break
                 pos = line.find("#", pos + 1)
-    return lines
+    return found

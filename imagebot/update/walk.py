@@ -106,6 +106,33 @@ def plan_tree(root: Path, request: EditRequest) -> ChangeSet:
     return ChangeSet(tuple(edits))
 
 
+def reread(root: Path, planned: ChangeSet, request: EditRequest) -> ChangeSet:
+    """Read the files of ``planned`` again from disk (after :func:`apply`) and plan the same request.
+
+    Files the walk never read (its own reports: links leaving the tree, unreadable files) keep their
+    report; any other file outside the plan passed no screen and holds none of the subjects.
+    """
+    root_real = root.resolve()
+    edits: list[FileEdit] = []
+    for e in planned.edits:
+        if not e.original:
+            edits.append(e)
+            continue
+        target = (root_real / e.file).resolve()
+        try:
+            if root_real not in target.parents:
+                raise OSError("it resolves outside the tree")
+            text = target.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = Problem(
+                e.file, None, ProblemKind.IO, f"unreadable after the edit: {exc}", tuple(sorted({p.subject for p in e.places}))
+            )
+            edits.append(FileEdit(e.file, "", "", problems=(problem,)))
+            continue
+        edits.append(edit_text(e.file, text, request))
+    return ChangeSet(tuple(edits))
+
+
 def write_atomic(path: Path, text: str, durable: bool = True) -> None:
     mode = stat.S_IMODE(path.stat().st_mode)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
