@@ -92,7 +92,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -
                 print(f"{env}: {r.status} {r.commit or ''} {r.pr.url if r.pr else ''}".rstrip(), file=out)
             if args.once:
                 return int(report.codes[0] if report.codes else ExitCode.OK)  # the first failure's documented code
-            time.sleep(min(interval, min((i.interval_seconds for i in cfg.images), default=interval)))
+            time.sleep(max(1.0, min(interval, runner.until_next(runner.clock()))))  # next due image or retry
     finally:
         lock.release()
 

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +22,10 @@ from imagebot.gitops.writer import Delivery, Result, Status, deliver
 from imagebot.refs import ImageRef
 from imagebot.registry import Registries, RegistrySettings
 from imagebot.registry.auth import Chain, CredentialSource, DockerConfigCredentials, EnvCredentials, FileCredentials
-from imagebot.registry.scanner import Scanner
+from imagebot.registry.scanner import Scanner, ScanResult
 from imagebot.registry.state import ScanState
-from imagebot.runtime.decide import decide
+from imagebot.runtime.backoff import Backoff, Retry
+from imagebot.runtime.decide import Decision, decide
 from imagebot.runtime.state import RuntimeState
 from imagebot.update import EditRequest, ImageUpdate
 
@@ -56,12 +58,70 @@ class PassReport:
     scanned: list[str] = field(default_factory=list)
     results: list[tuple[str, Result]] = field(default_factory=list)
     decisions: list[tuple[str, str, str]] = field(default_factory=list)  # image, env, reason
-    errors: list[str] = field(default_factory=list)
-    codes: list[ExitCode] = field(default_factory=list)  # one per error: what `run --once` exits with
+    _failures: list[tuple[tuple[int, int], ExitCode, str]] = field(default_factory=list)
 
-    def fail(self, code: ExitCode, message: str) -> None:
-        self.codes.append(code)
-        self.errors.append(message)
+    def fail(self, code: ExitCode, message: str, order: tuple[int, int] = (1 << 30, 0)) -> None:
+        """``order`` (image, environment position in the config) makes "the first failure" not
+        depend on which registry answered first."""
+        self._failures.append((order, code, message))
+
+    def _sorted(self) -> list[tuple[tuple[int, int], ExitCode, str]]:
+        return sorted(self._failures, key=lambda f: f[0])
+
+    @property
+    def errors(self) -> list[str]:
+        return [m for _, _, m in self._sorted()]
+
+    @property
+    def codes(self) -> list[ExitCode]:
+        """One per error, in config order: ``run --once`` exits with the first."""
+        return [c for _, c, _ in self._sorted()]
+
+
+GroupKey = tuple[str, str, str, str, str, str]  # git, path, mode, push branch, environment, group
+
+
+def group_of(env: Environment) -> GroupKey:
+    t = env.target
+    return (t.git, t.path, str(t.mode), t.push_branch or "", env.name, t.group)
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One image's new reference for one environment, bound for that environment's group."""
+
+    image: ImageConfig
+    env: Environment
+    ref: ImageRef
+
+    @property
+    def subject(self) -> str:
+        """What the edit reports it by: the setter REF, or the repository as configured."""
+        return self.env.setter or self.image.repository.name
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    env: str  # "" when the whole image failed (its scan)
+    code: ExitCode
+    kind: str  # the errors metric's label
+    message: str
+
+
+@dataclass
+class Prepared:
+    """What one image's scan, decisions and digest lookups produced (a worker's answer to the pass)."""
+
+    image: ImageConfig
+    scan: ScanResult | None = None
+    decisions: list[tuple[Environment, Decision]] = field(default_factory=list)
+    waiting: list[tuple[Environment, Retry]] = field(default_factory=list)  # environments backing off
+    items: list[Item] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, FAILURES) else f"{type(exc).__name__}: {exc}"
 
 
 def registries_for(cfg: Config) -> Registries:
@@ -92,7 +152,21 @@ def _workspace(cfg: Config, g: GitConfig) -> Workspace:
 
 
 class Runner:
-    def __init__(self, cfg: Config, clock: Callable[[], float] = time.time, metrics: Metrics | None = None) -> None:
+    """Passes over the configured images. Each image is its own key: its scan, decisions and
+    digest lookups run on a small worker pool, a failure is recorded against that image (or image
+    and environment), counted and backed off, and every other key carries on; a group's commit /
+    PR goes out as soon as the images feeding it are ready, so one slow registry holds up only the
+    groups its own image feeds (each registry call is bounded by the client's deadline)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+        *,
+        workers: int = 4,
+        backoff: Backoff | None = None,
+    ) -> None:
         self.cfg = cfg
         self.clock = clock
         self.metrics = metrics or Metrics()
@@ -100,14 +174,30 @@ class Runner:
         self.scan_state = ScanState(cfg.state_file)
         self.state = RuntimeState(cfg.state_file)
         self.scanner = Scanner(self.registries, self.scan_state, clock=clock)
+        self.workers = max(1, workers)
+        self.backoff = backoff or Backoff()
         self._last_scan: dict[str, float] = {}
         self._workspaces: dict[str, Workspace] = {}
         self._lock = threading.Lock()  # one pass at a time: never two writers from one process
 
+    def _next(self, image: ImageConfig) -> float:
+        """When ``image`` should next be processed: its interval after the last good scan, or earlier
+        for an environment's retry — but never while its scan itself is backing off."""
+        retries = [r.at for e in image.environments if (r := self.backoff.get((image.name, e.name))) is not None]
+        when = min([self._last_scan.get(image.name, -1e18) + image.interval_seconds, *retries])
+        blocked = self.backoff.get((image.name, ""))
+        return when if blocked is None else max(when, blocked.at)
+
     def due(self, now: float) -> list[ImageConfig]:
-        return [i for i in self.cfg.images if now - self._last_scan.get(i.name, -1e18) >= i.interval_seconds]
+        return [i for i in self.cfg.images if self._next(i) <= now]
+
+    def until_next(self, now: float) -> float:
+        """Seconds until an image is due or a failed key may be retried (for the loops' sleep)."""
+        return max(0.0, min((self._next(i) for i in self.cfg.images), default=now + 3600.0) - now)
 
     def run_pass(self, only: Iterable[str] | None = None, received: float | None = None) -> PassReport:
+        """Due images, or exactly the repositories in ``only`` (a webhook: new tags are there now,
+        so backoff does not apply)."""
         with self._lock:
             return self._pass(only, received)
 
@@ -115,73 +205,135 @@ class Runner:
         now = self.clock()
         report = PassReport()
         wanted = set(only) if only is not None else None
-        images = (
-            [i for i in self.cfg.images if wanted is None or i.repository.canonical_name in wanted]
-            if wanted is not None
-            else self.due(now)
-        )
-        scans = self.scanner.scan(i.repository for i in images)
-        for repo, res in scans.items():
-            report.scanned.append(repo)
-            self.metrics.scans.labels("ok" if res.ok else "error").inc()
-            self.metrics.scan_seconds.observe(res.seconds)
-            if res.ok:
-                self.metrics.tags.labels(repo).set(len(res.tags))
-            else:
-                report.fail(ExitCode.REGISTRY, res.error or "")
-                self.metrics.errors.labels("registry").inc()
-        for host in {i.repository.canonical_registry for i in images}:
-            remaining = self.registries.client(host).rate_limit
-            value = remaining.get("ratelimit-remaining") or remaining.get("x-ratelimit-remaining")
-            if value is not None:
-                with contextlib.suppress(ValueError):
-                    self.metrics.rate_remaining.labels(host).set(float(value.split(";")[0]))
-        groups: dict[tuple[str, str, str, str, str, str], list[tuple[ImageConfig, Environment, ImageRef]]] = {}
-        for image in images:
-            found = scans.get(image.repository.canonical_name)
-            if found is None or not found.ok:
-                continue
-            res = found
-            self._last_scan[image.name] = now
-            first_seen = self.scan_state.known_tags(image.repository.canonical_name)
+        images = self.due(now) if wanted is None else [i for i in self.cfg.images if i.repository.canonical_name in wanted]
+        order = {image.name: n for n, image in enumerate(self.cfg.images)}
+        feeds = {image.name: sorted({group_of(e) for e in image.environments}) for image in images}
+        unready: dict[GroupKey, set[str]] = {}
+        for name, keys in feeds.items():
+            for key in keys:
+                unready.setdefault(key, set()).add(name)
+        groups: dict[GroupKey, list[Item]] = {}
+        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(images))), thread_name_prefix="image") as pool:
+            futures = [pool.submit(self._prepare, image, now, self._waiting(image, now, wanted is None)) for image in images]
+            for future in as_completed(futures):
+                prepared = future.result()  # _prepare answers every failure; it does not raise
+                self._absorb(prepared, report, order, now)
+                for item in prepared.items:
+                    groups.setdefault(group_of(item.env), []).append(item)
+                for key in feeds[prepared.image.name]:
+                    unready[key].discard(prepared.image.name)
+                    if not unready[key] and key in groups:
+                        self._deliver(key, groups.pop(key), report, order, received)
+        self._rate_limit_metrics({i.repository.canonical_registry for i in images})
+        return report
+
+    def _waiting(self, image: ImageConfig, now: float, honour: bool) -> dict[str, Retry]:
+        """The environments of ``image`` still backing off (none when a webhook asked for it)."""
+        if not honour:
+            return {}
+        return {e.name: r for e in image.environments if (r := self.backoff.waiting((image.name, e.name), now)) is not None}
+
+    def _prepare(self, image: ImageConfig, now: float, waiting: dict[str, Retry]) -> Prepared:
+        """Scan one image and decide each environment (a worker thread; reads state, writes nothing).
+
+        A promotion decides from its source's state as recorded before this pass — every environment
+        of an image is decided before any of them is delivered — so a tag its source receives in this
+        pass is promoted in a later pass, once it has soaked.
+        """
+        out = Prepared(image)
+        repo = image.repository
+        try:
+            out.scan = self.scanner.scan_one(repo)
+        except Exception as exc:  # e.g. an OSError for an unreadable caFile: this image's failure only
+            log.warning("scan of %s failed: %s", repo.canonical_name, _describe(exc))
+            out.scan = ScanResult(repo.canonical_name, (), (), f"registry {repo.canonical_registry}: {_describe(exc)}", 0.0)
+        if not out.scan.ok:
+            out.failures.append(Failure("", ExitCode.REGISTRY, "registry", out.scan.error or "scan failed"))
+            return out
+        try:
+            first_seen = self.scan_state.known_tags(repo.canonical_name)
             peers = {e.name: c for e in image.environments if (c := self.state.current(image.name, e.name)) is not None}
-            for env in self._ordered(image.environments):
-                current = self.state.current(image.name, env.name)
-                d = decide(env, list(res.tags), first_seen, now, current, peers)
-                report.decisions.append((image.name, env.name, d.reason))
-                self.state.record(image.name, env.name, reason=d.reason, pending=d.pending, now=now)
+        except Exception as exc:
+            log.exception("reading the state for %s failed", image.name)
+            out.failures.append(Failure("", ExitCode.USAGE, "state", f"{image.name}: state unreadable: {_describe(exc)}"))
+            return out
+        for env in image.environments:
+            retry = waiting.get(env.name)
+            if retry is not None:
+                out.waiting.append((env, retry))
+                continue
+            try:
+                d = decide(env, list(out.scan.tags), first_seen, now, peers.get(env.name), peers)
+                out.decisions.append((env, d))
                 if d.tag is None:
                     continue
                 digest = d.digest
                 if env.digest and digest is None:
-                    client = self.registries.client(image.repository.canonical_registry)
-                    digest = client.manifest_digest(image.repository.canonical_path, d.tag)
-                new = image.repository.with_version(d.tag, digest)
-                t = env.target
-                key = (t.git, t.path, str(t.mode), t.push_branch or "", env.name, t.group)
-                groups.setdefault(key, []).append((image, env, new))
-                self.metrics.selections.labels(image.name, env.name).inc()
-        for key, items in sorted(groups.items()):
-            self._deliver(key, items, report, received)
-        return report
+                    client = self.registries.client(repo.canonical_registry)
+                    digest = client.manifest_digest(repo.canonical_path, d.tag)
+                out.items.append(Item(image, env, repo.with_version(d.tag, digest)))
+            except Exception as exc:
+                code = exit_code_of(exc) if isinstance(exc, FAILURES) else ExitCode.REGISTRY
+                if not isinstance(exc, FAILURES):
+                    log.exception("%s %s: unexpected failure", image.name, env.name)
+                message = f"{image.name} {env.name}: {_describe(exc)}"
+                out.failures.append(Failure(env.name, code, code.name.lower(), message))
+        return out
 
-    @staticmethod
-    def _ordered(envs: tuple[Environment, ...]) -> list[Environment]:
-        """Sources of promotions first, so a promotion sees this pass's state of its source."""
-        return sorted(envs, key=lambda e: e.promote_from is not None)
+    def _absorb(self, p: Prepared, report: PassReport, order: dict[str, int], now: float) -> None:
+        """Account for one image's preparation: metrics, state, failures and their backoff."""
+        name = p.image.name
+        if p.scan is not None:
+            report.scanned.append(p.scan.repository)
+            self.metrics.scans.labels("ok" if p.scan.ok else "error").inc()
+            self.metrics.scan_seconds.observe(p.scan.seconds)
+            if p.scan.ok:
+                self.metrics.tags.labels(p.scan.repository).set(len(p.scan.tags))
+                self._last_scan[name] = now
+                self.backoff.succeeded((name, ""))
+        for env, d in p.decisions:
+            report.decisions.append((name, env.name, d.reason))
+            self.state.record(name, env.name, reason=d.reason, pending=d.pending, now=now)
+            if d.tag is None:
+                self.backoff.succeeded((name, env.name))
+        for env, retry in p.waiting:
+            report.decisions.append((name, env.name, f"backing off after {retry.failures} failure(s): {retry.error}"))
+        for item in p.items:
+            self.metrics.selections.labels(name, item.env.name).inc()
+        positions = {e.name: n for n, e in enumerate(p.image.environments)}
+        for f in p.failures:
+            envs = [f.env] if f.env else [e.name for e in p.image.environments]
+            self._failed(report, (order.get(name, 1 << 30), positions.get(f.env, 0)), name, envs, f, now)
+
+    def _failed(self, report: PassReport, order: tuple[int, int], image: str, envs: list[str], f: Failure, now: float) -> None:
+        report.fail(f.code, f.message, order)
+        self.metrics.errors.labels(f.kind).inc()
+        retry = self.backoff.failed((image, f.env), now, f.message)
+        for env in envs:
+            self.state.note(
+                image, env, reason=f"failed ({retry.failures}x, next attempt in {retry.at - now:.0f}s): {f.message}", now=now
+            )
+        log.error("%s (failure %d, next attempt in %.0fs)", f.message, retry.failures, retry.at - now)
+
+    def _rate_limit_metrics(self, hosts: set[str]) -> None:
+        for host in hosts:
+            try:
+                remaining = self.registries.client(host).rate_limit
+            except Exception:  # a host whose client cannot be built already failed its images' scans
+                continue
+            value = remaining.get("ratelimit-remaining") or remaining.get("x-ratelimit-remaining")
+            if value is not None:
+                with contextlib.suppress(ValueError):
+                    self.metrics.rate_remaining.labels(host).set(float(value.split(";")[0]))
 
     def _deliver(
-        self,
-        key: tuple[str, str, str, str, str, str],
-        items: list[tuple[ImageConfig, Environment, ImageRef]],
-        report: PassReport,
-        received: float | None,
+        self, key: GroupKey, items: list[Item], report: PassReport, order: dict[str, int], received: float | None
     ) -> None:
         git_name, path, _, _, env_name, group = key
         g = self.cfg.git_by_name(git_name)
-        target = items[0][1].target
-        policies = {e.setter: ref for _, e, ref in items if e.setter}
-        updates = tuple(ImageUpdate(i.repository, ref) for i, e, ref in items if not e.setter)
+        target = items[0].env.target
+        policies = {i.env.setter: i.ref for i in items if i.env.setter}
+        updates = tuple(ImageUpdate(i.image.repository, i.ref) for i in items if not i.env.setter)
         request = EditRequest(policies=policies, images=updates)
         ws = self._workspaces.setdefault(g.name, _workspace(self.cfg, g))
         forge = None
@@ -200,30 +352,41 @@ class Runner:
             target.reviewers,
             templates=g.templates,
         )
+
+        def failed(item: Item, code: ExitCode, message: str) -> None:
+            where = (order.get(item.image.name, 1 << 30), [e.name for e in item.image.environments].index(item.env.name))
+            f = Failure(item.env.name, code, code.name.lower(), message)
+            self._failed(report, where, item.image.name, [item.env.name], f, self.clock())
+
         try:
             result = deliver(ws, delivery, request, forge)
-        except FAILURES as exc:
-            report.fail(exit_code_of(exc), str(exc))
-            self.metrics.errors.labels(type(exc).__name__).inc()
-            log.error("delivery to %s (%s) failed: %s", g.name, env_name, exc)
+        except Exception as exc:  # this group's failure: the other groups are still delivered
+            code = exit_code_of(exc) if isinstance(exc, FAILURES) else ExitCode.GIT
+            if not isinstance(exc, FAILURES):
+                log.exception("delivery to %s (%s) failed", g.name, env_name)
+            for item in items:
+                failed(item, code, f"delivery to {g.name} ({env_name}) failed: {_describe(exc)}")
             return
         report.results.append((env_name, result))
         now = self.clock()
-        if result.status in (Status.PUSHED, Status.PR_OPENED, Status.PR_UPDATED, Status.NO_CHANGE, Status.PR_UNCHANGED):
-            for image, env, ref in items:
-                pr = result.pr.url if result.pr else None
-                # NO_CHANGE means Git already holds this value: it is current all the same
-                self.state.record(
-                    image.name,
-                    env.name,
-                    reason=f"{result.status}: {ref.identifier}",
-                    pending=None,
-                    now=now,
-                    tag=ref.tag,
-                    digest=ref.digest,
-                    commit=result.commit,
-                    pr=pr,
-                )
+        skipped = {s.subject: s.reason for s in result.skipped}
+        for item in items:
+            if item.subject in skipped:  # Git does not hold it: a failure, never the current tag
+                failed(item, ExitCode.EDIT, f"{item.image.name} {env_name}: {item.ref} not written: {skipped[item.subject]}")
+                continue
+            pr = result.pr.url if result.pr else None
+            self.state.record(  # confirmed by reading the tree back: Git holds this value
+                item.image.name,
+                item.env.name,
+                reason=f"{result.status}: {item.ref.identifier}",
+                pending=None,
+                now=now,
+                tag=item.ref.tag,
+                digest=item.ref.digest,
+                commit=result.commit,
+                pr=pr,
+            )
+            self.backoff.succeeded((item.image.name, item.env.name))
         if result.status is Status.PUSHED:
             self.metrics.commits.inc()
             if received is not None:

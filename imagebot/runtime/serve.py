@@ -65,7 +65,8 @@ class Service:
                     self.runner.run_pass(only=list(batch), received=min(batch.values()))
                 if time.monotonic() >= next_poll:
                     self.runner.run_pass()
-                    next_poll = time.monotonic() + interval
+                    # the next due image or backed-off retry, at most ``interval`` away
+                    next_poll = time.monotonic() + max(1.0, min(interval, self.runner.until_next(self.runner.clock())))
                 self.ready.set()
             except Exception:
                 log.exception("pass failed")

@@ -84,6 +84,12 @@ class RuntimeState:
                 (tag, digest, now, commit, pr, image, env),
             )
 
+    def note(self, image: str, env: str, *, reason: str, now: float) -> None:
+        """Say why nothing happened (a failure): the current tag and what is pending stay as they are."""
+        c = self._conn()
+        c.execute("INSERT OR IGNORE INTO selections (image, environment, updated) VALUES (?, ?, ?)", (image, env, now))
+        c.execute("UPDATE selections SET reason=?, updated=? WHERE image=? AND environment=?", (reason, now, image, env))
+
     def all(self) -> list[Selection]:
         rows = (
             self._conn()

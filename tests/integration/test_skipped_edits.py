@@ -17,10 +17,14 @@ import pytest
 from gitopskit.workspace import GitAuth, Identity, Workspace
 from imagebot import refs
 from imagebot.cli import main
+from imagebot.config.load import load
 from imagebot.errors import ExitCode
 from imagebot.gitops.writer import Delivery, Status, deliver
+from imagebot.runtime.runner import Runner
+from imagebot.runtime.state import RuntimeState
 from imagebot.update import EditRequest
-from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, log, make_bare, read_file
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, commit_files, log, make_bare, read_file
+from tests.fixtures.registry import RegistryServer
 
 pytestmark = pytest.mark.git
 
@@ -102,3 +106,75 @@ def test_a_value_the_reference_grammar_refuses_is_never_written(git_http: GitHtt
     assert subject == "apps:app" and reason.startswith("refused: invalid image reference")
     assert log(bare, "main") == before
 
+
+def deploy(env: str, registry: str, aliased: bool = False) -> str:
+    marker = f'# {{"$imagepolicy": "rt:app-{env}"}}'
+    if aliased:
+        return f"metadata:\n  annotations:\n    image: &img {registry}/skip/app:1.0.0 {marker}\nspec:\n  image: *img\n"
+    return f"spec:\n  image: {registry}/skip/app:1.0.0 {marker}\n"
+
+
+CONFIG = """apiVersion: imagebot.dev/v1
+kind: Config
+stateFile: {state}
+cacheDir: {cache}
+registries: [{{host: "{registry}", plainHTTP: true}}]
+git:
+  - {{name: config, url: "{url}", auth: {{usernameEnv: RT_GIT_USER, tokenEnv: RT_GIT_TOKEN}}}}
+images:
+  - name: app
+    repository: {registry}/skip/app
+    environments:
+      staging:
+        policy: {{semver: "^1 || ^2"}}
+        setter: rt:app-staging
+        target: {{git: config, path: staging}}
+      prod:
+        promote: {{from: staging, soak: 1h}}
+        setter: rt:app-prod
+        target: {{git: config, path: prod}}
+"""
+
+
+def test_the_loop_records_a_skipped_edit_as_a_failure_so_promotion_and_the_downgrade_guard_are_not_fooled(
+    registry_plain: RegistryServer, git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = registry_plain.host
+    bare = make_bare(
+        git_http.root,
+        f"loop{os.urandom(4).hex()}",
+        {"staging/deploy.yaml": deploy("staging", host, aliased=True), "prod/deploy.yaml": deploy("prod", host)},
+    )
+    monkeypatch.setenv("RT_GIT_USER", GIT_USER)
+    monkeypatch.setenv("RT_GIT_TOKEN", GIT_PASSWORD)
+    cfg = tmp_path / "imagebot.yaml"
+    cfg.write_text(CONFIG.format(state=tmp_path / "s.db", cache=tmp_path / "cache", registry=host, url=git_http.url(bare)))
+    registry_plain.pusher().push("skip/app", ["1.0.0", "2.0.0"], distinct=True)
+    now = [1_000_000.0]
+    runner = Runner(load([cfg]), clock=lambda: now[0])
+    repo = runner.cfg.images[0].repository.canonical_name
+    state = RuntimeState(runner.cfg.state_file)
+
+    def rows() -> dict[str, object]:
+        return {r.environment: r for r in state.all()}
+
+    first = runner.run_pass(only=[repo])
+    assert first.codes == [ExitCode.EDIT], first.errors
+    assert "alias" in first.errors[0] and "staging" in first.errors[0]
+    staging = rows()["staging"]
+    assert staging.tag is None, "Git does not hold 2.0.0 in staging: it is not current"  # type: ignore[attr-defined]
+    assert "alias" in staging.reason  # type: ignore[attr-defined]
+    assert runner.metrics.registry.get_sample_value("imagebot_errors_total", {"kind": "edit"}) == 1
+
+    now[0] += 2 * 3600  # past prod's soak: a bogus current tag in staging would be promoted now
+    second = runner.run_pass(only=[repo])
+    assert second.codes == [ExitCode.EDIT]
+    assert rows()["prod"].tag is None  # type: ignore[attr-defined]
+    assert read_file(bare, "main", "prod/deploy.yaml") == deploy("prod", host), "prod never gets what staging never ran"
+
+    commit_files(bare, "main", {"staging/deploy.yaml": deploy("staging", host)})  # a person removes the alias
+    now[0] += 3600
+    third = runner.run_pass(only=[repo])
+    assert not third.codes, third.errors
+    assert "skip/app:2.0.0 #" in read_file(bare, "main", "staging/deploy.yaml"), "no bogus 'already at 2.0.0'"
+    assert rows()["staging"].tag == "2.0.0"  # type: ignore[attr-defined]

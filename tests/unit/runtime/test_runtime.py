@@ -194,6 +194,12 @@ def test_debounce_batches_webhook_events_into_one_pass() -> None:
         def run_pass(self, only=None, received=None):  # type: ignore[no-untyped-def]
             self.passes.append(sorted(only) if only is not None else None)
 
+        def clock(self) -> float:
+            return 0.0
+
+        def until_next(self, now: float) -> float:
+            return 3600.0
+
     runner = FakeRunner()
     service = Service(runner, "s", debounce=1.0)  # type: ignore[arg-type]
     loop = threading.Thread(target=service.loop, args=(3600.0,), daemon=True)
