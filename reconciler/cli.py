@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import calendar
 import json
 import logging
 import os
+import socket
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from gitopskit import httpd
 from reconciler import __version__
 from reconciler.apps import DriftSpec, rules_for
 from reconciler.controller_cli import add_commands
 from reconciler.diff import Rules
-from reconciler.engine import Engine, Settings, SyncReport
+from reconciler.engine import OBSERVE_INTERVAL, OBSERVED_AT, OBSERVED_BY, Engine, Settings, SyncReport
 from reconciler.errors import ExitCode, ReconcilerError, Unhealthy, UsageError
-from reconciler.inventory import load
-from reconciler.model import Action, FieldPolicy, Health
+from reconciler.inventory import configmap_name, load
+from reconciler.model import TRACKING_LABEL, Action, FieldPolicy, Health, ResourceKey
 from reconciler.plan import PruneGuards
 from reconciler.source import Source
 
@@ -239,19 +241,64 @@ def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if not inv.entries and not inv.status:
         raise UsageError(f"no app named {args.name!r} in namespace {args.inventory_namespace} (never synced?)")
     status = dict(inv.status)
+    head = cluster.get("v1", ResourceKey("", "ConfigMap", args.inventory_namespace, configmap_name(args.name))) or {}
+    observed = observation((head.get("metadata") or {}).get("annotations") or {}, time.time())
+    changed = [] if observed["live"] else changes_since(cluster, inv, args.name, observed["at"])
     if args.json:
-        print(json.dumps({"app": args.name, "objects": len(inv.entries), **status}, indent=2, sort_keys=True), file=out)
+        doc = {"app": args.name, "objects": len(inv.entries), **status, "observed": observed, "changedSince": changed}
+        print(json.dumps(doc, indent=2, sort_keys=True), file=out)
         return 0
-    print(
-        f"app {args.name}: revision {status.get('revision', '?')[:12]}, sync {status.get('sync', '?')}, "
-        f"health {status.get('health', '?')}, {len(inv.entries)} objects",
-        file=out,
-    )
+
+    def at(fact: str) -> str:
+        return f" (since {status[fact + 'At']})" if status.get(fact + "At") else ""
+
+    print(f"app {args.name}: {len(inv.entries)} objects", file=out)
+    print(f"  revision {status.get('revision', '?')[:12]}{at('revision')}", file=out)
+    print(f"  sync {status.get('sync', '?')}{at('sync')}", file=out)
+    print(f"  health {status.get('health', '?')}{at('health')}", file=out)
+    print(f"  {observed['message']}", file=out)
     for d in status.get("drift", []):
-        print(f"  drift: {d}", file=out)
+        print(f"  drift{at('drift')}: {d}", file=out)
+    for c in changed:
+        print(f"  changed since then: {c}", file=out)
     for p in status.get("lastPrune", []):
-        print(f"  last prune: {p['action']} {p['object']} ({p['reason']})", file=out)
+        print(f"  last prune{at('lastPrune')}: {p['action']} {p['object']} ({p['reason']})", file=out)
     return 0
+
+
+def observation(annotations: dict[str, str], now: float) -> dict[str, Any]:
+    """Is a loop observing the app? Stale after three missed turns of the interval the loop announced."""
+    at, by = annotations.get(OBSERVED_AT, ""), annotations.get(OBSERVED_BY, "")
+    try:
+        interval = float(annotations.get(OBSERVE_INTERVAL, "0"))
+        seen = calendar.timegm(time.strptime(at, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        return {"live": False, "at": "", "by": "", "message": "STALE: no loop has ever observed this app "
+                "(only `sync` ran); drift and health below are as of the last sync"}  # fmt: skip
+    age = max(now - seen, 0.0)
+    if age <= 3 * interval + 5:
+        return {"live": True, "at": at, "by": by, "message": f"observed {age:.0f}s ago by {by}"}
+    return {"live": False, "at": at, "by": by, "message": f"STALE: last observed {at} ({age:.0f}s ago) by {by}; "
+            "nothing is observing it now, so drift and health below may be out of date"}  # fmt: skip
+
+
+def changes_since(cluster: Any, inv: Any, app: str, since: str) -> list[str]:
+    """Writes to the app's objects by other field managers after ``since`` (or after the last sync): what a
+    stopped loop did not see."""
+    mark = since or inv.status.get("syncAt") or inv.status.get("revisionAt") or ""
+    out = []
+    kinds = {(k.group, k.kind): api for k, api in inv.entries.items()}
+    for (_, kind), api in sorted(kinds.items()):
+        try:
+            live = cluster.list_managed(api, kind, f"{TRACKING_LABEL}={app}")
+        except ReconcilerError:
+            continue
+        for key, obj in sorted(live.items()):
+            for mf in (obj.get("metadata") or {}).get("managedFields") or []:
+                who, when = mf.get("manager", ""), mf.get("time", "")
+                if who != cluster.field_manager and when > mark:
+                    out.append(f"{key} written by {who} at {when}")
+    return out[:50]
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -282,6 +329,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                     watch_stop = threading.Event()
                     engine.watch(watch_stop, correct=mode is FieldPolicy.CORRECT)
                 engine.save_status()
+                engine.heartbeat(f"reconciler run on {socket.gethostname()} (pid {os.getpid()})", args.interval)
             except ReconcilerError as exc:
                 print(f"reconciler: error: {exc}", file=err)
                 err.flush()

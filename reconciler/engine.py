@@ -19,13 +19,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from reconciler import diff as diffmod
 from reconciler.cluster import KubeCluster
 from reconciler.errors import ClusterError, PruneRefused, RenderError, UsageError
 from reconciler.health import object_health, rollup
-from reconciler.inventory import Inventory, load, load_others, save
+from reconciler.inventory import Inventory, configmap_name, load, load_others, save
 from reconciler.model import (
     TRACKING_LABEL,
     Action,
@@ -42,6 +43,10 @@ from reconciler.render import render
 
 log = logging.getLogger(__name__)
 
+STAMPED = frozenset({"revision", "sync", "health", "drift", "lastPrune"})  # facts whose time the status shows
+OBSERVED_AT = "reconciler.imagebot.dev/observed-at"  # on the inventory head: the last turn of a loop
+OBSERVED_BY = "reconciler.imagebot.dev/observed-by"
+OBSERVE_INTERVAL = "reconciler.imagebot.dev/observe-interval"
 STATUS_LIST_MAX = 100  # entries of a list kept in the status (the rest counted): the status must stay small
 
 
@@ -357,17 +362,18 @@ class Engine:
         for k in kept:
             entries[k] = previous.entries[k]
         prunes = [{"object": str(a.key), "action": str(a.action), "reason": a.reason} for a in p.prunes]
-        status = {k: v for k, v in previous.status.items() if k not in ("lastPruneMore", "conflicts")}
-        status.update(
-            {
-                "revision": revision,
-                "sync": "PruneRefused" if p.refused else "Conflict" if p.conflicts else "Synced",
-                "lastPrune": prunes[:STATUS_LIST_MAX],
-                "objects": len(desired),
-            }
-        )
-        if len(prunes) > STATUS_LIST_MAX:
-            status["lastPruneMore"] = len(prunes) - STATUS_LIST_MAX
+        status = {k: v for k, v in previous.status.items() if k != "conflicts"}
+        update: dict[str, Any] = {
+            "revision": revision,
+            "sync": "PruneRefused" if p.refused else "Conflict" if p.conflicts else "Synced",
+            "objects": len(desired),
+        }
+        if prunes:  # a sync with nothing to prune keeps the record of the last prune (and its time)
+            status.pop("lastPruneMore", None)
+            update["lastPrune"] = prunes[:STATUS_LIST_MAX]
+            if len(prunes) > STATUS_LIST_MAX:
+                update["lastPruneMore"] = len(prunes) - STATUS_LIST_MAX
+        status = self._stamped(status, update)
         if p.conflicts:
             status["conflicts"] = [f"{a.key}: {a.reason}" for a in p.conflicts[:STATUS_LIST_MAX]]
         inv = Inventory(entries, status, kept, previous.shards)
@@ -378,8 +384,33 @@ class Engine:
         if dry_run:
             return
         prev = load(self.cluster, self.s.app, self.s.inventory_namespace)
-        status = {**prev.status, **update}
+        status = self._stamped(prev.status, update)
         save(self.cluster, self.s.app, self.s.inventory_namespace, replace(prev, status=status), prev)
+
+    def _stamped(self, status: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+        """``status`` with ``update`` applied; each fact whose value changed gets ``<fact>At``, the time it was
+        first observed so (a fact that did not change keeps its time: an unchanged sync writes nothing)."""
+        out = dict(status)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        for k, v in update.items():
+            if out.get(k) != v:
+                out[k] = v
+                if k in STAMPED:
+                    out[f"{k}At"] = now
+        return out
+
+    def heartbeat(self, observer: str, interval: float) -> None:
+        """Say that a loop observes this app: one small patch of the inventory head's annotations per turn, so
+        ``status`` can tell a live app from a stale record. Nothing when the app was never synced."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.clock()))
+        ann = {OBSERVED_AT: now, OBSERVED_BY: observer, OBSERVE_INTERVAL: str(int(max(interval, 1)))}
+        path = f"/api/v1/namespaces/{self.s.inventory_namespace}/configmaps/{configmap_name(self.s.app)}"
+        try:
+            body = {"metadata": {"annotations": ann}}
+            self.cluster._call("PATCH", path, body=body, content_type="application/merge-patch+json")
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("heartbeat of %s not written: HTTP %s", self.s.app, exc.status)
 
     def save_status(self) -> None:
         """Record health and the current drift (who/when) in the app's status, when they changed."""
