@@ -39,7 +39,7 @@ from reconciler.model import (
     ResourceKey,
 )
 from reconciler.plan import Claims, PruneGuards, apply_order, owner_of, plan
-from reconciler.render import render
+from reconciler.render import refuse_duplicates, render
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,7 @@ class Engine:
                 body = {**m.body, "metadata": {k: v for k, v in m.body["metadata"].items() if k != "namespace"}}
                 m = replace(m, key=replace(m.key, namespace=""), body=body)
             out.append(m)
+        refuse_duplicates(out)  # now that `cfg` and `default/cfg` are spelled alike
         self._validate_scope(out)
         return out
 

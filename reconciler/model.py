@@ -41,6 +41,40 @@ def group_of(api_version: str) -> str:
     return api_version.split("/")[0] if "/" in api_version else ""
 
 
+def describe_document(doc: Any) -> str:
+    """How every message names a document from Git: its shape and identity, never its content. A Secret
+    that lost its ``kind`` is still a Secret, so no value is shown for any document: only the top-level
+    keys and, when they are strings, apiVersion, kind, metadata.namespace and metadata.name."""
+    if not isinstance(doc, dict):
+        return f"a {_yaml_type(doc)}, not a mapping"
+    keys = [_clip(str(k), 40) for k in list(doc)[:12]]
+    shown = ", ".join(keys) + (", …" if len(doc) > len(keys) else "")
+    meta = doc.get("metadata")
+    if not isinstance(meta, dict):
+        meta = {}
+    ident = [
+        f"{label} {_clip(value)}"
+        for label, value in (
+            ("apiVersion", doc.get("apiVersion")),
+            ("kind", doc.get("kind")),
+            ("namespace", meta.get("namespace")),
+            ("name", meta.get("name")),
+        )
+        if isinstance(value, str) and value
+    ]
+    return f"a mapping with keys {shown or '(none)'}" + (f" ({', '.join(ident)})" if ident else "")
+
+
+def _yaml_type(v: Any) -> str:
+    if isinstance(v, list):
+        return "sequence"
+    return "null" if v is None else "scalar"
+
+
+def _clip(text: str, n: int = 63) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 @dataclass(frozen=True, slots=True)
 class Manifest:
     """A desired object as rendered from Git (with the app's tracking label added)."""
