@@ -62,6 +62,11 @@ def add_flags(sub: argparse._SubParsersAction, exit_codes: str) -> None:  # type
     csub.required = True
     v = csub.add_parser("validate", help="exit 0 when valid; else every error with file, line and field (exit 2)")
     v.add_argument("files", nargs="+", metavar="FILE")
+    v.add_argument(
+        "--no-environment",
+        action="store_true",
+        help="do not check this machine (files the config names exist, the state directory is writable): for CI",
+    )
     v.set_defaults(func=cmd_validate)
     s = sub.add_parser(
         "status", help="per image and environment: current, pending, why, last commit/PR", epilog=exit_codes, formatter_class=fmt
@@ -72,7 +77,7 @@ def add_flags(sub: argparse._SubParsersAction, exit_codes: str) -> None:  # type
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
-    cfg = load([Path(f) for f in args.files])
+    cfg = load([Path(f) for f in args.files], environment=not args.no_environment)
     envs = sum(len(i.environments) for i in cfg.images)
     print(f"valid: {len(cfg.images)} image(s), {envs} environment(s), {len(cfg.git)} git target(s)", file=out)
     return int(ExitCode.OK)

@@ -19,7 +19,7 @@ from imagebot.update.model import Change, EditRequest, FileEdit, Place, Problem,
 from imagebot.update.plan import Edit, SetValue, field_name
 from imagebot.update.setters import TOKEN, marker_setters, plan_setters, resolve
 from imagebot.update.values import render
-from imagebot.update.yamlscan import Path, Scan, YamlSyntaxError, scan
+from imagebot.update.yamlscan import Path, Scan, YamlLimitError, YamlSyntaxError, scan
 
 BOM = "\ufeff"
 
@@ -148,7 +148,8 @@ def edit_text(file: str, text: str, request: EditRequest) -> FileEdit:
     except YamlSyntaxError as exc:
         where = f" (line {exc.line})" if exc.line else ""
         concerned = tuple(sorted({ref for _, ref in _markers(text, request)} | set(mentioned(text, request.images))))
-        problem = Problem(file, exc.line, ProblemKind.PARSE, f"not valid YAML{where}: {exc}", concerned)
+        what = "refused" if isinstance(exc, YamlLimitError) else "not valid YAML"
+        problem = Problem(file, exc.line, ProblemKind.PARSE, f"{what}{where}: {exc}", concerned)
         return FileEdit(file, text, text, problems=(problem,))
     edits: list[Edit] = []
     problems: list[Problem] = []

@@ -22,6 +22,7 @@ from imagebot.update.engine import edit_text
 from imagebot.update.images import screen_tokens
 from imagebot.update.model import ChangeSet, EditRequest, FileEdit, Problem, ProblemKind
 from imagebot.update.setters import TOKEN
+from imagebot.update.yamlscan import MAX_BYTES
 
 log = logging.getLogger(__name__)
 _SUFFIXES = (".yaml", ".yml")
@@ -87,11 +88,16 @@ def plan_tree(root: Path, request: EditRequest) -> ChangeSet:
             edits.append(FileEdit(item.file, "", "", problems=(item,)))
             continue
         try:
-            data = item.real.read_bytes()
+            with item.real.open("rb") as fh:
+                data = fh.read(MAX_BYTES + 1)  # never more than the scanner accepts
         except OSError as exc:
             edits.append(
                 FileEdit(item.label, "", "", problems=(Problem(item.label, None, ProblemKind.IO, f"unreadable: {exc.strerror}"),))
             )
+            continue
+        if len(data) > MAX_BYTES:
+            problem = Problem(item.label, None, ProblemKind.IO, f"larger than the limit of {MAX_BYTES:,} bytes: not scanned")
+            edits.append(FileEdit(item.label, "", "", problems=(problem,)))
             continue
         if not any(s in data for s in screens):
             continue

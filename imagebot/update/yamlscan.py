@@ -6,6 +6,11 @@ report character offsets into the original text (CRLF counts two). Nothing is ev
 edits splice new value bytes into the original text at these spans, so comments, blank
 lines, quoting, flow style and block scalars elsewhere stay exactly as written.
 
+Bounded, because anyone who can commit to a scanned repository controls the text: files over
+``MAX_BYTES`` and nesting deeper than ``MAX_DEPTH`` are refused (YamlLimitError), and memory is
+linear in the text — a path is a chain of (parent, key) links shared by every node below it, made
+into a tuple only when asked for (a 10,000-level nesting once cost half a gigabyte).
+
 Pure: text in, data out.
 """
 
@@ -26,6 +31,20 @@ except ImportError:  # pragma: no cover
 PathItem = str | int
 Path = tuple[PathItem, ...]
 COMPLEX_KEY = "<complex key>"
+MAX_BYTES = 8 << 20  # 8 MiB: Kubernetes stores at most ~1.5 MiB per object; big CRD bundles stay under this
+MAX_DEPTH = 100  # Kubernetes manifests and Helm values nest a few dozen levels at most
+
+# A path as links: (parent trail, key or index), or None at a document's root.
+Trail = tuple[Any, PathItem] | None
+
+
+def _path(trail: Trail) -> Path:
+    items: list[PathItem] = []
+    while trail is not None:
+        trail, item = trail
+        items.append(item)
+    items.reverse()
+    return tuple(items)
 
 
 class YamlSyntaxError(ValueError):
@@ -36,10 +55,14 @@ class YamlSyntaxError(ValueError):
         self.line = line
 
 
+class YamlLimitError(YamlSyntaxError):
+    """The text is over a size or nesting limit: refused before it costs memory."""
+
+
 @dataclass(frozen=True, slots=True)
 class Scalar:
     doc: int  # 0-based document index in the stream
-    path: Path  # keys and sequence indices from the document root
+    trail: Trail  # keys and sequence indices from the document root, as links (see ``path``)
     value: str
     style: str  # "" plain, "'" single, '"' double, "|" literal, ">" folded
     start: int  # character span in the text (quotes included)
@@ -50,8 +73,13 @@ class Scalar:
     flow: bool  # inside a flow collection ([...] or {...}), where a plain scalar cannot hold ': ' or ','
 
     @property
+    def path(self) -> Path:
+        """Keys and sequence indices from the document root."""
+        return _path(self.trail)
+
+    @property
     def key(self) -> PathItem | None:
-        return self.path[-1] if self.path else None
+        return self.trail[1] if self.trail is not None else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,24 +112,26 @@ def _mark_line(exc: YAMLError) -> int | None:
 
 
 def scan(text: str) -> Scan:
-    """Scan ``text`` (BOM already removed). Raises YamlSyntaxError on invalid YAML."""
-    # frame: [is_map, path, expecting_key, key, index, anchors_on_path, is_complex_key, in_flow]
+    """Scan ``text`` (BOM already removed). Raises YamlSyntaxError on invalid YAML, YamlLimitError over a limit."""
+    if len(text) > MAX_BYTES:
+        raise YamlLimitError(f"larger than the limit of {MAX_BYTES:,} characters: not scanned")
+    # frame: [is_map, trail, expecting_key, key, index, anchors_on_path, is_complex_key, in_flow]
     stack: list[list[Any]] = []
-    raw: list[tuple[int, Path, str, str, int, int, int, str | None, frozenset[str], bool]] = []
+    raw: list[tuple[int, Trail, str, str, int, int, int, str | None, frozenset[str], bool]] = []
     aliased: set[str] = set()
     doc = -1
     root_anchors: frozenset[str] = frozenset()
 
-    def child_path() -> tuple[Path, bool]:
-        """The path of the node the parent expects next, and whether it is a mapping key."""
+    def child_trail() -> tuple[Trail, bool]:
+        """The trail of the node the parent expects next, and whether it is a mapping key."""
         if not stack:
-            return (), False
+            return None, False
         top = stack[-1]
         if top[0]:
             if top[2]:
                 return top[1], True
-            return (*top[1], top[3]), False
-        return (*top[1], top[4]), False
+            return (top[1], top[3]), False
+        return (top[1], top[4]), False
 
     def advance() -> None:
         if stack:
@@ -115,7 +145,7 @@ def scan(text: str) -> Scan:
         for ev in _events(text):
             kind = type(ev).__name__
             if kind == "ScalarEvent":
-                path, is_key = child_path()
+                trail, is_key = child_trail()
                 anchors = stack[-1][5] if stack else root_anchors
                 if ev.anchor:
                     anchors = anchors | {ev.anchor}
@@ -127,7 +157,7 @@ def scan(text: str) -> Scan:
                     raw.append(
                         (
                             doc,
-                            path,
+                            trail,
                             ev.value,
                             style,
                             ev.start_mark.index,
@@ -140,14 +170,16 @@ def scan(text: str) -> Scan:
                     )
                 advance()
             elif kind in ("MappingStartEvent", "SequenceStartEvent"):
-                path, is_key = child_path()
+                if len(stack) >= MAX_DEPTH:
+                    raise YamlLimitError(f"nested more than {MAX_DEPTH} levels deep: not scanned", ev.start_mark.line + 1)
+                trail, is_key = child_trail()
                 if is_key:
-                    path = (*path, COMPLEX_KEY)
+                    trail = (trail, COMPLEX_KEY)
                 anchors = stack[-1][5] if stack else root_anchors
                 if ev.anchor:
                     anchors = anchors | {ev.anchor}
                 in_flow = bool(ev.flow_style) or (bool(stack) and stack[-1][7])
-                stack.append([kind == "MappingStartEvent", path, True, None, 0, anchors, is_key, in_flow])
+                stack.append([kind == "MappingStartEvent", trail, True, None, 0, anchors, is_key, in_flow])
             elif kind in ("MappingEndEvent", "SequenceEndEvent"):
                 frame = stack.pop()
                 if frame[6] and stack:  # a complex key: the mapping now expects its value
@@ -155,13 +187,15 @@ def scan(text: str) -> Scan:
                 advance()
             elif kind == "AliasEvent":
                 aliased.add(ev.anchor)
-                path, is_key = child_path()
+                trail, is_key = child_trail()
                 if is_key:
                     stack[-1][3] = f"*{ev.anchor}"
                 advance()
             elif kind == "DocumentStartEvent":
                 doc += 1
                 stack.clear()
+    except YamlSyntaxError:
+        raise
     except YAMLError as exc:
         raise YamlSyntaxError(str(exc).splitlines()[0] if str(exc) else "invalid YAML", _mark_line(exc)) from None
     except Exception as exc:  # the C parser raises plain errors for some malformed inputs

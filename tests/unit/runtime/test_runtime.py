@@ -29,7 +29,8 @@ def env(**kw) -> Environment:  # type: ignore[no-untyped-def]
 
 
 def test_shipped_examples_are_valid() -> None:
-    cfg = load([CONFIG / "imagebot.yaml"])
+    # the example names files of a deployment (/etc/imagebot/ca.crt): their existence is not checked here
+    cfg = load([CONFIG / "imagebot.yaml"], environment=False)
     prod = cfg.images[0].environments[2]
     assert (prod.promote_from, prod.soak_seconds, prod.digest, prod.target.mode) == ("staging", 86400, True, Mode.PULL_REQUEST)
     flux = load([CONFIG / "flux" / "automation.yaml"])
@@ -71,7 +72,8 @@ images:
         f"{bad}:12: images[0].environments.prod.policy.semvar: unknown key",
         f"{bad}:13: images[0].environments.prod.target.git: no git entry named 'nope'",
         f"{bad}:15: images[0].environments.dev.policy.semver: invalid semver range",
-        f"{bad}:16: images[0].environments.dev.target.mode: 'sideways' is not a valid Mode",
+        f"{bad}:16: images[0].environments.dev.target.mode: 'sideways' is not one of the allowed values: "
+        "push, push-branch, pull-request",
         f"{bad}:17: images[0].environments.dev.colour: unknown key",
     ]:
         assert expected in text, f"missing {expected!r} in:\n{text}"
