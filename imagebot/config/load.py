@@ -157,6 +157,17 @@ class _Reader:
             self.error(key, str(exc))
             return default
 
+    def parsed(self, key: str, fn: Callable[[str], Any], required: bool = False) -> Any:
+        """A string turned into a value by ``fn``; its error becomes this field's."""
+        raw = self.text(key, required=required)
+        if raw is None:
+            return None
+        try:
+            return fn(raw)
+        except (ValueError, ImagebotError) as exc:
+            self.error(key, str(exc))
+            return None
+
     def duration(self, key: str, default: float, *, positive: bool) -> float:
         return float(self.check(key, positive_duration if positive else parse_duration, default))
 
@@ -352,7 +363,7 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
     for i, node in enumerate(top.get("images", list, [], required=True)):
         im = _Reader(errors, file, node, f"images[{i}]", {"name", "repository", "interval", "exclude", "environments"})
         name = im.text("name", f"image{i}", required=True)
-        repo = im.check("repository", lambda v: refs.parse_name(v) if isinstance(v, str) else _not_text(v), required=True)
+        repo = im.parsed("repository", refs.parse_name, required=True)
         excludes = DEFAULT_EXCLUDES + im.strings("exclude")
         image_interval = im.duration("interval", interval, positive=True)
         envs_node = im.sub("environments", None, required=True)
@@ -408,10 +419,6 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
     )
 
 
-def _not_text(value: Any) -> Any:
-    raise ValueError(f"must be a string, not {_shown(value)}")
-
-
 def _unique(top: _Reader, key: str) -> None:
     """Names identify state rows and git workspaces: two entries with one name would share them."""
     seen: set[str] = set()
@@ -427,15 +434,16 @@ _FLUX_META = "metadata"
 _DIGEST_POLICIES = ("Never", "IfNotPresent", "Always")
 
 
-def _object(errors: Errors, file: str, d: Any) -> tuple[str, str, _Reader, str]:
-    """Namespace, name, a reader over ``spec`` and a label (``Kind ns/name``) for one Flux object."""
+def _object(errors: Errors, file: str, d: Any) -> tuple[str, str, str]:
+    """Namespace, name and a label (``Kind ns/name``) of one Flux object."""
     kind = d.get("kind") if isinstance(d.get("kind"), str) else "object"
-    top = _Reader(errors, file, d, str(kind), None)
-    meta = top.sub(_FLUX_META, None)
+    meta = _Reader(errors, file, d, str(kind), None).sub(_FLUX_META, None)
     ns, name = meta.text("namespace", "flux-system"), meta.text("name", "", required=True)
-    where = f"{kind} {ns}/{name}"
-    spec = _Reader(errors, file, top.node.get("spec", Map()), f"{where}.spec", None)
-    return ns, name, spec, where
+    return ns, name, f"{kind} {ns}/{name}"
+
+
+def _spec(errors: Errors, file: str, d: Any, where: str, allowed: set[str] | None) -> _Reader:
+    return _Reader(errors, file, d, where, None).sub("spec", allowed)
 
 
 def _flux(docs: list[tuple[str, Any]], errors: Errors) -> Config | None:
@@ -445,7 +453,8 @@ def _flux(docs: list[tuple[str, Any]], errors: Errors) -> Config | None:
     automations: list[tuple[str, Any]] = []
     gitrepos: dict[tuple[str, str], tuple[str, Any]] = {}
     for file, d in docs:
-        ns, name, _, _ = _object(errors, file, d)
+        ns, name, where = _object(errors, file, d)
+        _spec(errors, file, d, where, None)
         kind = d.get("kind")
         if kind == "ImageRepository":
             repos[(ns, name)] = (file, d)
@@ -464,14 +473,8 @@ def _flux(docs: list[tuple[str, Any]], errors: Errors) -> Config | None:
     gits: list[GitConfig] = []
     targets: dict[str, Target] = {}  # namespace → target
     for file, d in automations:
-        ns, name, _, where = _object(errors, file, d)
-        s = _Reader(
-            errors,
-            file,
-            d.get("spec", Map()),
-            f"{where}.spec",
-            {"interval", "sourceRef", "git", "update", "suspend", "policySelector"},
-        )
+        ns, name, where = _object(errors, file, d)
+        s = _spec(errors, file, d, where, {"interval", "sourceRef", "git", "update", "suspend", "policySelector"})
         s.duration("interval", 0.0, positive=True)
         src = s.sub("sourceRef", {"kind", "name", "namespace", "apiVersion"}, required=True)
         src_ns, src_name = src.text("namespace", ns), src.text("name", "", required=True)
@@ -480,7 +483,7 @@ def _flux(docs: list[tuple[str, Any]], errors: Errors) -> Config | None:
             s.error("sourceRef", f"GitRepository {src_ns}/{src_name} is not among the loaded files")
             continue
         gfile, gdoc = gr
-        gspec = _Reader(errors, gfile, gdoc.get("spec", Map()), f"GitRepository {src_ns}/{src_name}.spec", None)
+        gspec = _spec(errors, gfile, gdoc, f"GitRepository {src_ns}/{src_name}", None)
         if gspec.has("secretRef"):
             gspec.error("secretRef", "cannot be read from files: give the token or key in a native git entry (auth)")
         url = gspec.text("url", "", required=True)
@@ -518,25 +521,19 @@ def _flux(docs: list[tuple[str, Any]], errors: Errors) -> Config | None:
         targets[ns] = Target(git_name, path, Mode.PUSH_BRANCH if other else Mode.PUSH, other)
     images: dict[tuple[str, str], ImageConfig] = {}
     for file, d in policies:
-        ns, name, _, where = _object(errors, file, d)
-        s = _Reader(
-            errors,
-            file,
-            d.get("spec", Map()),
-            f"{where}.spec",
-            {"imageRepositoryRef", "policy", "filterTags", "digestReflectionPolicy", "interval"},
-        )
+        ns, name, where = _object(errors, file, d)
+        s = _spec(errors, file, d, where, {"imageRepositoryRef", "policy", "filterTags", "digestReflectionPolicy", "interval"})
         ref = s.sub("imageRepositoryRef", {"name", "namespace"}, required=True)
         rkey = (ref.text("namespace", ns), ref.text("name", "", required=True))
         if rkey not in repos:
             s.error("imageRepositoryRef", f"ImageRepository {rkey[0]}/{rkey[1]} is not among the loaded files")
             continue
         rfile, rdoc = repos[rkey]
-        rs = _Reader(
+        rs = _spec(
             errors,
             rfile,
-            rdoc.get("spec", Map()),
-            f"ImageRepository {rkey[0]}/{rkey[1]}.spec",
+            rdoc,
+            f"ImageRepository {rkey[0]}/{rkey[1]}",
             {
                 "image",
                 "interval",
@@ -580,7 +577,7 @@ def _flux(docs: list[tuple[str, Any]], errors: Errors) -> Config | None:
             pspec = PolicySpec(pspec.kind, pspec.argument, pspec.pattern, pspec.extract, excludes)
         digest = s.choice("digestReflectionPolicy", _DigestPolicy, _DigestPolicy.NEVER) is not _DigestPolicy.NEVER
         interval = rs.duration("interval", 300.0, positive=True)
-        repo = rs.check("image", lambda v: refs.parse_name(v) if isinstance(v, str) else _not_text(v), required=True)
+        repo = rs.parsed("image", refs.parse_name, required=True)
         target = targets.get(ns)
         if target is None:
             errors.add(file, d, None, where, f"no ImageUpdateAutomation in namespace {ns} among the loaded files")

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import re
 import socket
+import sqlite3
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from imagebot.config.load import load
-from imagebot.errors import ExitCode
+from imagebot.config.load import load, positive_duration
+from imagebot.config.model import Config
+from imagebot.errors import ConfigError, ExitCode
 from imagebot.runtime.runner import Runner
 from imagebot.runtime.state import InstanceLock, RuntimeState
 
@@ -35,6 +40,14 @@ def setup_logging(fmt: str, level: str) -> None:
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
+def _interval_flag(text: str) -> float:
+    """Seconds (``30``) or a duration (``5m``); greater than zero and finite, or the loop would spin."""
+    try:
+        return positive_duration(float(text) if re.fullmatch(r"[-+0-9.eE]+|[-+]?(nan|inf)", text.strip()) else text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_flags(sub: argparse._SubParsersAction, exit_codes: str) -> None:  # type: ignore[type-arg]
     fmt = argparse.RawDescriptionHelpFormatter
     for name, helptext in (
@@ -44,7 +57,7 @@ def add_flags(sub: argparse._SubParsersAction, exit_codes: str) -> None:  # type
         p = sub.add_parser(name, help=helptext, epilog=exit_codes, formatter_class=fmt)
         p.add_argument("--config", required=True, nargs="+", metavar="FILE", help="native config, or Flux objects")
         p.add_argument("--once", action="store_true", help="one pass, then exit")
-        p.add_argument("--interval", type=float, help="seconds between passes (default: from the config)")
+        p.add_argument("--interval", type=_interval_flag, help="time between passes, e.g. 30s or 5m (default: from the config)")
         p.add_argument("--log-format", choices=["text", "json"], default="text")
         p.add_argument("--log-level", default="INFO")
         if name == "serve":
@@ -83,13 +96,31 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
     return int(ExitCode.OK)
 
 
+@contextlib.contextmanager
+def _state_errors(state: Path) -> Iterator[None]:
+    """The state file turned unusable after validation (removed directory, full disk): exit 2, not a traceback."""
+    try:
+        yield
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"state file {state}: {exc} (check stateFile: its directory must exist and be writable)") from None
+
+
+def _start(cfg: Config) -> tuple[InstanceLock, Runner]:
+    with _state_errors(cfg.state_file):
+        lock = InstanceLock(cfg.state_file)
+        lock.acquire()
+        try:
+            return lock, Runner(cfg)
+        except BaseException:
+            lock.release()
+            raise
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     setup_logging(args.log_format, args.log_level)
     cfg = load([Path(f) for f in args.config])
-    lock = InstanceLock(cfg.state_file)
-    lock.acquire()
+    lock, runner = _start(cfg)
     try:
-        runner = Runner(cfg)
         interval = args.interval or cfg.interval_seconds
         while True:
             report = runner.run_pass()
@@ -107,17 +138,16 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO)
 
     setup_logging(args.log_format, args.log_level)
     cfg = load([Path(f) for f in args.config])
-    lock = InstanceLock(cfg.state_file)
-    lock.acquire()
+    lock, runner = _start(cfg)
     is_leader = None
-    if args.leader_elect:
-        from gitopskit.kube import load_api_client
-        from imagebot.runtime.leader import LeaseElector
-
-        elector = LeaseElector(load_api_client(args.kubeconfig), args.leader_namespace, socket.gethostname())
-        is_leader = elector.try_acquire
     try:
-        serve(Runner(cfg), args.listen, args.interval or cfg.interval_seconds, is_leader or (lambda: True))
+        if args.leader_elect:
+            from gitopskit.kube import load_api_client
+            from imagebot.runtime.leader import LeaseElector
+
+            elector = LeaseElector(load_api_client(args.kubeconfig), args.leader_namespace, socket.gethostname())
+            is_leader = elector.try_acquire
+        serve(runner, args.listen, args.interval or cfg.interval_seconds, is_leader or (lambda: True))
     finally:
         lock.release()
     return int(ExitCode.OK)
@@ -125,7 +155,8 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO)
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     cfg = load([Path(f) for f in args.config])
-    rows = RuntimeState(cfg.state_file).all()
+    with _state_errors(cfg.state_file):
+        rows = RuntimeState(cfg.state_file).all()
     if args.json:
         print(
             json.dumps(
