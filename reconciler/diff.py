@@ -17,7 +17,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fnmatch import fnmatchcase
@@ -465,15 +465,38 @@ def _strip(obj: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def unified(manifest: Manifest, live: dict[str, Any] | None) -> str:
-    """A unified diff of live vs desired, restricted to declared fields, Secret values redacted."""
+def unified(manifest: Manifest, live: dict[str, Any] | None, added: Iterable[str] = ()) -> str:
+    """A unified diff of live vs desired, restricted to declared fields plus the ``added`` ones (JSON pointers
+    of fields set out of band that are drift), Secret values redacted. Every line ends in a newline, so the
+    diffs of several objects concatenate into one valid unified diff."""
     key = manifest.key
     live_part = _project(manifest.body, _strip(live)) if live is not None else {}
+    if live is not None:
+        for pointer in added:
+            _copy_pointer(live, live_part, pointer)
     desired = redact(key, _strip(manifest.body), live_part, "git value differs")
     shown_live = redact(key, live_part, _strip(manifest.body), "live value differs") if live is not None else {}
-    a = json.dumps(shown_live, indent=2, sort_keys=True).splitlines(keepends=True) if live is not None else []
-    b = json.dumps(desired, indent=2, sort_keys=True).splitlines(keepends=True)
+    a = (json.dumps(shown_live, indent=2, sort_keys=True) + "\n").splitlines(keepends=True) if live is not None else []
+    b = (json.dumps(desired, indent=2, sort_keys=True) + "\n").splitlines(keepends=True)
     return "".join(difflib.unified_diff(a, b, f"live/{key}", f"git/{key}"))
+
+
+def _copy_pointer(src: Any, dest: dict[str, Any], pointer: str) -> None:
+    """Copy the value at ``pointer`` from ``src`` into ``dest`` through mappings only (a list item added out of
+    band is named in the drift lines; its index means nothing in the projected list)."""
+    parts = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+    cur_src, cur_dest = src, dest
+    for i, part in enumerate(parts):
+        if not isinstance(cur_src, dict) or part not in cur_src or not isinstance(cur_dest, dict):
+            return
+        if i == len(parts) - 1:
+            cur_dest[part] = cur_src[part]
+            return
+        cur_src = cur_src[part]
+        nxt = cur_dest.setdefault(part, {})
+        if not isinstance(nxt, dict):
+            return
+        cur_dest = nxt
 
 
 def _project(desired: Any, live: Any) -> Any:

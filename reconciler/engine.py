@@ -445,7 +445,7 @@ class Engine:
             found = diffmod.drift(m, obj, self.cluster.field_manager, self.s.rules)
             if found:
                 items.extend(found)
-                text.append(diffmod.unified(m, obj))
+                text.append(diffmod.unified(m, obj, [i.pointer for i in found if i.kind is DriftKind.ADDED]))
         return items, "".join(text)
 
     # ------------------------------------------------------------------ drift handling

@@ -1,4 +1,4 @@
-"""Where manifests come from: a local directory, or a Git URL at a branch, tag or commit.
+"""Where manifests come from: a local directory, or a Git URL (or a bare repository's path) at a branch, tag or commit.
 
 Git sources use the same cached shallow workspace as the bot (HTTPS token through the
 environment, SSH deploy key with strict host keys). Credentials come from
@@ -30,6 +30,10 @@ def is_url(source: str) -> bool:
     return bool(_URL.match(source))
 
 
+def is_bare_repo(path: Path) -> bool:
+    return (path / "HEAD").is_file() and (path / "objects").is_dir() and (path / "refs").is_dir()
+
+
 def _auth() -> GitAuth:
     env = os.environ
     key, known = env.get("RECONCILER_GIT_SSH_KEY"), env.get("RECONCILER_GIT_KNOWN_HOSTS")
@@ -45,6 +49,8 @@ class Source:
     def __init__(
         self, source: str, revision: str = "main", path: str = "", cache: Path | None = None, auth: GitAuth | None = None
     ) -> None:
+        if not is_url(source) and is_bare_repo(Path(source)):
+            source = Path(source).resolve().as_uri()  # a bare repository is a Git source, not a directory to render
         self.source = source
         self.revision = revision or "main"
         self.path = path
