@@ -138,7 +138,7 @@ def cmd_select(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO
     if args.image:
         if args.tags:
             raise UsageError("give tags or --image, not both")
-        tags = list_tags_for(args)
+        tags = list_tags_for(args, err)
     else:
         tags = read_tags(args.tags, stdin)
     if not (args.explain or args.json):

@@ -2,12 +2,21 @@
 
 - ``GET /v2/<name>/tags/list?n=N`` following ``Link: <…>; rel="next"`` only to the same
   origin, with loop detection and a page cap that ends in a clear error.
-- Auth: anonymous first; on a 401, the ``WWW-Authenticate`` challenge decides — Bearer (token
-  from the realm, cached until expiry) or Basic. Credentials never appear in a message.
+- Validated where the data enters: a tag outside the OCI grammar is ignored and reported
+  (:class:`TagListing`), a digest that is not ``sha256:<64 hex>`` / ``sha512:<128 hex>`` (or
+  does not match the manifest's bytes) is a :class:`RegistryProtocolError`.
+- Auth: anonymous first; on a 401 from the registry itself, the ``WWW-Authenticate`` challenge
+  decides — Bearer (token from the realm, cached until expiry) or Basic. A TLS registry's token
+  realm must be https too. Redirects are followed by hand: never from https to http, and the
+  Authorization header we set never leaves the origin it was set for.
+- Every secret the client holds (password, its Basic form, tokens) is scrubbed from every
+  error message, on top of pattern-based redaction.
 - TLS verified against the system store or a per-registry CA file; plain HTTP only by opt-in.
-- Timeouts; retries with exponential backoff and full jitter on connection errors and 5xx;
-  429 honours ``Retry-After``; a per-registry cap on concurrent requests and on requests per
-  second; ``ratelimit-remaining`` style headers recorded.
+- Each public call (all pages of a listing; a digest with its token fetch and config blob) has
+  one overall deadline (:mod:`imagebot.registry.deadline`) and a byte cap on what it reads.
+- Retries with exponential backoff and full jitter on connection errors and 5xx, inside the
+  deadline; 429 honours ``Retry-After``; a per-registry cap on concurrent requests and on
+  requests per second; ``ratelimit-remaining`` style headers recorded.
 - No ``requests`` exception leaves this module: everything becomes a RegistryError subclass.
 """
 
@@ -21,17 +30,20 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
+from imagebot import refs
 from imagebot.errors import RegistryError
-from imagebot.registry.auth import NO_CREDENTIALS, CredentialSource, TokenCache, parse_challenge
+from imagebot.registry import deadline as deadlines
+from imagebot.registry.auth import NO_CREDENTIALS, Credentials, CredentialSource, TokenCache, parse_challenge
 from imagebot.registry.errors import (
     RegistryAuthError,
     RegistryNotFound,
@@ -51,6 +63,14 @@ DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_ACCEPT = ", ".join([OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
 _LINK_NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?', re.ASCII)
 _RATE_HEADERS = ("ratelimit-remaining", "x-ratelimit-remaining", "ratelimit-limit", "x-ratelimit-limit")
+# The digests a registry may name (OCI registered algorithms), lower-case hex, nothing else.
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}", re.ASCII)
+_HASHES = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
+_REDIRECTS = (301, 302, 303, 307, 308)
+_MAX_REDIRECTS = 5
+_ERROR_BODY_CAP = 64 * 1024  # an error body only feeds a one-line message
+_INVALID_KEPT = 50  # invalid tags remembered per listing (all are counted)
+_MIN_SECRET = 4  # shorter secrets would garble messages without protecting anything
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +109,9 @@ class RegistrySettings:
     credentials: CredentialSource = NO_CREDENTIALS
     requests_per_second: float | None = None
     max_concurrency: int = 8
-    timeout: float = 15.0
+    timeout: float = 15.0  # connect / single-read stall
+    deadline: float = 30.0  # one whole call: every page, retry, redirect and token fetch
+    max_body: int = 16 * 1024 * 1024  # bytes of one manifest, blob or token answer; of all pages of a listing
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     page_size: int = 1000
     max_pages: int = 1000
@@ -99,6 +121,63 @@ class RegistrySettings:
         if self.host == "docker.io":
             return "https://registry-1.docker.io"
         return f"{'http' if self.plain_http else 'https'}://{self.host}"
+
+
+@dataclass(frozen=True, slots=True)
+class TagListing:
+    """The valid tags of a repository (registry order), and the invalid ones it also sent."""
+
+    tags: tuple[str, ...]
+    invalid_count: int = 0
+    invalid: tuple[str, ...] = ()  # the first few, each cut to 200 characters
+
+    def describe_invalid(self, limit: int = 5) -> str:
+        shown = ", ".join(repr(t if len(t) <= 40 else t[:39] + "…") for t in self.invalid[:limit])
+        more = f" and {self.invalid_count - limit} more" if self.invalid_count > limit else ""
+        return f"{self.invalid_count} tag(s) outside the OCI tag grammar ignored: {shown}{more}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A response read whole under the call's deadline and byte cap."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+    reason: str
+    url: str
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Adapter(HTTPAdapter):
+    """Pools whose connections register with the calling thread's deadline."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = deadlines.POOL_CLASSES
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = deadlines.POOL_CLASSES
+        return manager
+
+
+def valid_digest(text: str) -> bool:
+    return _DIGEST.fullmatch(text) is not None
+
+
+def _shown(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 1] + "…")
 
 
 def _origin(url: str) -> tuple[str, str]:
@@ -121,7 +200,7 @@ def _connection_cause(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def _error_detail(resp: requests.Response) -> str:
+def _error_detail(resp: Reply) -> str:
     try:
         doc = resp.json()
         errors = doc.get("errors") if isinstance(doc, dict) else None
@@ -144,7 +223,7 @@ class RegistryClient:
     ) -> None:
         self.settings = settings
         self.session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(4, settings.max_concurrency))
+        adapter = _Adapter(pool_connections=4, pool_maxsize=max(4, settings.max_concurrency))
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self._verify: str | bool = str(settings.ca_file) if settings.ca_file else True
@@ -153,27 +232,135 @@ class RegistryClient:
         self._tokens = TokenCache()
         self._auth: dict[str, str] = {}  # scope → Authorization header value
         self._auth_lock = threading.Lock()
+        self._secrets: set[str] = set()  # every form of every secret this client has held
         self._sleep = sleep
         self._rnd = rnd or random.Random()
         self.rate_limit: dict[str, str] = {}
         self.requests_made = 0
 
+    # ---------------------------------------------------------------- secrets
+    def _remember(self, *secrets: str) -> None:
+        with self._auth_lock:
+            for s in secrets:
+                if len(s) >= _MIN_SECRET:
+                    self._secrets.update({s, quote(s), quote(s, safe=""), quote_plus(s), json.dumps(s)[1:-1]})
+
+    def _credentials(self) -> Credentials | None:
+        creds = self.settings.credentials.lookup(self.settings.host)
+        if creds is not None:
+            basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+            self._remember(creds.password, basic)
+        return creds
+
+    def scrub(self, text: str, limit: int = 300) -> str:
+        """``text`` without any secret this client holds (exactly), then pattern-redacted and cut."""
+        with self._auth_lock:
+            secrets = sorted(self._secrets, key=len, reverse=True)
+        for s in secrets:
+            text = text.replace(s, "***")
+        return redact(text, limit)
+
     # ---------------------------------------------------------------- transport
     def _where(self) -> str:
         return f"registry {self.settings.host}"
 
-    def _raw(self, method: str, url: str, headers: dict[str, str], **kw: Any) -> requests.Response:
-        self._limiter.acquire()
-        with self._slots:
-            self.requests_made += 1
-            return self.session.request(
-                method, url, headers=headers, timeout=self.settings.timeout, verify=self._verify, allow_redirects=True, **kw
-            )
+    @contextmanager
+    def _call(self, what: str) -> Iterator[deadlines.Deadline]:
+        """One public call: one deadline for everything it sends; messages scrubbed of secrets."""
+        dl = deadlines.Deadline(self.settings.deadline)
+        try:
+            with deadlines.active(dl) as active:
+                yield active
+        except RegistryError as exc:
+            scrubbed = self.scrub(str(exc), 1000)
+            if scrubbed == str(exc):
+                raise
+            raise type(exc)(scrubbed) from None
 
-    def request(self, method: str, url: str, scope: str, headers: dict[str, str] | None = None) -> requests.Response:
-        """Send with auth, retries and limits; returns any final response (callers map statuses)."""
+    def _late(self, dl: deadlines.Deadline, what: str) -> RegistryUnreachable:
+        return RegistryUnreachable(
+            f"{self._where()}: {what}: no complete answer within the {dl.seconds:g} s deadline "
+            "(the registry is too slow or stalls)"
+        )
+
+    def _send(self, method: str, url: str, headers: dict[str, str], dl: deadlines.Deadline, what: str, cap: int) -> Reply:
+        """One exchange, redirects followed by hand, the body read whole under ``cap`` bytes.
+
+        Raises RegistryError for TLS failures, refused redirects, oversized bodies and the
+        deadline; returns connection errors as ``requests`` exceptions for the retry loop.
+        """
+        hdrs = dict(headers)
+        for _ in range(_MAX_REDIRECTS + 1):
+            left = dl.remaining()
+            if left <= 0:
+                raise self._late(dl, what)
+            stall = min(self.settings.timeout, left)
+            self._limiter.acquire()
+            with self._slots:
+                self.requests_made += 1
+                resp = self.session.request(
+                    method, url, headers=hdrs, timeout=(stall, stall), verify=self._verify, allow_redirects=False, stream=True
+                )
+                try:
+                    location = resp.headers.get("Location")
+                    if resp.status_code in _REDIRECTS and location:
+                        nxt = urljoin(url, location)
+                        if urlsplit(nxt).scheme not in ("http", "https"):
+                            raise RegistryProtocolError(f"{self._where()}: {what}: refusing a redirect to {_shown(nxt)}")
+                        if urlsplit(url).scheme == "https" and urlsplit(nxt).scheme == "http":
+                            raise RegistryProtocolError(
+                                f"{self._where()}: {what}: refusing a redirect from https to plain http ({_origin(nxt)[1]})"
+                            )
+                        if _origin(nxt) != _origin(url):
+                            # the header we set is for its origin only (blob CDNs get none)
+                            hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
+                        url = nxt
+                        continue
+                    body_cap = cap if resp.status_code < 300 else _ERROR_BODY_CAP
+                    body = b"" if method == "HEAD" else self._read(resp, body_cap, resp.status_code < 300)
+                    return Reply(resp.status_code, resp.headers, body, resp.reason or "", url)
+                except _TooLarge:
+                    raise RegistryProtocolError(
+                        f"{self._where()}: {what}: the answer is larger than {cap:,} bytes; refusing to read it"
+                    ) from None
+                finally:
+                    resp.close()
+        raise RegistryProtocolError(f"{self._where()}: {what}: more than {_MAX_REDIRECTS} redirects")
+
+    @staticmethod
+    def _read(resp: requests.Response, cap: int, strict: bool) -> bytes:
+        length = resp.headers.get("Content-Length", "")
+        if strict and length.isascii() and length.isdigit() and int(length) > cap:
+            raise _TooLarge
+        buf = bytearray()
+        for chunk in resp.iter_content(64 * 1024):
+            buf += chunk
+            if len(buf) > cap:
+                if strict:
+                    raise _TooLarge
+                return bytes(buf[:cap])  # an error body: its start is enough
+        return bytes(buf)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        scope: str,
+        headers: dict[str, str] | None = None,
+        *,
+        what: str = "request",
+        cap: int | None = None,
+    ) -> Reply:
+        """Send with auth, retries and limits under the current call's deadline; returns any
+        final response (callers map statuses)."""
+        with self._call(what) as dl:
+            return self._request(method, url, scope, headers or {}, dl, what, cap or self.settings.max_body)
+
+    def _request(
+        self, method: str, url: str, scope: str, headers: dict[str, str], dl: deadlines.Deadline, what: str, cap: int
+    ) -> Reply:
         policy = self.settings.retry
-        hdrs = dict(headers or {})
+        hdrs = dict(headers)
         authed_once = False
         attempt = 0
         while True:
@@ -181,48 +368,59 @@ class RegistryClient:
             if auth:
                 hdrs["Authorization"] = auth
             try:
-                resp = self._raw(method, url, hdrs)
+                resp = self._send(method, url, hdrs, dl, what, cap)
             except requests.exceptions.SSLError as exc:
+                if dl.expired():
+                    raise self._late(dl, what) from exc
                 raise RegistryUnreachable(
-                    f"{self._where()}: TLS verification failed ({redact(str(exc.__context__ or exc), 160)}); "
+                    f"{self._where()}: TLS verification failed ({self.scrub(str(exc.__context__ or exc), 160)}); "
                     "give the registry's CA with --ca-file, or opt in to plain HTTP with --insecure-registry"
                 ) from exc
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                if attempt + 1 >= policy.attempts:
+                if dl.expired():
+                    raise self._late(dl, what) from exc
+                wait = policy.backoff(attempt, self._rnd)
+                if attempt + 1 >= policy.attempts or wait >= dl.remaining():
                     raise RegistryUnreachable(
-                        f"{self._where()}: unreachable after {policy.attempts} attempts ({_connection_cause(exc)})"
+                        f"{self._where()}: unreachable after {attempt + 1} attempt(s) ({_connection_cause(exc)})"
                     ) from exc
-                self._sleep(policy.backoff(attempt, self._rnd))
+                self._sleep(wait)
                 attempt += 1
                 continue
             except requests.exceptions.RequestException as exc:
-                raise RegistryError(f"{self._where()}: request failed: {redact(str(exc), 200)}") from exc
+                if dl.expired():
+                    raise self._late(dl, what) from exc
+                raise RegistryError(f"{self._where()}: request failed: {self.scrub(str(exc), 200)}") from exc
             self._record_rate_headers(resp)
-            if resp.status_code == 401 and not authed_once:
+            if resp.status_code == 401 and not authed_once and _origin(resp.url) == _origin(url):
+                # only the registry's own challenge is answered, never a redirect target's
                 authed_once = True
-                self._authenticate(resp, scope)
+                self._authenticate(resp, scope, dl)
                 continue
             if resp.status_code == 429 or resp.status_code >= 500:
                 if attempt + 1 >= policy.attempts:
                     return resp
-                wait = parse_retry_after(resp.headers.get("Retry-After")) if resp.status_code == 429 else None
-                if wait is not None and wait > policy.max_retry_after:
+                after = parse_retry_after(resp.headers.get("Retry-After")) if resp.status_code == 429 else None
+                if after is not None and after > policy.max_retry_after:
                     return resp
-                self._sleep(wait if wait is not None else policy.backoff(attempt, self._rnd))
+                pause = after if after is not None else policy.backoff(attempt, self._rnd)
+                if pause >= dl.remaining():
+                    return resp
+                self._sleep(pause)
                 attempt += 1
                 continue
             return resp
 
-    def _record_rate_headers(self, resp: requests.Response) -> None:
+    def _record_rate_headers(self, resp: Reply) -> None:
         for h in _RATE_HEADERS:
             v = resp.headers.get(h)
             if v is not None:
                 self.rate_limit[h] = v
 
-    def _authenticate(self, resp: requests.Response, scope: str) -> None:
+    def _authenticate(self, resp: Reply, scope: str, dl: deadlines.Deadline) -> None:
         header = resp.headers.get("WWW-Authenticate", "")
         scheme, params = parse_challenge(header)
-        creds = self.settings.credentials.lookup(self.settings.host)
+        creds = self._credentials()
         if scheme == "basic":
             if creds is None:
                 raise RegistryAuthError(
@@ -230,16 +428,25 @@ class RegistryClient:
                 )
             value = "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
         elif scheme == "bearer":
-            value = "Bearer " + self._token(params, scope, creds)
+            value = "Bearer " + self._token(params, scope, creds, dl)
         else:
             raise RegistryAuthError(f"{self._where()}: unsupported authentication challenge {scheme or '(none)'!r}")
         with self._auth_lock:
             self._auth[scope] = value
 
-    def _token(self, params: dict[str, str], scope: str, creds: Any) -> str:
+    def _token(self, params: dict[str, str], scope: str, creds: Credentials | None, dl: deadlines.Deadline) -> str:
         realm = params.get("realm")
         if not realm:
             raise RegistryAuthError(f"{self._where()}: Bearer challenge without a realm")
+        realm_scheme = urlsplit(realm).scheme.lower()
+        if realm_scheme not in ("http", "https") or not urlsplit(realm).netloc:
+            raise RegistryAuthError(f"{self._where()}: Bearer challenge names an unusable token realm {_shown(realm)}")
+        if realm_scheme == "http" and not self.settings.plain_http:
+            # the registry speaks TLS: sending the password to a plain-http realm would leak it
+            raise RegistryAuthError(
+                f"{self._where()}: refusing the plain-http token realm {_origin(realm)[1]} of a TLS registry "
+                "(credentials would travel in clear text)"
+            )
         service = params.get("service", "")
         want_scope = params.get("scope") or scope
         user = creds.username if creds else ""
@@ -250,17 +457,17 @@ class RegistryClient:
         query: dict[str, str] = {"scope": want_scope}
         if service:
             query["service"] = service
+        url = requests.Request("GET", realm, params=query).prepare().url or realm
+        hdrs = {"Accept": "application/json"}
+        if creds is not None:
+            hdrs["Authorization"] = "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+        what = "token service"
         try:
-            self._limiter.acquire()
-            tr = self.session.get(
-                realm,
-                params=query,
-                auth=(creds.username, creds.password) if creds else None,
-                timeout=self.settings.timeout,
-                verify=self._verify,
-            )
+            tr = self._send("GET", url, hdrs, dl, what, self.settings.max_body)
         except requests.exceptions.RequestException as exc:
-            raise RegistryUnreachable(f"{self._where()}: token service unreachable: {redact(str(exc), 160)}") from exc
+            if dl.expired():
+                raise self._late(dl, what) from exc
+            raise RegistryUnreachable(f"{self._where()}: token service unreachable: {self.scrub(str(exc), 160)}") from exc
         if tr.status_code in (401, 403):
             who = f"user {creds.username!r}" if creds else "anonymous access"
             raise RegistryAuthError(
@@ -271,70 +478,93 @@ class RegistryClient:
         try:
             doc = tr.json()
             token = doc.get("token") or doc.get("access_token")
-            expires = float(doc.get("expires_in") or 60)
+            expires_in = doc.get("expires_in")
         except (ValueError, AttributeError, TypeError):
             raise RegistryProtocolError(f"{self._where()}: token service sent no valid JSON") from None
         if not token or not isinstance(token, str):
             raise RegistryProtocolError(f"{self._where()}: token service sent no token")
-        self._tokens.put(key, token, expires)
+        self._remember(token)
+        # a number of seconds, finite, at most a day; anything else: distribution's default 60 s
+        ok = isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and 0 < expires_in < 86400
+        self._tokens.put(key, token, float(expires_in) if ok else 60.0)
         return token
 
-    def _fail(self, resp: requests.Response, what: str) -> RegistryError:
-        detail = redact(_error_detail(resp), 240)
+    def _fail(self, resp: Reply, what: str) -> RegistryError:
+        detail = self.scrub(_error_detail(resp), 240)
         code = resp.status_code
         if code in (401, 403):
-            has = self.settings.credentials.lookup(self.settings.host) is not None
+            has = self._credentials() is not None
             hint = "credentials rejected" if has else "access denied to anonymous requests; configure credentials"
             return RegistryAuthError(f"{self._where()}: {what}: {hint} (HTTP {code}: {detail})")
         if code == 404:
             return RegistryNotFound(f"{self._where()}: {what}: not found (HTTP 404: {detail})")
         if code == 429:
+            after = resp.headers.get("Retry-After")
             return RegistryRateLimited(
                 f"{self._where()}: {what}: rate-limited after {self.settings.retry.attempts} attempts"
-                + (f" (Retry-After {resp.headers.get('Retry-After')})" if resp.headers.get("Retry-After") else "")
+                + (f" (Retry-After {self.scrub(after, 40)})" if after else "")
             )
         return RegistryError(f"{self._where()}: {what}: HTTP {code} ({detail})")
 
     # ---------------------------------------------------------------- API
     def list_tags(self, path: str) -> list[str]:
-        """All tags of repository ``path``, following pagination; order as the registry sent them."""
+        """The valid tags of repository ``path`` (see :meth:`tag_listing`)."""
+        return list(self.tag_listing(path).tags)
+
+    def tag_listing(self, path: str) -> TagListing:
+        """All tags of repository ``path``, following pagination; order as the registry sent them.
+
+        A tag outside the OCI grammar is not returned but counted (and the first few kept):
+        nothing downstream — policies, state, the YAML we write — sees it.
+        """
+        what = f"tag list of {path}"
         scope = f"repository:{path}:pull"
         url = f"{self.settings.base_url}/v2/{path}/tags/list?n={self.settings.page_size}"
         origin = _origin(url)
         seen_urls: set[str] = set()
         tags: list[str] = []
         seen_tags: set[str] = set()
+        invalid: list[str] = []
+        invalid_count = 0
+        budget = self.settings.max_body
         pages = 0
-        while url:
-            if url in seen_urls:
-                raise RegistryProtocolError(f"{self._where()}: tag list of {path}: pagination loops back to {redact(url, 120)}")
-            seen_urls.add(url)
-            pages += 1
-            if pages > self.settings.max_pages:
-                raise RegistryProtocolError(
-                    f"{self._where()}: tag list of {path}: more than {self.settings.max_pages} pages; "
-                    "raise max_pages if this is real"
-                )
-            resp = self.request("GET", url, scope, {"Accept": "application/json"})
-            if resp.status_code != 200:
-                raise self._fail(resp, f"tag list of {path}")
-            try:
-                doc = resp.json()
-            except ValueError:
-                raise RegistryProtocolError(f"{self._where()}: tag list of {path}: response is not JSON") from None
-            page = doc.get("tags") if isinstance(doc, dict) else None
-            if page is None and isinstance(doc, dict) and "tags" in doc:
-                page = []
-            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
-                raise RegistryProtocolError(f"{self._where()}: tag list of {path}: no 'tags' array in the response")
-            for t in page:
-                if t not in seen_tags:
+        with self._call(what) as dl:
+            while url:
+                if url in seen_urls:
+                    raise RegistryProtocolError(f"{self._where()}: {what}: pagination loops back to {redact(url, 120)}")
+                seen_urls.add(url)
+                pages += 1
+                if pages > self.settings.max_pages:
+                    raise RegistryProtocolError(
+                        f"{self._where()}: {what}: more than {self.settings.max_pages} pages; raise max_pages if this is real"
+                    )
+                resp = self._request("GET", url, scope, {"Accept": "application/json"}, dl, what, max(0, budget))
+                if resp.status_code != 200:
+                    raise self._fail(resp, what)
+                budget -= len(resp.content)
+                try:
+                    doc = resp.json()
+                except ValueError:
+                    raise RegistryProtocolError(f"{self._where()}: {what}: response is not JSON") from None
+                page = doc.get("tags") if isinstance(doc, dict) else None
+                if page is None and isinstance(doc, dict) and "tags" in doc:
+                    page = []
+                if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
+                    raise RegistryProtocolError(f"{self._where()}: {what}: no 'tags' array in the response")
+                for t in page:
+                    if t in seen_tags:
+                        continue
                     seen_tags.add(t)
-                    tags.append(t)
-            url = self._next_link(resp, url, origin, path)
-        return tags
+                    if refs.valid_tag(t):
+                        tags.append(t)
+                        continue
+                    invalid_count += 1
+                    if len(invalid) < _INVALID_KEPT:
+                        invalid.append(t[:200])
+                url = self._next_link(resp, url, origin, path)
+        return TagListing(tuple(tags), invalid_count, tuple(invalid))
 
-    def _next_link(self, resp: requests.Response, current: str, origin: tuple[str, str], path: str) -> str:
+    def _next_link(self, resp: Reply, current: str, origin: tuple[str, str], path: str) -> str:
         link = resp.headers.get("Link")
         if not link:
             return ""
@@ -348,59 +578,84 @@ class RegistryClient:
             )
         return str(nxt)
 
+    def _checked_digest(self, value: object, what: str, source: str) -> str:
+        if not isinstance(value, str) or not valid_digest(value):
+            raise RegistryProtocolError(
+                f"{self._where()}: {what}: {source} is not a digest (want sha256:<64 lower-case hex>): {_shown(str(value), 100)}"
+            )
+        return value
+
     def manifest_digest(self, path: str, reference: str, platform: Platform | None = None) -> str:
         """The digest of ``path:reference``; with ``platform``, the matching manifest inside an index."""
+        what = f"manifest {path}:{reference}"
+        with self._call(what) as dl:
+            return self._manifest_digest(path, reference, platform, what, dl)
+
+    def _manifest_digest(self, path: str, reference: str, platform: Platform | None, what: str, dl: deadlines.Deadline) -> str:
+        if not (refs.valid_tag(reference) or valid_digest(reference)):
+            raise RegistryProtocolError(f"{self._where()}: {what}: not a tag or digest")
         scope = f"repository:{path}:pull"
         url = f"{self.settings.base_url}/v2/{path}/manifests/{reference}"
-        what = f"manifest {path}:{reference}"
+        cap = self.settings.max_body
         if platform is None:
-            resp = self.request("HEAD", url, scope, {"Accept": MANIFEST_ACCEPT})
+            resp = self._request("HEAD", url, scope, {"Accept": MANIFEST_ACCEPT}, dl, what, cap)
             if resp.status_code == 200 and resp.headers.get("Docker-Content-Digest"):
-                return str(resp.headers["Docker-Content-Digest"])
+                return self._checked_digest(resp.headers["Docker-Content-Digest"], what, "Docker-Content-Digest")
             if resp.status_code not in (200, 405):
                 raise self._fail(resp, what)
-        resp = self.request("GET", url, scope, {"Accept": MANIFEST_ACCEPT})
+        resp = self._request("GET", url, scope, {"Accept": MANIFEST_ACCEPT}, dl, what, cap)
         if resp.status_code != 200:
             raise self._fail(resp, what)
         body = resp.content
-        digest = resp.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(body).hexdigest()
+        header = resp.headers.get("Docker-Content-Digest")
+        if header:
+            digest = self._checked_digest(header, what, "Docker-Content-Digest")
+            algo, _, hexpart = digest.partition(":")
+            if _HASHES[algo](body).hexdigest() != hexpart:
+                raise RegistryProtocolError(f"{self._where()}: {what}: Docker-Content-Digest does not match the manifest")
+        else:
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if platform is None:
             return digest
         try:
             doc = json.loads(body)
         except ValueError:
             raise RegistryProtocolError(f"{self._where()}: {what}: manifest is not JSON") from None
+        if not isinstance(doc, dict):
+            raise RegistryProtocolError(f"{self._where()}: {what}: manifest is not a JSON object")
         media = doc.get("mediaType") or resp.headers.get("Content-Type", "").split(";")[0]
         if media in (OCI_INDEX, DOCKER_LIST) or "manifests" in doc:
-            for desc in doc.get("manifests", []):
-                if platform.matches(desc.get("platform") or {}):
-                    return str(desc["digest"])
+            manifests = doc.get("manifests")
+            if not isinstance(manifests, list) or not all(isinstance(d, dict) for d in manifests):
+                raise RegistryProtocolError(f"{self._where()}: {what}: index without a 'manifests' list")
+            for desc in manifests:
+                plat = desc.get("platform")
+                if platform.matches(plat if isinstance(plat, dict) else {}):
+                    return self._checked_digest(desc.get("digest"), what, "the index entry")
             available = sorted(
-                "/".join(
-                    x
-                    for x in (
-                        d.get("platform", {}).get("os"),
-                        d.get("platform", {}).get("architecture"),
-                        d.get("platform", {}).get("variant"),
-                    )
-                    if x
-                )
-                for d in doc.get("manifests", [])
+                _shown("/".join(str(x) for x in (p.get("os"), p.get("architecture"), p.get("variant")) if x), 40)
+                for d in manifests
+                if isinstance(p := d.get("platform"), dict)
             )
             raise RegistryNotFound(
                 f"{self._where()}: {what}: no manifest for platform {platform} (has {', '.join(available) or 'none'})"
             )
         # a single-platform image: check its config's platform
-        cfg = doc.get("config", {}).get("digest")
+        config = doc.get("config")
+        cfg = config.get("digest") if isinstance(config, dict) else None
         if cfg:
-            cresp = self.request("GET", f"{self.settings.base_url}/v2/{path}/blobs/{cfg}", scope)
+            cfg = self._checked_digest(cfg, what, "the config descriptor")
+            cresp = self._request("GET", f"{self.settings.base_url}/v2/{path}/blobs/{cfg}", scope, {}, dl, what, cap)
             if cresp.status_code == 200:
                 try:
                     c = cresp.json()
                 except ValueError:
                     c = {}
+                if not isinstance(c, dict):
+                    c = {}
                 if not platform.matches({"os": c.get("os"), "architecture": c.get("architecture"), "variant": c.get("variant")}):
                     raise RegistryNotFound(
-                        f"{self._where()}: {what}: single-platform image is {c.get('os')}/{c.get('architecture')}, not {platform}"
+                        f"{self._where()}: {what}: single-platform image is "
+                        f"{_shown(str(c.get('os')), 40)}/{_shown(str(c.get('architecture')), 40)}, not {platform}"
                     )
         return digest

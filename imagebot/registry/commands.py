@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -26,7 +27,23 @@ def add_registry_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--docker-config", metavar="DIR", help="docker config directory (default: $DOCKER_CONFIG, ~/.docker)")
     g.add_argument("--credentials-env", metavar="VAR", help="read 'user:password' from environment variable VAR")
     g.add_argument("--credentials-file", metavar="FILE", help="read 'user:password' from FILE")
-    g.add_argument("--timeout", type=float, default=15.0, metavar="SECONDS", help="per-request timeout (default 15)")
+    g.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="overall deadline of one registry call: a tag list with all its pages, a digest with its token (default 30)",
+    )
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value <= 3600):
+        raise argparse.ArgumentTypeError(f"invalid --timeout {text!r}: give seconds, more than 0 and at most 3600")
+    return value
 
 
 def registries_from_args(args: argparse.Namespace) -> Registries:
@@ -39,19 +56,20 @@ def registries_from_args(args: argparse.Namespace) -> Registries:
     ca = Path(args.ca_file) if args.ca_file else None
     if ca is not None and not ca.is_file():
         raise UsageError(f"--ca-file {args.ca_file}: no such file")
-    default = RegistrySettings(host="", ca_file=ca, credentials=Chain(tuple(sources)), timeout=args.timeout)
-    per_host = {
-        h: RegistrySettings(host=h, ca_file=ca, plain_http=True, credentials=default.credentials, timeout=args.timeout)
-        for h in args.insecure_registry
-    }
+    default = RegistrySettings(host="", ca_file=ca, credentials=Chain(tuple(sources)), deadline=args.timeout)
+    per_host = {h: replace(default, host=h, plain_http=True) for h in args.insecure_registry}
     return Registries(default, per_host)
 
 
-def list_tags_for(args: argparse.Namespace) -> list[str]:
+def list_tags_for(args: argparse.Namespace, err: TextIO | None = None) -> list[str]:
+    """The valid tags of ``--image``; the ignored invalid ones are reported on ``err``."""
     image = refs.parse(args.image)
     if image.tag or image.digest:
         raise UsageError(f"--image {args.image}: give the repository without tag or digest")
-    return registries_from_args(args).client(image.canonical_registry).list_tags(image.canonical_path)
+    listing = registries_from_args(args).client(image.canonical_registry).tag_listing(image.canonical_path)
+    if listing.invalid_count and err is not None:
+        print(f"imagebot: warning: {image.canonical_name}: {listing.describe_invalid()}", file=err)
+    return list(listing.tags)
 
 
 def cmd_tags(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
@@ -59,12 +77,21 @@ def cmd_tags(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) 
     if image.tag or image.digest:
         raise UsageError(f"{args.image}: give the repository without tag or digest")
     client = registries_from_args(args).client(image.canonical_registry)
-    tags = sorted(client.list_tags(image.canonical_path))
+    listing = client.tag_listing(image.canonical_path)
+    tags = sorted(listing.tags)
     if args.json:
-        print(json.dumps({"repository": image.canonical_name, "tags": tags}, indent=2), file=out)
+        doc = {
+            "repository": image.canonical_name,
+            "tags": tags,
+            "invalidCount": listing.invalid_count,  # tags outside the OCI grammar, ignored
+            "invalid": list(listing.invalid),  # the first of them, each cut to 200 characters
+        }
+        print(json.dumps(doc, indent=2), file=out)
     else:
         for t in tags:
             print(t, file=out)
+    if listing.invalid_count:
+        print(f"imagebot: warning: {image.canonical_name}: {listing.describe_invalid()}", file=err)
     return int(ExitCode.OK)
 
 

@@ -28,6 +28,7 @@ class ScanResult:
     new_tags: tuple[str, ...]
     error: str | None
     seconds: float
+    invalid_count: int = 0  # tags outside the OCI grammar the registry sent: ignored, never recorded
 
     @property
     def ok(self) -> bool:
@@ -47,18 +48,21 @@ class Scanner:
         t0 = time.perf_counter()
         repo = image.canonical_name
         try:
-            tags = self.registries.client(image.canonical_registry).list_tags(image.canonical_path)
+            listing = self.registries.client(image.canonical_registry).tag_listing(image.canonical_path)
         except RegistryError as exc:
             if self.state is not None:
                 self.state.record_scan(repo, self.clock(), False, 0, str(exc))
             log.warning("scan of %s failed: %s", repo, exc)
             return ScanResult(repo, (), (), str(exc), time.perf_counter() - t0)
+        tags = listing.tags
+        if listing.invalid_count:
+            log.warning("scan of %s: %s", repo, listing.describe_invalid())
         new: list[str] = []
         if self.state is not None:
             now = self.clock()
             new = self.state.record_tags(repo, tags, now)
             self.state.record_scan(repo, now, True, len(tags), None)
-        return ScanResult(repo, tuple(tags), tuple(new), None, time.perf_counter() - t0)
+        return ScanResult(repo, tags, tuple(new), None, time.perf_counter() - t0, listing.invalid_count)
 
     def scan(self, images: Iterable[ImageRef]) -> dict[str, ScanResult]:
         """Scan each distinct repository once; results keyed by canonical name."""
