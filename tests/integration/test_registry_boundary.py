@@ -28,9 +28,9 @@ from imagebot.registry.auth import Credentials, EnvCredentials
 from imagebot.registry.errors import RegistryAuthError, RegistryProtocolError, RegistryUnreachable
 from imagebot.registry.scanner import Scanner
 from imagebot.registry.state import ScanState
-from tests.fixtures.scripted import Hostile, json_answer
 from tests.fixtures.net import QuietHandler
 from tests.fixtures.pki import PKI
+from tests.fixtures.scripted import Hostile, json_answer
 
 PASSWORD = "s3cr3t-Pa55word!/+="
 USER = "robot"
