@@ -44,6 +44,7 @@ from reconciler.errors import ReconcilerError, SourceError, UsageError
 from reconciler.model import TRACKING_LABEL, Health, Manifest
 from reconciler.plan import PruneGuards
 from reconciler.source import Source
+from reconciler.transform import flux_transform
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +408,7 @@ class AppController:
         raise SecretError(f"Secret {ref} has none of username/password, identity (+known_hosts)")
 
     def _engine(self, key: AppKey, spec: A.AppSpec, project: A.ProjectSpec | None) -> Engine:
-        default_ns = spec.target_namespace or (key.namespace if spec.dialect is A.Dialect.NATIVE else "default")
+        default_ns = key.namespace if spec.dialect is A.Dialect.NATIVE else "default"
         settings = Settings(
             app=spec.key,
             default_namespace=default_ns,
@@ -418,6 +419,8 @@ class AppController:
             rules=A.rules_for(spec.drift),
             workers=4,
             admit=_project_check(project) if project is not None else None,
+            target_namespace=spec.target_namespace,
+            transform=flux_transform(spec.images, spec.common_labels, spec.common_annotations),
         )
         with self._lock:
             entry = self.engines.get(key)

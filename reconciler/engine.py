@@ -63,6 +63,9 @@ class Settings:
     tracking_label: str = TRACKING_LABEL
     # a tenant boundary (the app's Project): why an object may not be applied, "" when it may
     admit: Callable[[Manifest], str] | None = field(default=None, compare=False)
+    target_namespace: str = ""  # set: every namespaced object goes there (Flux's targetNamespace)
+    # what the app's spec does to rendered objects before anything else (Flux's images, commonMetadata)
+    transform: Callable[[list[Manifest]], list[Manifest]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,8 @@ class Engine:
     # ------------------------------------------------------------------ render + validate
     def desired_state(self, source: Path) -> list[Manifest]:
         manifests = render(source, self.s.app, self.s.tracking_label)
+        if self.s.transform is not None:
+            manifests = self.s.transform(manifests)
         crd_scopes = {}
         for m in manifests:
             if m.key.group == "apiextensions.k8s.io" and m.key.kind == "CustomResourceDefinition":
@@ -135,9 +140,10 @@ class Engine:
             scoped = crd_scopes.get((m.key.group, m.kind))
             if scoped is None:
                 scoped = self.cluster.namespaced(m.api_version, m.kind)
-            if scoped and not m.key.namespace:
-                body = {**m.body, "metadata": {**m.body["metadata"], "namespace": self.s.default_namespace}}
-                m = replace(m, key=replace(m.key, namespace=self.s.default_namespace), body=body)
+            target = self.s.target_namespace or (self.s.default_namespace if not m.key.namespace else "")
+            if scoped and target and target != m.key.namespace:
+                body = {**m.body, "metadata": {**m.body["metadata"], "namespace": target}}
+                m = replace(m, key=replace(m.key, namespace=target), body=body)
             elif not scoped and m.key.namespace:
                 body = {**m.body, "metadata": {k: v for k, v in m.body["metadata"].items() if k != "namespace"}}
                 m = replace(m, key=replace(m.key, namespace=""), body=body)

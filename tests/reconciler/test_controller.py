@@ -55,6 +55,10 @@ def test_one_controller_runs_flux_and_native_apps_from_two_repos_and_isolates_fa
     install(api)
     ns = namespace
     files_a = {f"apps/a{i}/cm.yaml": cm(f"a{i}", n=str(i)) for i in range(4)}
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "elsewhere"},
+              "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+                       "spec": {"containers": [{"name": "web", "image": "ghcr.io/o/web:1.0"}]}}}}  # fmt: skip
+    files_a["apps/a2/deploy.yaml"] = json.dumps(deploy)
     bare_a = make_bare(git_http.root, f"a-{ns}", files_a)
     bare_b = make_bare(git_http.root, f"b-{ns}", {f"apps/b{i}/cm.yaml": cm(f"b{i}", n=str(i)) for i in range(3)})
     secret = {
@@ -87,7 +91,8 @@ def test_one_controller_runs_flux_and_native_apps_from_two_repos_and_isolates_fa
 
     ks("ks-a0", "./apps/a0")
     ks("ks-a1", "./apps/a1", dependsOn=[{"name": "ks-a0"}])
-    ks("ks-a2", "./apps/a2", postBuild={"substitute": {"x": "y"}})
+    ks("ks-a2", "./apps/a2", postBuild={"substitute": {"x": "y"}}, images=[{"name": "ghcr.io/o/web", "newTag": "2.0"}],
+       commonMetadata={"labels": {"team": "a"}})  # fmt: skip
     ks("ks-a3", "./apps/a3", suspend=True)
     ks("ks-broken-path", "./apps/nowhere")
     ks("ks-no-secret", "./apps/a0", source="repo-nosecret")
@@ -111,8 +116,11 @@ def test_one_controller_runs_flux_and_native_apps_from_two_repos_and_isolates_fa
             st = obj["status"]
             assert st["lastAppliedRevision"].startswith("main@sha1:")
             assert st["observedGeneration"] == obj["metadata"]["generation"]
-            assert st["inventory"]["entries"] == [{"id": f"{ns}_{name[3:]}__ConfigMap", "v": "v1"}]
+            assert {"id": f"{ns}_{name[3:]}__ConfigMap", "v": "v1"} in st["inventory"]["entries"]
         assert "not supported, ignored: spec.postBuild" in ready(get(KS_PATH, "kustomizations/ks-a2"))["message"]
+        web = request_json(api, "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/web")  # targetNamespace overrides
+        assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/o/web:2.0"
+        assert web["metadata"]["labels"]["team"] == "a" and "team" not in web["spec"]["template"]["metadata"]["labels"]
         for i in range(3):
             until(lambda i=i: ready(get(APP_PATH, f"apps/app-b{i}")).get("status") == "True", what=f"app-b{i} Ready")
         cms = {c["metadata"]["name"] for c in request_json(api, "GET", f"/api/v1/namespaces/{ns}/configmaps")["items"]}
