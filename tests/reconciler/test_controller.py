@@ -5,6 +5,7 @@ apps fail alone; dependsOn, suspend, requestedAt, projects and drift correction 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from gitopskit.kube import request_json
+from reconciler.cli import main
 from reconciler.controller import AppController
 from reconciler.controller_cli import APP_PATH, KS_PATH
 from tests.fixtures.cluster import TestCluster
@@ -146,14 +148,27 @@ def test_one_controller_runs_flux_and_native_apps_from_two_repos_and_isolates_fa
         (work / "apps/a0/cm.yaml").write_text(cm("a0", n="changed"))
         git("-C", str(work), "commit", "-qam", "change a0")
         git("-C", str(work), "push", "-q", "origin", "HEAD:main")
-        stamp = "2026-11-29T06:00:00.000000001Z"
-        request_json(api, "PATCH", f"{KS_PATH}/namespaces/{ns}/kustomizations/ks-a0",
-                     body={"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": stamp}}},
-                     content_type="application/merge-patch+json")  # fmt: skip
-        until(lambda: get(KS_PATH, "kustomizations/ks-a0")["status"].get("lastHandledReconcileAt") == stamp, what="handled")
+        code, out, err = cli(cluster, "reconcile", "ks-a0", "-n", ns, "--timeout", "60")
+        assert code == 0, err
+        assert f"Kustomization {ns}/ks-a0: Ready=True Applied revision: main@sha1:" in out
         assert request_json(api, "GET", f"/api/v1/namespaces/{ns}/configmaps/a0")["data"] == {"n": "changed"}
+        code, out, _ = cli(cluster, "get", "-n", ns, "--json")
+        rows = {r["name"]: r for r in json.loads(out)}
+        assert code == 0 and len(rows) == 10
+        assert rows["ks-a0"]["ready"] == "True" and rows["ks-a0"]["revision"].startswith("main@sha1:")
+        assert rows["ks-a3"]["suspended"] and rows["ks-no-secret"]["ready"] == "False"
+        code, out, _ = cli(cluster, "get", "-n", ns)
+        assert out.splitlines()[0].split() == ["NAMESPACE", "NAME", "KIND", "READY", "REVISION", "HEALTH", "DRIFT", "MESSAGE"]
+        assert cli(cluster, "reconcile", "nope", "-n", ns)[0] == 2
+        assert cli(cluster, "reconcile", "ks-broken-path", "-n", ns, "--timeout", "30")[0] == 7
     finally:
         assert ctl.stop(30)
+
+
+def cli(cluster: TestCluster, *argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main([argv[0], "--kubeconfig", str(cluster.kubeconfig), *argv[1:]], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
 
 
 def test_bad_app_specs_are_refused_by_the_api_server_before_the_controller_sees_them(
