@@ -15,11 +15,11 @@ from imagebot.errors import FAILURES, EditError, ExitCode, PolicyError, UsageErr
 from imagebot.policy import DEFAULT_EXCLUDES, PolicyKind, PolicySpec, Selection, build
 from imagebot.refs import ImageRef
 from imagebot.registry.commands import add_registry_flags, cmd_digest, cmd_tags, list_tags_for
-from imagebot.update.model import EditRequest, ImageUpdate
+from imagebot.update.model import ChangeSet, EditRequest, ImageUpdate
 
 EXIT_CODES = """exit codes:
   0  ok
-  1  nothing selected (no tag qualifies)
+  1  nothing selected (no tag qualifies); set: a --policy/--image matched nothing under PATH
   2  usage error: bad arguments, invalid policy, reference or configuration
   3  registry error: unreachable, auth failed, not found, rate-limited after retries
   4  an edit failed verification (that file was left untouched)
@@ -58,6 +58,8 @@ SET_RULES = """rules:
                 would change type if written plain (1.0, 20, yes) is double-quoted, as Flux does.
   safety        every edited file is re-parsed and must differ in exactly the intended values, or it is
                 left untouched (exit 4); writes are atomic and keep the file mode.
+  matching      a --policy or --image that no marker or image reference under PATH names is listed, and the
+                exit code is 1 (the others are still written).
   IMAGE         must carry a tag or a digest (otherwise exit 2); a :tag marker fed a digest-only IMAGE,
                 or a pinned digest that would go stale, is exit 2 with nothing written.
 """
@@ -214,7 +216,17 @@ def cmd_set(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -
         print(report.problems_text(cs), file=err)
     if any(p.kind is ProblemKind.VERIFY for p in problems):
         return int(ExitCode.EDIT)
-    return int(ExitCode.OK)
+    unmatched = _unmatched(cs, request)
+    for flag in unmatched:
+        print(f"imagebot: {flag} matched nothing under {args.path}: no marker or image reference names it", file=err)
+    return int(ExitCode.NOTHING if unmatched else ExitCode.OK)
+
+
+def _unmatched(cs: ChangeSet, request: EditRequest) -> list[str]:
+    """The --policy / --image flags for which no file holds a place (nor reported a problem about one)."""
+    seen = {p.subject for p in cs.places} | {s for p in cs.problems for s in p.subjects}
+    flags = [f"--policy {ref}" for ref in request.policies if ref not in seen]
+    return flags + [f"--image {u.name.name}" for u in request.images if u.name.name not in seen]
 
 
 def cmd_update(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:

@@ -105,7 +105,8 @@ def test_a_manifest_over_the_size_limit_is_reported_not_read_whole(tmp_path: Pat
     tree = tmp_path / "tree"
     tree.mkdir()
     (tree / "big.yaml").write_text("image: ghcr.io/acme/app:1.0.0\n" + "# pad\n" * (yamlscan.MAX_BYTES // 6 + 1))
-    _, err, _ = _run_capped("set", str(tree), "--image", "ghcr.io/acme/app=ghcr.io/acme/app:1.1.0", cwd=tmp_path)
+    code, err, _ = _run_capped("set", str(tree), "--image", "ghcr.io/acme/app=ghcr.io/acme/app:1.1.0", cwd=tmp_path)
+    assert code == 1, err  # the only file naming the image was not scanned: it matched nothing
     assert f"big.yaml: io: larger than the limit of {yamlscan.MAX_BYTES:,} bytes: not scanned" in err, err
     assert (tree / "big.yaml").read_text().startswith("image: ghcr.io/acme/app:1.0.0\n")
     with pytest.raises(yamlscan.YamlLimitError, match="larger than the limit"):
