@@ -550,12 +550,13 @@ class Demo:
     def _keep(self) -> None:
         Kept(self.work, self.registry, self.bot, self.repo_url, self.bare, self.kubeconfig, self.kubectl_bin).save()
         self.cleanup.pop_all()  # success with --keep: nothing is undone
-        k = "kubectl" if shutil.which("kubectl") == self.kubectl_bin else self.kubectl_bin
+        fetched = shutil.which("kubectl") != self.kubectl_bin  # not the one on PATH: put it first there
+        path = f"  export PATH={Path(self.kubectl_bin).parent}:$PATH\n" if fetched else ""
         cols = "NAME:.metadata.name,IMAGE:.spec.template.spec.containers[0].image,REPLICAS:.spec.replicas"
         print(
             f"\nleft running (--keep), everything in {self.work} (pids/, *.log). Explore:\n"
-            f"  export KUBECONFIG={self.kubeconfig}\n"
-            f"  {k} -n demo get deploy -o 'custom-columns={cols}'\n"
+            f"{path}  export KUBECONFIG={self.kubeconfig}\n"
+            f"  kubectl -n demo get deploy -o 'custom-columns={cols}'\n"
             f"  git -C {self.bare} log --oneline\n"
             f"  curl -s http://{self.bot}/metrics | grep imagebot_\n"
             f"  tail -f {self.work}/imagebot.log {self.work}/reconciler.log\n"

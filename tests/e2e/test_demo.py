@@ -65,7 +65,8 @@ def test_keep_on_a_machine_without_kubectl_leaves_a_loop_that_works_after_the_de
         state = json.loads((work / "demo.json").read_text())
         kubectl, kubeconfig, bare = state["kubectl"], state["kubeconfig"], state["bare"]
         assert "/.cache/imagebot/kubectl/" in kubectl, kubectl
-        assert f"{kubectl} -n demo get deploy -o 'custom-columns=NAME:.metadata.name," in done.stdout
+        assert f"\n  export PATH={Path(kubectl).parent}:$PATH\n" in done.stdout
+        assert "\n  kubectl -n demo get deploy -o 'custom-columns=NAME:.metadata.name," in done.stdout
 
         # the demo process is gone; CI publishes again, the way the printed hint says
         pushed = subprocess.run([*DEMO, "--push", str(work), "1.3.0"], env=env, capture_output=True, text=True, timeout=60)
