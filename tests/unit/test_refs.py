@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagebot import refs
@@ -96,3 +96,25 @@ def test_format_parse_roundtrip(host: str | None, parts: list[str], tag: str | N
 def test_parse_never_raises_anything_but_invalid_reference(text: str) -> None:
     with contextlib.suppress(InvalidReference):
         refs.parse(text)
+
+
+# ------------------------------------------------------------------ the tag grammar, by property
+_TAG_FIRST = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_TAG_REST = _TAG_FIRST | frozenset(".-")
+
+
+def _reference_valid_tag(tag: str) -> bool:
+    """The OCI tag grammar spelled out character by character (no regex to get wrong)."""
+    return 1 <= len(tag) <= 128 and tag[0] in _TAG_FIRST and all(c in _TAG_REST for c in tag[1:])
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="aZ09_.-#: \t\n\u2028\u0660\uff19/", max_size=12),
+        st.text(alphabet="a1.", min_size=120, max_size=135),
+        st.text(max_size=12),
+    )
+)
+def test_valid_tag_is_exactly_the_oci_grammar(tag: str) -> None:
+    assert refs.valid_tag(tag) == _reference_valid_tag(tag)
