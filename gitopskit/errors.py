@@ -13,3 +13,7 @@ class GitError(KitError):
 
 class KubeConfigError(KitError):
     """No usable kubeconfig or in-cluster configuration."""
+
+
+class NotLeader(KitError):
+    """A write was refused: this replica is not (or no longer surely) the leader."""

@@ -33,7 +33,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -168,6 +168,10 @@ _REJECTED = ("[rejected]", "non-fast-forward", "fetch first", "stale info")
 _REMOTE_RACE = ("cannot lock ref", "failed to update ref", "incorrect old value", "but expected")
 
 
+def _unfenced() -> None:
+    pass
+
+
 def cache_key(url: str, branch: str) -> str:
     return hashlib.sha256(f"{url}\0{branch}".encode()).hexdigest()[:20]
 
@@ -189,6 +193,8 @@ class Workspace:
         self.limits = limits or GitLimits()
         self.dir = cache_root / cache_key(url, branch)
         self._env = self.auth.environment(url, self.limits)
+        # called right before every push; raises (e.g. NotLeader) to refuse it — a leader election's fence
+        self.fence: Callable[[], None] = _unfenced
         self._repo: git.Repo | None = None
         self._held = 0
         self._mutex = threading.RLock()
@@ -404,6 +410,7 @@ class Workspace:
 
     def push(self, remote_branch: str, lease: str | None = None, force_with_lease: bool = False) -> PushOutcome:
         """Push HEAD to ``remote_branch``. Never forces, except with a lease on the bot's own branch."""
+        self.fence()
         args = ["push", "--porcelain", "origin", f"HEAD:refs/heads/{remote_branch}"]
         if force_with_lease:
             args.insert(1, f"--force-with-lease=refs/heads/{remote_branch}:{lease or ''}")

@@ -179,6 +179,7 @@ def _attempt(ws: Workspace, d: Delivery, request: EditRequest, forge: Forge | No
         if unchanged and pr is not None and (pr.title, pr.body) == (rendered.title, rendered.body):
             return Result(Status.PR_UNCHANGED, target, lease, pr, cs, rendered, attempt, skipped=skipped)
         sha = lease if unchanged else sha
+        ws.fence()  # a pull-request call is a write too (leader election)
         if pr is None:
             pr = forge.open(target, d.branch, rendered.title, rendered.body, d.labels, d.reviewers)
             return Result(Status.PR_OPENED, target, sha, pr, cs, rendered, attempt, skipped=skipped)

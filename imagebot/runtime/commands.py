@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import re
-import socket
 import sqlite3
 import sys
 import time
@@ -18,7 +17,7 @@ from typing import TextIO
 
 from imagebot.config.load import load, positive_duration
 from imagebot.config.model import Config
-from imagebot.errors import ConfigError, ExitCode
+from imagebot.errors import ConfigError, ExitCode, UsageError
 from imagebot.runtime.runner import Runner
 from imagebot.runtime.state import InstanceLock, RuntimeState
 
@@ -68,6 +67,16 @@ def add_flags(sub: argparse._SubParsersAction, exit_codes: str) -> None:  # type
                 help="elect one writer among replicas through a Lease (in-cluster or --kubeconfig)",
             )
             p.add_argument("--leader-namespace", default=os.environ.get("POD_NAMESPACE", "default"))
+            p.add_argument("--leader-identity", help="this replica's name in the Lease (default: hostname + random suffix)")
+            p.add_argument("--leader-lease-duration", type=float, default=15.0, metavar="S", help="(default 15)")
+            p.add_argument(
+                "--leader-renew-deadline",
+                type=float,
+                default=10.0,
+                metavar="S",
+                help="stop writing when the Lease could not be renewed for this long; < lease duration (default 10)",
+            )
+            p.add_argument("--leader-retry-period", type=float, default=2.0, metavar="S", help="between renewals (default 2)")
             p.add_argument("--kubeconfig")
         p.set_defaults(func=cmd_serve if name == "serve" else cmd_run)
     c = sub.add_parser("config", help="configuration tools", epilog=exit_codes, formatter_class=fmt)
@@ -138,16 +147,29 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO)
 
     setup_logging(args.log_format, args.log_level)
     cfg = load([Path(f) for f in args.config])
-    lock, runner = _start(cfg)
-    is_leader = None
-    try:
-        if args.leader_elect:
-            from gitopskit.kube import load_api_client
-            from imagebot.runtime.leader import LeaseElector
+    elector = None
+    if args.leader_elect:
+        from gitopskit.kube import load_api_client
+        from gitopskit.lease import LeaseTiming
+        from imagebot.runtime import leader
 
-            elector = LeaseElector(load_api_client(args.kubeconfig), args.leader_namespace, socket.gethostname())
-            is_leader = elector.try_acquire
-        serve(runner, args.listen, args.interval or cfg.interval_seconds, is_leader or (lambda: True))
+        try:
+            timing = LeaseTiming(args.leader_lease_duration, args.leader_renew_deadline, args.leader_retry_period)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        api = load_api_client(args.kubeconfig)
+        elector = leader.elector(api, args.leader_namespace, args.leader_identity or leader.default_identity(), timing)
+    lock, runner = _start(cfg)
+    try:
+        if elector is None:
+            serve(runner, args.listen, args.interval or cfg.interval_seconds)
+        else:
+            runner.fence = elector.fence  # every push and pull-request call: still leader, with margin?
+            elector.start()
+            try:
+                serve(runner, args.listen, args.interval or cfg.interval_seconds, elector.is_leader)
+            finally:
+                elector.stop(release=True)
     finally:
         lock.release()
     return int(ExitCode.OK)

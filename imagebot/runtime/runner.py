@@ -179,6 +179,7 @@ class Runner:
         self._last_scan: dict[str, float] = {}
         self._workspaces: dict[str, Workspace] = {}
         self._lock = threading.Lock()  # one pass at a time: never two writers from one process
+        self.fence: Callable[[], None] = lambda: None  # before every push / PR call (serve --leader-elect)
 
     def _next(self, image: ImageConfig) -> float:
         """When ``image`` should next be processed: its interval after the last good scan, or earlier
@@ -336,6 +337,7 @@ class Runner:
         updates = tuple(ImageUpdate(i.image.repository, i.ref) for i in items if not i.env.setter)
         request = EditRequest(policies=policies, images=updates)
         ws = self._workspaces.setdefault(g.name, _workspace(self.cfg, g))
+        ws.fence = self.fence
         forge = None
         if target.mode.value == "pull-request":
             token = os.environ.get(g.github_token_env or "IMAGEBOT_GITHUB_TOKEN", "")

@@ -41,6 +41,11 @@ class Service:
                 self._queue.setdefault(r, now)
             self._cv.notify()
 
+    def enqueue_at(self, received: dict[str, float]) -> None:
+        with self._cv:
+            for r, t in received.items():
+                self._queue[r] = min(t, self._queue.get(r, t))
+
     def loop(self, interval: float) -> None:
         """Webhook batches as they come; due scans every ``interval``."""
         next_poll = 0.0
@@ -59,6 +64,9 @@ class Service:
             try:
                 if not self.is_leader():
                     self.ready.set()  # a standby replica is ready; it just does not write
+                    if batch:  # kept for when this replica leads
+                        self.enqueue_at(batch)
+                    next_poll = 0.0  # a new leader scans at once: its predecessor may have stopped mid-pass
                     self.stop.wait(1.0)
                     continue
                 if batch:

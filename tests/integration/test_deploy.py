@@ -3,7 +3,6 @@ beyond what each component uses; leader election on a real Lease."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import subprocess
 import threading
@@ -15,7 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from ruamel.yaml import YAML
 
-from imagebot.runtime.leader import RBAC_USES, LeaseElector
+from gitopskit.lease import LeaseLock
+from imagebot.runtime.leader import LEASE_NAME, RBAC_USES
 from reconciler import rbac
 from tests.fixtures.cluster import TestCluster
 
@@ -81,14 +81,16 @@ def test_reconciler_rbac_matches_what_it_does() -> None:
 
 
 def test_lease_election_one_leader_and_takeover_after_expiry(cluster: TestCluster, namespace: str) -> None:
-    now = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
-    a = LeaseElector(cluster.api_client(), namespace, "a", duration=15, clock=lambda: now[0])
-    b = LeaseElector(cluster.api_client(), namespace, "b", duration=15, clock=lambda: now[0])
-    assert a.try_acquire() and not b.try_acquire()
-    now[0] += dt.timedelta(seconds=10)
-    assert a.try_acquire() and not b.try_acquire(), "renewal keeps the lease"
-    now[0] += dt.timedelta(seconds=16)
-    assert b.try_acquire() and not a.try_acquire(), "an expired lease is taken over"
+    now = [1000.0]
+    a = LeaseLock(cluster.api_client(), namespace, LEASE_NAME, "a", duration=15, clock=lambda: now[0])
+    b = LeaseLock(cluster.api_client(), namespace, LEASE_NAME, "b", duration=15, clock=lambda: now[0])
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    now[0] += 10
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew(), "renewal keeps the lease"
+    now[0] += 14
+    assert not b.try_acquire_or_renew(), "expiry counts from the renewal b saw, on b's own clock"
+    now[0] += 2
+    assert b.try_acquire_or_renew() and not a.try_acquire_or_renew(), "an expired lease is taken over"
     lease = json.loads(
         subprocess.run(
             [
@@ -241,12 +243,31 @@ def test_every_request_the_reconciler_makes_is_granted_by_its_namespaced_roles(
 def test_every_request_the_bot_makes_for_leader_election_is_granted_by_its_role(cluster: TestCluster, namespace: str) -> None:
     api = cluster.api_client()
     seen = _record(api)
-    now = [dt.datetime(2026, 1, 1, tzinfo=dt.UTC)]
-    a = LeaseElector(api, namespace, "a", duration=15, clock=lambda: now[0])
-    assert a.try_acquire() and a.try_acquire(), "create, then get + renew"
-    now[0] += dt.timedelta(seconds=30)
-    assert LeaseElector(api, namespace, "b", duration=15, clock=lambda: now[0]).try_acquire(), "take over after expiry"
+    now = [1000.0]
+    a = LeaseLock(api, namespace, LEASE_NAME, "a", duration=15, clock=lambda: now[0])
+    assert a.try_acquire_or_renew() and a.try_acquire_or_renew(), "create, then get + renew"
+    b = LeaseLock(api, namespace, LEASE_NAME, "b", duration=15, clock=lambda: now[0])
+    assert not b.try_acquire_or_renew()
+    now[0] += 30
+    assert b.try_acquire_or_renew(), "take over after expiry"
+    b.release()
     rules = [(namespace, r) for _, r in _rules("imagebot")]
     asked = {x for m, u in seen if (x := _attributes(m, u)) is not None}
     assert {x[0] for x in asked} == {"create", "get", "update"}
     assert not sorted(x for x in asked if not _granted(rules, x))
+
+
+def test_a_new_candidate_waits_a_full_duration_whatever_the_lease_timestamps_say(cluster: TestCluster, namespace: str) -> None:
+    """Expiry is judged on the candidate's own clock from when it first saw the record, never by comparing
+    the holder's renewTime with the local wall clock (two nodes' clocks disagree)."""
+    import datetime as dt
+
+    now = [1000.0]
+    skewed = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # the holder's wall clock is decades behind
+    a = LeaseLock(cluster.api_client(), namespace, LEASE_NAME, "a", duration=15, clock=lambda: now[0], wall=lambda: skewed)
+    assert a.try_acquire_or_renew()
+    b = LeaseLock(cluster.api_client(), namespace, LEASE_NAME, "b", duration=15, clock=lambda: now[0])
+    assert not b.try_acquire_or_renew(), "an ancient renewTime is no proof of expiry"
+    now[0] += 5
+    a.release()
+    assert b.try_acquire_or_renew(), "a released lease is taken at the next round"
