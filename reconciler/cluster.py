@@ -28,6 +28,9 @@ from reconciler.model import Manifest, ResourceKey
 
 log = logging.getLogger(__name__)
 
+# kube-apiserver's default limit on a request body (3 MiB; etcd's default object limit is lower still, 1.5 MiB)
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+
 
 class Cluster(Protocol):
     def namespaced(self, api_version: str, kind: str) -> bool: ...
@@ -70,6 +73,7 @@ class KubeCluster:
         self._lock = threading.Lock()
         self.calls = 0
         self.writes = 0
+        self.max_request_bytes = MAX_REQUEST_BYTES
 
     # ------------------------------------------------------------ discovery
     @property
@@ -120,14 +124,31 @@ class KubeCluster:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float = 30.0,
+        what: str = "",
     ) -> Any:
-        """One raw request (URL, TLS and auth from the client's configuration); JSON in, JSON out."""
+        """One raw request (URL, TLS and auth from the client's configuration); JSON in, JSON out.
+
+        A body over the API server's limit is not sent: the server answers 413 and closes the connection
+        while the client is still writing, which would surface as a broken connection ("unreachable")."""
+        size = len(json.dumps(body)) if body is not None else 0  # ASCII JSON: characters are bytes
+        if size > self.max_request_bytes:
+            raise ClusterError(
+                f"{what or method + ' ' + path}: the request is {size} bytes; the API server refuses requests over "
+                f"{self.max_request_bytes} bytes (HTTP 413 Request Entity Too Large); not sent"
+            )
         self.calls += 1
         if method in ("PATCH", "PUT", "POST", "DELETE"):
             self.writes += 1
         try:
             return request_json(self.api, method, path, query, body, content_type, timeout)
         except urllib3.exceptions.HTTPError as exc:
+            reason = getattr(exc, "reason", None) or exc
+            connected = not isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError)
+            if connected and size > 256 * 1024:
+                raise ClusterError(
+                    f"{what or method + ' ' + path}: the API server closed the connection while receiving a {size}-byte "
+                    f"request (a request over its size limit is refused with HTTP 413): {exc}"
+                ) from exc
             raise ClusterError(f"the API server is unreachable: {exc}") from exc
 
     def _path(self, api_version: str, key: ResourceKey, with_name: bool = True) -> str:
@@ -170,7 +191,12 @@ class KubeCluster:
         try:
             return dict(
                 self._call(
-                    "PATCH", self._path(manifest.api_version, manifest.key), query, manifest.body, "application/apply-patch+yaml"
+                    "PATCH",
+                    self._path(manifest.api_version, manifest.key),
+                    query,
+                    manifest.body,
+                    "application/apply-patch+yaml",
+                    what=f"apply {manifest.key}",
                 )
             )
         except ApiException as exc:

@@ -106,6 +106,19 @@ class Metrics:
         )
 
 
+def _crd_kinds(manifests: list[Manifest]) -> dict[tuple[str, str], tuple[str, bool]]:
+    """(group, kind) each CRD in the source defines -> (the CRD's name, namespaced?)."""
+    out = {}
+    for m in manifests:
+        if m.key.group == "apiextensions.k8s.io" and m.key.kind == "CustomResourceDefinition":
+            spec = m.body.get("spec")
+            spec = spec if isinstance(spec, dict) else {}
+            names = spec.get("names")
+            names = names if isinstance(names, dict) else {}
+            out[(str(spec.get("group", "")), str(names.get("kind", "")))] = (m.key.name, spec.get("scope") == "Namespaced")
+    return out
+
+
 class Engine:
     def __init__(
         self, cluster: KubeCluster, settings: Settings, metrics: Metrics | None = None, clock: Callable[[], float] = time.time
@@ -130,16 +143,11 @@ class Engine:
         manifests = render(source, self.s.app, self.s.tracking_label)
         if self.s.transform is not None:
             manifests = self.s.transform(manifests)
-        crd_scopes = {}
-        for m in manifests:
-            if m.key.group == "apiextensions.k8s.io" and m.key.kind == "CustomResourceDefinition":
-                spec = m.body.get("spec") or {}
-                crd_scopes[(spec.get("group", ""), (spec.get("names") or {}).get("kind", ""))] = spec.get("scope") == "Namespaced"
+        crds = _crd_kinds(manifests)
         out = []
         for m in manifests:
-            scoped = crd_scopes.get((m.key.group, m.kind))
-            if scoped is None:
-                scoped = self.cluster.namespaced(m.api_version, m.kind)
+            crd = crds.get((m.key.group, m.kind))
+            scoped = crd[1] if crd is not None else self.cluster.namespaced(m.api_version, m.kind)
             target = self.s.target_namespace or (self.s.default_namespace if not m.key.namespace else "")
             if scoped and target and target != m.key.namespace:
                 body = {**m.body, "metadata": {**m.body["metadata"], "namespace": target}}
@@ -251,9 +259,7 @@ class Engine:
             self._save_inventory(desired, inventory, p, revision)
             self._events(p, pruned, revision)
         else:
-            for a in p.writes:
-                assert a.manifest is not None
-                self.cluster.apply(a.manifest, dry_run=True)
+            p = self._dry_run(p, desired)
         health = self._health(desired) if not dry_run else Health.PROGRESSING
         took = time.perf_counter() - t0
         self.metrics.duration.observe(took)
@@ -268,6 +274,25 @@ class Engine:
             self.cluster.calls - calls0,
             self.cluster.writes - writes0,
         )
+
+    def _dry_run(self, p: Plan, desired: list[Manifest]) -> Plan:
+        """Server-side dry-run of every write. A custom resource whose CRD is in this same source cannot be
+        dry-run before that CRD exists (the server does not serve its kind yet): the plan says so instead."""
+        crds = _crd_kinds(desired)
+        applies = []
+        for a in p.applies:
+            if a.action in (Action.CREATE, Action.UPDATE, Action.REMOVE_FIELDS):
+                assert a.manifest is not None
+                crd = crds.get((a.key.group, a.key.kind))
+                try:
+                    self.cluster.apply(a.manifest, dry_run=True)
+                except ClusterError as exc:
+                    if crd is None or "does not serve" not in str(exc):
+                        raise
+                    later = f"not dry-run: its kind will exist once CustomResourceDefinition {crd[0]} is applied"
+                    a = replace(a, reason=f"{a.reason}; {later}" if a.reason else later)
+            applies.append(a)
+        return replace(p, applies=tuple(applies))
 
     def _publish(self, desired: list[Manifest], revision: str) -> None:
         with self._lock:
