@@ -7,8 +7,9 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,7 +165,7 @@ class Runner:
         clock: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         *,
-        workers: int = 4,
+        workers: int = 8,
         backoff: Backoff | None = None,
     ) -> None:
         self.cfg = cfg
@@ -214,17 +215,33 @@ class Runner:
             for key in keys:
                 unready.setdefault(key, set()).add(name)
         groups: dict[GroupKey, list[Item]] = {}
-        with ThreadPoolExecutor(max_workers=max(1, min(self.workers, len(images))), thread_name_prefix="image") as pool:
-            futures = [pool.submit(self._prepare, image, now, self._waiting(image, now, wanted is None)) for image in images]
-            for future in as_completed(futures):
-                prepared = future.result()  # _prepare answers every failure; it does not raise
-                self._absorb(prepared, report, order, now)
-                for item in prepared.items:
-                    groups.setdefault(group_of(item.env), []).append(item)
-                for key in feeds[prepared.image.name]:
-                    unready[key].discard(prepared.image.name)
-                    if not unready[key] and key in groups:
-                        self._deliver(key, groups.pop(key), report, order, received)
+        queues: dict[str, deque[ImageConfig]] = {}
+        for image in images:
+            queues.setdefault(image.repository.canonical_registry, deque()).append(image)
+        busy: dict[str, int] = dict.fromkeys(queues, 0)
+        per_host = max(1, self.workers * 3 // 4)  # one slow registry never takes every worker
+        running: dict[Future[Prepared], str] = {}
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="image") as pool:
+            while queues or running:
+                for host in list(queues):  # round-robin over registries, each under its own cap
+                    queue = queues[host]
+                    while queue and busy[host] < per_host and len(running) < self.workers:
+                        image = queue.popleft()
+                        running[pool.submit(self._prepare, image, now, self._waiting(image, now, wanted is None))] = host
+                        busy[host] += 1
+                    if not queue:
+                        del queues[host]
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    busy[running.pop(future)] -= 1
+                    prepared = future.result()  # _prepare answers every failure; it does not raise
+                    self._absorb(prepared, report, order, now)
+                    for item in prepared.items:
+                        groups.setdefault(group_of(item.env), []).append(item)
+                    for key in feeds[prepared.image.name]:
+                        unready[key].discard(prepared.image.name)
+                        if not unready[key] and key in groups:
+                            self._deliver(key, groups.pop(key), report, order, received)
         self._rate_limit_metrics({i.repository.canonical_registry for i in images})
         return report
 

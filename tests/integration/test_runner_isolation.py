@@ -23,6 +23,7 @@ import pytest
 from imagebot.cli import main
 from imagebot.config.load import load
 from imagebot.errors import ExitCode
+from imagebot.registry.limits import RetryPolicy
 from imagebot.runtime.backoff import Backoff
 from imagebot.runtime.runner import PassReport, Runner
 from imagebot.runtime.state import RuntimeState, Selection
@@ -114,24 +115,31 @@ def poll(check: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
 def test_a_slow_registry_does_not_hold_up_the_other_images_commit(
     registry_plain: RegistryServer, hostile: HostileRegistry, git_http: GitHttp, tmp_path: Path
 ) -> None:
+    """Three images on a registry that goes quiet, two workers: the quiet registry may hold one
+    worker, never all, so the image on the healthy registry is committed meanwhile."""
     registry_plain.pusher().push("iso/good", ["1.0.0", "1.1.0"], distinct=True)
-    world = World(registry_plain, hostile, git_http, tmp_path, {"good": "{plain}/iso/good", "slow": "{hostile}/iso/slow"})
-    runner = Runner(load([world.config]))
+    slow = {f"slow{n}": f"{{hostile}}/iso/slow{n}" for n in range(3)}
+    world = World(registry_plain, hostile, git_http, tmp_path, {**slow, "good": "{plain}/iso/good"})
+    runner = Runner(load([world.config]), workers=2)
+    quiet = runner.registries.per_host[hostile.host]
+    runner.registries.per_host[hostile.host] = replace(quiet, timeout=3600, retry=RetryPolicy(attempts=1))  # it waits
     hostile.hold.set()
     reports: list[PassReport] = []
     running = threading.Thread(target=lambda: reports.append(runner.run_pass()), daemon=True)
     running.start()
     try:
         poll(lambda: world.holds("good", "dev", "1.1.0"), "the good image's commit")
-        assert hostile.waiting >= 1 and running.is_alive(), "committed while the slow registry still held its scan"
+        assert hostile.waiting >= 1 and running.is_alive(), "committed while the slow registry still held a scan"
     finally:
         hostile.down = True
         hostile.release.set()
     running.join(90)
     (report,) = reports
-    assert report.codes == [ExitCode.REGISTRY] and "iso/slow" in report.errors[0]
-    assert world.rows()[("slow", "dev")].reason.startswith("failed (1x")
-    assert errors_metric(runner, "registry") == 1
+    assert report.codes == [ExitCode.REGISTRY] * 3 and all(f"iso/slow{n}" in report.errors[n] for n in range(3))
+    rows = world.rows()
+    assert all(rows[(name, "dev")].reason.startswith("failed (1x") for name in slow)
+    assert rows[("good", "dev")].tag == "1.1.0"
+    assert errors_metric(runner, "registry") == 3
 
 
 @pytest.mark.usefixtures("env_vars")
