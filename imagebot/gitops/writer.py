@@ -77,6 +77,7 @@ class Result:
     attempts: int = 1
     diff: str = ""
     skipped: tuple[Skipped, ...] = ()  # requested subjects the tree does not hold: failures, not current
+    proposed: tuple[str, ...] = ()  # subjects only the pull request's branch holds, not the branch it targets
 
 
 def requested_images(request: EditRequest) -> dict[str, ImageRef]:
@@ -172,19 +173,21 @@ def _attempt(ws: Workspace, d: Delivery, request: EditRequest, forge: Forge | No
     assert sha is not None
     if d.mode is Mode.PULL_REQUEST:
         assert forge is not None and lease is not None
+        failed = {s.subject for s in skipped}
+        proposed = tuple(s.subject for s in confirm(cs, request, count_written=False) if s.subject not in failed)
         unchanged = bool(lease) and ws.tree_of(ws.fetch(target)) == ws.tree_of("HEAD")
         if not unchanged and ws.push(target, lease=lease, force_with_lease=True) is PushOutcome.REJECTED:
             return None
         pr = forge.find_open(target, d.branch)  # one read even when the branch is current: a lost PR is re-opened
         if unchanged and pr is not None and (pr.title, pr.body) == (rendered.title, rendered.body):
-            return Result(Status.PR_UNCHANGED, target, lease, pr, cs, rendered, attempt, skipped=skipped)
+            return Result(Status.PR_UNCHANGED, target, lease, pr, cs, rendered, attempt, skipped=skipped, proposed=proposed)
         sha = lease if unchanged else sha
         ws.fence()  # a pull-request call is a write too (leader election)
         if pr is None:
             pr = forge.open(target, d.branch, rendered.title, rendered.body, d.labels, d.reviewers)
-            return Result(Status.PR_OPENED, target, sha, pr, cs, rendered, attempt, skipped=skipped)
+            return Result(Status.PR_OPENED, target, sha, pr, cs, rendered, attempt, skipped=skipped, proposed=proposed)
         pr = forge.update(pr, rendered.title, rendered.body, d.labels)
-        return Result(Status.PR_UPDATED, target, sha, pr, cs, rendered, attempt, skipped=skipped)
+        return Result(Status.PR_UPDATED, target, sha, pr, cs, rendered, attempt, skipped=skipped, proposed=proposed)
     if ws.push(target) is PushOutcome.REJECTED:
         return None
     return Result(Status.PUSHED, target, sha, None, cs, rendered, attempt, skipped=skipped)

@@ -389,12 +389,17 @@ class Runner:
         report.results.append((env_name, result))
         now = self.clock()
         skipped = {s.subject: s.reason for s in result.skipped}
+        pr = result.pr.url if result.pr else None
         for item in items:
             if item.subject in skipped:  # Git does not hold it: a failure, never the current tag
                 failed(item, ExitCode.EDIT, f"{item.image.name} {env_name}: {item.ref} not written: {skipped[item.subject]}")
                 continue
-            pr = result.pr.url if result.pr else None
-            self.state.record(  # confirmed by reading the tree back: Git holds this value
+            self.backoff.succeeded((item.image.name, item.env.name))
+            if item.subject in result.proposed:  # only the PR's branch holds it: current once merged
+                reason = f"{result.status}: {item.ref.identifier} proposed in {pr}, current once merged"
+                self.state.record(item.image.name, item.env.name, reason=reason, pending=item.ref.tag, now=now, pr=pr)
+                continue
+            self.state.record(  # confirmed by reading the tree back: the environment's branch holds this value
                 item.image.name,
                 item.env.name,
                 reason=f"{result.status}: {item.ref.identifier}",
@@ -405,7 +410,6 @@ class Runner:
                 commit=result.commit,
                 pr=pr,
             )
-            self.backoff.succeeded((item.image.name, item.env.name))
         if result.status is Status.PUSHED:
             self.metrics.commits.inc()
             if received is not None:

@@ -74,14 +74,14 @@ class RuntimeState:
         c = self._conn()
         c.execute("INSERT OR IGNORE INTO selections (image, environment, updated) VALUES (?, ?, ?)", (image, env, now))
         c.execute(
-            "UPDATE selections SET reason=?, pending=?, updated=? WHERE image=? AND environment=?",
-            (reason, pending, now, image, env),
+            "UPDATE selections SET reason=?, pending=?, updated=?, last_commit=COALESCE(?, last_commit), "
+            "last_pr=COALESCE(?, last_pr) WHERE image=? AND environment=?",
+            (reason, pending, now, commit, pr, image, env),
         )
-        if tag is not None:
+        if tag is not None:  # only what the environment's branch holds: promotion and soak trust it
             c.execute(
-                "UPDATE selections SET tag=?, digest=?, since=?, last_commit=COALESCE(?, last_commit), "
-                "last_pr=COALESCE(?, last_pr) WHERE image=? AND environment=?",
-                (tag, digest, now, commit, pr, image, env),
+                "UPDATE selections SET tag=?, digest=?, since=? WHERE image=? AND environment=?",
+                (tag, digest, now, image, env),
             )
 
     def note(self, image: str, env: str, *, reason: str, now: float) -> None:

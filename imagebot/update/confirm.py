@@ -59,18 +59,19 @@ def _where(file: str, line: int | None) -> str:
     return f"{file}:{line}" if line else file
 
 
-def confirm(cs: ChangeSet, request: EditRequest) -> tuple[Skipped, ...]:
+def confirm(cs: ChangeSet, request: EditRequest, *, count_written: bool = True) -> tuple[Skipped, ...]:
     """The subjects of ``request`` that ``cs`` (a plan of the tree) does not show holding their value.
 
-    A place this plan writes counts as holding its value; on a re-read after the write, no place is
-    written and each must already hold it.
+    A place this plan writes counts as holding its value (unless ``count_written`` is off: what the
+    tree held before the edit); on a re-read after the write, no place is written and each must
+    already hold it.
     """
     unattributed = [p for p in cs.problems if not p.subjects]
     skipped = []
     for subject, value in wanted(request).items():
         concerning = [p for p in cs.problems if subject in p.subjects]
         places = [p for p in cs.places if p.subject == subject]
-        stale = [p for p in places if not p.changed and p.value != p.wanted]
+        stale = [p for p in places if not (p.changed and count_written) and p.value != p.wanted]
         if concerning:
             reason = "; ".join(f"{_where(p.file, p.line)}: {p.message}" for p in concerning[:_MAX_LISTED])
         elif not places:

@@ -220,3 +220,30 @@ def test_run_once_exits_with_the_failures_documented_code(
     )
     out, err = io.StringIO(), io.StringIO()
     assert main(["run", "--once", "--config", str(cfg)], out=out, err=err) == int(code), err.getvalue()
+
+
+def test_a_tag_proposed_in_a_pull_request_is_current_only_once_merged(
+    world: tuple[Runner, Path, FakeGitHub, RegistryServer], tmp_path: Path
+) -> None:
+    """Promotion and soak trust the current tag: an open PR's tag is pending, not what staging runs."""
+    from tests.fixtures.git import git
+
+    runner, bare, _, registry = world
+    repo = runner.cfg.images[0].repository.canonical_name
+    registry.pusher().push("rt/app", ["1.0.0", "1.1.0"], distinct=True)  # (the registry is shared: maybe more)
+    opened = runner.run_pass(only=[repo])
+    assert dict((env, r.status) for env, r in opened.results)["staging"] is Status.PR_OPENED
+    staging = {r.environment: r for r in RuntimeState(runner.cfg.state_file).all()}["staging"]
+    proposed = staging.pending
+    assert staging.tag is None and proposed, "the PR is not merged: staging does not run its tag"
+    assert staging.last_pr and "current once merged" in staging.reason
+    assert f"rt/app:{proposed} #" in read_file(bare, "imagebot/staging/apps", "staging/deploy.yaml")
+
+    clone = tmp_path / "merge"
+    git("clone", "-q", str(bare), str(clone))
+    git("-C", str(clone), "merge", "-q", "--no-edit", "origin/imagebot/staging/apps")
+    git("-C", str(clone), "push", "-q", "origin", "HEAD:main")
+    merged = runner.run_pass(only=[repo])
+    assert not merged.errors, merged.errors
+    staging = {r.environment: r for r in RuntimeState(runner.cfg.state_file).all()}["staging"]
+    assert (staging.tag, staging.pending) == (proposed, None), "merged: now it is current"
