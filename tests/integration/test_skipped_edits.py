@@ -178,3 +178,24 @@ def test_the_loop_records_a_skipped_edit_as_a_failure_so_promotion_and_the_downg
     assert not third.codes, third.errors
     assert "skip/app:2.0.0 #" in read_file(bare, "main", "staging/deploy.yaml"), "no bogus 'already at 2.0.0'"
     assert rows()["staging"].tag == "2.0.0"  # type: ignore[attr-defined]
+
+
+def test_run_once_exits_4_and_logs_why_when_an_edit_is_skipped(
+    registry_plain: RegistryServer, git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = registry_plain.host
+    bare = make_bare(
+        git_http.root,
+        f"once{os.urandom(4).hex()}",
+        {"staging/deploy.yaml": deploy("staging", host, aliased=True), "prod/deploy.yaml": deploy("prod", host)},
+    )
+    monkeypatch.setenv("RT_GIT_USER", GIT_USER)
+    monkeypatch.setenv("RT_GIT_TOKEN", GIT_PASSWORD)
+    cfg = tmp_path / "imagebot.yaml"
+    cfg.write_text(CONFIG.format(state=tmp_path / "s.db", cache=tmp_path / "cache", registry=host, url=git_http.url(bare)))
+    registry_plain.pusher().push("skip/app", ["1.0.0", "2.0.0"], distinct=True)
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["run", "--once", "--config", str(cfg)], out=out, err=err) == int(ExitCode.EDIT)
+    out = io.StringIO()
+    assert main(["status", "--config", str(cfg)], out=out, err=io.StringIO()) == 0
+    assert "app staging: current -" in out.getvalue() and "anchored and used through an alias" in out.getvalue()
