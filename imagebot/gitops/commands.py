@@ -128,6 +128,6 @@ def run_update(args: argparse.Namespace, request: EditRequest, out: TextIO, err:
             print(f"imagebot: note: {p.file}{f':{p.line}' if p.line else ''}: {p.kind}: {p.message}", file=err)
     for s in result.skipped:
         print(f"imagebot: error: {s.subject} not updated: {s.reason}", file=err)
-    if result.skipped:  # what was written (if anything) is committed; the rest is a failed edit
+    if any(not s.unmatched for s in result.skipped):  # what could be written is committed; the rest failed
         return int(ExitCode.EDIT)
-    return int(ExitCode.OK)
+    return int(ExitCode.NOTHING if result.skipped else ExitCode.OK)  # as `set`: a flag that matched nothing

@@ -26,6 +26,7 @@ class Skipped:
 
     subject: str
     reason: str
+    unmatched: bool = False  # nothing in the tree names it at all (no place, no problem anywhere)
 
 
 def wanted(request: EditRequest) -> dict[str, str]:
@@ -76,10 +77,12 @@ def confirm(cs: ChangeSet, request: EditRequest, *, count_written: bool = True) 
             reason = "; ".join(f"{_where(p.file, p.line)}: {p.message}" for p in concerning[:_MAX_LISTED])
         elif not places:
             reason = f"no reference to {subject} found to set to {value}"
-            if unattributed:
-                reason += (
-                    " (skipped: " + "; ".join(f"{_where(p.file, p.line)}: {p.message}" for p in unattributed[:_MAX_LISTED]) + ")"
-                )
+            if not unattributed:
+                skipped.append(Skipped(subject, reason, unmatched=True))
+                continue
+            reason += (
+                " (skipped: " + "; ".join(f"{_where(p.file, p.line)}: {p.message}" for p in unattributed[:_MAX_LISTED]) + ")"
+            )
         elif stale:
             reason = "; ".join(
                 f"{_where(p.file, p.line)}: {p.field} holds {p.value}, not {p.wanted}" for p in stale[:_MAX_LISTED]

@@ -84,6 +84,15 @@ def test_update_exits_4_and_says_why_when_the_only_reference_cannot_be_edited(
     assert log(bare, "main") == before, "nothing committed"
 
 
+def test_update_exits_1_like_set_when_nothing_names_the_requested_reference(
+    git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bare = make_bare(git_http.root, f"none{os.urandom(4).hex()}", {"apps/deploy.yaml": PLAIN.replace("apps:app", "apps:other")})
+    code, out, err = update(git_http, bare, tmp_path / "cache", monkeypatch)
+    assert (code, out) == (int(ExitCode.NOTHING), "")
+    assert "apps:app not updated: no reference to apps:app found" in err
+
+
 def test_update_commits_what_it_can_and_still_fails_for_the_reference_it_skipped(
     git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
