@@ -3,15 +3,21 @@
 # and fetch etcd, from Debian sid packages, into a cache outside the repository.
 #
 #   tests/cluster/build.sh            # prints the directory holding bin/{kube-apiserver-lite,etcd}
+#   tests/cluster/build.sh --src-hash # prints the source hash a finished build records (and exits)
 #
 # Layout (CACHE defaults to ${XDG_CACHE_HOME:-~/.cache}/imagebot/apiserver):
 #   CACHE/work/        private apt config + lists, downloaded debs, extracted root, Go build cache
 #   CACHE/<key>/       bin/kube-apiserver-lite, bin/etcd, versions.txt; key = hash(package versions + source)
-#   CACHE/current      symlink to the last good <key>
-# The system's apt setup is never touched. A later run whose source is unchanged reuses CACHE/current
-# at once (no network); REFRESH=1 asks sid again and rebuilds if any package version moved.
+#   CACHE/current      symlink to the last <key> built
+#   CACHE/.lock        flock held by a build: two builds at once (a test run while a demo builds) wait
+#                      for each other instead of overwriting each other's work/ and <key>.tmp/
+# The system's apt setup is never touched. A later run finds a finished build of its very source by
+# its src-hash (any <key>, not only current: worktrees on different branches share one cache without
+# rebuilding each other's builds) at once, without the lock and without network; REFRESH=1 asks sid
+# again and rebuilds if any package version moved.
 # Env: MIRROR (default http://deb.debian.org/debian), SUITE (sid), KEYRING (debian-archive-keyring).
-# Exit: 0 ok (directory on stdout, the only line), 1 build failure (names the packages and versions).
+# Exit: 0 ok (directory on stdout, the only line), 1 build failure (names the packages and versions),
+#       2 usage.
 set -euo pipefail
 export LC_ALL=C
 
@@ -35,13 +41,35 @@ step() { echo "== $* (+$(( $(date +%s) - T0 ))s)" >&2; }
 die() { echo "build.sh: $*" >&2; exit 1; }
 
 SRC_HASH=$( (cd "$SRC" && cat ./*.go go.mod; cat "$HERE/packages.txt"; echo "$OPENAPI_PKGS") | sha256sum | cut -c1-16)
+if [ "${1:-}" = --src-hash ]; then echo "$SRC_HASH"; exit 0; fi
+[ $# -eq 0 ] || { echo "usage: $0 [--src-hash]" >&2; exit 2; }
 
-# --- fast path: a finished build of this very source
-if [ -z "${REFRESH:-}" ] && [ -e "$CACHE/current/.done" ] && [ "$(cat "$CACHE/current/src-hash" 2>/dev/null)" = "$SRC_HASH" ]; then
-  echo "using cached build $(readlink -f "$CACHE/current") ($(grep -E '^(golang-k8s-apiserver-dev|etcd-server) ' "$CACHE/current/versions.txt" | tr '\n' ' '))" >&2
-  readlink -f "$CACHE/current"
-  exit 0
+# --- fast path: a finished build of this very source (finished builds are never modified: a build
+# writes <key>.tmp and renames it, so reading one needs no lock). The newest such build wins.
+cached() {
+  local d best=""
+  for d in "$CACHE"/*/; do
+    d=${d%/}
+    case "$d" in *.tmp) continue ;; esac
+    [ -L "$d" ] && continue   # current: print the build itself, which a later build never moves
+    [ -e "$d/.done" ] && [ "$(cat "$d/src-hash" 2>/dev/null)" = "$SRC_HASH" ] || continue
+    if [ -z "$best" ] || [ "$d/.done" -nt "$best/.done" ]; then best=$d; fi
+  done
+  [ -n "$best" ] || return 1
+  echo "using cached build $best ($(grep -E '^(golang-k8s-apiserver-dev|etcd-server) ' "$best/versions.txt" | tr '\n' ' '))" >&2
+  echo "$best"
+}
+if [ -z "${REFRESH:-}" ] && cached; then exit 0; fi
+
+# --- one build at a time per cache: wait for another build (it may be building this very source)
+command -v flock >/dev/null || die "needs flock (util-linux)"
+mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+if ! flock -n 9; then
+  echo "build.sh: another build holds $CACHE/.lock; waiting for it" >&2
+  flock 9
 fi
+if [ -z "${REFRESH:-}" ] && cached; then exit 0; fi
 
 for tool in apt-get apt-cache dpkg-deb sha256sum; do command -v "$tool" >/dev/null || die "needs $tool"; done
 [ -r "$KEYRING" ] || die "no Debian archive keyring at $KEYRING (apt-get install debian-archive-keyring)"
@@ -104,6 +132,8 @@ export GOROOT PATH="$GOROOT/bin:$PATH" GO111MODULE=off GOFLAGS= GOPROXY=off GOEN
 PKGDIR="$WORK/gopath/src/$NAME"
 mkdir -p "$PKGDIR/openapi"
 for f in "$SRC"/*.go "$SRC/go.mod"; do cmp -s "$f" "$PKGDIR/$(basename "$f")" || cp "$f" "$PKGDIR/"; done
+# a file another branch's source has and this one lacks must not be compiled in
+for f in "$PKGDIR"/*.go; do [ -e "$SRC/$(basename "$f")" ] || rm -f "$f"; done
 
 broke() {
   echo "build.sh: $1 failed with these Debian $SUITE packages:" >&2
@@ -129,6 +159,7 @@ fi
 # --- 5. go build
 K8SVER=$(ver golang-k8s-apiserver-dev | sed 's/^[0-9]*://; s/-.*//; s/^0\./1./')   # 0.36.4 -> 1.36.4
 step "go build ($("$GOROOT/bin/go" version | cut -d' ' -f3), k8s libs v$K8SVER; a cold build takes ~3 min on 2 cores)"
+rm -rf "$OUT.tmp"   # a crashed build's leftovers (the lock says no build is running)
 mkdir -p "$OUT.tmp/bin"
 V=k8s.io/component-base/version
 go build -trimpath -ldflags "-s -w -X $V.gitVersion=v$K8SVER -X $V.gitMajor=${K8SVER%%.*} \
