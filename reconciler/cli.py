@@ -64,7 +64,16 @@ def _common(p: argparse.ArgumentParser, source: bool = True) -> None:
         "--allow-cluster-scoped",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="may the source hold cluster-scoped objects (default yes)",
+        help="may the source hold cluster-scoped objects (default yes; with --allowed-namespaces only the kinds "
+        "--allow-cluster-kind names)",
+    )
+    p.add_argument(
+        "--allow-cluster-kind",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="with --allowed-namespaces: a cluster-scoped kind the source may still hold (Kind or Kind.group, "
+        "e.g. Namespace — only the allowed ones); repeatable",
     )
     p.add_argument(
         "--ignore",
@@ -133,6 +142,7 @@ def _engine(args: argparse.Namespace, mode: FieldPolicy = FieldPolicy.CORRECT) -
         getattr(args, "allow_cluster_scoped", True),
         guards,
         _rules(args, mode) if hasattr(args, "ignore") else Rules(),
+        allowed_cluster_kinds=frozenset(getattr(args, "allow_cluster_kind", [])),
     )
     return Engine(cluster, settings)
 

@@ -38,7 +38,7 @@ from reconciler.model import (
     Plan,
     ResourceKey,
 )
-from reconciler.plan import Claims, PruneGuards, apply_order, owner_of, plan
+from reconciler.plan import Claims, PruneGuards, apply_order, owner_of, plan, scope_violations
 from reconciler.render import refuse_duplicates, render
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ class Settings:
     target_namespace: str = ""  # set: every namespaced object goes there (Flux's targetNamespace)
     # what the app's spec does to rendered objects before anything else (Flux's images, commonMetadata)
     transform: Callable[[list[Manifest]], list[Manifest]] | None = field(default=None, compare=False)
+    allowed_cluster_kinds: frozenset[str] = frozenset()  # with allowed_namespaces: the cluster-scoped kinds still allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +162,9 @@ class Engine:
         return out
 
     def _validate_scope(self, manifests: list[Manifest]) -> None:
-        bad = []
-        for m in manifests:
-            if not m.key.namespace and not self.s.allow_cluster_scoped:
-                bad.append(f"{m.key} is cluster-scoped (allow with --allow-cluster-scoped)")
-            elif m.key.namespace and self.s.allowed_namespaces is not None and m.key.namespace not in self.s.allowed_namespaces:
-                bad.append(f"{m.key} is outside --allowed-namespaces")
-            elif self.s.admit is not None and (why := self.s.admit(m)):
-                bad.append(why)
+        bad = scope_violations(manifests, self.s.allowed_namespaces, self.s.allow_cluster_scoped, self.s.allowed_cluster_kinds)
+        if self.s.admit is not None:
+            bad += [why for m in manifests if (why := self.s.admit(m))]
         if bad:
             raise UsageError("the source touches what it may not; nothing applied: " + "; ".join(bad[:5]))
 

@@ -81,6 +81,35 @@ def _ownership(m: Manifest, obj: Mapping[str, Any], app: str, tracking_label: st
     return PlannedAction(Action.CONFLICT, m.key, f"declared by apps {app!r} and {owner!r}: {why}; not applied")
 
 
+def scope_violations(
+    manifests: Iterable[Manifest],
+    allowed_namespaces: frozenset[str] | None,
+    allow_cluster_scoped: bool = True,
+    cluster_kinds: frozenset[str] = frozenset(),
+) -> list[str]:
+    """What the source may not touch; an empty list means all of it may be applied.
+
+    With ``allowed_namespaces`` set the source is confined to those namespaces, so a cluster-scoped
+    object — a ClusterRoleBinding to cluster-admin, a Namespace, a CRD — would be a way out: each is
+    refused unless its kind is allowed (``Kind`` or ``Kind.group``, --allow-cluster-kind), and a
+    Namespace must also be one of the allowed namespaces.
+    """
+    bad = []
+    for m in manifests:
+        k = m.key
+        if k.namespace:
+            if allowed_namespaces is not None and k.namespace not in allowed_namespaces:
+                bad.append(f"{k} is outside --allowed-namespaces")
+        elif not allow_cluster_scoped:
+            bad.append(f"{k} is cluster-scoped (allow with --allow-cluster-scoped)")
+        elif allowed_namespaces is not None:
+            if k.kind not in cluster_kinds and f"{k.kind}.{k.group}" not in cluster_kinds:
+                bad.append(f"{k} is cluster-scoped and --allowed-namespaces is set (allow with --allow-cluster-kind {k.kind})")
+            elif (k.group, k.kind) == ("", "Namespace") and k.name not in allowed_namespaces:
+                bad.append(f"{k} is outside --allowed-namespaces")
+    return bad
+
+
 def apply_order(key: ResourceKey) -> tuple[int, str, str, str]:
     if key.group == "apiextensions.k8s.io" and key.kind == "CustomResourceDefinition":
         rank = 0
