@@ -4,7 +4,9 @@
   objects are matched by a merge key (``name``, ``containerPort``, ``port``…) when they have one,
   otherwise by position.
 - ``added_drift``: fields a manager other than ours set (``managedFields``, operation Update or
-  Apply) that Git does not declare — e.g. ``kubectl edit``/``patch`` adding an env var.
+  Apply) that Git does not declare — e.g. ``kubectl edit``/``patch`` adding an env var, or
+  ``kubectl scale`` setting replicas through ``/scale`` (same field, same rule). Our own labels and
+  annotations (``reconciler.imagebot.dev/…``: the prune opt-out) are never drift.
 - Attribution: the owning manager, its operation and time, read from ``managedFields``.
 - One rule decides everywhere (diff, status, apply): a :class:`Rules` value maps a JSON pointer
   or an owning manager to ``correct`` / ``report`` / ``ignore``. An HPA owning ``/spec/replicas``
@@ -23,7 +25,7 @@ from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
-from reconciler.model import DriftItem, DriftKind, FieldPolicy, Manifest, ResourceKey
+from reconciler.model import PRUNE_ANNOTATION, DriftItem, DriftKind, FieldPolicy, Manifest, ResourceKey
 
 MERGE_KEYS = ("name", "containerPort", "port", "mountPath", "devicePath", "ip", "type", "topologyKey")
 # never drift: server-maintained or ours
@@ -44,6 +46,7 @@ SKIP_META = frozenset(
 )
 REDACT_KINDS = frozenset({("", "Secret")})
 RESTARTED_AT = "/template/metadata/annotations/kubectl.kubernetes.io~1restartedAt"
+OWN_PREFIX = PRUNE_ANNOTATION.split("/")[0] + "/"  # reconciler.imagebot.dev/
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,11 +312,13 @@ def _out_of_band(
     managed = (live.get("metadata") or {}).get("managedFields") or []
     for entry in managed:
         manager = entry.get("manager", "")
-        if manager == our_manager or entry.get("subresource") or not rules.counts_added(manager):
-            continue  # status writers and /scale are handled through the declared fields; controllers keep theirs
+        if manager == our_manager or entry.get("subresource") == "status" or not rules.counts_added(manager):
+            continue  # controllers keep theirs. A /scale write is kubectl's like a patch: same field, same rule
         for fpath in _owned_leaves(entry.get("fieldsV1") or {}):
             if not fpath or fpath[0] in ("f:status",) or fpath[:2] == ("f:metadata", "f:managedFields"):
                 continue
+            if _ours(fpath):
+                continue  # our own opt-outs (prune: disabled) set by hand must survive until the object leaves Git
             if _declared(manifest.body, fpath):
                 continue
             pointer, value = _value_at(live, fpath)
@@ -322,6 +327,15 @@ def _out_of_band(
             if pointer.endswith(RESTARTED_AT):
                 continue  # `kubectl rollout restart` is an action, not config: undoing it would roll out again
             yield entry, fpath, pointer, value
+
+
+def _ours(fpath: tuple[str, ...]) -> bool:
+    """A label or annotation under our own prefix (reconciler.imagebot.dev/): the tool's controls, never drift."""
+    return (
+        len(fpath) >= 3
+        and fpath[:2] in (("f:metadata", "f:labels"), ("f:metadata", "f:annotations"))
+        and fpath[2].startswith("f:" + OWN_PREFIX)
+    )
 
 
 def _owned_below(managed: list[dict[str, Any]], fpath: tuple[str, ...], me: dict[str, Any]) -> bool:
