@@ -3,7 +3,8 @@ package main
 // The built-in kinds, served by plain k8s.io/apiserver generic registries:
 // real etcd storage, watch, resourceVersion, server-side apply (managedFields,
 // conflicts), strategic-merge/JSON/merge patch, dry-run, status and scale
-// subresources. No validation, no defaulting, no admission, no controllers.
+// subresources, and upstream's defaulting (defaults.go). No validation, no
+// admission, no controllers.
 
 import (
 	"context"
@@ -125,6 +126,7 @@ func init() {
 		addIdentityInternal(k.gv, k.obj, k.list)
 	}
 	addIdentityInternal(scaleGV, &autoscalingv1.Scale{})
+	registerDefaults(coreScheme)
 	metav1.AddToGroupVersion(coreScheme, schema.GroupVersion{Version: "v1"})
 	unversioned := schema.GroupVersion{Group: "", Version: "v1"}
 	coreScheme.AddUnversionedTypes(unversioned, &metav1.Status{}, &metav1.APIVersions{}, &metav1.APIGroupList{}, &metav1.APIGroup{}, &metav1.APIResourceList{})
@@ -154,7 +156,8 @@ func fieldOf(obj runtime.Object, name string) (reflect.Value, bool) {
 	return v, v.IsValid()
 }
 
-// strategy: generation tracking and status reset only (no validation/defaulting).
+// strategy: generation tracking, status reset, the registries' create-time work
+// (defaults.go: prepareService, prepareJob); no validation.
 type strategy struct {
 	runtime.ObjectTyper
 	names.NameGenerator
@@ -172,6 +175,12 @@ func (s strategy) PrepareForCreate(ctx context.Context, obj runtime.Object) {
 	if st, ok := fieldOf(obj, "Status"); ok && s.status {
 		st.Set(reflect.Zero(st.Type()))
 	}
+	switch o := obj.(type) {
+	case *corev1.Service:
+		prepareService(o, nil)
+	case *batchv1.Job:
+		prepareJob(o)
+	}
 }
 func (strategy) Validate(ctx context.Context, obj runtime.Object) field.ErrorList  { return nil }
 func (strategy) WarningsOnCreate(ctx context.Context, obj runtime.Object) []string { return nil }
@@ -183,6 +192,9 @@ func (strategy) ValidateUpdate(ctx context.Context, obj, old runtime.Object) fie
 }
 func (strategy) WarningsOnUpdate(ctx context.Context, obj, old runtime.Object) []string { return nil }
 func (s strategy) PrepareForUpdate(ctx context.Context, obj, old runtime.Object) {
+	if svc, ok := obj.(*corev1.Service); ok {
+		prepareService(svc, old.(*corev1.Service))
+	}
 	if st, ok := fieldOf(obj, "Status"); ok && s.status {
 		oldSt, _ := fieldOf(old, "Status")
 		st.Set(oldSt)
