@@ -137,8 +137,8 @@ class KubeCluster:
                 f"{self.max_request_bytes} bytes (HTTP 413 Request Entity Too Large); not sent"
             )
         self.calls += 1
-        if method in ("PATCH", "PUT", "POST", "DELETE"):
-            self.writes += 1
+        if method in ("PATCH", "PUT", "POST", "DELETE") and ("dryRun", "All") not in (query or []):
+            self.writes += 1  # a dry run changes nothing
         try:
             return request_json(self.api, method, path, query, body, content_type, timeout)
         except urllib3.exceptions.HTTPError as exc:
@@ -202,17 +202,21 @@ class KubeCluster:
         except ApiException as exc:
             raise ClusterError(f"apply {manifest.key}: HTTP {exc.status}: {_message(exc)}") from exc
 
-    def remove_fields(self, api_version: str, key: ResourceKey, pointers: list[str], resource_version: str) -> dict[str, Any]:
+    def remove_fields(
+        self, api_version: str, key: ResourceKey, pointers: list[str], resource_version: str, dry_run: bool = False
+    ) -> dict[str, Any]:
         """Remove out-of-band fields Git does not declare: one JSON patch, guarded by the resourceVersion the
-        paths were computed from (list indices are only valid for that version; a newer one fails, nothing changes)."""
+        paths were computed from (list indices are only valid for that version; a newer one fails, nothing changes).
+        ``dry_run``: only ask the server what the object would be (which fields its defaulting puts back)."""
         ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}]
         ops += [{"op": "remove", "path": p} for p in pointers]
+        query = [("fieldManager", self.field_manager)] + ([("dryRun", "All")] if dry_run else [])
         try:
             return dict(
                 self._call(
                     "PATCH",
                     self._path(api_version, key),
-                    [("fieldManager", self.field_manager)],
+                    query,
                     ops,
                     "application/json-patch+json",
                 )

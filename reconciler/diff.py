@@ -227,10 +227,23 @@ def _owned_leaves(node: Any, fpath: tuple[str, ...] = ()) -> Iterator[tuple[str,
         yield from _owned_leaves(v, (*fpath, k))
 
 
-def _match(items: Any, want: dict[str, Any]) -> int | None:
+# List-map key fields the server defaults: managedFields name a port k:{"containerPort":80,"protocol":"TCP"}
+# whether or not Git wrote the protocol, so an item of Git's without one is that item.
+_KEY_DEFAULTS = {"protocol": "TCP"}
+
+
+def _match(items: Any, want: dict[str, Any], declared: bool = False) -> int | None:
+    """Index of the item with the key fields ``want`` (``declared``: ``items`` is Git's, which may omit a
+    defaulted key field)."""
     if not isinstance(items, list):
         return None
-    return next((n for n, i in enumerate(items) if isinstance(i, dict) and all(i.get(k) == v for k, v in want.items())), None)
+
+    def same(i: dict[str, Any], k: str, v: Any) -> bool:
+        if k in i:
+            return bool(i[k] == v)
+        return declared and k in _KEY_DEFAULTS and _KEY_DEFAULTS[k] == v
+
+    return next((n for n, i in enumerate(items) if isinstance(i, dict) and all(same(i, k, v) for k, v in want.items())), None)
 
 
 def _declared(desired: Any, fpath: tuple[str, ...]) -> bool:
@@ -241,7 +254,7 @@ def _declared(desired: Any, fpath: tuple[str, ...]) -> bool:
                 return False
             node = node[part[2:]]
         elif part.startswith("k:"):
-            at = _match(node, json.loads(part[2:]))
+            at = _match(node, json.loads(part[2:]), declared=True)
             if at is None:
                 return False
             node = node[at]
@@ -291,7 +304,7 @@ def _removal_path(desired: Any, live: Any, fpath: tuple[str, ...]) -> tuple[str 
             if at is None:
                 return None
             path, node = (*path, at), node[at]
-            mine = _match(want, key)
+            mine = _match(want, key, declared=True)
             if mine is None:
                 return path
             want = want[mine]
@@ -306,9 +319,12 @@ def _removal_path(desired: Any, live: Any, fpath: tuple[str, ...]) -> tuple[str 
 
 
 def _out_of_band(
-    manifest: Manifest, live: dict[str, Any], our_manager: str, rules: Rules
+    manifest: Manifest, live: dict[str, Any], our_manager: str, rules: Rules, defaults: frozenset[str] = frozenset()
 ) -> Iterator[tuple[dict[str, Any], tuple[str, ...], str, Any]]:
-    """(managedFields entry, fields path, pointer, value) for each field kubectl added that Git does not declare."""
+    """(managedFields entry, fields path, pointer, value) for each field kubectl added that Git does not declare.
+
+    ``defaults``: pointers of such fields the API server fills in by itself (see :func:`server_defaults`).
+    """
     managed = (live.get("metadata") or {}).get("managedFields") or []
     for entry in managed:
         manager = entry.get("manager", "")
@@ -326,6 +342,8 @@ def _out_of_band(
                 continue  # a map or list that also holds others' fields: only its own keys are this manager's
             if pointer.endswith(RESTARTED_AT):
                 continue  # `kubectl rollout restart` is an action, not config: undoing it would roll out again
+            if pointer in defaults:
+                continue  # kubectl create/apply sent it, but the server would set the same value anyway
             yield entry, fpath, pointer, value
 
 
@@ -351,7 +369,9 @@ def _owned_below(managed: list[dict[str, Any]], fpath: tuple[str, ...], me: dict
     return False
 
 
-def drift(manifest: Manifest, live: dict[str, Any] | None, our_manager: str, rules: Rules) -> list[DriftItem]:
+def drift(
+    manifest: Manifest, live: dict[str, Any] | None, our_manager: str, rules: Rules, defaults: frozenset[str] = frozenset()
+) -> list[DriftItem]:
     """Every difference between Git and the live object, classified and attributed."""
     key = manifest.key
     if live is None:
@@ -363,7 +383,7 @@ def drift(manifest: Manifest, live: dict[str, Any] | None, our_manager: str, rul
         items.append(
             DriftItem(key, pointer, DriftKind.CHANGED, want, got, manager, op, when, rules.policy(key.kind, pointer, manager))
         )
-    for entry, _, pointer, value in _out_of_band(manifest, live, our_manager, rules):
+    for entry, _, pointer, value in _out_of_band(manifest, live, our_manager, rules, defaults):
         manager = entry.get("manager", "")
         items.append(
             DriftItem(
@@ -381,17 +401,44 @@ def drift(manifest: Manifest, live: dict[str, Any] | None, our_manager: str, rul
     return [i for i in items if i.policy is not FieldPolicy.IGNORE]
 
 
-def added_fields(manifest: Manifest, live: dict[str, Any], our_manager: str, rules: Rules) -> tuple[str, ...]:
-    """JSON-patch paths removing what kubectl added and policy corrects, in an order safe to apply one by one."""
+def added_fields(
+    manifest: Manifest,
+    live: dict[str, Any],
+    our_manager: str,
+    rules: Rules,
+    defaults: frozenset[str] = frozenset(),
+    *,
+    any_policy: bool = False,
+) -> tuple[str, ...]:
+    """JSON-patch paths removing what kubectl added and policy corrects (``any_policy``: whatever the policy),
+    in an order safe to apply one by one."""
     found: set[tuple[str | int, ...]] = set()
-    for entry, fpath, pointer, _ in _out_of_band(manifest, live, our_manager, rules):
-        if rules.policy(manifest.key.kind, pointer, entry.get("manager", "")) is FieldPolicy.CORRECT:
+    for entry, fpath, pointer, _ in _out_of_band(manifest, live, our_manager, rules, defaults):
+        if any_policy or rules.policy(manifest.key.kind, pointer, entry.get("manager", "")) is FieldPolicy.CORRECT:
             path = _removal_path(manifest.body, live, fpath)
             if path:
                 found.add(path)
     # an ancestor already removed covers its descendants; within a list, the highest index goes first
     outer = {p for p in found if not any(q != p and p[: len(q)] == q for q in found)}
     return tuple("/" + "/".join(escape(str(x)) for x in p) for p in sorted(outer, reverse=True))
+
+
+def server_defaults(
+    manifest: Manifest, live: dict[str, Any], after: dict[str, Any], our_manager: str, rules: Rules
+) -> frozenset[str]:
+    """Pointers of the fields kubectl added that the server puts back as they were once removed.
+
+    ``after`` is the object as the server returns it from a dry-run removal of every such field. `kubectl
+    create` and client-side `kubectl apply` own every field of the object they sent, the ones the server
+    defaulted (``imagePullPolicy``, ``protocol: TCP``, …) too, and so does ``before-first-apply``; a field
+    that comes back with the same value is the server's default, not an addition: not drift.
+    """
+    found = set()
+    for _, fpath, pointer, value in _out_of_band(manifest, live, our_manager, rules):
+        _, again = _value_at(after, fpath)
+        if again is not None and (again == value or _equal(value, again)):
+            found.add(pointer)
+    return frozenset(found)
 
 
 @dataclass(frozen=True, slots=True)

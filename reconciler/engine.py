@@ -134,6 +134,7 @@ class Engine:
         self.corrections: list[float] = []
         self._lock = threading.Lock()
         self._inventory: Inventory | None = None
+        self._server_defaults: dict[ResourceKey, tuple[str, frozenset[str]]] = {}  # key -> (resourceVersion, pointers)
 
     @property
     def selector(self) -> str:
@@ -233,6 +234,7 @@ class Engine:
             rules=self.s.rules,
             field_manager=self.cluster.field_manager,
             claims=self._claims(wanted, live, inventory),
+            defaults={m.key: self._defaults(m, live.get(m.key)) for m in desired},
         )
         pruned: list[ResourceKey] = []
         if not dry_run:
@@ -341,6 +343,27 @@ class Engine:
         intent = replace(inventory, entries=entries, pending=pending)
         save(self.cluster, self.s.app, self.s.inventory_namespace, intent, inventory)
         return intent
+
+    def _defaults(self, m: Manifest, live: dict[str, Any] | None) -> frozenset[str]:
+        """Fields kubectl added that the server would set anyway (diff.server_defaults), asked by a dry-run
+        removal: only for objects with such fields (adopted from `kubectl create`/`apply`), once per resourceVersion."""
+        if live is None:
+            return frozenset()
+        paths = diffmod.added_fields(m, live, self.cluster.field_manager, self.s.rules, any_policy=True)
+        if not paths:
+            return frozenset()
+        rv = (live.get("metadata") or {}).get("resourceVersion", "")
+        known = self._server_defaults.get(m.key)
+        if known is not None and known[0] == rv:
+            return known[1]
+        try:
+            after = self.cluster.remove_fields(m.api_version, m.key, list(paths), rv, dry_run=True)
+        except ClusterError as exc:
+            log.info("could not ask the server which fields of %s it defaults: %s", m.key, exc)
+            return frozenset()
+        found = diffmod.server_defaults(m, live, after, self.cluster.field_manager, self.s.rules)
+        self._server_defaults[m.key] = (rv, found)
+        return found
 
     def _remove_added(self, p: Plan, live: dict[ResourceKey, dict[str, Any] | None]) -> None:
         """Fields kubectl added that Git does not declare go before the apply (sync undoes them as the watch does)."""
@@ -469,7 +492,7 @@ class Engine:
         text = []
         for m in sorted(desired, key=lambda m: apply_order(m.key)):
             obj = live.get(m.key)
-            found = diffmod.drift(m, obj, self.cluster.field_manager, self.s.rules)
+            found = diffmod.drift(m, obj, self.cluster.field_manager, self.s.rules, self._defaults(m, obj))
             if found:
                 items.extend(found)
                 text.append(diffmod.unified(m, obj, [i.pointer for i in found if i.kind is DriftKind.ADDED]))
@@ -486,7 +509,8 @@ class Engine:
             manifest = self.desired.get(key)
         if manifest is None:
             return []
-        items = diffmod.drift(manifest, None if etype == "DELETED" else obj, self.cluster.field_manager, self.s.rules)
+        live = None if etype == "DELETED" else obj
+        items = diffmod.drift(manifest, live, self.cluster.field_manager, self.s.rules, self._defaults(manifest, live))
         # a value our own field manager wrote is a sync in flight (or one that raced this event), never drift: correcting
         # it would undo a change of revision; the sync that wrote it is the one to finish or retry it
         items = [i for i in items if not (i.kind is DriftKind.CHANGED and i.manager == self.cluster.field_manager)]
@@ -517,7 +541,7 @@ class Engine:
                         self.drift.pop((manifest.key, i.pointer), None)
                 return
         if live is not None and any(i.kind is DriftKind.ADDED for i in todo):
-            added = diffmod.added_fields(manifest, live, self.cluster.field_manager, self.s.rules)
+            added = diffmod.added_fields(manifest, live, self.cluster.field_manager, self.s.rules, self._defaults(manifest, live))
             if added:
                 rv = (live.get("metadata") or {}).get("resourceVersion", "")
                 self.cluster.remove_fields(manifest.api_version, manifest.key, list(added), rv)

@@ -133,8 +133,10 @@ def plan(
     rules: Rules | None = None,
     field_manager: str = "reconciler",
     claims: Claims | None = None,
+    defaults: Mapping[ResourceKey, frozenset[str]] | None = None,
 ) -> Plan:
-    """``rules`` given: fields kubectl added that Git does not declare are planned for removal too.
+    """``rules`` given: fields kubectl added that Git does not declare are planned for removal too, except
+    those ``defaults`` names per object (the server's defaults, see :func:`reconciler.diff.server_defaults`).
     ``live`` may hold objects other apps own (found by name): ownership decides what happens to them."""
     claims = claims or Claims()
     desired = sorted(desired, key=lambda m: apply_order(m.key))
@@ -152,7 +154,7 @@ def plan(
         held: tuple[Held, ...] = ()
         apply = m
         if rules is not None:
-            remove = added_fields(m, obj, field_manager, rules)
+            remove = added_fields(m, obj, field_manager, rules, (defaults or {}).get(m.key, frozenset()))
             apply, held = applicable(m, obj, field_manager, rules)
         added = f"added out of band: {', '.join(remove)}" if remove else ""
         kept = "; ".join(f"{h.pointer} left to {h.manager} ({h.policy})" for h in held)
