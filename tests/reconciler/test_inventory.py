@@ -242,3 +242,23 @@ def test_objects_created_by_a_sync_that_died_are_pruned_later(cluster: TestClust
     assert all(c.get("v1", k) is None for k in created), f"leaked: {[str(k) for k in created if c.get('v1', k)]}"
     assert len(r.pruned) == 3
     assert set(load(c, "died", namespace).entries) == {ResourceKey("", "ConfigMap", namespace, f"k{i}") for i in range(4)}
+
+
+def test_an_app_of_ten_thousand_long_named_objects_syncs_and_prunes(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    """The whole path at the size that broke it: apply, inventory write, and prune still working afterwards."""
+    names = [f"{i:05d}-" + "x" * 180 + f"-{i:05d}" for i in range(10_000)]
+    src = tmp_path / "src"
+    src.mkdir()
+    docs = [json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": n}}) for n in names]
+    (src / "all.yaml").write_text("\n---\n".join(docs))
+    c = KubeCluster(cluster.api_client())
+    e = Engine(c, Settings("huge", namespace, namespace, workers=16))
+    r = e.sync(src)
+    assert len(r.plan.applies) == 10_000
+    assert len(load(c, "huge", namespace).entries) == 10_000
+    (src / "all.yaml").write_text("\n---\n".join(docs[150:]))
+    r = e.sync(src)
+    assert len(r.pruned) == 150 and c.get("v1", ResourceKey("", "ConfigMap", namespace, names[0])) is None
+    inv = load(c, "huge", namespace)
+    assert len(inv.entries) == 9_850
+    assert len(inv.status["lastPrune"]) == 100 and inv.status["lastPruneMore"] == 50, "the status stays small too"
