@@ -48,6 +48,10 @@ class Key:
         return f"{self.namespace}/{self.name}" if self.namespace else self.name
 
 
+class NotServed(Exception):
+    """The API server does not serve this resource (its CRD is not installed): an empty list, tried again later."""
+
+
 class Gone(Exception):
     """The watch's resourceVersion is too old (HTTP 410 / an ERROR event with code 410): list again."""
 
@@ -72,6 +76,7 @@ class Informer:
         field_selector: str | None = None,
         page_size: int = 500,
         watch_seconds: int = 300,
+        not_served_retry: float = 30.0,
     ) -> None:
         self.transport = transport
         self.path = path
@@ -82,6 +87,7 @@ class Informer:
             self._base["fieldSelector"] = field_selector
         self.page_size = page_size
         self.watch_seconds = watch_seconds
+        self.not_served_retry = not_served_retry
         self._cache: dict[Key, Obj] = {}
         self._lock = threading.Lock()
         self._handlers: list[Handler] = []
@@ -129,6 +135,10 @@ class Informer:
                     need_list = False
                 self._watch_once(stop)
                 pause = 0.2
+            except NotServed:
+                self._replace({}, "")  # nothing to inform about until the resource is served; look again later
+                need_list = True
+                stop.wait(self.not_served_retry)
             except Gone:
                 log.info("watch of %s: resourceVersion %s expired; listing again", self.path, self.resource_version)
                 need_list = True
@@ -153,11 +163,14 @@ class Informer:
             if not cont:
                 rv = str(meta.get("resourceVersion") or "")
                 break
+        self._replace(items, rv)
+        self.lists += 1
+
+    def _replace(self, items: dict[Key, Obj], rv: str) -> None:
         with self._lock:
             old = self._cache
             self._cache = items
             self.resource_version = rv
-            self.lists += 1
         for key, obj in items.items():
             prev = old.get(key)
             if prev is None:
@@ -229,7 +242,14 @@ class ApiTransport:
         return f"{url}?{urlencode(query)}", headers
 
     def list(self, path: str, query: dict[str, str]) -> Obj:
-        return request_json(self.api, "GET", path, list(query.items()), timeout=self.list_timeout) or {}
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return request_json(self.api, "GET", path, list(query.items()), timeout=self.list_timeout) or {}
+        except ApiException as exc:
+            if exc.status == 404:
+                raise NotServed(path) from None
+            raise
 
     def watch(self, path: str, query: dict[str, str], stop: threading.Event) -> Iterator[Obj]:
         import urllib3

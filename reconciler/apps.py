@@ -23,6 +23,8 @@ from reconciler.model import FieldPolicy
 
 FLUX_KUSTOMIZE = "kustomize.toolkit.fluxcd.io"
 FLUX_SOURCE = "source.toolkit.fluxcd.io"
+ARGO = "argoproj.io"
+IN_CLUSTER = ("https://kubernetes.default.svc", "in-cluster")  # Argo CD's names for the cluster it runs in
 NATIVE = "reconciler.imagebot.dev"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"  # what `flux reconcile` sets; `reconciler reconcile` too
 SHARD_LABEL = "sharding.imagebot.dev/key"
@@ -31,6 +33,7 @@ SHARD_LABEL = "sharding.imagebot.dev/key"
 class Dialect(StrEnum):
     FLUX = "Kustomization"
     NATIVE = "App"
+    ARGO = "Application"
 
 
 class RefKind(StrEnum):
@@ -101,6 +104,12 @@ class AppSpec:
     requested_at: str = ""
     shard: str = ""
     unsupported: tuple[str, ...] = ()
+    default_namespace: str = ""  # for namespaced objects that name none ("": the dialect's default)
+    auto_sync: bool = True  # False (Argo CD without syncPolicy.automated): diff and report, apply only on request
+    self_heal: bool = True  # False: drift is reported, never corrected
+    recurse: bool = True  # False (Argo CD's directory.recurse default): only the path's own files
+    create_namespace: bool = False  # Argo CD's CreateNamespace=true
+    history_limit: int = 10
 
     @property
     def key(self) -> str:
@@ -350,6 +359,121 @@ def from_app(obj: dict[str, Any], repo: dict[str, Any] | None = None) -> AppSpec
     )
 
 
+# --------------------------------------------------------------------------- Argo CD
+_ARGO_SPEC = frozenset(
+    {"project", "source", "sources", "destination", "syncPolicy", "ignoreDifferences", "revisionHistoryLimit", "info"}
+)
+_ARGO_SOURCE = frozenset({"repoURL", "path", "targetRevision", "directory", "kustomize"})
+_ARGO_OPTIONS = frozenset({"CreateNamespace=true", "PruneLast=true", "ServerSideApply=true", "Validate=true"})
+
+
+def _kustomize_image(text: Any, i: int) -> tuple[str, str, str, str]:
+    """Argo CD's ``kustomize.images`` entry (``name=newName:tag``, ``name:tag``, ``name@digest``)."""
+    if not isinstance(text, str) or not text:
+        raise InvalidApp(f"spec.source.kustomize.images[{i}] must be a string like name=new:tag")
+    name, _, new = text.partition("=") if "=" in text else ("", "", text)
+    ref, _, digest = new.partition("@")
+    slash, colon = ref.rfind("/"), ref.rfind(":")
+    new_name, tag = (ref[:colon], ref[colon + 1 :]) if colon > slash else (ref, "")
+    return (name or new_name, new_name if name else "", tag, digest)
+
+
+def from_application(obj: dict[str, Any]) -> AppSpec:
+    """An Argo CD Application (argoproj.io/v1alpha1), read as Argo CD means it; what we do not run is named."""
+    ref, gen, ann, labels = _meta(obj)
+    spec = _get(obj, "spec", dict, {})
+    unsupported = _unsupported(spec, _ARGO_SPEC)
+    sources = _get(obj, "spec.sources", list)
+    if sources is not None:
+        if len(sources) != 1 or not isinstance(sources[0], dict):
+            raise InvalidApp("spec.sources: only one source is supported")
+        source: dict[str, Any] = sources[0]
+    else:
+        source = _get(obj, "spec.source", dict, {})
+    url = source.get("repoURL")
+    if not isinstance(url, str) or not url:
+        raise InvalidApp("spec.source.repoURL is required")
+    for k in sorted(source):
+        if k not in _ARGO_SOURCE:
+            unsupported.append(f"spec.source.{k}" + (" (Helm sources)" if k == "chart" or k == "helm" else ""))
+    if "chart" in source:
+        raise InvalidApp("spec.source.chart: Helm sources are not supported")
+    rev = source.get("targetRevision") or "HEAD"
+    if not isinstance(rev, str):
+        raise InvalidApp("spec.source.targetRevision must be a string")
+    path = source.get("path") or ""
+    if not isinstance(path, str) or ".." in path.split("/"):
+        raise InvalidApp(f"spec.source.path {path!r} must be a path inside the repository")
+    dest = _get(obj, "spec.destination", dict, {})
+    server, cluster = dest.get("server"), dest.get("name")
+    if (server or cluster) not in (*IN_CLUSTER, None) or (server is None and cluster is None):
+        raise InvalidApp(
+            f"spec.destination: only the cluster the controller runs in ({IN_CLUSTER[0]} or name {IN_CLUSTER[1]}) "
+            f"is supported, not {server or cluster!r}"
+        )
+    namespace = dest.get("namespace") or ""
+    if not isinstance(namespace, str):
+        raise InvalidApp("spec.destination.namespace must be a string")
+    directory = source.get("directory") or {}
+    if not isinstance(directory, dict):
+        raise InvalidApp("spec.source.directory must be a mapping")
+    unsupported += [f"spec.source.directory.{k}" for k in sorted(directory) if k != "recurse"]
+    kz = source.get("kustomize") or {}
+    if not isinstance(kz, dict):
+        raise InvalidApp("spec.source.kustomize must be a mapping")
+    unsupported += [f"spec.source.kustomize.{k}" for k in sorted(kz) if k not in ("images", "commonLabels")]
+    images = tuple(_kustomize_image(t, i) for i, t in enumerate(kz.get("images") or []))
+    auto = _get(obj, "spec.syncPolicy.automated", dict)
+    options = _strings(obj, "spec.syncPolicy.syncOptions") or ()
+    unsupported += [f"spec.syncPolicy.syncOptions {o}" for o in options if o not in _ARGO_OPTIONS]
+    rules_ignore, managers = [], []
+    for i, d in enumerate(_get(obj, "spec.ignoreDifferences", list, [])):
+        if not isinstance(d, dict):
+            raise InvalidApp(f"spec.ignoreDifferences[{i}] must be a mapping")
+        kind = d.get("kind") or ""
+        for ptr in d.get("jsonPointers") or []:
+            rules_ignore.append(f"{kind}:{ptr}" if kind else str(ptr))
+        managers += [str(m) for m in d.get("managedFieldsManagers") or []]
+        if d.get("jqPathExpressions"):
+            unsupported.append(f"spec.ignoreDifferences[{i}].jqPathExpressions")
+        if d.get("name") or d.get("namespace"):
+            unsupported.append(f"spec.ignoreDifferences[{i}].name/namespace (applied to every {kind or 'object'})")
+    limit = _get(obj, "spec.revisionHistoryLimit", int, 10)
+    return AppSpec(
+        ref=ref,
+        dialect=Dialect.ARGO,
+        generation=gen,
+        source=SourceSpec(url, RefKind.BRANCH, "main" if rev == "HEAD" else rev, None, 180.0),
+        path=path.strip("/").removeprefix("./").strip("/") if path not in (".", "./") else "",
+        interval=180.0,  # Argo CD's default timeout.reconciliation
+        retry_interval=30.0,
+        prune=bool((auto or {}).get("prune", False)),
+        project=_get(obj, "spec.project", str, "default"),
+        drift=DriftSpec("correct", tuple(rules_ignore), (), tuple(managers)),
+        allow_empty=bool((auto or {}).get("allowEmpty", False)),
+        images=images,
+        common_labels=_labels({"spec": {"l": kz.get("commonLabels") or {}}}, "spec.l"),
+        requested_at=str(ann.get(REQUESTED_AT) or ""),
+        shard=str(labels.get(SHARD_LABEL) or ""),
+        unsupported=tuple(unsupported),
+        default_namespace=namespace,
+        auto_sync=auto is not None,
+        self_heal=bool((auto or {}).get("selfHeal", False)),
+        recurse=bool(directory.get("recurse", False)),
+        create_namespace="CreateNamespace=true" in options,
+        history_limit=limit if limit > 0 else 10,
+    )
+
+
+def argo_project_from(obj: dict[str, Any]) -> ProjectSpec:
+    """An Argo CD AppProject: the same boundary as our Project; a destination on another cluster allows nothing
+    here."""
+    dests = _get(obj, "spec.destinations", list, [])
+    here = [d for d in dests if not isinstance(d, dict) or (d.get("server") or d.get("name") or "*") in (*IN_CLUSTER, "*")]
+    spec = _get(obj, "spec", dict, {})
+    return project_from({**obj, "spec": {**spec, "destinations": here}})
+
+
 # --------------------------------------------------------------------------- projects
 @dataclass(frozen=True, slots=True)
 class GroupKind:
@@ -442,6 +566,7 @@ class Reason(StrEnum):
     INVALID = "InvalidSpec"  # Stalled: nothing will change until the spec does
     PROJECT_DENIED = "ProjectViolation"
     SUSPENDED = "Suspended"
+    CONFLICT = "OwnershipConflict"
 
 
 def flux_revision(ref_kind: RefKind, ref: str, sha: str) -> str:

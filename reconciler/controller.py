@@ -38,17 +38,18 @@ from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
 from gitopskit.workspace import GitAuth
 from reconciler import apps as A
 from reconciler.cluster import KubeCluster
-from reconciler.controller_cli import APP_PATH, KS_PATH
+from reconciler.controller_cli import APP_PATH, ARGO_PATH, KS_PATH
 from reconciler.engine import Engine, Settings
 from reconciler.errors import ReconcilerError, SourceError, UsageError
 from reconciler.model import TRACKING_LABEL, Health, Manifest
 from reconciler.plan import PruneGuards
 from reconciler.source import Source
-from reconciler.transform import flux_transform
+from reconciler.transform import compose, flux_transform, top_level_only
 
 log = logging.getLogger(__name__)
 
 REPO_PATH = "/apis/source.toolkit.fluxcd.io/v1"
+ARGO_SECRET_TYPE = "argocd.argoproj.io/secret-type"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -62,8 +63,9 @@ class AppKey:
 
     @property
     def path(self) -> str:
-        base = KS_PATH + "/namespaces/{}/kustomizations" if self.kind == A.Dialect.FLUX else APP_PATH + "/namespaces/{}/apps"
-        return base.format(self.namespace) + f"/{self.name}"
+        plural = {A.Dialect.FLUX: (KS_PATH, "kustomizations"), A.Dialect.ARGO: (ARGO_PATH, "applications")}
+        base, resource = plural.get(A.Dialect(self.kind), (APP_PATH, "apps"))
+        return f"{base}/namespaces/{self.namespace}/{resource}/{self.name}"
 
 
 class Metrics:
@@ -164,18 +166,24 @@ class AppController:
         self.apps = [Informer(transport, f"{APP_PATH}{s}/apps", selector) for s in scopes]
         self.repos = [Informer(transport, f"{REPO_PATH}{s}/gitrepositories") for s in scopes]
         self.projects = Informer(transport, f"{APP_PATH}/projects")
+        self.applications = [Informer(transport, f"{ARGO_PATH}{s}/applications", selector) for s in scopes]
+        self.appprojects = [Informer(transport, f"{ARGO_PATH}{s}/appprojects") for s in scopes]
         self.drift_informers: dict[tuple[str, str], Informer] = {}
         for inf in self.kustomizations:
             inf.add_handler(self._on_app(A.Dialect.FLUX))
         for inf in self.apps:
             inf.add_handler(self._on_app(A.Dialect.NATIVE))
+        for inf in self.applications:
+            inf.add_handler(self._on_app(A.Dialect.ARGO))
+        for inf in self.appprojects:
+            inf.add_handler(lambda t, o, p: self._enqueue_all())
         for inf in self.repos:
             inf.add_handler(self._on_repo)
         self.projects.add_handler(lambda t, o, p: self._enqueue_all())
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        for inf in (*self.kustomizations, *self.apps, *self.repos, self.projects):
+        for inf in (*self.kustomizations, *self.apps, *self.repos, self.projects, *self.applications, *self.appprojects):
             inf.start(self._stop)
         self.controller.start()
 
@@ -192,7 +200,8 @@ class AppController:
 
     def wait_synced(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
-        return all(inf.wait_synced(max(end - time.monotonic(), 0)) for inf in (*self.kustomizations, *self.apps, *self.repos))
+        infs = (*self.kustomizations, *self.apps, *self.repos, *self.applications)
+        return all(inf.wait_synced(max(end - time.monotonic(), 0)) for inf in infs)
 
     # ------------------------------------------------------------------ events → keys
     def _on_app(self, dialect: A.Dialect) -> Callable[[EventType, dict[str, Any], dict[str, Any] | None], None]:
@@ -220,14 +229,17 @@ class AppController:
                 if ref.get("name") == k.name and (ref.get("namespace") or k.namespace) == k.namespace:
                     self.queue.add(AppKey(str(A.Dialect.FLUX), k.namespace, Key.of(ks).name))
 
+    def _dialects(self) -> tuple[tuple[A.Dialect, list[Informer]], ...]:
+        return ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps), (A.Dialect.ARGO, self.applications))
+
     def _enqueue_all(self) -> None:
-        for dialect, infs in ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps)):
+        for dialect, infs in self._dialects():
             for inf in infs:
                 for k in inf.cached_keys():
                     self.queue.add(AppKey(str(dialect), k.namespace, k.name))
 
     def _enqueue_dependents(self, key: AppKey) -> None:
-        for dialect, infs in ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps)):
+        for dialect, infs in self._dialects():
             for inf in infs:
                 for obj in inf.objects():
                     ns = Key.of(obj).namespace
@@ -244,7 +256,7 @@ class AppController:
 
     # ------------------------------------------------------------------ lookups
     def _object(self, key: AppKey) -> dict[str, Any] | None:
-        infs = self.kustomizations if key.kind == A.Dialect.FLUX else self.apps
+        infs = dict(self._dialects())[A.Dialect(key.kind)]
         for inf in infs:
             obj = inf.get(Key(key.namespace, key.name))
             if obj is not None:
@@ -266,6 +278,8 @@ class AppController:
             repo = self._repo(str(ref.get("namespace") or key.namespace), ref["name"])
         if key.kind == A.Dialect.FLUX:
             return A.from_kustomization(obj, repo)
+        if key.kind == A.Dialect.ARGO:
+            return A.from_application(obj)
         return A.from_app(obj, repo)
 
     # ------------------------------------------------------------------ one reconcile
@@ -275,12 +289,11 @@ class AppController:
             self._forget(key)
             return None
         t0 = time.perf_counter()
-        gen = _generation(obj)
         labels = (key.kind, key.namespace, key.name)
         try:
             spec = self.spec_of(key, obj)
         except A.InvalidApp as exc:
-            self._status(key, obj, ready=False, reason=A.Reason.INVALID, message=str(exc), stalled=True)
+            self._fail(key, obj, None, A.Reason.INVALID, str(exc), stalled=True)
             self.metrics.reconciles.labels(*labels, "invalid").inc()
             return None  # nothing changes until the spec does (its update event enqueues it again)
         if spec.suspend:
@@ -288,64 +301,118 @@ class AppController:
             return None
         waiting = [str(d) for d in spec.depends_on if not self._ready(d)]
         if waiting:
-            msg = f"dependencies not ready: {', '.join(waiting)}"
-            self._status(key, obj, ready=False, reason=A.Reason.DEPENDENCY_NOT_READY, message=msg, extra=self._handled(spec))
+            self._fail(key, obj, spec, A.Reason.DEPENDENCY_NOT_READY, f"dependencies not ready: {', '.join(waiting)}")
             return Result(requeue_after=min(spec.retry_interval, 30.0))
         try:
-            project = self._project(spec)
-            if project is not None and (why := A.source_violation(project, spec.source.url)):
-                raise _Denied(why)
-            auth = self._auth(spec.source)
-            handled = (obj.get("status") or {}).get("lastHandledReconcileAt")
-            fresh = 0.0 if spec.requested_at and spec.requested_at != handled else min(spec.source.interval, spec.interval)
-            root, sha = self.sources.fetch(spec.source, auth, fresh)
-            revision = A.flux_revision(spec.source.ref_kind, spec.source.ref, sha)
-            engine = self._engine(key, spec, project)
-            app_root = (root / spec.path).resolve()
-            if root.resolve() not in (app_root, *app_root.parents) or not app_root.is_dir():
-                raise A.InvalidApp(f"spec.path {spec.path!r}: no such directory in {revision}")
-            report = engine.sync(app_root, sha, prune=spec.prune)
+            outcome = self._run(key, obj, spec)
         except A.InvalidApp as exc:
-            self._status(key, obj, False, A.Reason.INVALID, str(exc), stalled=True, extra=self._handled(spec))
+            self._fail(key, obj, spec, A.Reason.INVALID, str(exc), stalled=True)
             self.metrics.reconciles.labels(*labels, "invalid").inc()
             return None
         except (_Denied, UsageError) as exc:
-            self._status(key, obj, False, A.Reason.PROJECT_DENIED, str(exc), stalled=True, extra=self._handled(spec))
+            self._fail(key, obj, spec, A.Reason.PROJECT_DENIED, str(exc), stalled=True)
             self.metrics.reconciles.labels(*labels, "denied").inc()
             return None
         except (ReconcilerError, SecretError) as exc:
             reason = A.Reason.ARTIFACT_FAILED if isinstance(exc, (SourceError, SecretError)) else A.Reason.FAILED
-            self._status(key, obj, ready=False, reason=reason, message=str(exc), extra=self._handled(spec))
+            self._fail(key, obj, spec, reason, str(exc))
             self.metrics.ready.labels(*labels).set(0)
             self.metrics.reconciles.labels(*labels, "failed").inc()
             raise  # requeued with this key's own backoff
+        self._write_status(key, obj, self._status_of(key, obj, spec, outcome))
+        self.metrics.ready.labels(*labels).set(1 if outcome.ready else 0)
+        self.metrics.drift.labels(*labels).set(outcome.drift)
+        self.metrics.reconciles.labels(*labels, "ok" if outcome.applied else "compared").inc()
+        self.metrics.duration.observe(time.perf_counter() - t0)
+        log.info("%s at %s: %s", key, outcome.revision, outcome.summary)
+        return Result(requeue_after=spec.interval if outcome.ready else spec.retry_interval)
+
+    def _run(self, key: AppKey, obj: dict[str, Any], spec: A.AppSpec) -> Outcome:
+        """Fetch, then sync — or, for an Argo CD app that may not sync now, only compare."""
+        project = self._project(key, spec)
+        if project is not None and (why := A.source_violation(project, spec.source.url)):
+            raise _Denied(why)
+        auth = self._argo_auth(key.namespace, spec.source.url) if key.kind == A.Dialect.ARGO else self._auth(spec.source)
+        requested = bool(spec.requested_at) and spec.requested_at != (obj.get("status") or {}).get("lastHandledReconcileAt")
+        operation = key.kind == A.Dialect.ARGO and isinstance(obj.get("operation"), dict)
+        fresh = 0.0 if requested or operation else min(spec.source.interval, spec.interval)
+        root, sha = self.sources.fetch(spec.source, auth, fresh)
+        revision = A.flux_revision(spec.source.ref_kind, spec.source.ref, sha) if key.kind != A.Dialect.ARGO else sha
+        app_root = (root / spec.path).resolve()
+        if root.resolve() not in (app_root, *app_root.parents) or not app_root.is_dir():
+            raise A.InvalidApp(f"spec.path {spec.path!r}: no such directory in {revision}")
+        if (app_root / "Chart.yaml").is_file():
+            raise A.InvalidApp(f"{spec.path or '.'} is a Helm chart: Helm sources are not supported")
+        engine = self._engine(key, spec, project)
+        started = _now()
+        last_synced = (((obj.get("status") or {}).get("operationState") or {}).get("syncResult") or {}).get("revision")
+        apply = (
+            key.kind != A.Dialect.ARGO
+            or requested
+            or operation
+            or (spec.auto_sync and (spec.self_heal or last_synced != sha))
+        )
+        if not apply:  # compare only: the watch reports drift against what Git holds now
+            items, health = engine.compare(app_root, sha)
+            out_of_sync = {i.key for i in items}
+            return Outcome(
+                revision, False, not out_of_sync, health, len(items), self._resources(engine, out_of_sync), started,
+                f"compared: {len(out_of_sync)} object(s) out of sync", requested, operation,
+            )  # fmt: skip
+        if spec.create_namespace and engine.s.default_namespace:
+            self.cluster.apply(_namespace(engine.s.default_namespace), force=False)
+        report = engine.sync(app_root, sha, prune=spec.prune)
         healthy = report.health is Health.HEALTHY or not spec.wait
+        conflicts = report.plan.conflicts
+        self._ensure_drift_watch(engine)
+        return Outcome(
+            revision, True, healthy and not conflicts, report.health, len(engine.drift),
+            self._resources(engine, {a.key for a in conflicts}),
+            started, ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items())) or "nothing to do", requested,
+            operation, tuple(f"{a.key}: {a.reason}" for a in conflicts),
+        )  # fmt: skip
+
+    def _resources(self, engine: Engine, out_of_sync: set[Any]) -> list[dict[str, Any]]:
+        return [
+            {"group": k.group, "version": engine.desired[k].api_version.split("/")[-1], "kind": k.kind,
+             "namespace": k.namespace, "name": k.name, "status": "OutOfSync" if k in out_of_sync else "Synced",
+             "health": {"status": str(h)}, **({"message": why} if why and h is not Health.HEALTHY else {})}
+            for k, h, why in sorted(engine.health_report(), key=lambda t: t[0])
+        ]  # fmt: skip
+
+    def _status_of(self, key: AppKey, obj: dict[str, Any], spec: A.AppSpec, o: Outcome) -> dict[str, Any]:
+        if key.kind == A.Dialect.ARGO:
+            return _argo_status(obj, spec, o)
         entries = [
-            {"id": A.inventory_id(m.key.group, m.key.kind, m.key.namespace, m.key.name), "v": m.api_version.split("/")[-1]}
-            for m in sorted(engine.desired.values(), key=lambda m: m.key)
+            {"id": A.inventory_id(r["group"], r["kind"], r["namespace"], r["name"]), "v": r["version"]}
+            for r in o.resources
         ]
-        message = f"Applied revision: {revision}"
+        message = f"Applied revision: {o.revision}"
         if spec.unsupported:
             message += f"; not supported, ignored: {', '.join(spec.unsupported)}"
-        if not healthy:
-            message += f"; health {report.health}"
+        if o.problems:
+            message += "; not applied, owned by another app: " + "; ".join(o.problems[:5])
+        elif not o.ready:
+            message += f"; health {o.health}"
+        reason = A.Reason.SUCCEEDED if o.ready else A.Reason.CONFLICT if o.problems else A.Reason.HEALTH_CHECK_FAILED
         extra = {
-            "lastAppliedRevision": revision,
-            "lastAttemptedRevision": revision,
+            "lastAppliedRevision": o.revision,
+            "lastAttemptedRevision": o.revision,
             "inventory": {"entries": entries},
-            "health": str(report.health),
-            "driftCount": len(engine.drift),
+            "health": str(o.health),
+            "driftCount": o.drift,
             **self._handled(spec),
         }
-        reason = A.Reason.SUCCEEDED if healthy else A.Reason.HEALTH_CHECK_FAILED
-        self._status(key, obj, ready=healthy, reason=reason, message=message, extra=extra)
-        self.metrics.ready.labels(*labels).set(1 if healthy else 0)
-        self.metrics.drift.labels(*labels).set(len(engine.drift))
-        self.metrics.reconciles.labels(*labels, "ok").inc()
-        self.metrics.duration.observe(time.perf_counter() - t0)
-        self._ensure_drift_watch(engine)
-        log.info("%s at %s: %s (generation %d)", key, revision, report.counts(), gen)
-        return Result(requeue_after=spec.interval if healthy else spec.retry_interval)
+        return _flux_status(obj, o.ready, reason, message, False, extra)
+
+    def _fail(
+        self, key: AppKey, obj: dict[str, Any], spec: A.AppSpec | None, reason: A.Reason, message: str, stalled: bool = False
+    ) -> None:
+        if key.kind == A.Dialect.ARGO:
+            status = _argo_failure(obj, reason, message)
+        else:
+            status = _flux_status(obj, False, reason, message, stalled, self._handled(spec) if spec else {})
+        self._write_status(key, obj, status)
 
     def _handled(self, spec: A.AppSpec) -> dict[str, Any]:
         return {"lastHandledReconcileAt": spec.requested_at} if spec.requested_at else {}
@@ -360,14 +427,22 @@ class AppController:
             return ready and st.get("observedGeneration") == _generation(obj)
         return False
 
-    def _project(self, spec: A.AppSpec) -> A.ProjectSpec | None:
+    def _project(self, key: AppKey, spec: A.AppSpec) -> A.ProjectSpec | None:
+        """The app's Project (cluster-scoped) — or, for an Argo CD Application, the AppProject of that name in its
+        namespace; Argo CD's implicit ``default`` project allows everything until an AppProject says otherwise."""
         if not spec.project:
             return None
-        obj = self.projects.get(Key("", spec.project))
+        if key.kind == A.Dialect.ARGO:
+            obj = next((o for inf in self.appprojects if (o := inf.get(Key(key.namespace, spec.project)))), None)
+            if obj is None and spec.project == "default":
+                return None
+            parse = A.argo_project_from
+        else:
+            obj, parse = self.projects.get(Key("", spec.project)), A.project_from
         if obj is None:
             raise _Denied(f"project {spec.project} not found")
         try:
-            return A.project_from(obj)
+            return parse(obj)
         except A.InvalidApp as exc:
             raise _Denied(f"project {spec.project} is invalid: {exc}") from None
 
@@ -380,8 +455,9 @@ class AppController:
             secret = request_json(self.api, "GET", f"/api/v1/namespaces/{ref.namespace}/secrets/{ref.name}", timeout=30)
         except ApiException as exc:
             raise SecretError(f"Secret {ref} {'not found' if exc.status == 404 else f'unreadable (HTTP {exc.status})'}") from None
-        data = secret.get("data") or {}
+        return self._auth_from(ref, secret.get("data") or {})
 
+    def _auth_from(self, ref: A.ObjectRef, data: dict[str, Any]) -> GitAuth:
         def value(k: str) -> str | None:
             if k not in data:
                 return None
@@ -407,8 +483,35 @@ class AppController:
             raise SecretError(f"Secret {ref}: bearerToken is not supported yet (use username/password)")
         raise SecretError(f"Secret {ref} has none of username/password, identity (+known_hosts)")
 
+    def _argo_auth(self, namespace: str, url: str) -> GitAuth | None:
+        """Argo CD's declarative repository credentials: a Secret labelled
+        ``argocd.argoproj.io/secret-type: repository`` whose ``url`` is the repoURL, else the longest
+        ``repo-creds`` ``url`` prefix of it (username/password, or sshPrivateKey)."""
+        path = f"/api/v1/namespaces/{namespace}/secrets"
+        best: tuple[int, dict[str, Any]] | None = None
+        for kind, exact in (("repository", True), ("repo-creds", False)):
+            try:
+                found = request_json(self.api, "GET", path, [("labelSelector", f"{ARGO_SECRET_TYPE}={kind}")], timeout=30)
+            except ApiException as exc:
+                raise SecretError(f"repository Secrets in {namespace} unreadable (HTTP {exc.status})") from None
+            for sec in (found or {}).get("items") or []:
+                try:
+                    want = base64.b64decode((sec.get("data") or {}).get("url", ""), validate=True).decode()
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                if (want == url if exact else url.startswith(want)) and want and (best is None or len(want) > best[0]):
+                    best = (len(want) + (1 << 20 if exact else 0), sec)
+        if best is None:
+            return None
+        sec = best[1]
+        name = (sec.get("metadata") or {}).get("name", "")
+        data = sec.get("data") or {}
+        if "sshPrivateKey" in data:
+            data = {"identity": data["sshPrivateKey"]}
+        return self._auth_from(A.ObjectRef(namespace, name), {k: v for k, v in data.items() if k != "url"})
+
     def _engine(self, key: AppKey, spec: A.AppSpec, project: A.ProjectSpec | None) -> Engine:
-        default_ns = key.namespace if spec.dialect is A.Dialect.NATIVE else "default"
+        default_ns = spec.default_namespace or (key.namespace if spec.dialect is A.Dialect.NATIVE else "default")
         settings = Settings(
             app=spec.key,
             default_namespace=default_ns,
@@ -420,7 +523,10 @@ class AppController:
             workers=4,
             admit=_project_check(project) if project is not None else None,
             target_namespace=spec.target_namespace,
-            transform=flux_transform(spec.images, spec.common_labels, spec.common_annotations),
+            transform=compose(
+                None if spec.recurse else top_level_only,
+                flux_transform(spec.images, spec.common_labels, spec.common_annotations),
+            ),
         )
         with self._lock:
             entry = self.engines.get(key)
@@ -461,31 +567,19 @@ class AppController:
         engine, spec, _ = entry
         if spec.suspend:
             return
+        correct = spec.drift.mode == "correct" and spec.self_heal and spec.auto_sync
         try:
-            engine.on_event(str(etype), obj, time.monotonic(), correct=spec.drift.mode == "correct")
+            items = engine.on_event(str(etype), obj, time.monotonic(), correct=correct)
         except ReconcilerError as exc:
             log.error("%s: could not correct drift: %s", key, exc)
+            return
+        if items and not correct and key is not None:
+            self.queue.add(key)  # reported, not corrected: the app's status says OutOfSync
 
     # ------------------------------------------------------------------ status
-    def _status(
-        self,
-        key: AppKey,
-        obj: dict[str, Any],
-        ready: bool,
-        reason: A.Reason,
-        message: str,
-        stalled: bool = False,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        gen = _generation(obj)
-        now = _now()
+    def _write_status(self, key: AppKey, obj: dict[str, Any], status: dict[str, Any]) -> None:
         old = obj.get("status") or {}
-        conds = [A.condition("Ready", ready, str(reason), message, gen, now)]
-        if stalled:
-            conds.append(A.condition("Stalled", True, str(reason), message, gen, now))
-        conditions = A.merge_conditions(old.get("conditions") or [], conds)
-        status = {**(extra or {}), "observedGeneration": gen, "conditions": conditions}
-        if all(old.get(k) == v for k, v in status.items()):
+        if all(old.get(k) == v for k, v in status.items() if k != "reconciledAt"):
             return  # nothing new: no write (a second pass with nothing new does nothing)
         try:  # a merge patch replaces lists whole: a Stalled condition not given again is gone
             request_json(
@@ -494,6 +588,102 @@ class AppController:
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("%s: status not written: HTTP %s", key, exc.status)
+        if key.kind == A.Dialect.ARGO and isinstance(obj.get("operation"), dict):
+            try:  # Argo CD's manual sync request is done: clear it as Argo CD's controller does
+                request_json(self.api, "PATCH", key.path, body={"operation": None}, content_type="application/merge-patch+json")
+            except ApiException as exc:
+                log.warning("%s: operation not cleared: HTTP %s", key, exc.status)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    revision: str
+    applied: bool
+    ready: bool  # Flux: Ready; Argo CD: Synced (and, when applied, healthy enough)
+    health: Health
+    drift: int
+    resources: list[dict[str, Any]]
+    started: str
+    summary: str
+    requested: bool
+    operation: bool
+    problems: tuple[str, ...] = ()  # ownership conflicts, each naming the other app
+
+
+def _flux_status(
+    obj: dict[str, Any], ready: bool, reason: A.Reason, message: str, stalled: bool, extra: dict[str, Any]
+) -> dict[str, Any]:
+    gen, now = _generation(obj), _now()
+    conds = [A.condition("Ready", ready, str(reason), message, gen, now)]
+    if stalled:
+        conds.append(A.condition("Stalled", True, str(reason), message, gen, now))
+    old = (obj.get("status") or {}).get("conditions") or []
+    return {**extra, "observedGeneration": gen, "conditions": A.merge_conditions(old, conds)}
+
+
+def _argo_status(obj: dict[str, Any], spec: A.AppSpec, o: Outcome) -> dict[str, Any]:
+    """Where Argo CD's tools read it: sync, health, resources, operationState, history, conditions."""
+    old = obj.get("status") or {}
+    source = (obj.get("spec") or {}).get("source") or ((obj.get("spec") or {}).get("sources") or [{}])[0]
+    dest = (obj.get("spec") or {}).get("destination") or {}
+    out_of_sync = any(r["status"] == "OutOfSync" for r in o.resources) or not o.ready
+    status: dict[str, Any] = {
+        "sync": {"status": "OutOfSync" if out_of_sync else "Synced", "revision": o.revision,
+                 "comparedTo": {"source": source, "destination": dest}},
+        "health": {"status": str(o.health)},
+        "resources": o.resources,
+        "reconciledAt": _now(),
+        "sourceType": "Directory",
+        "conditions": [
+            {"type": "UnsupportedFields", "message": "not supported, ignored: " + ", ".join(spec.unsupported),
+             "lastTransitionTime": _now()}
+        ] if spec.unsupported else [],
+    }  # fmt: skip
+    if o.problems:
+        status["conditions"].append({"type": "SharedResourceWarning", "message": "; ".join(o.problems[:20]),
+                                     "lastTransitionTime": _now()})  # fmt: skip
+    seen = {(c.get("type"), c.get("message")): c.get("lastTransitionTime") for c in old.get("conditions") or []}
+    for c in status["conditions"]:  # a condition that has not changed keeps its time (and causes no write)
+        c["lastTransitionTime"] = seen.get((c["type"], c["message"])) or c["lastTransitionTime"]
+    if spec.requested_at:
+        status["lastHandledReconcileAt"] = spec.requested_at
+    if o.applied:
+        finished = _now()
+        status["operationState"] = {
+            "phase": "Succeeded" if o.ready else "Failed",
+            "message": f"successfully synced ({o.summary})" if o.ready else f"sync finished with problems ({o.summary})",
+            "startedAt": o.started,
+            "finishedAt": finished,
+            "operation": {"sync": {"revision": o.revision}, "initiatedBy": {"automated": not (o.requested or o.operation)}},
+            "syncResult": {"revision": o.revision, "source": source,
+                           "resources": [{k: r[k] for k in ("group", "version", "kind", "namespace", "name")} | {
+                               "status": "Synced", "message": "applied"} for r in o.resources]},
+        }  # fmt: skip
+        prev_rev = ((old.get("operationState") or {}).get("syncResult") or {}).get("revision")
+        history = list(old.get("history") or [])
+        if prev_rev != o.revision or not history:
+            history.append({"revision": o.revision, "deployedAt": finished, "deployStartedAt": o.started,
+                            "id": (history[-1].get("id", 0) + 1) if history else 0, "source": source})  # fmt: skip
+        status["history"] = history[-spec.history_limit :]
+    return status
+
+
+def _argo_failure(obj: dict[str, Any], reason: A.Reason, message: str) -> dict[str, Any]:
+    kind = {A.Reason.INVALID: "InvalidSpecError", A.Reason.PROJECT_DENIED: "InvalidSpecError"}.get(reason, "ComparisonError")
+    old = obj.get("status") or {}
+    return {
+        "sync": {**(old.get("sync") or {}), "status": (old.get("sync") or {}).get("status", "Unknown")},
+        "health": old.get("health") or {"status": "Unknown"},
+        "conditions": [{"type": kind, "message": f"{reason}: {message}", "lastTransitionTime": _now()}],
+        "reconciledAt": _now(),
+    }
+
+
+def _namespace(name: str) -> Manifest:
+    from reconciler.model import ResourceKey
+
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    return Manifest(ResourceKey("", "Namespace", "", name), "v1", body, "CreateNamespace=true")
 
 
 class _Denied(Exception):

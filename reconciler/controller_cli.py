@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 KS_PATH = "/apis/kustomize.toolkit.fluxcd.io/v1"
 APP_PATH = "/apis/reconciler.imagebot.dev/v1alpha1"
+ARGO_PATH = "/apis/argoproj.io/v1alpha1"
 
 
 def add_commands(sub: Any, epilog: str) -> None:
@@ -54,7 +55,7 @@ def add_commands(sub: Any, epilog: str) -> None:
     _kube(r)
     r.add_argument("app")
     r.add_argument("-n", "--namespace", default="default")
-    r.add_argument("--kind", choices=["App", "Kustomization"], help="default: whichever exists (App first)")
+    r.add_argument("--kind", choices=["App", "Kustomization", "Application"], help="default: whichever exists, in that order")
     r.add_argument("--timeout", type=float, default=120)
     r.set_defaults(func=cmd_reconcile)
 
@@ -130,6 +131,16 @@ def _list(api: Any, path: str) -> list[dict[str, Any]]:
 
 def _row(obj: dict[str, Any]) -> dict[str, Any]:
     meta, st = obj.get("metadata") or {}, obj.get("status") or {}
+    if obj.get("kind") == "Application":  # Argo CD's status: Ready means Synced and not Degraded
+        sync, health = (st.get("sync") or {}).get("status", "Unknown"), (st.get("health") or {}).get("status", "")
+        cond: dict[str, Any] = next(iter(st.get("conditions") or []), {})
+        return {
+            "namespace": meta.get("namespace", ""), "name": meta.get("name", ""), "kind": "Application",
+            "ready": "True" if sync == "Synced" and health not in ("Degraded", "Missing") and not cond else "False",
+            "reason": cond.get("type") or sync, "revision": (st.get("sync") or {}).get("revision", ""), "health": health,
+            "drift": sum(1 for r in st.get("resources") or [] if r.get("status") == "OutOfSync"),
+            "suspended": False, "message": cond.get("message") or (st.get("operationState") or {}).get("message", sync),
+        }  # fmt: skip
     ready: dict[str, Any] = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
     return {
         "namespace": meta.get("namespace", ""),
@@ -148,7 +159,9 @@ def _row(obj: dict[str, Any]) -> dict[str, Any]:
 def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     api = _api(args)
     scope = "" if args.all_namespaces else f"/namespaces/{args.namespace}"
-    rows = [_row(o) for o in _list(api, f"{APP_PATH}{scope}/apps") + _list(api, f"{KS_PATH}{scope}/kustomizations")]
+    found = [_list(api, f"{base}{scope}/{plural}") for base, plural in
+             ((APP_PATH, "apps"), (KS_PATH, "kustomizations"), (ARGO_PATH, "applications"))]  # fmt: skip
+    rows = [_row(o) for objs in found for o in objs]
     if args.app:
         rows = [r for r in rows if r["name"] == args.app]
         if not rows:
@@ -169,8 +182,9 @@ def cmd_get(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def cmd_reconcile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     api = _api(args)
     paths = {"App": f"{APP_PATH}/namespaces/{args.namespace}/apps/{args.app}",
-             "Kustomization": f"{KS_PATH}/namespaces/{args.namespace}/kustomizations/{args.app}"}  # fmt: skip
-    kinds = [args.kind] if args.kind else ["App", "Kustomization"]
+             "Kustomization": f"{KS_PATH}/namespaces/{args.namespace}/kustomizations/{args.app}",
+             "Application": f"{ARGO_PATH}/namespaces/{args.namespace}/applications/{args.app}"}  # fmt: skip
+    kinds = [args.kind] if args.kind else ["App", "Kustomization", "Application"]
     path = None
     for kind in kinds:
         try:
@@ -181,7 +195,7 @@ def cmd_reconcile(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             if exc.status != 404:
                 raise ClusterError(f"GET {paths[kind]}: HTTP {exc.status}") from None
     if path is None:
-        raise UsageError(f"no App or Kustomization named {args.app!r} in namespace {args.namespace}")
+        raise UsageError(f"no App, Kustomization or Application named {args.app!r} in namespace {args.namespace}")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 1_000_000_000:09d}Z"
     patch = {"metadata": {"annotations": {A.REQUESTED_AT: stamp}}}
     request_json(api, "PATCH", path, body=patch, content_type="application/merge-patch+json", timeout=30)

@@ -485,6 +485,17 @@ class Engine:
         return [(m.key, *object_health(m.kind, live.get(m.key))) for m in desired]
 
     # ------------------------------------------------------------------ diff
+    def compare(self, source: Path, revision: str = "") -> tuple[list[DriftItem], Health]:
+        """Render and compare, writing nothing (an app that may not sync now). The desired state is published,
+        so the watch reports drift against what Git holds now."""
+        desired = self.desired_state(source)
+        live = self.live_state(desired, Inventory({}, {}))
+        items = [i for m in desired for i in diffmod.drift(m, live.get(m.key), self.cluster.field_manager, self.s.rules)]
+        with self._lock:
+            self.desired = {m.key: m for m in desired}
+            self.revision = revision
+        return items, rollup(object_health(m.kind, live.get(m.key))[0] for m in desired)
+
     def diff(self, source: Path) -> tuple[list[DriftItem], str]:
         desired = self.desired_state(source)
         live = self.live_state(desired, Inventory({}, {}))

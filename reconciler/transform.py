@@ -78,3 +78,24 @@ def flux_transform(
         return out
 
     return apply
+
+
+Transform = Callable[[list[Manifest]], list[Manifest]]
+
+
+def top_level_only(manifests: list[Manifest]) -> list[Manifest]:
+    """Argo CD's plain directories without ``directory.recurse``: only the files directly in the path."""
+    return [m for m in manifests if "/" not in m.source.split(":", 1)[0]]
+
+
+def compose(*steps: Transform | None) -> Transform | None:
+    todo = [t for t in steps if t is not None]
+    if not todo:
+        return None
+
+    def apply(manifests: list[Manifest]) -> list[Manifest]:
+        for t in todo:
+            manifests = t(manifests)
+        return manifests
+
+    return apply

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from gitopskit.informer import EventType, Gone, Informer, Key
+from gitopskit.informer import EventType, Gone, Informer, Key, NotServed
 
 
 def cm(name: str, rv: int, ns: str = "a") -> dict[str, Any]:
@@ -103,3 +103,19 @@ def test_a_failing_handler_does_not_stop_the_others() -> None:
     inf.add_handler(lambda t, o, p: got.append(str(t)))
     inf.run(threading.Event())
     assert got == ["ADDED", "DELETED"] and inf.get(Key("a", "x")) is None
+
+
+def test_a_resource_not_served_yet_is_an_empty_synced_cache_and_is_listed_again_later() -> None:
+    calls: list[int] = []
+
+    class Later(Scripted):
+        def list(self, path: str, query: dict[str, str]) -> dict[str, Any]:
+            calls.append(1)
+            if len(calls) == 1:
+                raise NotServed(path)  # the CRD is not installed yet
+            return super().list(path, query)
+
+    t = Later([[{"items": [cm("x", 1)], "rv": "5"}]], [[]])
+    inf = Informer(t, "/apis/argoproj.io/v1alpha1/applications", not_served_retry=0)
+    seen = run(inf)
+    assert len(calls) == 2 and seen == [("ADDED", "a/x")] and inf.has_synced()

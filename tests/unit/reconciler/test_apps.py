@@ -216,3 +216,75 @@ BAD_DURATIONS = ["", "5", "-5m", "5m ", "fivemin", "١m", "0s", "1e3s", "9" * 40
 def test_bad_go_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_go_duration(text)
+
+
+ARGO_APP = """
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata: {name: frontend-prod, namespace: argocd}
+spec:
+  project: shop
+  source:
+    repoURL: https://github.com/acme/gitops.git
+    targetRevision: HEAD
+    path: apps/frontend/overlays/prod
+    kustomize:
+      images: ["ghcr.io/acme/frontend=ghcr.io/acme/frontend:1.4.2", "nginx:1.27"]
+      namePrefix: prod-
+  destination: {server: https://kubernetes.default.svc, namespace: frontend-prod}
+  syncPolicy:
+    automated: {prune: true, selfHeal: true}
+    syncOptions: [CreateNamespace=true, PruneLast=true, RespectIgnoreDifferences=true]
+  ignoreDifferences:
+    - {group: apps, kind: Deployment, jsonPointers: [/spec/replicas]}
+    - {kind: ConfigMap, managedFieldsManagers: [kube-controller-manager]}
+  revisionHistoryLimit: 5
+"""
+
+
+def test_an_argo_cd_application_reads_as_argo_cd_means_it() -> None:
+    from reconciler.apps import from_application
+
+    app = from_application(YAML(typ="safe").load(ARGO_APP))
+    assert (app.dialect, app.project, app.default_namespace) == (Dialect.ARGO, "shop", "frontend-prod")
+    assert (app.source.url, app.source.ref) == ("https://github.com/acme/gitops.git", "main")
+    assert app.path == "apps/frontend/overlays/prod"
+    assert (app.auto_sync, app.prune, app.self_heal, app.create_namespace, app.recurse) == (True, True, True, True, False)
+    assert app.images == (("ghcr.io/acme/frontend", "ghcr.io/acme/frontend", "1.4.2", ""), ("nginx", "", "1.27", ""))
+    assert app.drift.ignore == ("Deployment:/spec/replicas",) and app.drift.ignore_managers == ("kube-controller-manager",)
+    assert app.history_limit == 5
+    assert app.unsupported == ("spec.source.kustomize.namePrefix", "spec.syncPolicy.syncOptions RespectIgnoreDifferences=true")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"destination": {"server": "https://other.example:6443", "namespace": "x"}}, "only the cluster the controller runs in"),
+        ({"source": {"repoURL": "https://charts.example", "chart": "web", "targetRevision": "1.0"}}, "Helm sources"),
+        ({"sources": [{"repoURL": "a"}, {"repoURL": "b"}]}, "only one source"),
+        ({"source": {"path": "x"}}, "repoURL is required"),
+        ({"source": {"repoURL": "u", "path": "../up"}}, "inside the repository"),
+    ],
+    ids=["other-cluster", "helm", "two-sources", "no-repo", "path-escape"],
+)
+def test_what_an_argo_cd_application_asks_and_we_do_not_run_is_refused_by_name(change: dict[str, Any], message: str) -> None:
+    from reconciler.apps import from_application
+
+    obj = YAML(typ="safe").load(ARGO_APP)
+    obj["spec"].update(change)
+    if "sources" in change:
+        del obj["spec"]["source"]
+    with pytest.raises(InvalidApp, match=message):
+        from_application(obj)
+
+
+def test_an_argo_cd_app_project_drops_destinations_on_other_clusters() -> None:
+    from reconciler.apps import argo_project_from
+
+    dests = [
+        {"server": "https://other.example", "namespace": "*"},
+        {"server": "https://kubernetes.default.svc", "namespace": "shop-*"},
+    ]
+    p = argo_project_from({"metadata": {"name": "shop"}, "spec": {"sourceRepos": ["*"], "destinations": dests}})
+    assert p.destinations == ("shop-*",)
+    assert "not a destination" in object_violation(p, "apps", "Deployment", "kube-system")
