@@ -198,7 +198,8 @@ class Server:
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], limits: Limits) -> None:
         self.limits = limits
         self.handler = handler
-        self.listener = socket.create_server(address, backlog=limits.backlog, reuse_port=False)
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET  # "[::]:8080" listens on IPv6
+        self.listener = socket.create_server(address, family=family, backlog=limits.backlog)
         self.listener.setblocking(False)
         self.server_address: tuple[str, int] = self.listener.getsockname()[:2]
         self._sel = selectors.DefaultSelector()
@@ -232,30 +233,37 @@ class Server:
     # ------------------------------------------------------------------ selector thread
     def _select_loop(self) -> None:
         while not self._stop.is_set():
-            for key, _ in self._sel.select(timeout=0.25):
-                sock = key.fileobj
-                assert isinstance(sock, socket.socket)
-                if sock is self.listener:
-                    self._accept()
-                elif sock is self._wake_r:
-                    with contextlib.suppress(OSError):
-                        self._wake_r.recv(4096)
-                else:
-                    self._sel.unregister(sock)
-                    self._idle.pop(sock, None)
-                    self._dispatch(sock)
-            while True:  # keep-alive connections handed back by workers
-                try:
-                    sock = self._parked.get_nowait()
-                except queue.Empty:
-                    break
-                self._watch(sock)
-            self._expire()
-            if not self._accepting and self._open < self.limits.max_connections:
-                self._sel.register(self.listener, selectors.EVENT_READ)
-                self._accepting = True
+            try:
+                self._select_once()
+            except Exception:  # never let one bad connection end the server's only acceptor
+                log.exception("httpd selector")
+                time.sleep(0.1)
         for sock in list(self._idle):
             self._close(sock)
+
+    def _select_once(self) -> None:
+        for key, _ in self._sel.select(timeout=0.25):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            if sock is self.listener:
+                self._accept()
+            elif sock is self._wake_r:
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(4096)
+            else:
+                self._sel.unregister(sock)
+                self._idle.pop(sock, None)
+                self._dispatch(sock)
+        while True:  # keep-alive connections handed back by workers
+            try:
+                sock = self._parked.get_nowait()
+            except queue.Empty:
+                break
+            self._watch(sock)
+        self._expire()
+        if not self._accepting and self._open < self.limits.max_connections:
+            self._sel.register(self.listener, selectors.EVENT_READ)
+            self._accepting = True
 
     def _accept(self) -> None:
         while self._open < self.limits.max_connections:
@@ -359,4 +367,4 @@ class Server:
 def start(listen: str, handler: type[BaseHTTPRequestHandler], limits: Limits | None = None) -> Server:
     """Serve ``handler`` on HOST:PORT in daemon threads; stop with ``.shutdown()``."""
     host, _, port = listen.rpartition(":")
-    return Server((host or "0.0.0.0", int(port)), handler, limits or Limits())
+    return Server((host.strip("[]") or "0.0.0.0", int(port)), handler, limits or Limits())

@@ -226,3 +226,21 @@ def test_limits_are_validated() -> None:
         httpd.Limits(workers=0)
     with pytest.raises(ValueError, match="read_timeout"):
         httpd.Limits(read_timeout=0)
+
+
+def test_an_ipv6_listen_address_in_brackets_is_served() -> None:
+    class Ok(httpd.Handler):
+        def do_GET(self) -> None:
+            self.send(200, b"ok\n")
+
+    try:
+        server = httpd.start("[::1]:0", Ok, FAST)
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    try:
+        conn = http.client.HTTPConnection("::1", server.server_address[1], timeout=10)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        server.shutdown()
