@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sqlite3
 import sys
 import time
@@ -160,6 +161,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO)
         api = load_api_client(args.kubeconfig)
         elector = leader.elector(api, args.leader_namespace, args.leader_identity or leader.default_identity(), timing)
     lock, runner = _start(cfg)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # a pod's stop: unwind, so the Lease is released
     try:
         if elector is None:
             serve(runner, args.listen, args.interval or cfg.interval_seconds)
@@ -170,9 +172,20 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO)
                 serve(runner, args.listen, args.interval or cfg.interval_seconds, elector.is_leader)
             finally:
                 elector.stop(release=True)
+    except _Terminated:
+        logging.getLogger(__name__).info("SIGTERM: stopped")
     finally:
+        signal.signal(signal.SIGTERM, previous)
         lock.release()
     return int(ExitCode.OK)
+
+
+class _Terminated(BaseException):
+    """Raised by the SIGTERM handler in the main thread; a BaseException so no `except Exception` keeps it."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:

@@ -207,6 +207,18 @@ def test_one_writer_keepalive_takeover_and_no_write_after_resuming(
     assert "Traceback" not in a_log, a_log[-3000:]
 
 
+def test_a_terminated_leader_releases_the_lease_and_exits_0(
+    world: tuple[dict[str, Replica], dict[str, Path], RegistryServer, Callable[[], str | None]],
+) -> None:
+    replicas, _, _, holder = world
+    a = replicas["a"]
+    wait("a leads", lambda: holder() == "a", 60, replicas)
+    a.proc.send_signal(signal.SIGTERM)
+    a.stopped_on_purpose = True
+    assert a.proc.wait(30) == 0, a.log.read_text()[-3000:]
+    assert holder() is None, "released: a standby takes over at its next round, not a lease duration later"
+
+
 def test_a_fenced_workspace_pushes_nothing(git_http: GitHttp, tmp_path: Path) -> None:
     bare = make_bare(
         git_http.root, f"fence{os.urandom(4).hex()}", {"d.yaml": 'image: ghcr.io/o/app:1.0.0 # {"$imagepolicy": "x:app"}\n'}
