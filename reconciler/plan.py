@@ -110,6 +110,13 @@ def scope_violations(
     return bad
 
 
+ARGO_SYNC_OPTIONS = "argocd.argoproj.io/sync-options"  # Argo CD's per-object opt-outs, e.g. Prune=false
+
+
+def _sync_options(meta: dict[str, Any]) -> set[str]:
+    return {o.strip() for o in str((meta.get("annotations") or {}).get(ARGO_SYNC_OPTIONS, "")).split(",")}
+
+
 def apply_order(key: ResourceKey) -> tuple[int, str, str, str]:
     if key.group == "apiextensions.k8s.io" and key.kind == "CustomResourceDefinition":
         rank = 0
@@ -185,6 +192,8 @@ def plan(
             decided.append(PlannedAction(Action.SKIP_PRUNE, k, f"{k.kind} is protected (allow with --allow-prune-kind {k.kind})"))
         elif (meta.get("annotations") or {}).get(PRUNE_ANNOTATION) == "disabled":
             decided.append(PlannedAction(Action.SKIP_PRUNE, k, f"annotated {PRUNE_ANNOTATION}=disabled"))
+        elif "Prune=false" in _sync_options(meta):
+            decided.append(PlannedAction(Action.SKIP_PRUNE, k, f"annotated {ARGO_SYNC_OPTIONS}: Prune=false (Argo CD)"))
         else:
             decided.append(PlannedAction(Action.PRUNE, k, "no longer in Git"))
             deletable.append(k)

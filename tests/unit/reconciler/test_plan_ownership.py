@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from reconciler.model import PRUNE_ANNOTATION, TAKE_OVER_ANNOTATION, TRACKING_LABEL, Action, Manifest, ResourceKey
-from reconciler.plan import Claims, PruneGuards, plan
+from reconciler.plan import ARGO_SYNC_OPTIONS, Claims, PruneGuards, plan
 
 KEY = ResourceKey("", "ConfigMap", "n", "shared")
 
@@ -54,6 +54,7 @@ def test_who_may_apply_an_object(owner: str, took: bool, take_over: bool, claims
         (KEY, live("other"), Claims(), PruneGuards(), Action.RELEASE, "now claimed by app 'other'"),
         (KEY, live("me"), Claims({KEY: ("other",)}, frozenset({"other"})), PruneGuards(), Action.RELEASE, "still declared"),
         (KEY, live("me", **{PRUNE_ANNOTATION: "disabled"}), Claims(), PruneGuards(), Action.SKIP_PRUNE, "disabled"),
+        (KEY, live("me", **{ARGO_SYNC_OPTIONS: "Validate=true,Prune=false"}), Claims(), PruneGuards(), Action.SKIP_PRUNE, "Argo"),
         (ResourceKey("", "Namespace", "", "x"), live("me"), Claims(), PruneGuards(), Action.SKIP_PRUNE, "protected"),
         (
             ResourceKey("", "Namespace", "", "x"),
@@ -66,7 +67,10 @@ def test_who_may_apply_an_object(owner: str, took: bool, take_over: bool, claims
         (KEY, live("me"), Claims(), PruneGuards(enabled=False), Action.SKIP_PRUNE, "pruning is off"),
         (KEY, live(""), Claims(), PruneGuards(), Action.PRUNE, "no longer in Git"),
     ],
-    ids=["claimed_elsewhere", "declared_elsewhere", "opted_out", "protected", "protected_allowed", "prune_off", "label_removed"],
+    ids=[
+        *("claimed_elsewhere", "declared_elsewhere", "opted_out", "argo_prune_false", "protected", "protected_allowed"),
+        *("prune_off", "label_removed"),
+    ],
 )
 def test_what_happens_to_a_candidate(
     key: ResourceKey, obj: dict[str, Any], claims: Claims, guards: PruneGuards, action: Action, reason: str
