@@ -96,6 +96,24 @@ def _merge_key(items: list[Any]) -> str | None:
     return None
 
 
+def _identity(item: dict[str, Any], mk: str) -> dict[str, Any]:
+    """An item's key fields as the API server keys it: ports by number *and* protocol (53/UDP and 53/TCP are
+    two items; Git may leave the protocol to its default)."""
+    if mk in ("containerPort", "port"):
+        return {mk: item[mk], "protocol": item.get("protocol", _KEY_DEFAULTS["protocol"])}
+    return {mk: item[mk]}
+
+
+def _key_text(item: dict[str, Any], mk: str) -> str:
+    return json.dumps(_identity(item, mk), separators=(",", ":"), sort_keys=True)
+
+
+def _item_pointer(item: dict[str, Any], mk: str) -> str:
+    ident = _identity(item, mk)
+    extra = "" if ident.get("protocol", "TCP") == "TCP" else f"~1{ident['protocol']}"  # 53 and 53/UDP apart
+    return escape(str(item[mk])) + extra
+
+
 def _walk(desired: Any, live: Any, pointer: str, fpath: tuple[str, ...]) -> Iterator[tuple[str, Any, Any, tuple[str, ...]]]:
     """Yield (pointer, desired, live, fields-path) for every declared leaf that differs."""
     if desired in ({}, [], None) and (live is _ABSENT or live in ({}, [], None)):
@@ -117,14 +135,14 @@ def _walk(desired: Any, live: Any, pointer: str, fpath: tuple[str, ...]) -> Iter
             return
         mk = _merge_key(desired)
         if mk is not None and _merge_key(live) == mk:
-            by_key = {json.dumps(i[mk]): i for i in live}
+            by_key = {_key_text(i, mk): i for i in live}
             for item in desired:
-                other = by_key.get(json.dumps(item[mk]), _ABSENT)
-                kf = "k:" + json.dumps({mk: item[mk]}, separators=(",", ":"))
+                other = by_key.get(_key_text(item, mk), _ABSENT)
+                kf = "k:" + _key_text(item, mk)
                 if other is _ABSENT:
-                    yield f"{pointer}/{escape(str(item[mk]))}", item, None, (*fpath, kf)
+                    yield f"{pointer}/{_item_pointer(item, mk)}", item, None, (*fpath, kf)
                 else:
-                    yield from _walk(item, other, f"{pointer}/{escape(str(item[mk]))}", (*fpath, kf))
+                    yield from _walk(item, other, f"{pointer}/{_item_pointer(item, mk)}", (*fpath, kf))
             return
         if len(desired) != len(live):
             yield pointer, desired, live, fpath
@@ -489,7 +507,7 @@ def _drop(node: Any, fpath: tuple[str, ...]) -> None:
                 return
             node = node[part[2:]]
         elif part.startswith("k:") and isinstance(node, list):
-            at = _match(node, json.loads(part[2:]))
+            at = _match(node, json.loads(part[2:]), declared=True)
             if at is None:
                 return
             if last:
@@ -567,7 +585,7 @@ def _project(desired: Any, live: Any) -> Any:
     if isinstance(desired, list) and isinstance(live, list):
         mk = _merge_key(desired)
         if mk is not None and _merge_key(live) == mk:
-            by = {json.dumps(i[mk]): i for i in live}
-            return [_project(d, by[json.dumps(d[mk])]) for d in desired if json.dumps(d[mk]) in by]
+            by = {_key_text(i, mk): i for i in live}
+            return [_project(d, by[_key_text(d, mk)]) for d in desired if _key_text(d, mk) in by]
         return [_project(d, lv) for d, lv in zip(desired, live, strict=False)] + live[len(desired) :]
     return live

@@ -248,3 +248,53 @@ def test_no_false_drift_when_adopting_what_kubectl_created(
     assert removed <= {("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration",)}, removed
     assert all(a.action is Action.REMOVE_FIELDS for a in r.plan.writes)
     _assert_quiet(e, src)
+
+
+def test_ports_that_differ_only_by_protocol_are_two_items(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    """A DNS server's 53/UDP and 53 (TCP by default): the server keys ports by port *and* protocol."""
+    dns = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "dns"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "dns"}},
+            "template": {
+                "metadata": {"labels": {"app": "dns"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "dns",
+                            "image": "coredns:1.11",
+                            "ports": [{"containerPort": 53, "protocol": "UDP"}, {"containerPort": 53}],
+                        }
+                    ]
+                },
+            },
+        },
+    }
+    src = write_source(tmp_path / "src", dns)
+    e = engine(cluster, namespace, "def-dns")
+    e.sync(src)
+    _assert_quiet(e, src)
+    kubectl(
+        cluster,
+        "-n",
+        namespace,
+        "patch",
+        "deployment/dns",
+        "--type=json",
+        "-p",
+        '[{"op":"replace","path":"/spec/template/spec/containers/0/ports/1/containerPort","value":5353}]',
+    )
+    ports = "/spec/template/spec/containers/dns/ports"
+    found = sorted((i.pointer, str(i.kind), i.manager) for i in e.diff(src)[0])
+    assert found == [
+        (f"{ports}/53", "changed", ""),  # 53/TCP is gone (53/UDP, its namesake, is not)
+        (f"{ports}/5353/containerPort", "added", "kubectl-patch"),
+        (f"{ports}/5353/protocol", "added", "kubectl-patch"),
+    ], found
+    e.sync(src)
+    live = json.loads(kubectl(cluster, "-n", namespace, "get", "deployment", "dns", "-o", "json"))
+    got = sorted((p["containerPort"], p["protocol"]) for p in live["spec"]["template"]["spec"]["containers"][0]["ports"])
+    assert got == [(53, "TCP"), (53, "UDP")]
+    _assert_quiet(e, src)
