@@ -1,6 +1,7 @@
 """Two `imagebot serve --leader-elect` processes on the test API server, each writing to its own bare
 repository (so every write shows who made it): the leader keeps the Lease while it lives, a stopped
-leader is replaced and writes nothing after it resumes until it leads again, a killed one is replaced."""
+leader is replaced and writes nothing after it resumes until it leads again, a killed one is replaced,
+a terminated one hands the Lease over."""
 
 from __future__ import annotations
 
@@ -203,20 +204,13 @@ def test_one_writer_keepalive_takeover_and_no_write_after_resuming(
     b.stopped_on_purpose = True
     wait("a takes over again", lambda: holder() == "a", 30, replicas)
     wait("a writes 1.2.0", lambda: tag_in(remotes["a"]) == "1.2.0", 60, replicas)
+
+    # 5. a pod's stop (SIGTERM): the leader releases the Lease and exits 0
+    a.proc.send_signal(signal.SIGTERM)
+    assert a.proc.wait(30) == 0, a.log.read_text()[-3000:]
+    assert holder() is None, "released: a standby would take over at its next round, not a lease duration later"
     a_log = a.log.read_text()
     assert "Traceback" not in a_log, a_log[-3000:]
-
-
-def test_a_terminated_leader_releases_the_lease_and_exits_0(
-    world: tuple[dict[str, Replica], dict[str, Path], RegistryServer, Callable[[], str | None]],
-) -> None:
-    replicas, _, _, holder = world
-    a = replicas["a"]
-    wait("a leads", lambda: holder() == "a", 60, replicas)
-    a.proc.send_signal(signal.SIGTERM)
-    a.stopped_on_purpose = True
-    assert a.proc.wait(30) == 0, a.log.read_text()[-3000:]
-    assert holder() is None, "released: a standby takes over at its next round, not a lease duration later"
 
 
 def test_a_fenced_workspace_pushes_nothing(git_http: GitHttp, tmp_path: Path) -> None:
