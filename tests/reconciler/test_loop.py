@@ -14,7 +14,7 @@ from reconciler.diff import Rules
 from reconciler.engine import Engine, Settings
 from reconciler.model import Manifest, ResourceKey
 from tests.fixtures.cluster import TestCluster
-from tests.reconciler.test_reconciler import _patch_as, _wait, deployment, write_source
+from tests.reconciler.test_reconciler import _patch_as, _wait, configmap, deployment, write_source
 
 pytestmark = pytest.mark.cluster
 
@@ -80,3 +80,34 @@ def test_a_field_our_own_manager_wrote_is_not_drift_to_correct(cluster: TestClus
     assert e.cluster.writes == writes, "nothing re-applied"
     assert not e.drift
     assert _generation(e, key) == 2
+
+
+class SlowAfterDelete(KubeCluster):
+    def delete(self, api_version: str, key: ResourceKey) -> None:
+        super().delete(api_version, key)
+        time.sleep(0.3)  # the rest of the sync is slow: the watch sees the deletion long before the sync returns
+
+
+def test_an_object_pruned_while_the_watch_runs_stays_deleted(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
+    e = Engine(SlowAfterDelete(cluster.api_client()), Settings("loop3", namespace, namespace, rules=Rules()))
+    src = write_source(tmp_path / "src", configmap("keep"), configmap("keep2"), configmap("gone"))
+    e.sync(src, "rev0")
+    stop = threading.Event()
+    e.watch(stop, correct=True)
+    try:
+        write_source(src, configmap("keep"), configmap("keep2"))
+        assert [k.name for k in e.sync(src, "rev1").pruned] == ["gone"]
+        keep = ResourceKey("", "ConfigMap", namespace, "keep")
+        # the watch of ConfigMaps delivers in order: once it has removed this later addition, it has seen the deletion
+        other = KubeCluster(e.cluster.api, "kubectl-edit")
+        other._call(
+            "PATCH",
+            other._path("v1", keep),
+            [("fieldManager", "kubectl-edit")],
+            {"metadata": {"annotations": {"sentinel": "x"}}},
+            "application/strategic-merge-patch+json",
+        )
+        assert _wait(lambda: "sentinel" not in ((e.cluster.get("v1", keep) or {})["metadata"].get("annotations") or {}), 20)
+        assert e.cluster.get("v1", ResourceKey("", "ConfigMap", namespace, "gone")) is None, "the watch did not re-create it"
+    finally:
+        stop.set()
