@@ -12,7 +12,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import urllib3
@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import ResourceNotFoundError
 
 from gitopskit import kube
-from gitopskit.errors import KubeConfigError
+from gitopskit.errors import KitError, KubeConfigError
 from gitopskit.kube import request_json
 from reconciler.errors import ClusterError
 from reconciler.model import Manifest, ResourceKey
@@ -74,6 +74,8 @@ class KubeCluster:
         self.calls = 0
         self.writes = 0
         self.max_request_bytes = MAX_REQUEST_BYTES
+        # set by a leader-elected controller: raises unless still leader (with margin), right before each write
+        self.fence: Callable[[], None] | None = None
 
     # ------------------------------------------------------------ discovery
     @property
@@ -136,8 +138,14 @@ class KubeCluster:
                 f"{what or method + ' ' + path}: the request is {size} bytes; the API server refuses requests over "
                 f"{self.max_request_bytes} bytes (HTTP 413 Request Entity Too Large); not sent"
             )
+        writing = method in ("PATCH", "PUT", "POST", "DELETE") and ("dryRun", "All") not in (query or [])
+        if writing and self.fence is not None:
+            try:
+                self.fence()
+            except KitError as exc:
+                raise ClusterError(str(exc)) from None
         self.calls += 1
-        if method in ("PATCH", "PUT", "POST", "DELETE") and ("dryRun", "All") not in (query or []):
+        if writing:
             self.writes += 1  # a dry run changes nothing
         try:
             return request_json(self.api, method, path, query, body, content_type, timeout)

@@ -34,6 +34,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gitopskit.informer import ApiTransport, EventType, Informer, Key
 from gitopskit.kube import request_json
+from gitopskit.lease import LeaderElector
 from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
 from gitopskit.workspace import GitAuth
 from reconciler import apps as A
@@ -142,12 +143,16 @@ class AppController:
         cache: Path | None = None,
         field_manager: str = "reconciler",
         clock: Callable[[], float] = time.monotonic,
+        elector: LeaderElector | None = None,
     ) -> None:
         self.api = api
+        # with leader election, one replica per shard writes: the others keep their caches warm and wait
+        self.elector = elector
         self.namespaces = namespaces
         self.shard = shard
         self.field_manager = field_manager
         self.cluster = KubeCluster(api, field_manager)
+        self.cluster.fence = elector.fence if elector is not None else None
         self.metrics = Metrics()
         base = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagebot" / "controller"
         self.sources = SourceCache(base, clock)
@@ -182,7 +187,24 @@ class AppController:
         self.projects.add_handler(lambda t, o, p: self._enqueue_all())
 
     # ------------------------------------------------------------------ lifecycle
+    def is_leader(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
+
+    def _watch_leadership(self) -> None:
+        """A replica that becomes leader looks at every app at once (its caches are warm): takeover within a
+        lease duration, not an interval."""
+        assert self.elector is not None
+        was = False
+        while not self._stop.wait(min(self.elector.timing.retry_period, 1.0)):
+            now = self.elector.is_leader()
+            if now and not was:
+                self._enqueue_all()
+            was = now
+
     def start(self) -> None:
+        if self.elector is not None:
+            self.elector.start()
+            threading.Thread(target=self._watch_leadership, name="leadership", daemon=True).start()
         for inf in (*self.kustomizations, *self.apps, *self.repos, self.projects, *self.applications, *self.appprojects):
             inf.start(self._stop)
         self.controller.start()
@@ -190,6 +212,8 @@ class AppController:
     def stop(self, timeout: float = 30.0) -> bool:
         self._stop.set()
         done = self.controller.stop(timeout)
+        if self.elector is not None:
+            self.elector.stop(release=True)  # a clean handover: the next replica need not wait for expiry
         shutil.rmtree(self.secrets_dir, ignore_errors=True)
         return done
 
@@ -284,6 +308,8 @@ class AppController:
 
     # ------------------------------------------------------------------ one reconcile
     def reconcile(self, key: AppKey) -> Result | None:
+        if not self.is_leader():
+            return None  # a standby: the leader reconciles; becoming leader enqueues every app
         obj = self._object(key)
         if obj is None:
             self._forget(key)
@@ -565,7 +591,7 @@ class AppController:
         if entry is None:
             return
         engine, spec, _ = entry
-        if spec.suspend:
+        if spec.suspend or not self.is_leader():
             return
         correct = spec.drift.mode == "correct" and spec.self_heal and spec.auto_sync
         try:
@@ -581,6 +607,8 @@ class AppController:
         old = obj.get("status") or {}
         if all(old.get(k) == v for k, v in status.items() if k != "reconciledAt"):
             return  # nothing new: no write (a second pass with nothing new does nothing)
+        if self.elector is not None:
+            self.elector.fence()
         try:  # a merge patch replaces lists whole: a Stalled condition not given again is gone
             request_json(
                 self.api, "PATCH", f"{key.path}/status", body={"status": status}, content_type="application/merge-patch+json"

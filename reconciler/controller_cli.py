@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
@@ -41,6 +42,12 @@ def add_commands(sub: Any, epilog: str) -> None:
     c.add_argument("--listen", metavar="HOST:PORT", help="/healthz, /readyz, /metrics and Git push webhooks")
     c.add_argument("--webhook-secret-env", default="RECONCILER_WEBHOOK_SECRET")
     c.add_argument("--cache", type=Path, help="git checkouts and snapshots (default ~/.cache/imagebot/controller)")
+    c.add_argument("--leader-elect", action="store_true", help="one writer per shard among replicas (a Lease)")
+    c.add_argument("--leader-namespace", default=os.environ.get("POD_NAMESPACE", "default"), help="where the Lease lives")
+    c.add_argument("--leader-identity", help="default: hostname and pid")
+    c.add_argument("--leader-lease-duration", type=float, default=15.0, metavar="S", help="(default 15)")
+    c.add_argument("--leader-renew-deadline", type=float, default=10.0, metavar="S", help="stop writing after (default 10)")
+    c.add_argument("--leader-retry-period", type=float, default=2.0, metavar="S", help="(default 2)")
     c.set_defaults(func=cmd_controller)
     g = sub.add_parser("get", help="apps with Ready, revision, health, drift and message", epilog=epilog, formatter_class=fmt)
     _kube(g)
@@ -76,7 +83,19 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError("--workers must be at least 1")
     from reconciler.controller import AppController
 
-    ctl = AppController(_api(args), tuple(args.namespace), args.shard, args.workers, args.cache)
+    api = _api(args)
+    elector = None
+    if args.leader_elect:
+        from gitopskit.lease import LeaderElector, LeaseLock, LeaseTiming
+
+        try:
+            timing = LeaseTiming(args.leader_lease_duration, args.leader_renew_deadline, args.leader_retry_period)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        identity = args.leader_identity or f"{socket.gethostname()}-{os.getpid()}"
+        name = f"reconciler-controller-{args.shard or 'main'}"
+        elector = LeaderElector(LeaseLock(api, args.leader_namespace, name, identity, timing.duration), timing)
+    ctl = AppController(api, tuple(args.namespace), args.shard, args.workers, args.cache, elector=elector)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
