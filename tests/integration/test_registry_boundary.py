@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from imagebot.errors import RegistryError
 from imagebot.registry import Platform, Registries, RegistryClient, RegistrySettings
 from imagebot.registry.auth import Credentials, EnvCredentials
 from imagebot.registry.errors import RegistryAuthError, RegistryProtocolError, RegistryUnreachable
+from imagebot.registry.limits import parse_retry_after
 from imagebot.registry.scanner import Scanner
 from imagebot.registry.state import ScanState
 from tests.fixtures.net import QuietHandler
@@ -347,3 +349,21 @@ def test_credentials_are_scrubbed_from_every_message_the_client_builds() -> None
     text = f"a {PASSWORD} b {BASIC} c"
     assert client.scrub(text) == "a *** b *** c"
     assert Credentials(USER, PASSWORD).__repr__().count(PASSWORD) == 0
+
+
+def test_a_finished_calls_deadline_never_cuts_a_later_call_on_the_same_connection(hostile: Hostile) -> None:
+    # each answer takes 1.2 s; the first call's 2 s deadline passes while the second call, on the
+    # same pooled connection, waits for its answer: that call must not be cut (nor retried)
+    def slow(h: QuietHandler) -> None:
+        time.sleep(1.2)
+        h.send_body(200, b'{"name":"app","tags":["1"]}')
+
+    hostile.on("/v2/app/tags/list", slow)
+    client = plain(hostile, deadline=2.0)
+    assert client.list_tags("app") == ["1"]
+    assert client.list_tags("app") == ["1"]
+    assert client.requests_made == 2 and len(hostile.seen) == 2
+
+
+def test_huge_retry_after_is_not_waited_for() -> None:
+    assert parse_retry_after("9" * 400) == float("inf")
