@@ -82,12 +82,14 @@ class _Reaper:
         self._thread: threading.Thread | None = None
 
     def add(self, deadline: Deadline, at: float | None = None) -> None:
+        entry = (deadline.at if at is None else at, next(self._ids), deadline)
         with self._cond:
-            heapq.heappush(self._heap, (deadline.at if at is None else at, next(self._ids), deadline))
+            heapq.heappush(self._heap, entry)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="registry-deadlines", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if self._heap[0] is entry:  # wake the reaper only when its next wake-up moves earlier
+                self._cond.notify()
 
     def _run(self) -> None:
         while True:
