@@ -121,6 +121,11 @@ class Prepared:
     failures: list[Failure] = field(default_factory=list)
 
 
+def _utc(t: float) -> str:
+    """An absolute time for status (a relative one would be stale when read)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
 def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, FAILURES) else f"{type(exc).__name__}: {exc}"
 
@@ -328,9 +333,7 @@ class Runner:
         self.metrics.errors.labels(f.kind).inc()
         retry = self.backoff.failed((image, f.env), now, f.message)
         for env in envs:
-            self.state.note(
-                image, env, reason=f"failed ({retry.failures}x, next attempt in {retry.at - now:.0f}s): {f.message}", now=now
-            )
+            self.state.note(image, env, reason=f"failed ({retry.failures}x, next attempt {_utc(retry.at)}): {f.message}", now=now)
         log.error("%s (failure %d, next attempt in %.0fs)", f.message, retry.failures, retry.at - now)
 
     def _rate_limit_metrics(self, hosts: set[str]) -> None:
