@@ -5,7 +5,9 @@ body one byte a second never trips it. A call therefore runs under a :class:`Dea
 connection the call takes from the pool is registered with it (the adapter's pools call
 :func:`track`), and one reaper thread shuts those sockets down when the deadline passes, so a
 blocked read returns at once wherever it is (status line, headers, body). The caller then sees
-a connection error, checks :meth:`Deadline.expired`, and reports the deadline.
+a connection error, checks :meth:`Deadline.expired`, and reports the deadline. Connecting needs
+no reaper: the client gives connect and TLS handshake (which CPython bounds as a whole) a
+timeout no longer than the time left.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -367,3 +368,35 @@ def test_a_finished_calls_deadline_never_cuts_a_later_call_on_the_same_connectio
 
 def test_huge_retry_after_is_not_waited_for() -> None:
     assert parse_retry_after("9" * 400) == float("inf")
+
+
+def test_a_dripping_tls_handshake_ends_at_the_deadline(pki: PKI) -> None:
+    # bounded by the connect timeout, which the client never sets beyond the time left
+    # a TLS record header announcing 16 KB, then one byte at a time: the handshake never completes
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"\x16\x03\x03\x40\x00\x02\x00\x3f\xfc")  # a 16 KB ServerHello, never sent
+                while not stop.wait(0.05):
+                    try:
+                        conn.sendall(b"\x00")
+                    except OSError:
+                        break
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{listener.getsockname()[1]}"
+        client = RegistryClient(RegistrySettings(host=host, ca_file=pki.ca_cert, deadline=1.0), sleep=lambda s: None)
+        got = bounded(lambda: client.list_tags("app"))
+        assert isinstance(got, RegistryUnreachable) and "deadline" in str(got), got
+    finally:
+        stop.set()
+        listener.close()
