@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from imagebot import __version__, refs
+from imagebot import __version__, fluxcmd, refs
 from imagebot.errors import FAILURES, EditError, ExitCode, PolicyError, UsageError, exit_code_of
 from imagebot.policy import DEFAULT_EXCLUDES, PolicyKind, PolicySpec, Selection, build
 from imagebot.refs import ImageRef
@@ -321,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     from imagebot.runtime.commands import add_flags
 
     add_flags(sub, EXIT_CODES)
+    fluxcmd.add_flags(sub, EXIT_CODES)
     return parser
 
 
