@@ -153,7 +153,10 @@ Images:
 
 
 def test_file_changes_map_and_objects_printing() -> None:
-    tpl = '{{ range $f, $objs := .Changed.FileChanges }}{{ $f }}:{{ range $o, $cs := $objs }} {{ $o.Namespace }}/{{ $o.Name }}={{ len $cs }}{{ end }};{{ end }}'  # fmt: skip
+    tpl = (
+        "{{ range $f, $objs := .Changed.FileChanges }}{{ $f }}:"
+        "{{ range $o, $cs := $objs }} {{ $o.Namespace }}/{{ $o.Name }}={{ len $cs }}{{ end }};{{ end }}"
+    )
     assert out(tpl) == "apps/podinfo.yaml: apps/podinfo=2;jobs/cleanup.yaml: apps/cleanup=1;"
     assert out('{{ index .Changed.FileChanges "jobs/cleanup.yaml" | len }}') == "1"
     assert out('{{ len (index .Changed.FileChanges "nope") }}') == "0", "missing key: the map's zero value"
@@ -201,7 +204,7 @@ def test_file_changes_map_and_objects_printing() -> None:
             '{{ range . }}{{ if eq . "b" }}{{ continue }}{{ end }}{{ if eq . "d" }}{{ break }}{{ end }}{{ . }}{{ end }}',
             ["a", "b", "c", "d", "e"],
             "ac",
-        ),  # fmt: skip
+        ),
         # variables, assignment, $ is the root inside range
         ('{{ $x := "a" }}{{ range . }}{{ $x = . }}{{ end }}{{ $x }}', ["b", "c"], "c"),
         ("{{ range . }}{{ $ | len }}{{ end }}", ["a", "b"], "22"),
@@ -211,7 +214,7 @@ def test_file_changes_map_and_objects_printing() -> None:
             '{{ printf "%5s|%-5s|%05d|%x|%X|%q|%t|%v|%%|%.2s" "ab" "cd" -42 255 "hi" "a\\"\\n" true 7 "xyz" }}',
             None,
             '   ab|cd   |-0042|ff|6869|"a\\"\\n"|true|7|%|xy',
-        ),  # fmt: skip
+        ),
         ('{{ print "a" "b" 1 2 "c" }}', None, "ab1 2c"),  # Sprint: a space only between two non-strings
         ('{{ println "a" 1 }}', None, "a 1\n"),
         ("{{ len . }}", "héllo", "6"),  # Go's len counts bytes
@@ -220,7 +223,7 @@ def test_file_changes_map_and_objects_printing() -> None:
             '{{ join ", " . }} {{ upper "a" }} {{ trimPrefix "v" "v1.2" }} {{ replace "." "-" "1.2.3" }}',
             ["a", "b"],
             "a, b A 1.2 1-2-3",
-        ),  # fmt: skip
+        ),
         ('{{ default "none" . }}', "", "none"),
         ("{{ . }}", ["a", "b"], "[a b]"),
         ("{{ . }}", None, "<no value>"),
