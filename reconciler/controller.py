@@ -42,7 +42,7 @@ from reconciler.cluster import KubeCluster
 from reconciler.controller_cli import APP_PATH, ARGO_PATH, KS_PATH
 from reconciler.engine import Engine, Settings
 from reconciler.errors import ReconcilerError, SourceError, UsageError
-from reconciler.model import TRACKING_LABEL, Health, Manifest
+from reconciler.model import TRACKING_LABEL, Health, Manifest, ResourceKey
 from reconciler.plan import PruneGuards
 from reconciler.source import Source
 from reconciler.transform import compose, flux_transform, top_level_only
@@ -382,7 +382,7 @@ class AppController:
             items, health = engine.compare(app_root, sha)
             out_of_sync = {i.key for i in items}
             return Outcome(
-                revision, False, not out_of_sync, health, len(items), self._resources(engine, out_of_sync), started,
+                revision, False, not out_of_sync, health, len(items), self._resources(engine, out_of_sync, False), started,
                 f"compared: {len(out_of_sync)} object(s) out of sync", requested, operation,
             )  # fmt: skip
         if spec.create_namespace and engine.s.default_namespace:
@@ -393,17 +393,17 @@ class AppController:
         self._ensure_drift_watch(engine)
         return Outcome(
             revision, True, healthy and not conflicts, report.health, len(engine.drift),
-            self._resources(engine, {a.key for a in conflicts}),
+            self._resources(engine, {a.key for a in conflicts}, report.api_writes > 0),
             started, ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items())) or "nothing to do", requested,
             operation, tuple(f"{a.key}: {a.reason}" for a in conflicts),
         )  # fmt: skip
 
-    def _resources(self, engine: Engine, out_of_sync: set[Any]) -> list[dict[str, Any]]:
+    def _resources(self, engine: Engine, out_of_sync: set[Any], fresh: bool) -> list[dict[str, Any]]:
         return [
             {"group": k.group, "version": engine.desired[k].api_version.split("/")[-1], "kind": k.kind,
              "namespace": k.namespace, "name": k.name, "status": "OutOfSync" if k in out_of_sync else "Synced",
              "health": {"status": str(h)}, **({"message": why} if why and h is not Health.HEALTHY else {})}
-            for k, h, why in sorted(engine.health_report(), key=lambda t: t[0])
+            for k, h, why in sorted(engine.health_report(fresh), key=lambda t: t[0])
         ]  # fmt: skip
 
     def _status_of(self, key: AppKey, obj: dict[str, Any], spec: A.AppSpec, o: Outcome) -> dict[str, Any]:
@@ -560,6 +560,7 @@ class AppController:
             if entry is not None and same and entry[1] == replace(spec, requested_at=entry[1].requested_at):
                 return entry[0]
             engine = Engine(self.cluster, settings)
+            engine.live_cache = self._live_cache
             if entry is not None:  # keep what the old engine knew: the watch compares against it until the sync
                 engine.desired, engine.revision = entry[0].desired, entry[0].revision
             self.engines[key] = (engine, spec, project)
@@ -582,6 +583,24 @@ class AppController:
                 inf.add_handler(self._on_managed)
                 self.drift_informers[(api_version, kind)] = inf
             inf.start(self._stop)
+
+    def _live_cache(
+        self, api_version: str, kind: str, selector: str, namespace: str | None
+    ) -> dict[ResourceKey, dict[str, Any]] | None:
+        """An app's live objects of one kind from the shared informer (None until it has synced): a resync reads
+        the cache, not the API server."""
+        with self._lock:
+            inf = self.drift_informers.get((api_version, kind))
+        if inf is None or not inf.has_synced():
+            return None
+        label, _, value = selector.partition("=")
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        out = {}
+        for obj in inf.objects(namespace):
+            meta = obj.get("metadata") or {}
+            if (meta.get("labels") or {}).get(label) == value:
+                out[ResourceKey(group, kind, meta.get("namespace") or "", meta.get("name", ""))] = obj
+        return out
 
     def _on_managed(self, etype: EventType, obj: dict[str, Any], prev: dict[str, Any] | None) -> None:
         app = ((obj.get("metadata") or {}).get("labels") or {}).get(TRACKING_LABEL)
@@ -708,8 +727,6 @@ def _argo_failure(obj: dict[str, Any], reason: A.Reason, message: str) -> dict[s
 
 
 def _namespace(name: str) -> Manifest:
-    from reconciler.model import ResourceKey
-
     body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
     return Manifest(ResourceKey("", "Namespace", "", name), "v1", body, "CreateNamespace=true")
 

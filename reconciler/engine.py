@@ -134,6 +134,8 @@ class Engine:
         self.corrections: list[float] = []
         self._lock = threading.Lock()
         self._inventory: Inventory | None = None
+        # (apiVersion, kind, label selector, namespace) -> the matching live objects, None when not cached
+        self.live_cache: Callable[[str, str, str, str | None], dict[ResourceKey, dict[str, Any]] | None] | None = None
         self._server_defaults: dict[ResourceKey, tuple[str, frozenset[str]]] = {}  # key -> (resourceVersion, pointers)
 
     @property
@@ -170,7 +172,11 @@ class Engine:
             raise UsageError("the source touches what it may not; nothing applied: " + "; ".join(bad[:5]))
 
     # ------------------------------------------------------------------ live state
-    def live_state(self, desired: list[Manifest], inventory: Inventory) -> dict[ResourceKey, dict[str, Any] | None]:
+    def live_state(
+        self, desired: list[Manifest], inventory: Inventory, fresh: bool = True
+    ) -> dict[ResourceKey, dict[str, Any] | None]:
+        """The live objects of the kinds the app declares or inventoried: from ``live_cache`` (a controller's
+        informers) unless ``fresh`` is asked for, or the cache has not got that kind; else one list per kind."""
         kinds: dict[tuple[str, str], str] = {}
         for m in desired:
             kinds[(m.key.group, m.kind)] = m.api_version
@@ -180,6 +186,10 @@ class Engine:
 
         def one(item: tuple[str, str, str | None]) -> dict[ResourceKey, dict[str, Any]]:
             api, kind, namespace = item
+            if not fresh and self.live_cache is not None:
+                cached = self.live_cache(api, kind, self.selector, namespace)
+                if cached is not None:
+                    return cached
             try:
                 return self.cluster.list_managed(api, kind, self.selector, namespace)
             except ClusterError as exc:
@@ -217,7 +227,7 @@ class Engine:
             self._set_status({"sync": "RenderFailed"}, dry_run)
             raise
         inventory = load(self.cluster, self.s.app, self.s.inventory_namespace)
-        live = self.live_state(desired, inventory)
+        live = self.live_state(desired, inventory, fresh=False)
         wanted = {m.key for m in desired}
         live.update(self._owned_elsewhere([m for m in desired if m.key not in live]))
         for k, api in inventory.entries.items():  # prune candidates no longer labelled ours: look them up by name
@@ -258,7 +268,8 @@ class Engine:
             self._events(p, pruned, revision)
         else:
             p = self._dry_run(p, desired)
-        health = self._health(desired) if not dry_run else Health.PROGRESSING
+        # a sync that wrote nothing may read health from a cache; one that wrote must see its own writes
+        health = self._health(desired, fresh=self.cluster.writes != writes0) if not dry_run else Health.PROGRESSING
         took = time.perf_counter() - t0
         self.metrics.duration.observe(took)
         return SyncReport(
@@ -475,13 +486,13 @@ class Engine:
             return
         self._set_status({"health": str(self._health(desired)), "drift": drift}, dry_run=False)
 
-    def _health(self, desired: list[Manifest]) -> Health:
-        live = self.live_state(desired, Inventory({}, {}))
+    def _health(self, desired: list[Manifest], fresh: bool = True) -> Health:
+        live = self.live_state(desired, Inventory({}, {}), fresh)
         return rollup(object_health(m.kind, live.get(m.key))[0] for m in desired)
 
-    def health_report(self) -> list[tuple[ResourceKey, Health, str]]:
+    def health_report(self, fresh: bool = True) -> list[tuple[ResourceKey, Health, str]]:
         desired = list(self.desired.values())
-        live = self.live_state(desired, Inventory({}, {}))
+        live = self.live_state(desired, Inventory({}, {}), fresh)
         return [(m.key, *object_health(m.kind, live.get(m.key))) for m in desired]
 
     # ------------------------------------------------------------------ diff
@@ -489,7 +500,7 @@ class Engine:
         """Render and compare, writing nothing (an app that may not sync now). The desired state is published,
         so the watch reports drift against what Git holds now."""
         desired = self.desired_state(source)
-        live = self.live_state(desired, Inventory({}, {}))
+        live = self.live_state(desired, Inventory({}, {}), fresh=False)
         items = [i for m in desired for i in diffmod.drift(m, live.get(m.key), self.cluster.field_manager, self.s.rules)]
         with self._lock:
             self.desired = {m.key: m for m in desired}

@@ -181,3 +181,57 @@ def test_bad_app_specs_are_refused_by_the_api_server_before_the_controller_sees_
                {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": "x"},
                 "spec": {"interval": "1m", "sourceRef": {"kind": "GitRepository", "name": "r"}}})  # fmt: skip
     assert info.value.status == 422 and "spec.prune" in str(info.value.body)
+
+
+def test_a_resync_of_unchanged_apps_writes_nothing_and_reads_live_objects_from_the_informers(
+    cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path
+) -> None:
+    api = cluster.api_client()
+    install(api)
+    ns = namespace
+    bare = make_bare(git_http.root, f"r-{ns}", {f"apps/a{i}/cm.yaml": cm(f"a{i}", n=str(i)) for i in range(5)})
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in (("username", GIT_USER), ("password", GIT_PASSWORD))}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "g"}, "data": data}
+    create(api, f"/api/v1/namespaces/{ns}/secrets", secret)
+    source = {"url": git_http.url(bare), "secretRef": {"name": "g"}}
+    for i in range(5):
+        spec = {"source": source, "path": f"apps/a{i}", "prune": True}
+        app = {"apiVersion": "reconciler.imagebot.dev/v1alpha1", "kind": "App", "metadata": {"name": f"a{i}"}, "spec": spec}
+        create(api, f"{APP_PATH}/namespaces/{ns}/apps", app)
+    ctl = AppController(api, (ns,), workers=2, cache=tmp_path / "cache")
+    seen: list[tuple[str, str]] = []
+    pool = ctl.api.rest_client.pool_manager
+    real = pool.request
+
+    def recording(method: str, url: str, *a: Any, **kw: Any) -> Any:
+        if "watch=" not in url:
+            seen.append((method, url))
+        return real(method, url, *a, **kw)
+
+    pool.request = recording
+    ctl.start()
+    try:
+        for i in range(5):
+            until(lambda i=i: ready(request_json(api, "GET", f"{APP_PATH}/namespaces/{ns}/apps/a{i}")).get("status") == "True",
+                  what=f"a{i} Ready")  # fmt: skip
+        informers = ctl.drift_informers
+        until(lambda: len(informers) >= 1 and all(i.has_synced() for i in informers.values()), what="informers")
+        time.sleep(1)  # let the first pass finish
+        seen.clear()
+        done: list[int] = []
+        real_reconcile = ctl.controller.reconcile
+
+        def counted(key: Any) -> Any:
+            r = real_reconcile(key)
+            done.append(1)
+            return r
+
+        ctl.controller.reconcile = counted
+        ctl.refresh()
+        until(lambda: len(done) >= 5, what="a full resync")
+        writes = [(m, u) for m, u in seen if m in ("POST", "PUT", "PATCH", "DELETE")]
+        lists = [u for m, u in seen if m == "GET" and "labelSelector=reconciler.imagebot.dev/app" in u]
+        assert not writes, writes
+        assert not lists, f"live objects are read from the informer cache, not listed per app: {lists}"
+    finally:
+        assert ctl.stop(30)
