@@ -22,7 +22,7 @@ from imagebot import refs
 from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, RegistryConfig, Target
 from imagebot.config.yamlload import MAX_BYTES, Map, YamlLoadError, line_of, load_all
 from imagebot.errors import ConfigError, ImagebotError
-from imagebot.gitops.message import Templates
+from imagebot.gitops.message import Templates, template_problem
 from imagebot.gitops.writer import Mode
 from imagebot.policy import DEFAULT_EXCLUDES, PolicyKind, PolicySpec, build
 
@@ -351,9 +351,9 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
                 gh.text("repo"),
                 gh.text("tokenEnv"),
                 Templates(
-                    tp.get("title", str, defaults.title),
-                    tp.get("commit", str, defaults.commit),
-                    tp.get("body", str, defaults.body),
+                    _template(tp, "title", defaults.title),
+                    _template(tp, "commit", defaults.commit),
+                    _template(tp, "body", defaults.body),
                 ),
             )
         )
@@ -417,6 +417,14 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
     return Config(
         tuple(images), tuple(gits), tuple(registries), interval, debounce, state, secret_env, Path(cache) if cache else None, file
     )
+
+
+def _template(r: _Reader, key: str, default: str) -> str:
+    text = r.get(key, str, default)
+    problem = template_problem(text) if text is not default else None
+    if problem:
+        r.error(key, problem)
+    return str(text)
 
 
 def _unique(top: _Reader, key: str) -> None:

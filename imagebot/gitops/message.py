@@ -99,6 +99,15 @@ def summarize(changes: tuple[Change, ...], requested: Mapping[str, ImageRef]) ->
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
+def template_problem(text: str) -> str | None:
+    """Why ``text`` is not a usable template (a syntax error), or None: checked when the config loads."""
+    try:
+        _ENV.from_string(text)
+    except TemplateError as exc:
+        return f"template error: {exc}"
+    return None
+
+
 def render(
     changes: tuple[Change, ...],
     requested: Mapping[str, ImageRef],

@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from gitopskit.workspace import GitAuth, Identity, Workspace
 from imagebot.config.model import Config, Environment, GitConfig, ImageConfig
 from imagebot.errors import FAILURES, ExitCode, exit_code_of
-from imagebot.forge.github import GitHubForge
 from imagebot.gitops.writer import Delivery, Result, Status, deliver
 from imagebot.refs import ImageRef
 from imagebot.registry import Registries, RegistrySettings
@@ -360,6 +359,8 @@ class Runner:
         ws.fence = self.fence
         forge = None
         if target.mode.value == "pull-request":
+            from imagebot.forge.github import GitHubForge  # PyGithub costs ~0.3 s to import: only when a PR is due
+
             token = os.environ.get(g.github_token_env or "IMAGEBOT_GITHUB_TOKEN", "")
             repo = g.github_repo or ""
             forge = GitHubForge(repo, token, g.github_api, throttle=os.environ.get("IMAGEBOT_GITHUB_THROTTLE", "1") != "0")

@@ -119,6 +119,7 @@ PROD = (*IMG, "environments", "prod")
         (("registries", 0, "credentials"), "x", "registries[0].credentials: must be a mapping, not 'x'"),
         (("git", 0, "auth"), ["x"], "git[0].auth: must be a mapping, not a list"),
         (("git", 0, "templates"), {"title": 3}, "git[0].templates.title: must be a string, not 3"),
+        (("git", 0, "templates"), {"commit": "{{ x"}, "git[0].templates.commit: template error: unexpected end of template"),
         (("stateFile",), 5, "config.stateFile: must be a string, not 5"),
         (("kind",), "Other", "config.kind: 'Other' is not one of the allowed values: Config"),
     ],
