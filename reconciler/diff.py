@@ -266,13 +266,16 @@ def _match(items: Any, want: dict[str, Any], declared: bool = False) -> int | No
 
 def _declared(desired: Any, fpath: tuple[str, ...]) -> bool:
     node = desired
+    key: dict[str, Any] = {}
     for part in fpath:
         if part.startswith("f:"):
             if not isinstance(node, dict) or part[2:] not in node:
-                return False
+                return part[2:] in key  # a key field Git left to its default: the item Git declares implies it
             node = node[part[2:]]
+            key = {}
         elif part.startswith("k:"):
-            at = _match(node, json.loads(part[2:]), declared=True)
+            key = json.loads(part[2:])
+            at = _match(node, key, declared=True)
             if at is None:
                 return False
             node = node[at]
