@@ -64,7 +64,8 @@ def test_the_crds_install_and_validate_specs_at_the_api_server(cluster: TestClus
     assert set(install(api)) >= {
         "gitrepositories.source.toolkit.fluxcd.io", "kustomizations.kustomize.toolkit.fluxcd.io",
         "apps.reconciler.imagebot.dev", "projects.reconciler.imagebot.dev", "applications.argoproj.io",
-        "appprojects.argoproj.io",
+        "appprojects.argoproj.io", "imagerepositories.image.toolkit.fluxcd.io", "imagepolicies.image.toolkit.fluxcd.io",
+        "imageupdateautomations.image.toolkit.fluxcd.io",
     }  # fmt: skip
     base = f"/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/{namespace}/kustomizations"
     stored = request_json(api, "POST", base, body=KS)
