@@ -149,7 +149,7 @@ def test_flux_image_objects_are_stored_as_written_and_validated(cluster: TestClu
         "imageupdateautomations/podinfo-update": {"lastAutomationRunTime": "2026-11-29T05:00:00Z",
                                                   "lastPushCommit": "3ebb95cc56d2db59bc6ffbe0d9dd0ea445edeb77",
                                                   "lastPushTime": "2026-11-29T05:00:00Z",
-                                                  "observedPolicies": {"podinfo": {"name": "ghcr.io/org/podinfo", "tag": "5.0.3"}}},
+                                                  "observedPolicies": {"podinfo": {"name": "ghcr.io/org/app", "tag": "5.0.3"}}},
     }  # fmt: skip
     for path, status in statuses.items():
         written = request_json(
