@@ -44,6 +44,7 @@ from reconciler.engine import Engine, Settings
 from reconciler.errors import ReconcilerError, SourceError, UsageError
 from reconciler.model import TRACKING_LABEL, Health, Manifest, ResourceKey
 from reconciler.plan import PruneGuards
+from reconciler.sharding import AutoShards
 from reconciler.source import Source
 from reconciler.transform import compose, flux_transform, top_level_only
 
@@ -144,15 +145,18 @@ class AppController:
         field_manager: str = "reconciler",
         clock: Callable[[], float] = time.monotonic,
         elector: LeaderElector | None = None,
+        shards: AutoShards | None = None,
     ) -> None:
         self.api = api
+        self.shards = shards
+        self._current = threading.local()  # the app a worker thread is writing for (the shards' fence)
         # with leader election, one replica per shard writes: the others keep their caches warm and wait
         self.elector = elector
         self.namespaces = namespaces
         self.shard = shard
         self.field_manager = field_manager
         self.cluster = KubeCluster(api, field_manager)
-        self.cluster.fence = elector.fence if elector is not None else None
+        self.cluster.fence = elector.fence if elector is not None else self._fence_current if shards is not None else None
         self.metrics = Metrics()
         base = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagebot" / "controller"
         self.sources = SourceCache(base, clock)
@@ -190,6 +194,15 @@ class AppController:
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
 
+    def mine(self, key: AppKey) -> bool:
+        """Does this replica reconcile ``key`` now (leader of its shard, or holder of its slot)?"""
+        return self.is_leader() and (self.shards is None or self.shards.owns(str(key)))
+
+    def _fence_current(self) -> None:
+        key = getattr(self._current, "key", None)
+        if self.shards is not None and key is not None:
+            self.shards.fence(key)
+
     def _watch_leadership(self) -> None:
         """A replica that becomes leader looks at every app at once (its caches are warm): takeover within a
         lease duration, not an interval."""
@@ -205,6 +218,9 @@ class AppController:
         if self.elector is not None:
             self.elector.start()
             threading.Thread(target=self._watch_leadership, name="leadership", daemon=True).start()
+        if self.shards is not None:
+            self.shards.on_change = self._enqueue_all  # slots gained: their apps are looked at now
+            self.shards.start()
         for inf in (*self.kustomizations, *self.apps, *self.repos, self.projects, *self.applications, *self.appprojects):
             inf.start(self._stop)
         self.controller.start()
@@ -214,6 +230,8 @@ class AppController:
         done = self.controller.stop(timeout)
         if self.elector is not None:
             self.elector.stop(release=True)  # a clean handover: the next replica need not wait for expiry
+        if self.shards is not None:
+            self.shards.stop()
         shutil.rmtree(self.secrets_dir, ignore_errors=True)
         return done
 
@@ -308,8 +326,15 @@ class AppController:
 
     # ------------------------------------------------------------------ one reconcile
     def reconcile(self, key: AppKey) -> Result | None:
-        if not self.is_leader():
-            return None  # a standby: the leader reconciles; becoming leader enqueues every app
+        if not self.mine(key):
+            return None  # another replica's (or a standby's): gaining the lease or the slot enqueues every app
+        self._current.key = str(key)
+        try:
+            return self._reconcile(key)
+        finally:
+            self._current.key = None
+
+    def _reconcile(self, key: AppKey) -> Result | None:
         obj = self._object(key)
         if obj is None:
             self._forget(key)
@@ -610,15 +635,18 @@ class AppController:
         if entry is None:
             return
         engine, spec, _ = entry
-        if spec.suspend or not self.is_leader():
+        if spec.suspend or key is None or not self.mine(key):
             return
         correct = spec.drift.mode == "correct" and spec.self_heal and spec.auto_sync
+        self._current.key = str(key)
         try:
             items = engine.on_event(str(etype), obj, time.monotonic(), correct=correct)
         except ReconcilerError as exc:
             log.error("%s: could not correct drift: %s", key, exc)
             return
-        if items and not correct and key is not None:
+        finally:
+            self._current.key = None
+        if items and not correct:
             self.queue.add(key)  # reported, not corrected: the app's status says OutOfSync
 
     # ------------------------------------------------------------------ status
@@ -628,6 +656,8 @@ class AppController:
             return  # nothing new: no write (a second pass with nothing new does nothing)
         if self.elector is not None:
             self.elector.fence()
+        if self.shards is not None:
+            self.shards.fence(str(key))
         try:  # a merge patch replaces lists whole: a Stalled condition not given again is gone
             request_json(
                 self.api, "PATCH", f"{key.path}/status", body={"status": status}, content_type="application/merge-patch+json"

@@ -38,6 +38,8 @@ def add_commands(sub: Any, epilog: str) -> None:
     _kube(c)
     c.add_argument("--namespace", action="append", default=[], metavar="NS", help="serve only these namespaces (repeatable)")
     c.add_argument("--shard", default="", metavar="KEY", help=f"serve only apps labelled {A.SHARD_LABEL}=KEY")
+    c.add_argument("--shards", choices=["auto"], help="spread the apps over the live replicas (Leases per slot)")
+    c.add_argument("--shard-slots", type=int, default=16, metavar="K", help="slots the apps are hashed onto (default 16)")
     c.add_argument("--workers", type=int, default=4, help="apps reconciled at once")
     c.add_argument("--listen", metavar="HOST:PORT", help="/healthz, /readyz, /metrics and Git push webhooks")
     c.add_argument("--webhook-secret-env", default="RECONCILER_WEBHOOK_SECRET")
@@ -81,21 +83,27 @@ def _api(args: argparse.Namespace) -> Any:
 def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    from gitopskit.lease import LeaderElector, LeaseLock, LeaseTiming
     from reconciler.controller import AppController
+    from reconciler.sharding import AutoShards
 
+    if args.shards and (args.shard or args.leader_elect):
+        raise UsageError("--shards auto spreads the apps itself: it goes without --shard and --leader-elect")
+    if args.shard_slots < 1:
+        raise UsageError("--shard-slots must be at least 1")
+    try:
+        timing = LeaseTiming(args.leader_lease_duration, args.leader_renew_deadline, args.leader_retry_period)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     api = _api(args)
-    elector = None
+    identity = args.leader_identity or f"{socket.gethostname()}-{os.getpid()}"
+    elector = shards = None
     if args.leader_elect:
-        from gitopskit.lease import LeaderElector, LeaseLock, LeaseTiming
-
-        try:
-            timing = LeaseTiming(args.leader_lease_duration, args.leader_renew_deadline, args.leader_retry_period)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        identity = args.leader_identity or f"{socket.gethostname()}-{os.getpid()}"
         name = f"reconciler-controller-{args.shard or 'main'}"
         elector = LeaderElector(LeaseLock(api, args.leader_namespace, name, identity, timing.duration), timing)
-    ctl = AppController(api, tuple(args.namespace), args.shard, args.workers, args.cache, elector=elector)
+    if args.shards:
+        shards = AutoShards(api, args.leader_namespace, identity, args.shard_slots, timing)
+    ctl = AppController(api, tuple(args.namespace), args.shard, args.workers, args.cache, elector=elector, shards=shards)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

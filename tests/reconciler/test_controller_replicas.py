@@ -29,11 +29,11 @@ pytestmark = [pytest.mark.cluster, pytest.mark.git]
 TIMING = ["--leader-lease-duration", "3", "--leader-renew-deadline", "2", "--leader-retry-period", "0.3"]
 
 
-def start(cluster: TestCluster, ns: str, name: str, tmp: Path) -> subprocess.Popen[str]:
+def start(cluster: TestCluster, ns: str, name: str, tmp: Path, mode: list[str] | None = None) -> subprocess.Popen[str]:
     log = (tmp / f"{name}.log").open("w")
     return subprocess.Popen(
         [sys.executable, "-m", "reconciler", "--log-level", "INFO", "controller", "--kubeconfig", str(cluster.kubeconfig),
-         "--namespace", ns, "--leader-elect", "--leader-namespace", ns, "--leader-identity", name,
+         "--namespace", ns, *(mode or ["--leader-elect"]), "--leader-namespace", ns, "--leader-identity", name,
          "--cache", str(tmp / f"cache-{name}"), *TIMING],
         stdout=log, stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
@@ -107,6 +107,55 @@ def test_leader_election_hands_apps_over_on_sigkill_and_a_stopped_leader_stays_q
             if p.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, signal.SIGCONT)
+                p.terminate()
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def test_shards_auto_spreads_the_apps_over_live_replicas_and_takes_over_a_dead_ones_slots(
+    cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path
+) -> None:
+    api = cluster.api_client()
+    install(api)
+    ns = namespace
+    bare = make_bare(git_http.root, f"auto-{ns}", {f"apps/a{i}/cm.yaml": cm(f"a{i}", n=str(i)) for i in range(10)})
+    data = b64(username=GIT_USER, password=GIT_PASSWORD)
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git"}, "data": data}
+    create(api, f"/api/v1/namespaces/{ns}/secrets", secret)
+
+    def app(i: int) -> None:
+        spec = {"source": {"url": git_http.url(bare), "secretRef": {"name": "git"}}, "path": f"apps/a{i}", "prune": True}
+        body = {"apiVersion": "reconciler.imagebot.dev/v1alpha1", "kind": "App", "metadata": {"name": f"a{i}"}, "spec": spec}
+        create(api, f"{APP_PATH}/namespaces/{ns}/apps", body)
+
+    def ready(i: int) -> bool:
+        st = request_json(api, "GET", f"{APP_PATH}/namespaces/{ns}/apps/a{i}").get("status") or {}
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions") or [])
+
+    def slot_holders() -> dict[str, str]:
+        leases = request_json(api, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases")["items"]
+        return {x["metadata"]["name"]: x["spec"].get("holderIdentity") or "" for x in leases if "-slot-" in x["metadata"]["name"]}
+
+    auto = ["--shards", "auto", "--shard-slots", "4"]
+    procs = {name: start(cluster, ns, name, tmp_path, auto) for name in ("s1", "s2")}
+    try:
+        for i in range(8):
+            app(i)
+        for i in range(8):
+            until(lambda i=i: ready(i), timeout=90, what=f"a{i} Ready")
+        until(lambda: sorted(slot_holders().values()).count("s1") == 2 and sorted(slot_holders().values()).count("s2") == 2,
+              timeout=30, what="two slots each")  # fmt: skip
+        procs["s1"].send_signal(signal.SIGKILL)
+        procs["s1"].wait(10)
+        until(lambda: set(slot_holders().values()) == {"s2"} and len(slot_holders()) == 4, timeout=30, what="s2 holds all")
+        for i in (8, 9):
+            app(i)
+            until(lambda i=i: ready(i), timeout=60, what=f"a{i} Ready after s1 died")
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
                 p.terminate()
                 try:
                     p.wait(15)
