@@ -123,6 +123,9 @@ def test_two_run_loops_on_overlapping_sources_stop_writing(cluster: TestCluster,
         assert stable, "the two loops kept writing the shared object"
         owner = live(e, namespace)["metadata"]["labels"][TRACKING_LABEL]
         loser = "loop-b" if owner == "loop-a" else "loop-a"
+        # the loser says so at its next sync (on a loaded machine that may come after the window above)
+        while load(e.cluster, loser, namespace).status.get("sync") != "Conflict" and time.monotonic() < deadline + 30:
+            time.sleep(0.2)
         assert load(e.cluster, loser, namespace).status.get("sync") == "Conflict"
         assert all(p.poll() is None for p in procs), "both loops still running"
     finally:
