@@ -1,13 +1,17 @@
 """`make demo`: the whole GitOps loop on local, real parts, narrated with timings.
 
 Starts Debian's docker-registry, a config repository (bare git over smart HTTP) and the test
-Kubernetes API server, then runs ``imagebot serve`` and ``reconciler run`` as the processes
-an operator would run, and walks through:
+Kubernetes API server, installs the CRDs of ``deploy/crds/`` and declares the demo's app as objects
+(a Flux GitRepository with its basic-auth Secret, and a Kustomization), then runs ``imagebot serve`` and
+``reconciler controller --leader-elect`` as the processes an operator would run, and walks through:
 
-1. push ``demo/app:1.0.0``; the reconciler applies the config repo (Deployments at 1.0.0, 1 replica);
+1. push ``demo/app:1.0.0``; the controller applies the config repo (Deployments at 1.0.0, 1 replica) and
+   marks the Kustomization Ready at the repo's commit;
 2. "CI" pushes ``1.1.0`` and ``1.2.0-rc.1`` and posts a signed webhook; the bot commits ``1.1.0``
    for prod (semver ``^1``) and ``1.2.0-rc.1`` for dev (pre-releases allowed);
-3. the reconciler applies the new commit: the live images change;
+3. the controller applies the new commit: the live images change, each Deployment's generation rises
+   exactly once (a forced re-run changes nothing), the Kustomization's lastAppliedRevision is the bot's
+   commit (``kubectl get kustomizations`` and ``reconciler get -A`` are printed);
 4. a manual ``kubectl scale`` (replicas 1 → 4, another field manager) is detected, attributed, healed;
 5. a summary table; everything started is stopped.
 
@@ -27,6 +31,7 @@ Exit: 0 ok; 1 a step did not happen (or a part is missing: the message says whic
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -58,8 +63,11 @@ SECRET = "demo-webhook-secret"
 VENV_BIN = Path(sys.executable).parent
 CLUSTER_SH = ROOT / "tests/cluster/cluster.sh"
 MARKER = ".imagebot-demo"  # only a folder holding this file is a demo's: --stop removes nothing else
-SERVERS = ("imagebot", "reconciler", "git-http", "registry")  # stop order; etcd + apiserver go last (cluster.sh)
+SERVERS = ("imagebot", "controller", "git-http", "registry")  # stop order; etcd + apiserver go last (cluster.sh)
 STOP_TIMEOUT = 10.0  # per process, SIGTERM → SIGKILL
+CRDS = ROOT / "deploy/crds"
+APP_NS = "flux-system"  # where the demo's app objects live, as with Flux
+KS = "demo"  # the Kustomization (and GitRepository, Secret "demo-git") of the demo's app
 
 
 class DemoFailed(Exception):
@@ -122,6 +130,48 @@ images:
         policy: {{semver: ">=1.0.0-0"}}
         setter: demo:app-dev
         target: {{git: config, path: clusters/demo/dev}}
+"""
+
+
+def app_objects(repo_url: str) -> str:
+    """The demo's app as Flux declares it. The Secret is in Flux's basic-auth format, base64 ``data`` (the test
+    API server does not fold ``stringData`` into ``data``); 1s intervals stand in for a Git webhook."""
+    user, password = (base64.b64encode(v.encode()).decode() for v in (GIT_USER, GIT_PASSWORD))
+    return f"""apiVersion: v1
+kind: Namespace
+metadata:
+  name: {APP_NS}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {KS}-git
+  namespace: {APP_NS}
+data:
+  username: {user}
+  password: {password}
+---
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata:
+  name: {KS}
+  namespace: {APP_NS}
+spec:
+  url: {repo_url}
+  ref: {{branch: main}}
+  interval: 1s
+  secretRef: {{name: {KS}-git}}
+---
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: {KS}
+  namespace: {APP_NS}
+spec:
+  sourceRef: {{kind: GitRepository, name: {KS}}}
+  path: ./clusters/demo
+  interval: 1s
+  prune: true
 """
 
 
@@ -281,8 +331,10 @@ class Demo:
         _pid_file(self.work, name).write_text(f"{proc.pid}\n")
         return proc
 
-    def run_kubectl(self, *args: str) -> str:
-        proc = subprocess.run([self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args], capture_output=True, text=True)
+    def run_kubectl(self, *args: str, stdin: str | None = None) -> str:
+        proc = subprocess.run(
+            [self.kubectl_bin, "--kubeconfig", self.kubeconfig, *args], input=stdin, capture_output=True, text=True
+        )
         if proc.returncode:
             raise DemoFailed(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
         return proc.stdout
@@ -295,6 +347,27 @@ class Demo:
             return str(self.live(name)["spec"]["template"]["spec"]["containers"][0]["image"])
         except DemoFailed:
             return ""
+
+    def kustomization(self) -> tuple[str, str]:
+        """(Ready condition's status, lastAppliedRevision) of the demo's Kustomization, as the controller wrote them."""
+        obj = json.loads(self.run_kubectl("-n", APP_NS, "get", "kustomization", KS, "-o", "json"))
+        st = obj.get("status") or {}
+        ready = next((c for c in st.get("conditions") or [] if c.get("type") == "Ready"), {})
+        return str(ready.get("status", "Unknown")), str(st.get("lastAppliedRevision", ""))
+
+    def applied(self, sha: str) -> bool:
+        return self.kustomization() == ("True", f"main@sha1:{sha}")
+
+    def show(self, argv: list[str]) -> None:
+        """Print what a person would type and what it answers, indented under the step."""
+        shown = ["kubectl" if a == self.kubectl_bin else "reconciler" if a == str(VENV_BIN / "reconciler") else a
+                 for a in argv if a not in ("--kubeconfig", self.kubeconfig)]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode:
+            raise DemoFailed(f"{' '.join(shown)}: {done.stderr.strip()}")
+        print(f"  $ {' '.join(shown)}", flush=True)
+        for line in done.stdout.rstrip().splitlines():
+            print(f"    {line}", flush=True)
 
     # ------------------------------------------------------------------ steps
     def start_registry(self) -> str:
@@ -368,46 +441,47 @@ class Demo:
         digests = Pusher(f"http://{self.registry}").push("demo/app", ["1.0.0"])
         return f"pushed {self.registry}/demo/app:1.0.0 ({digests['1.0.0'][:19]}…)"
 
-    def start_reconciler(self) -> str:
+    def declare_app(self) -> str:
+        self.run_kubectl("apply", "-f", str(CRDS))
+        self.run_kubectl("wait", "--for", "condition=Established", "--timeout", "60s", "-f", str(CRDS))
+        crds = len(list(CRDS.glob("*.yaml")))
+        self.run_kubectl("apply", "-f", "-", stdin=app_objects(self.repo_url))
+        return f"{crds} CRDs installed (deploy/crds/); {APP_NS}: Secret {KS}-git, GitRepository {KS}, Kustomization {KS}"
+
+    def start_controller(self) -> str:
         env = {
             **os.environ,
-            "RECONCILER_GIT_USERNAME": GIT_USER,
-            "RECONCILER_GIT_TOKEN": GIT_PASSWORD,
-            "XDG_CACHE_HOME": str(self.work / "cache-reconciler"),
             # kustomize renders through kubectl: the one the demo found, also when it was fetched
             "PATH": f"{Path(self.kubectl_bin).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         }
-        self.reconciler_log = self.work / "reconciler.log"
+        self.controller_log = self.work / "controller.log"
         proc = self.spawn(
-            "reconciler",
+            "controller",
             [
                 str(VENV_BIN / "reconciler"),
                 "--log-level",
                 "INFO",
-                "run",
+                "controller",
                 "--kubeconfig",
                 self.kubeconfig,
-                "--source",
-                self.repo_url,
-                "--path",
-                "clusters/demo",
-                "--name",
-                "demo",
-                "--inventory-namespace",
-                "default",
-                "--interval",
-                "0.5",
-                "--prune",
+                "--leader-elect",
+                "--leader-namespace",
+                APP_NS,
+                "--cache",
+                str(self.work / "cache-controller"),
             ],
             env,
         )
+        sha = git("-C", str(self.bare), "rev-parse", "main").strip()
         wait_until(
-            "the reconciler to apply Deployments at 1.0.0",
+            "the controller to apply Deployments at 1.0.0",
             lambda: self.image_of("app-prod").endswith(":1.0.0") and self.image_of("app-dev").endswith(":1.0.0"),
             proc=proc,
         )
+        wait_until(f"Kustomization {APP_NS}/{KS} Ready at main@sha1:{sha[:12]}…", lambda: self.applied(sha), proc=proc)
+        self.generations = {n: int(self.live(n)["metadata"]["generation"]) for n in ("app-prod", "app-dev")}
         replicas = self.live("app-prod")["spec"]["replicas"]
-        return f"reconciler applied the config repo: app-prod and app-dev at 1.0.0, {replicas} replica"
+        return f"Kustomization {KS} Ready at main@sha1:{sha[:12]}: app-prod and app-dev at 1.0.0, {replicas} replica"
 
     def start_bot(self) -> str:
         cfg = self.work / "imagebot.yaml"
@@ -454,16 +528,26 @@ class Demo:
         except DemoFailed:
             raise DemoFailed(f"/metrics counts {metric_commits():.0f} commits, expected 2") from None
         commits = metric_commits()
+        self.bot_commit = git("-C", str(self.bare), "rev-parse", "main").strip()
         subjects = git("-C", str(self.bare), "log", "--format=%s", f"{before}..main").strip().splitlines()
         return f"webhook → commits in {latency:.2f}s ({commits:.0f} in /metrics): " + " | ".join(reversed(subjects))
 
-    def reconciler_applies(self) -> str:
+    def controller_applies(self) -> str:
         wait_until(
             "the live images to change",
             lambda: self.image_of("app-prod").endswith(":1.1.0") and self.image_of("app-dev").endswith(":1.2.0-rc.1"),
         )
+        sha = self.bot_commit
+        wait_until(f"Kustomization {APP_NS}/{KS} Ready at the bot's commit main@sha1:{sha[:12]}…", lambda: self.applied(sha))
+        # the controller re-applies every interval; a forced run now must change nothing either
+        self.show([str(VENV_BIN / "reconciler"), "reconcile", KS, "-n", APP_NS, "--kubeconfig", self.kubeconfig])
+        rises = {n: int(self.live(n)["metadata"]["generation"]) - g for n, g in self.generations.items()}
+        if rises != {"app-prod": 1, "app-dev": 1}:
+            raise DemoFailed(f"each Deployment's generation should rise once for its one Git change, rose by {rises}")
+        self.show([self.kubectl_bin, "--kubeconfig", self.kubeconfig, "get", "kustomizations", "-A"])
+        self.show([str(VENV_BIN / "reconciler"), "get", "-A", "--kubeconfig", self.kubeconfig])
         prod, dev = (self.image_of(n).rsplit("/", 1)[-1] for n in ("app-prod", "app-dev"))
-        return f"live: app-prod {prod}, app-dev {dev}"
+        return f"live: app-prod {prod}, app-dev {dev}; generation +1 each; Ready at main@sha1:{sha[:12]}"
 
     def manual_change_healed(self) -> str:
         self.run_kubectl("-n", "demo", "scale", "deployment/app-prod", "--replicas=4")
@@ -473,21 +557,22 @@ class Demo:
 
         def attributed() -> str:
             lines = [
-                ln for ln in self.reconciler_log.read_text(errors="replace").splitlines() if "drift on" in ln and "app-prod" in ln
+                ln for ln in self.controller_log.read_text(errors="replace").splitlines() if "drift on" in ln and "app-prod" in ln
             ]
             return lines[-1].split("drift on ", 1)[1] if lines else ""
 
-        line = wait_until("the drift to be attributed in the reconciler's log", attributed, 5)
+        line = wait_until("the drift to be attributed in the controller's log", attributed, 5)
         return f"kubectl scale to 4 healed back to 1 in {healed:.2f}s; attributed: {line}"
 
     # ------------------------------------------------------------------ lifecycle
     def _steps(self) -> None:
         self.step("0. start the real local parts", self.start_parts)
         self.step("1a. CI pushes demo/app:1.0.0", self.push_first)
-        self.step("1b. the reconciler applies the config repo", self.start_reconciler)
+        self.step("1b. declare the app: CRDs, GitRepository, Kustomization", self.declare_app)
+        self.step("1c. the controller (leader-elected) applies the repo", self.start_controller)
         self.step("2a. the bot starts (imagebot serve)", self.start_bot)
         self.step("2b. CI pushes 1.1.0 + 1.2.0-rc.1 and posts the webhook", self.ci_publishes)
-        self.step("3. the reconciler applies the new commit", self.reconciler_applies)
+        self.step("3. the controller applies the new commit", self.controller_applies)
         self.step("4. a manual change is detected, attributed and healed", self.manual_change_healed)
 
     def _report_failure(self, exc: BaseException) -> None:
@@ -498,7 +583,7 @@ class Demo:
             where = f" (at {Path(frame.filename).name}:{frame.lineno})" if frame else ""
             what = f"{type(exc).__name__}: {exc}{where}"
         print(f"\n✗ DEMO FAILED: {what}", file=sys.stderr)
-        for name in ("imagebot.log", "reconciler.log"):
+        for name in ("imagebot.log", "controller.log"):
             log = self.work / name
             if log.exists() and log.stat().st_size:
                 print(f"--- {name} (tail)\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
@@ -557,9 +642,11 @@ class Demo:
             f"\nleft running (--keep), everything in {self.work} (pids/, *.log). Explore:\n"
             f"{path}  export KUBECONFIG={self.kubeconfig}\n"
             f"  kubectl -n demo get deploy -o 'custom-columns={cols}'\n"
+            f"  kubectl get kustomizations -A\n"
+            f"  {VENV_BIN / 'reconciler'} get -A\n"
             f"  git -C {self.bare} log --oneline\n"
             f"  curl -s http://{self.bot}/metrics | grep imagebot_\n"
-            f"  tail -f {self.work}/imagebot.log {self.work}/reconciler.log\n"
+            f"  tail -f {self.work}/imagebot.log {self.work}/controller.log\n"
             f"  {sys.executable} {ROOT / 'tests/demo.py'} --push {self.work} 1.3.0   # CI pushes a tag + webhook\n"
             f"stop: {stop_command(self.work)}",
             flush=True,

@@ -1,6 +1,7 @@
-"""The demo as a person meets it: the full loop as an end-to-end test (registry → bot → Git → reconciler → drift
-healed), ``--keep`` leaving a loop that works without the demo and one line that stops it all, and every way a
-demo can end (a failed step, an error, Ctrl-C, SIGTERM) stopping whatever it had started."""
+"""The demo as a person meets it: the full loop as an end-to-end test (registry → bot → Git → the controller
+reconciling the demo's Flux Kustomization → drift healed), ``--keep`` leaving a loop that works without the demo
+and one line that stops it all, and every way a demo can end (a failed step, an error, Ctrl-C, SIGTERM) stopping
+whatever it had started."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.demo import ROOT, Demo
+from tests.demo import APP_NS, KS, ROOT, Demo
 from tests.e2e.helpers import path_without_kubectl, processes_mentioning
 from tests.fixtures.git import git
 
@@ -47,6 +48,11 @@ def test_full_loop_from_ci_push_to_healed_drift(capsys: pytest.CaptureFixture[st
     assert "chore(images): app 1.0.0 → 1.2.0-rc.1 (dev)" in out
     assert "live: app-prod app:1.1.0, app-dev app:1.2.0-rc.1" in out
     assert "healed back to 1" in out and "kubectl /spec/replicas 1 → 4" in out
+    assert "generation +1 each" in out
+    # the Kustomization's status, as kubectl and `reconciler get -A` print it: Ready at the bot's last commit
+    revision = f"main@sha1:{demo.bot_commit}"
+    assert re.search(rf"^    {APP_NS} +{KS} +True +{revision} ", out, re.M), out
+    assert re.search(rf"^    {APP_NS} +{KS} +Kustomization +True +{revision} ", out, re.M), out
     assert_all_gone(demo.work)
 
 
@@ -67,6 +73,10 @@ def test_keep_on_a_machine_without_kubectl_leaves_a_loop_that_works_after_the_de
         assert "/.cache/imagebot/kubectl/" in kubectl, kubectl
         assert f"\n  export PATH={Path(kubectl).parent}:$PATH\n" in done.stdout
         assert "\n  kubectl -n demo get deploy -o 'custom-columns=NAME:.metadata.name," in done.stdout
+        assert "\n  kubectl get kustomizations -A\n" in done.stdout
+        assert re.search(r"^  \S*reconciler get -A$", done.stdout, re.M), done.stdout
+        pids = {f.stem for f in (work / "pids").glob("*.pid")}
+        assert pids == {"imagebot", "controller", "git-http", "registry"}, pids
 
         # the demo process is gone; CI publishes again, the way the printed hint says
         pushed = subprocess.run([*DEMO, "--push", str(work), "1.3.0"], env=env, capture_output=True, text=True, timeout=60)
@@ -83,8 +93,20 @@ def test_keep_on_a_machine_without_kubectl_leaves_a_loop_that_works_after_the_de
                 capture_output=True, text=True,
             ).stdout  # fmt: skip
 
-        wait_for("the reconciler to apply 1.3.0", lambda: [i.rsplit(":", 1)[1] for i in live_images().split()] == ["1.3.0"] * 2)
-        assert "reconciler: error:" not in (work / "reconciler.log").read_text()  # its source stayed up
+        wait_for("the controller to apply 1.3.0", lambda: [i.rsplit(":", 1)[1] for i in live_images().split()] == ["1.3.0"] * 2)
+
+        def kustomization() -> tuple[str, str]:
+            obj = json.loads(subprocess.run(
+                [kubectl, "--kubeconfig", kubeconfig, "-n", APP_NS, "get", "kustomization", KS, "-o", "json"],
+                capture_output=True, text=True, check=True,
+            ).stdout)  # fmt: skip
+            ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+            return ready["status"], obj["status"]["lastAppliedRevision"]
+
+        head = git("-C", bare, "rev-parse", "main").strip()  # the bot's 1.3.0 commit
+        wait_for("the Kustomization Ready at the bot's commit", lambda: kustomization() == ("True", f"main@sha1:{head}"))
+        log = (work / "controller.log").read_text()
+        assert "reconciler: error:" not in log and "ERROR" not in log  # its source stayed up
     finally:
         stop = subprocess.run(stop_lines[0].removeprefix("stop: "), shell=True, capture_output=True, text=True, timeout=120)
     assert stop.returncode == 0, stop.stderr
@@ -112,7 +134,7 @@ def test_a_signal_mid_demo_stops_everything_started(sig: signal.Signals) -> None
     assert proc.stdout is not None
     work = Path(proc.stdout.readline().removeprefix("work folder: ").strip())
     try:
-        for line in proc.stdout:  # by step 2a the registry, git server, apiserver, etcd and reconciler run
+        for line in proc.stdout:  # by step 2a the registry, git server, apiserver, etcd and controller run
             if line.startswith("▶ 2a."):
                 break
         assert len(processes_mentioning(str(work))) >= 5
