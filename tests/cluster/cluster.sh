@@ -4,7 +4,8 @@
 #                                     (the only line on stdout). Builds the server first if needed.
 # tests/cluster/cluster.sh down DIR - stop both by the PIDs recorded in DIR (only if they are still ours).
 # On a failed start it prints the logs' tail, stops what it started and exits 1.
-# Env: READY_TIMEOUT (seconds, default 60); KEEP_DATA=1 keeps DIR/etcd-data between starts.
+# Env: READY_TIMEOUT (seconds, default 60); KEEP_DATA=1 keeps DIR/etcd-data between starts;
+#      IMAGEBOT_APISERVER_CACHE (build.sh's cache, inherited: a private one keeps a branch's server apart).
 set -euo pipefail
 
 usage() { echo "usage: $0 up|down DIR" >&2; exit 2; }
