@@ -166,6 +166,7 @@ class AppController:
         self.controller: Controller[AppKey] = Controller("apps", self.reconcile, workers=workers, queue=self.queue)
         self.engines: dict[AppKey, tuple[Engine, A.AppSpec, A.ProjectSpec | None]] = {}
         self.by_label: dict[str, AppKey] = {}  # tracking label value → app
+        self._written: dict[AppKey, tuple[int, dict[str, Any]]] = {}  # the last status written per app
         self._lock = threading.Lock()
         self._stop = threading.Event()
         transport = ApiTransport(api)
@@ -290,6 +291,7 @@ class AppController:
                             self.queue.add(AppKey(str(dialect), ns, Key.of(obj).name))
 
     def _forget(self, key: AppKey) -> None:
+        self._written.pop(key, None)
         with self._lock:
             entry = self.engines.pop(key, None)
             if entry is not None:
@@ -652,8 +654,11 @@ class AppController:
     # ------------------------------------------------------------------ status
     def _write_status(self, key: AppKey, obj: dict[str, Any], status: dict[str, Any]) -> None:
         old = obj.get("status") or {}
-        if all(old.get(k) == v for k, v in status.items() if k != "reconciledAt"):
-            return  # nothing new: no write (a second pass with nothing new does nothing)
+        same = {k: v for k, v in status.items() if k != "reconciledAt"}
+        if all(old.get(k) == v for k, v in same.items()) or self._written.get(key) == (_generation(obj), same):
+            # nothing new: no write (a second pass with nothing new does nothing) — also when the informer has not
+            # yet brought back the status this process wrote last
+            return
         if self.elector is not None:
             self.elector.fence()
         if self.shards is not None:
@@ -662,6 +667,7 @@ class AppController:
             request_json(
                 self.api, "PATCH", f"{key.path}/status", body={"status": status}, content_type="application/merge-patch+json"
             )
+            self._written[key] = (_generation(obj), same)
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("%s: status not written: HTTP %s", key, exc.status)
