@@ -248,6 +248,13 @@ def test_no_false_drift_when_adopting_what_kubectl_created(
     assert removed <= {("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration",)}, removed
     assert all(a.action is Action.REMOVE_FIELDS for a in r.plan.writes)
     _assert_quiet(e, src)
+    stop = threading.Event()
+    e.watch(stop, correct=True)
+    try:
+        time.sleep(1.0)
+        assert e.corrections == [] and e.drift == {}, "the watch agrees: kubectl's defaulted fields are not drift"
+    finally:
+        stop.set()
 
 
 def test_ports_that_differ_only_by_protocol_are_two_items(cluster: TestCluster, namespace: str, tmp_path: Path) -> None:
