@@ -62,7 +62,7 @@ def test_one_controller_runs_flux_and_native_apps_from_two_repos_and_isolates_fa
                        "spec": {"containers": [{"name": "web", "image": "ghcr.io/o/web:1.0"}]}}}}  # fmt: skip
     files_a["apps/a2/deploy.yaml"] = json.dumps(deploy)
     bare_a = make_bare(git_http.root, f"a-{ns}", files_a)
-    bare_b = make_bare(git_http.root, f"b-{ns}", {f"apps/b{i}/cm.yaml": cm(f"b{i}", n=str(i)) for i in range(3)})
+    bare_b = make_bare(git_http.root, f"b-{ns}", {f"apps/b{i}/cm.yaml": cm(f"b{i}", n=str(i)) for i in range(13)})
     secret = {
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git-auth"},
         "data": {"username": base64.b64encode(GIT_USER.encode()).decode(),
@@ -98,7 +98,7 @@ def test_one_controller_runs_flux_and_native_apps_from_two_repos_and_isolates_fa
     ks("ks-a3", "./apps/a3", suspend=True)
     ks("ks-broken-path", "./apps/nowhere")
     ks("ks-no-secret", "./apps/a0", source="repo-nosecret")
-    for i in range(3):
+    for i in range(13):  # with the 7 above: 20 apps from two repositories, mixed Flux and native
         app(f"app-b{i}", f"apps/b{i}")
     app("app-bad-mode", "apps/b0")  # valid, but its project is missing → refused
     request_json(api, "PATCH", f"{APP_PATH}/namespaces/{ns}/apps/app-bad-mode", body={"spec": {"project": "nope"}},
@@ -123,10 +123,10 @@ def test_one_controller_runs_flux_and_native_apps_from_two_repos_and_isolates_fa
         web = request_json(api, "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/web")  # targetNamespace overrides
         assert web["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/o/web:2.0"
         assert web["metadata"]["labels"]["team"] == "a" and "team" not in web["spec"]["template"]["metadata"]["labels"]
-        for i in range(3):
+        for i in range(13):
             until(lambda i=i: ready(get(APP_PATH, f"apps/app-b{i}")).get("status") == "True", what=f"app-b{i} Ready")
         cms = {c["metadata"]["name"] for c in request_json(api, "GET", f"/api/v1/namespaces/{ns}/configmaps")["items"]}
-        assert {"a0", "a1", "a2", "b0", "b1", "b2"} <= cms and "a3" not in cms, "the suspended app wrote nothing"
+        assert {"a0", "a1", "a2", *(f"b{i}" for i in range(13))} <= cms and "a3" not in cms, "the suspended app wrote nothing"
 
         broken = until(lambda: ready(get(KS_PATH, "kustomizations/ks-broken-path")), what="broken app status")
         assert broken["status"] == "False" and "no such directory" in broken["message"]
@@ -154,7 +154,7 @@ def test_one_controller_runs_flux_and_native_apps_from_two_repos_and_isolates_fa
         assert request_json(api, "GET", f"/api/v1/namespaces/{ns}/configmaps/a0")["data"] == {"n": "changed"}
         code, out, _ = cli(cluster, "get", "-n", ns, "--json")
         rows = {r["name"]: r for r in json.loads(out)}
-        assert code == 0 and len(rows) == 10
+        assert code == 0 and len(rows) == 20
         assert rows["ks-a0"]["ready"] == "True" and rows["ks-a0"]["revision"].startswith("main@sha1:")
         assert rows["ks-a3"]["suspended"] and rows["ks-no-secret"]["ready"] == "False"
         code, out, _ = cli(cluster, "get", "-n", ns)
