@@ -42,7 +42,8 @@ from reconciler.cluster import KubeCluster
 from reconciler.controller_cli import APP_PATH, ARGO_PATH, KS_PATH
 from reconciler.engine import Engine, Settings
 from reconciler.errors import ReconcilerError, SourceError, UsageError
-from reconciler.model import TRACKING_LABEL, Health, Manifest, ResourceKey
+from reconciler.health import object_health
+from reconciler.model import TRACKING_LABEL, Action, Health, Manifest, ResourceKey
 from reconciler.plan import PruneGuards
 from reconciler.sharding import AutoShards
 from reconciler.source import Source
@@ -420,7 +421,8 @@ class AppController:
         self._ensure_drift_watch(engine)
         return Outcome(
             revision, True, healthy and not conflicts, report.health, len(engine.drift),
-            self._resources(engine, {a.key for a in conflicts}, report.api_writes > 0),
+            self._resources(engine, {a.key for a in conflicts}, report.api_writes > 0)
+            + self._kept(engine, [a.key for a in report.plan.prunes if a.action is Action.SKIP_PRUNE]),
             started, ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items())) or "nothing to do", requested,
             operation, tuple(f"{a.key}: {a.reason}" for a in conflicts),
         )  # fmt: skip
@@ -431,6 +433,15 @@ class AppController:
              "namespace": k.namespace, "name": k.name, "status": "OutOfSync" if k in out_of_sync else "Synced",
              "health": {"status": str(h)}, **({"message": why} if why and h is not Health.HEALTHY else {})}
             for k, h, why in sorted(engine.health_report(fresh), key=lambda t: t[0])
+        ]  # fmt: skip
+
+    def _kept(self, engine: Engine, keys: list[ResourceKey]) -> list[dict[str, Any]]:
+        """Objects that left Git but were kept (prune off, protected, opted out): out of sync, awaiting a prune."""
+        entries = engine.inventory.entries if engine.inventory is not None else {}
+        return [
+            {"group": k.group, "version": entries.get(k, "").split("/")[-1], "kind": k.kind, "namespace": k.namespace,
+             "name": k.name, "status": "OutOfSync", "requiresPruning": True}
+            for k in sorted(keys)
         ]  # fmt: skip
 
     def _status_of(self, key: AppKey, obj: dict[str, Any], spec: A.AppSpec, o: Outcome) -> dict[str, Any]:
@@ -650,6 +661,8 @@ class AppController:
             self._current.key = None
         if items and not correct:
             self.queue.add(key)  # reported, not corrected: the app's status says OutOfSync
+        elif prev is not None and object_health(obj.get("kind") or "", obj) != object_health(obj.get("kind") or "", prev):
+            self.queue.add(key)  # an object's health moved (a rollout finished): the app's health is news
 
     # ------------------------------------------------------------------ status
     def _write_status(self, key: AppKey, obj: dict[str, Any], status: dict[str, Any]) -> None:

@@ -139,6 +139,11 @@ class Engine:
         self._server_defaults: dict[ResourceKey, tuple[str, frozenset[str]]] = {}  # key -> (resourceVersion, pointers)
 
     @property
+    def inventory(self) -> Inventory | None:
+        """What the last sync recorded (declared objects and kept prune candidates), None before one."""
+        return self._inventory
+
+    @property
     def selector(self) -> str:
         return f"{self.s.tracking_label}={self.s.app}"
 

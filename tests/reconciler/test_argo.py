@@ -105,6 +105,13 @@ def test_argo_cd_applications_under_an_app_project_beside_a_flux_kustomization(
         assert {(r["kind"], r["name"], r["status"]) for r in st["resources"]} == {
             ("ConfigMap", "frontend-config", "Synced"), ("Deployment", "frontend", "Synced")}  # fmt: skip
         assert st["operationState"]["phase"] == "Succeeded" and st["history"][0]["revision"] == st["sync"]["revision"]
+        # no controllers on the test server: write the status the Deployment controller would; the app turns Healthy
+        dep = f"/apis/apps/v1/namespaces/{target}/deployments/frontend"
+        gen = request_json(api, "GET", dep)["metadata"]["generation"]
+        rollout = {"status": {"observedGeneration": gen, "replicas": 2, "updatedReplicas": 2, "availableReplicas": 2,
+                              "readyReplicas": 2}}  # fmt: skip
+        request_json(api, "PATCH", f"{dep}/status", body=rollout, content_type="application/merge-patch+json")
+        until(lambda: app("frontend-prod")["status"]["health"]["status"] == "Healthy", what="frontend-prod Healthy")
 
         # without automated: compared, OutOfSync, nothing applied until a sync is requested
         manual = until(lambda: app("manual").get("status", {}).get("sync", {}).get("status"), what="manual compared")
@@ -121,7 +128,6 @@ def test_argo_cd_applications_under_an_app_project_beside_a_flux_kustomization(
         until(lambda: live("noheal") is not None, what="noheal applied")
         request_json(api, "PATCH", f"/apis/apps/v1/namespaces/{target}/deployments/frontend/scale?fieldManager=kubectl",
                      body={"spec": {"replicas": 5}}, content_type="application/merge-patch+json")  # fmt: skip
-        dep = f"/apis/apps/v1/namespaces/{target}/deployments/frontend"
         until(lambda: request_json(api, "GET", dep)["spec"]["replicas"] == 2, what="scale undone under selfHeal")
         request_json(api, "PATCH", f"/api/v1/namespaces/{target}/configmaps/noheal?fieldManager=kubectl-edit",
                      body={"data": {"a": "hand"}}, content_type="application/merge-patch+json")  # fmt: skip
@@ -144,6 +150,8 @@ def test_argo_cd_applications_under_an_app_project_beside_a_flux_kustomization(
         until(lambda: app("noheal")["status"]["sync"]["revision"] == git("-C", str(work), "rev-parse", "HEAD").strip(),
               what="noheal at the new revision")  # fmt: skip
         assert live("noheal-extra") is not None, "prune: false keeps it"
+        kept = [r for r in app("noheal")["status"]["resources"] if r["name"] == "noheal-extra"]
+        assert kept and kept[0]["status"] == "OutOfSync" and kept[0]["requiresPruning"] is True, "…and reports it"
 
         # a Flux Kustomization declaring the Application's object: the conflict names both; neither prunes it
         create(api, f"/api/v1/namespaces/{ns}/secrets", flux_creds)
