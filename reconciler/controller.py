@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 REPO_PATH = "/apis/source.toolkit.fluxcd.io/v1"
 ARGO_SECRET_TYPE = "argocd.argoproj.io/secret-type"
+ARGO_ORDERING = ("argocd.argoproj.io/sync-wave", "argocd.argoproj.io/hook")  # reported, not run (yet)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -419,12 +420,15 @@ class AppController:
         healthy = report.health is Health.HEALTHY or not spec.wait
         conflicts = report.plan.conflicts
         self._ensure_drift_watch(engine)
+        waves = sorted({f"{m.key}: {a}" for m in engine.desired.values() for a in ARGO_ORDERING
+                        if a in ((m.body.get("metadata") or {}).get("annotations") or {})})  # fmt: skip
         return Outcome(
             revision, True, healthy and not conflicts, report.health, len(engine.drift),
             self._resources(engine, {a.key for a in conflicts}, report.api_writes > 0)
             + self._kept(engine, [a.key for a in report.plan.prunes if a.action is Action.SKIP_PRUNE]),
             started, ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items())) or "nothing to do", requested,
             operation, tuple(f"{a.key}: {a.reason}" for a in conflicts),
+            tuple(f"{w} is not honoured: applied in one pass with the rest" for w in waves[:20]),
         )  # fmt: skip
 
     def _resources(self, engine: Engine, out_of_sync: set[Any], fresh: bool) -> list[dict[str, Any]]:
@@ -704,6 +708,7 @@ class Outcome:
     requested: bool
     operation: bool
     problems: tuple[str, ...] = ()  # ownership conflicts, each naming the other app
+    notes: tuple[str, ...] = ()  # what the app's objects ask for that we do not do (Argo CD's waves and hooks)
 
 
 def _flux_status(
@@ -735,6 +740,9 @@ def _argo_status(obj: dict[str, Any], spec: A.AppSpec, o: Outcome) -> dict[str, 
              "lastTransitionTime": _now()}
         ] if spec.unsupported else [],
     }  # fmt: skip
+    if o.notes:
+        status["conditions"].append({"type": "UnsupportedObjectAnnotations", "message": "; ".join(o.notes),
+                                     "lastTransitionTime": _now()})  # fmt: skip
     if o.problems:
         status["conditions"].append({"type": "SharedResourceWarning", "message": "; ".join(o.problems[:20]),
                                      "lastTransitionTime": _now()})  # fmt: skip

@@ -58,6 +58,8 @@ def test_argo_cd_applications_under_an_app_project_beside_a_flux_kustomization(
         "apps/frontend/deploy.yaml": deployment("frontend"),
         "apps/frontend/cm.yaml": cm("frontend-config", a="1"),
         "apps/manual/cm.yaml": cm("manual", a="1"),
+        "apps/manual/wave.yaml": json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": "wave", "annotations": {"argocd.argoproj.io/sync-wave": "2"}}}),
         "apps/noheal/cm.yaml": cm("noheal", a="1"),
         "apps/noheal/extra.yaml": cm("noheal-extra", a="1"),
         "apps/shared/cm.yaml": cm("shared", a="1"),
@@ -119,6 +121,8 @@ def test_argo_cd_applications_under_an_app_project_beside_a_flux_kustomization(
         code, out, err = cli(cluster, "reconcile", "manual", "-n", ns, "--kind", "Application", "--timeout", "60")
         assert live("manual") is not None, (code, out, err)
         until(lambda: app("manual")["status"]["sync"]["status"] == "Synced", what="manual Synced after the request")
+        notes = [c for c in app("manual")["status"]["conditions"] if c["type"] == "UnsupportedObjectAnnotations"]
+        assert notes and "sync-wave is not honoured" in notes[0]["message"], "waves are reported, never silently ignored"
 
         # the project forbids kube-system: refused, nothing applied there
         cond = until(lambda: (app("forbidden").get("status") or {}).get("conditions"), what="forbidden refused")
