@@ -214,13 +214,20 @@ def _same_quantity(a: Any, b: Any) -> bool:
     return qa is not None and qa == qb
 
 
-def owner_of(managed_fields: list[dict[str, Any]], fpath: tuple[str, ...]) -> tuple[str, str, str]:
-    """(manager, operation, time) owning the deepest prefix of ``fpath`` in managedFields."""
+def owner_of(managed_fields: list[dict[str, Any]], fpath: tuple[str, ...], live: Any = None) -> tuple[str, str, str]:
+    """(manager, operation, time) owning the deepest prefix of ``fpath`` in managedFields.
+
+    ``live`` given: a list item ``fpath`` names by Git's merge key (a port by ``name``) is also found under the
+    key the server uses for it (``containerPort`` + ``protocol``), read from the live item.
+    """
+    alts = _server_keys(live, fpath) if live is not None else {}
     best: tuple[int, str, str, str] = (-1, "", "", "")
     for entry in managed_fields or []:
         node = entry.get("fieldsV1") or {}
         depth = 0
-        for part in fpath:
+        for n, part in enumerate(fpath):
+            if isinstance(node, dict) and part not in node and alts.get(n) in node:
+                part = alts[n]
             if not isinstance(node, dict) or part not in node:
                 break
             node = node[part]
@@ -228,6 +235,26 @@ def owner_of(managed_fields: list[dict[str, Any]], fpath: tuple[str, ...]) -> tu
         if depth > 0 and (depth == len(fpath) or node == {} or "." in node) and depth > best[0]:
             best = (depth, entry.get("manager", ""), entry.get("operation", ""), entry.get("time", ""))
     return best[1], best[2], best[3]
+
+
+def _server_keys(live: Any, fpath: tuple[str, ...]) -> dict[int, str]:
+    """For each k: part of ``fpath`` naming a port by another key, the k: part the server keys it by."""
+    out: dict[int, str] = {}
+    node = live
+    for n, part in enumerate(fpath):
+        if part.startswith("f:"):
+            node = node.get(part[2:]) if isinstance(node, dict) else None
+        elif part.startswith("k:"):
+            at = _match(node, json.loads(part[2:]))
+            node = None if at is None else node[at]
+            if isinstance(node, dict):
+                for mk in ("containerPort", "port"):
+                    if mk in node:
+                        out[n] = "k:" + _key_text(node, mk)
+                        break
+        else:
+            break
+    return out
 
 
 def _owned_leaves(node: Any, fpath: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -400,7 +427,7 @@ def drift(
     managed = (live.get("metadata") or {}).get("managedFields") or []
     items: list[DriftItem] = []
     for pointer, want, got, fpath in _walk(manifest.body, live, "", ()):
-        manager, op, when = owner_of(managed, fpath)
+        manager, op, when = owner_of(managed, fpath, live)
         items.append(
             DriftItem(key, pointer, DriftKind.CHANGED, want, got, manager, op, when, rules.policy(key.kind, pointer, manager))
         )
@@ -486,7 +513,7 @@ def applicable(
     managed = (live.get("metadata") or {}).get("managedFields") or []
     held: list[tuple[tuple[str, ...], Held]] = []
     for pointer, _, _, fpath in _walk(manifest.body, live, "", ()):
-        manager, _, _ = owner_of(managed, fpath)
+        manager, _, _ = owner_of(managed, fpath, live)
         if not manager or manager == our_manager:
             continue
         policy = rules.policy(manifest.key.kind, pointer, manager)

@@ -133,3 +133,18 @@ def test_ports_are_keyed_by_number_and_protocol() -> None:
     }
     live["metadata"]["managedFields"] = [entry("kubectl-create", kubectl_owns_tcp)]
     assert drift(git, live, "reconciler", Rules()) == [], "Git's 53 without a protocol is that item: declared"
+
+
+def test_a_named_port_changed_by_hand_is_attributed_through_the_servers_key() -> None:
+    git = Manifest(D.key, "apps/v1", deploy(**_pod([{"name": "http", "containerPort": 8080}])))
+    live = deploy(**_pod([{"name": "http", "containerPort": 9090, "protocol": "TCP"}]))
+    port = {'k:{"containerPort":9090,"protocol":"TCP"}': {".": {}, "f:containerPort": {}, "f:name": {}, "f:protocol": {}}}
+    fields = {"f:spec": {"f:template": {"f:spec": {"f:containers": {'k:{"name":"dns"}': {"f:ports": port}}}}}}
+    live["metadata"]["managedFields"] = [entry("kubectl-edit", fields)]
+    (item,) = [i for i in drift(git, live, "reconciler", Rules()) if i.kind is DriftKind.CHANGED]
+    assert (item.pointer, item.manager, item.desired, item.live) == (
+        "/spec/template/spec/containers/dns/ports/http/containerPort",
+        "kubectl-edit",
+        8080,
+        9090,
+    )
