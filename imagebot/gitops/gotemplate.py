@@ -44,6 +44,9 @@ class GoStruct:
     FIELDS: ClassVar[tuple[str, ...]] = ()  # in declaration order: printing and map-key ordering use it
     METHODS: ClassVar[tuple[str, ...]] = ()
 
+    def go_fields(self) -> tuple[str, ...]:
+        return self.FIELDS
+
     def go_field(self, name: str) -> Any:
         raise NotImplementedError
 
@@ -55,7 +58,7 @@ class GoStruct:
         return None
 
     def go_sort_key(self) -> tuple[Any, ...]:
-        return tuple(_sort_key(self.go_field(f)) for f in self.FIELDS)
+        return tuple(_sort_key(self.go_field(f)) for f in self.go_fields())
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,9 +222,15 @@ class ChangedResult(GoStruct):
     FIELDS: ClassVar[tuple[str, ...]] = ("ImageResult", "FileChanges")
     METHODS: ClassVar[tuple[str, ...]] = ("Changes", "Objects")
     records: tuple[ChangeRecord, ...]
+    legacy: bool = False  # v1beta2's ResultV2 also carries ImageResult; v1's Result has FileChanges only
+
+    def go_fields(self) -> tuple[str, ...]:
+        return self.FIELDS if self.legacy else ("FileChanges",)
 
     def go_field(self, name: str) -> Any:
         if name == "ImageResult":
+            if not self.legacy:
+                raise _Unknown("field ImageResult was removed in image.toolkit.fluxcd.io/v1: use .FileChanges")
             return UpdatedResult(self.records)
         files = {
             f: GoMap({o: [GoChange(r.old, r.new, r.setter) for r in rs] for o, rs in objs.items()}, zero=[])
@@ -258,6 +267,9 @@ class TemplateData(GoStruct):
     values: Mapping[str, str] = field(default_factory=dict)
     api_version: ApiVersion = ApiVersion.V1
 
+    def go_fields(self) -> tuple[str, ...]:
+        return tuple(f for f in self.FIELDS if f != "Updated" or self.api_version is ApiVersion.V1BETA2)
+
     def go_field(self, name: str) -> Any:
         if name == "AutomationObject":
             return self.automation
@@ -266,7 +278,7 @@ class TemplateData(GoStruct):
                 raise _Unknown("field Updated was removed in image.toolkit.fluxcd.io/v1: use .Changed")
             return UpdatedResult(self.records)
         if name == "Changed":
-            return ChangedResult(self.records)
+            return ChangedResult(self.records, legacy=self.api_version is ApiVersion.V1BETA2)
         return GoMap(dict(self.values), zero="")
 
 
@@ -916,7 +928,7 @@ def format_v(v: Any, top: bool = True) -> str:
             return s
         if isinstance(v, ObjectId):
             return v.go_v()
-        return "{" + " ".join(format_v(v.go_field(f), False) for f in v.FIELDS) + "}"
+        return "{" + " ".join(format_v(v.go_field(f), False) for f in v.go_fields()) + "}"
     return str(v)
 
 
@@ -961,7 +973,7 @@ def check_format(fmt: str) -> None:
 def sprintf(fmt: str, args: Sequence[Any]) -> str:
     """fmt.Sprintf for the verbs %v %s %d %q %t %x %X %% with flags - + space 0 and width/precision."""
     out: list[str] = []
-    i, n = 0, 0
+    i, n, size = 0, 0, 0
     while True:
         j = fmt.find("%", i)
         if j < 0:
@@ -986,6 +998,8 @@ def sprintf(fmt: str, args: Sequence[Any]) -> str:
         arg = args[n]
         n += 1
         out.append(_format_one(verb, flags, int(width) if width else None, prec, arg))
+        size += len(out[-1])  # the literal text between verbs is bounded by the template's size
+        _check_size(size)
     if n < len(args):
         raise ValueError(f"printf: {len(args) - n} argument(s) more than the format's verbs")
     return "".join(out)
@@ -998,6 +1012,7 @@ def _format_one(verb: str, flags: str, width: int | None, prec: str | None, arg:
             raise bad
         body = str(abs(arg))
         if prec:
+            _check_size(int(prec))
             body = body.zfill(int(prec))
         sign = "-" if arg < 0 else "+" if "+" in flags else " " if " " in flags else ""
         return _pad(sign, body, flags, width, numeric=prec is None)
@@ -1032,7 +1047,14 @@ def _format_one(verb: str, flags: str, width: int | None, prec: str | None, arg:
     return _pad("", text, flags, width)
 
 
+def _check_size(n: int) -> None:
+    """Refuse a value before building it: a function result is bounded like the output."""
+    if n > MAX_OUTPUT_BYTES:
+        raise ValueError(f"result larger than {MAX_OUTPUT_BYTES} bytes: refused")
+
+
 def _pad(sign: str, body: str, flags: str, width: int | None, *, numeric: bool = False) -> str:
+    _check_size(width or 0)
     if width is None or len(sign) + len(body) >= width:
         return sign + body
     gap = width - len(sign) - len(body)
@@ -1045,10 +1067,13 @@ def _pad(sign: str, body: str, flags: str, width: int | None, *, numeric: bool =
 
 def _sprint(args: Sequence[Any], *, line: bool) -> str:
     out: list[str] = []
+    size = 0
     for k, a in enumerate(args):
         if k and (line or (not isinstance(a, str) and not isinstance(args[k - 1], str))):
             out.append(" ")
         out.append(format_v(a, False) if a is not None else "<nil>")
+        size += len(out[-1]) + 1
+        _check_size(size)
     return "".join(out) + ("\n" if line else "")
 
 
@@ -1127,8 +1152,8 @@ _PLAIN_FUNCS: dict[str, Callable[..., Any]] = {
     "contains": lambda sub, s: _need_str("contains", sub) in _need_str("contains", s),
     "hasPrefix": lambda p, s: _need_str("hasPrefix", s).startswith(_need_str("hasPrefix", p)),
     "hasSuffix": lambda p, s: _need_str("hasSuffix", s).endswith(_need_str("hasSuffix", p)),
-    "replace": lambda old, new, s: _need_str("replace", s).replace(_need_str("replace", old), _need_str("replace", new)),
-    "join": lambda sep, xs: _need_str("join", sep).join(format_v(x, False) for x in _need_list("join", xs)),
+    "replace": lambda old, new, s: _replace(_need_str("replace", old), _need_str("replace", new), _need_str("replace", s)),
+    "join": lambda sep, xs: _join(_need_str("join", sep), _need_list("join", xs)),
     "default": lambda d, *given: given[0] if given and truth(given[0]) else d,
 }
 _ARITY: dict[str, tuple[int, int]] = {
@@ -1138,6 +1163,17 @@ _ARITY: dict[str, tuple[int, int]] = {
     "join": (2, 2), "default": (1, 2), "and": (1, 1 << 30), "or": (1, 1 << 30), "eq": (1, 1 << 30),
     "print": (0, 1 << 30), "println": (0, 1 << 30),
 }  # fmt: skip
+
+
+def _replace(old: str, new: str, s: str) -> str:
+    _check_size(len(s) + (s.count(old) if old else len(s) + 1) * max(0, len(new) - len(old)))
+    return s.replace(old, new)
+
+
+def _join(sep: str, xs: list[Any]) -> str:
+    parts = [format_v(x, False) for x in xs]
+    _check_size(sum(map(len, parts)) + len(sep) * max(0, len(parts) - 1))
+    return sep.join(parts)
 
 
 def _need_list(name: str, v: Any) -> list[Any]:
@@ -1294,13 +1330,13 @@ class _Exec:
             raise self.error(pos, f"can't evaluate field {name} in {value.go_type} with non-string keys")
         if isinstance(value, GoStruct):
             try:
-                if name in value.FIELDS:
+                if name in value.FIELDS:  # go_field explains a field this version removed
                     return value.go_field(name)
                 if name in value.METHODS:
                     return value.go_method(name)
             except _Unknown as exc:
                 raise self.error(pos, str(exc)) from None
-            known = ", ".join(value.FIELDS + value.METHODS)
+            known = ", ".join(value.go_fields() + value.METHODS)
             raise self.error(pos, f"can't evaluate field {name} in type {value.GO_TYPE} (it has: {known})")
         if value is None:
             raise self.error(pos, f"nil pointer evaluating .{name}")

@@ -293,7 +293,7 @@ def test_constructs_outside_the_subset_are_refused_at_parse_time(source: str, ne
     [
         (
             "{{ .Changed.Nope }}",
-            "1:4: can't evaluate field Nope in type update.ResultV2 (it has: ImageResult, FileChanges, Changes, Objects)",
+            "1:4: can't evaluate field Nope in type update.ResultV2 (it has: FileChanges, Changes, Objects)",
         ),
         ("{{ range .Changed.Changes }}{{ .Old }}{{ end }}", "can't evaluate field Old in type update.Change"),
         ('{{ printf "%d" .AutomationObject.Name }}', "printf: %d cannot format a string"),
@@ -317,6 +317,32 @@ def test_data_errors_are_caught_at_load_by_a_trial_render(source: str, needle: s
 
 
 # --- bounds ---------------------------------------------------------------------------------------------
+
+
+def test_every_value_prints_without_error() -> None:
+    # printing the whole data is legal Go; v1's data has no Updated field to print
+    assert out("{{ $ }}").startswith("{flux-system/podinfo-update {map[apps/podinfo.yaml:map[{{{apps/v1 Deployment}")
+    assert out("{{ $ }}", OLD).startswith("{flux-system/podinfo-update {map[apps/podinfo.yaml:{map[")
+    assert out('{{ with "" }}a{{ else with "b" }}{{ . }}{{ end }}', None) == "b"
+    with pytest.raises(TemplateError, match=r"field ImageResult was removed in image\.toolkit\.fluxcd\.io/v1"):
+        check("{{ .Changed.ImageResult }}")
+    assert out("{{ len .Changed.ImageResult.Files }}", OLD) == "2"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '{{ printf "%999999999s" "" }}',
+        '{{ printf "%.999999999d" 1 }}',
+        '{{ printf "%s%s%s%s" . . . . }}',
+        "{{ print . . . . }}",
+        '{{ replace "" "aaaaaaaaaaaaaaaa" . }}',
+    ],
+)
+def test_a_value_is_refused_before_it_is_built_past_the_output_bound(source: str) -> None:
+    # each of these would allocate far more than 1 MiB before anything is written
+    with pytest.raises(TemplateError, match="larger than 1048576 bytes"):
+        out(source, "x" * 300_000)
 
 
 def test_bounds_are_refused() -> None:
