@@ -105,6 +105,13 @@ def test_flux_image_objects_are_stored_as_written_and_validated(cluster: TestClu
     for o in FLUX_SET:
         stored = request_json(api, "POST", url(o, namespace), body=o)
         assert stored["spec"] == o["spec"], f"{o['kind']}/{o['metadata']['name']} is stored exactly as written"
+    # a field Flux may add later, at any depth, is kept rather than pruned
+    future = copy.deepcopy(FLUX_SET[5])
+    future["metadata"]["name"] = "future"
+    future["spec"]["git"]["commit"]["author"]["signoff"] = True
+    future["spec"]["update"]["futureOption"] = {"x": 1}
+    future["spec"]["sourceRef"]["futureRef"] = "y"
+    assert request_json(api, "POST", url(future, namespace), body=future)["spec"] == future["spec"]
     # one storage version: a v1beta2 object reads back as v1, unchanged
     legacy = request_json(api, "GET", f"{GROUP}/v1/namespaces/{namespace}/imagepolicies/rc")
     assert legacy["spec"]["policy"] == {"alphabetical": {"order": "desc"}}
