@@ -13,6 +13,7 @@ the app's Ready condition), never silently ignored.
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -194,6 +195,17 @@ def _depends(obj: dict[str, Any], ns: str) -> tuple[ObjectRef, ...]:
     return tuple(out)
 
 
+_REMOTE = re.compile(r"^(https?|ssh|git)://[^/\s]+|^[\w.-]+@[\w.-]+:[^/\s]")  # scp-like ``git@host:org/repo`` too
+
+
+def _remote(url: str, field: str) -> str:
+    """A source must be a remote Git URL: a local path or ``file://`` would let a tenant render the controller's own
+    disk (or another tenant's cached clone, credentials bypassed)."""
+    if not _REMOTE.match(url):
+        raise InvalidApp(f"{field} {url!r:.200} is not a remote Git URL (http, https, ssh or git@host:path)")
+    return url
+
+
 def _unsupported(spec: dict[str, Any], supported: frozenset[str], prefix: str = "spec") -> list[str]:
     return [f"{prefix}.{k}" for k in sorted(spec) if k not in supported]
 
@@ -214,6 +226,7 @@ def git_source(repo: dict[str, Any]) -> SourceSpec:
     url = _get(repo, "spec.url", str)
     if not url:
         raise InvalidApp(f"GitRepository {ref}: spec.url is missing")
+    _remote(url, f"GitRepository {ref}: spec.url")
     kind, value = RefKind.BRANCH, "master"  # Flux's default branch when no ref is given
     r = _get(repo, "spec.ref", dict, {})
     for k in (RefKind.COMMIT, RefKind.TAG, RefKind.SEMVER, RefKind.BRANCH):  # Flux's precedence
@@ -321,6 +334,7 @@ def from_app(obj: dict[str, Any], repo: dict[str, Any] | None = None) -> AppSpec
         url = _get(obj, "spec.source.url", str)
         if not url:
             raise InvalidApp("spec.source.url (or spec.sourceRef) is required")
+        _remote(url, "spec.source.url")
         r = _get(obj, "spec.source.ref", dict, {})
         kind, value = RefKind.BRANCH, "main"
         for k in (RefKind.COMMIT, RefKind.TAG, RefKind.BRANCH):
@@ -393,6 +407,7 @@ def from_application(obj: dict[str, Any]) -> AppSpec:
     url = source.get("repoURL")
     if not isinstance(url, str) or not url:
         raise InvalidApp("spec.source.repoURL is required")
+    _remote(url, "spec.source.repoURL")
     for k in sorted(source):
         if k not in _ARGO_SOURCE:
             unsupported.append(f"spec.source.{k}" + (" (Helm sources)" if k == "chart" or k == "helm" else ""))

@@ -166,7 +166,7 @@ def test_the_native_app_carries_drift_policy_guards_and_limits() -> None:
     assert (app.allow_prune_kinds, app.allowed_namespaces, app.allow_cluster_kinds) == (("Namespace",), ("team-a",), ())
     assert app.unsupported == ("spec.helm",)
     with pytest.raises(InvalidApp, match=r"spec\.drift\.mode must be one of correct, report"):
-        from_app({"metadata": {"name": "x"}, "spec": {"source": {"url": "u"}, "drift": {"mode": "fix"}}})
+        from_app({"metadata": {"name": "x"}, "spec": {"source": {"url": "https://g/r"}, "drift": {"mode": "fix"}}})
 
 
 def test_projects_bound_sources_namespaces_and_kinds_as_argo_cds_appproject_does() -> None:
@@ -263,9 +263,12 @@ def test_an_argo_cd_application_reads_as_argo_cd_means_it() -> None:
         ({"source": {"repoURL": "https://charts.example", "chart": "web", "targetRevision": "1.0"}}, "Helm sources"),
         ({"sources": [{"repoURL": "a"}, {"repoURL": "b"}]}, "only one source"),
         ({"source": {"path": "x"}}, "repoURL is required"),
-        ({"source": {"repoURL": "u", "path": "../up"}}, "inside the repository"),
+        ({"source": {"repoURL": "https://g/r", "path": "../up"}}, "inside the repository"),
+        ({"source": {"repoURL": "file:///var/cache/clones/other-tenant", "path": "x"}}, "not a remote Git URL"),
+        ({"source": {"repoURL": "/etc", "path": "x"}}, "not a remote Git URL"),
+        ({"source": {"repoURL": "ext::sh -c id", "path": "x"}}, "not a remote Git URL"),
     ],
-    ids=["other-cluster", "helm", "two-sources", "no-repo", "path-escape"],
+    ids=["other-cluster", "helm", "two-sources", "no-repo", "path-escape", "file-url", "local-path", "ext"],
 )
 def test_what_an_argo_cd_application_asks_and_we_do_not_run_is_refused_by_name(change: dict[str, Any], message: str) -> None:
     from reconciler.apps import from_application
