@@ -13,6 +13,7 @@ the app's Ready condition), never silently ignored.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -114,8 +115,12 @@ class AppSpec:
 
     @property
     def key(self) -> str:
-        """The name the engine tracks the app by (tracking label value, inventory): unique per namespace."""
-        return self.ref.name if self.ref.namespace == "default" else f"{self.ref.namespace}.{self.ref.name}"
+        """The name the engine tracks the app by: the tracking label's value (cluster-wide) and the inventory
+        ConfigMap's name. Unique per (dialect, namespace, name) — ``NS.web`` in ``default`` and ``web`` in NS,
+        or a Kustomization and an App of one name, never share it — and a valid label value (63 bytes at most)
+        for any name: a readable prefix and a digest of the three."""
+        digest = hashlib.sha256(f"{self.dialect}/{self.ref.namespace}/{self.ref.name}".encode()).hexdigest()[:10]
+        return f"{f'{self.ref.namespace}.{self.ref.name}'[:52].rstrip('.-')}-{digest}"
 
 
 def rules_for(drift: DriftSpec) -> Rules:

@@ -359,7 +359,11 @@ class AppController:
             self._fail(key, obj, spec, A.Reason.DEPENDENCY_NOT_READY, f"dependencies not ready: {', '.join(waiting)}")
             return Result(requeue_after=min(spec.retry_interval, 30.0))
         try:
-            outcome = self._run(key, obj, spec)
+            try:
+                outcome = self._run(key, obj, spec)
+            finally:
+                if self._object(key) is None:  # deleted meanwhile: drop the engine this run made (no ghost drift fixes)
+                    self._forget(key)
         except A.InvalidApp as exc:
             self._fail(key, obj, spec, A.Reason.INVALID, str(exc), stalled=True)
             self.metrics.reconciles.labels(*labels, "invalid").inc()

@@ -159,7 +159,7 @@ def test_the_native_app_carries_drift_policy_guards_and_limits() -> None:
             },
         }
     )
-    assert app.dialect is Dialect.NATIVE and app.key == "team-a.web"
+    assert app.dialect is Dialect.NATIVE and app.key.startswith("team-a.web-")
     assert (app.source.ref_kind, app.source.ref, app.source.secret) == (RefKind.TAG, "v2", ObjectRef("team-a", "git"))
     assert (app.drift.mode, app.drift.ignore, app.drift.ignore_managers, app.drift.added_drift_managers) == (
         "report", ("/spec/replicas",), ("hpa",), None)  # fmt: skip
@@ -291,3 +291,18 @@ def test_an_argo_cd_app_project_drops_destinations_on_other_clusters() -> None:
     p = argo_project_from({"metadata": {"name": "shop"}, "spec": {"sourceRepos": ["*"], "destinations": dests}})
     assert p.destinations == ("shop-*",)
     assert "not a destination" in object_violation(p, "apps", "Deployment", "kube-system")
+
+
+def test_app_keys_are_unique_per_dialect_namespace_and_name_and_always_valid_label_values() -> None:
+    import re
+
+    from reconciler.apps import AppSpec, Dialect, ObjectRef, SourceSpec
+
+    def key(dialect: Dialect, ns: str, name: str) -> str:
+        return AppSpec(ObjectRef(ns, name), dialect, 1, SourceSpec("https://g/r")).key
+
+    keys = [key(Dialect.NATIVE, "team", "web"), key(Dialect.NATIVE, "default", "team.web"),
+            key(Dialect.FLUX, "team", "web"), key(Dialect.ARGO, "team", "web")]  # fmt: skip
+    assert len(set(keys)) == 4
+    for k in [*keys, key(Dialect.NATIVE, "ns", "x" * 250), key(Dialect.FLUX, "ns", "a." + "b" * 48 + ".-c")]:
+        assert len(k) <= 63 and re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?", k), k

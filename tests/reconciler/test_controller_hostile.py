@@ -1,0 +1,172 @@
+"""`reconciler controller` against hostile and unlucky input, on the real test API server and real git remotes:
+source URLs that point into the controller's own filesystem, apps whose names collide once flattened into a
+tracking label, names too long for a label, credentials fixed after a failure, an app deleted mid-reconcile."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
+
+from gitopskit.kube import request_json
+from reconciler.controller import AppController, AppKey
+from reconciler.controller_cli import APP_PATH, KS_PATH
+from reconciler.model import TRACKING_LABEL
+from tests.fixtures.cluster import TestCluster
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare
+from tests.integration.test_crds import install
+from tests.reconciler.test_controller import REPO_PATH, cm, create, ready, until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.git]
+
+
+def b64(**data: str) -> dict[str, str]:
+    return {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+
+
+def secret(api: Any, ns: str, name: str = "git-auth", password: str = GIT_PASSWORD) -> None:
+    body = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": b64(username=GIT_USER, password=password)}
+    create(api, f"/api/v1/namespaces/{ns}/secrets", body)
+
+
+def app(api: Any, ns: str, name: str, url: str, path: str, **spec: Any) -> None:
+    body = {"apiVersion": "reconciler.imagebot.dev/v1alpha1", "kind": "App", "metadata": {"name": name},
+            "spec": {"source": {"url": url, "secretRef": {"name": "git-auth"}}, "path": path, "prune": True, **spec}}  # fmt: skip
+    create(api, f"{APP_PATH}/namespaces/{ns}/apps", body)
+
+
+def get(api: Any, path: str) -> dict[str, Any]:
+    return request_json(api, "GET", path)
+
+
+def configmap(api: Any, ns: str, name: str) -> dict[str, Any] | None:
+    items = request_json(api, "GET", f"/api/v1/namespaces/{ns}/configmaps")["items"]
+    return next((c for c in items if c["metadata"]["name"] == name), None)
+
+
+def test_a_source_url_into_the_controllers_own_filesystem_is_refused(
+    cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path
+) -> None:
+    """A tenant may not make the controller render its own disk (a directory, or another tenant's cached clone
+    through file://): only remote URLs are sources; the app is Stalled and nothing is applied."""
+    api = cluster.api_client()
+    install(api)
+    ns = namespace
+    bare = make_bare(git_http.root, f"local-{ns}", {"apps/x/cm.yaml": cm("stolen", n="1")})
+    secret(api, ns)
+    with pytest.raises(ApiException) as info:  # the App's schema allows remote URLs only
+        app(api, ns, "by-file-url", bare.as_uri(), "apps/x")
+    assert info.value.status == 422
+    argo = f"/apis/argoproj.io/v1alpha1/namespaces/{ns}/applications"
+    for name, url in (("argo-path", str(bare)), ("argo-file-url", bare.as_uri()), ("argo-dir", str(tmp_path))):
+        create(api, argo, {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": name},
+                           "spec": {"project": "default", "source": {"repoURL": url, "path": "apps/x"},
+                                    "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
+                                    "syncPolicy": {"automated": {}}}})  # fmt: skip
+    ctl = AppController(api, (ns,), workers=2, cache=tmp_path / "cache")
+    ctl.start()
+    try:
+        for name in ("argo-path", "argo-file-url", "argo-dir"):
+            conds = until(lambda n=name: (get(api, f"{argo}/{n}").get("status") or {}).get("conditions"), what=name)
+            assert conds[0]["type"] == "InvalidSpecError" and "not a remote Git URL" in conds[0]["message"], conds
+        assert configmap(api, ns, "stolen") is None
+    finally:
+        assert ctl.stop(30)
+
+
+def test_apps_whose_names_flatten_alike_keep_their_own_objects_and_long_names_work(
+    cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path
+) -> None:
+    """A Kustomization and an App of one name in one namespace, an App ``NS.web`` in ``default`` beside ``web``
+    in NS, a 250-character name and a dotted one: each app's tracking label is its own (and a valid label value),
+    so no app prunes or claims another's objects."""
+    api = cluster.api_client()
+    install(api)
+    ns = namespace
+    files = {f"apps/p{i}/cm.yaml": json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
+                                               "metadata": {"name": f"c{i}", "namespace": ns}, "data": {"n": str(i)}})
+             for i in range(5)}  # fmt: skip
+    bare = make_bare(git_http.root, f"names-{ns}", files)
+    url = git_http.url(bare)
+    secret(api, ns)
+    if get_secret(api) is None:
+        secret(api, "default")
+    repo = {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": {"name": "r"},
+            "spec": {"url": url, "interval": "1m", "ref": {"branch": "main"}, "secretRef": {"name": "git-auth"}}}  # fmt: skip
+    create(api, f"{REPO_PATH}/namespaces/{ns}/gitrepositories", repo)
+    ks = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": "web"},
+          "spec": {"interval": "10m", "prune": True, "path": "./apps/p0", "targetNamespace": ns,
+                   "sourceRef": {"kind": "GitRepository", "name": "r"}}}  # fmt: skip
+    create(api, f"{KS_PATH}/namespaces/{ns}/kustomizations", ks)
+    long = "long-" + "x" * 245
+    apps = {(ns, "web"): "apps/p1", ("default", f"{ns}.web"): "apps/p2", (ns, long): "apps/p3", (ns, "dotted.name"): "apps/p4"}
+    for (where, name), path in apps.items():
+        app(api, where, name, url, path, allowedNamespaces=[ns])
+    ctl = AppController(api, (ns, "default"), workers=4, cache=tmp_path / "cache")
+    ctl.start()
+    try:
+        until(lambda: ready(get(api, f"{KS_PATH}/namespaces/{ns}/kustomizations/web")).get("status") == "True", what="ks")
+        for where, name in apps:
+            until(lambda w=where, n=name: ready(get(api, f"{APP_PATH}/namespaces/{w}/apps/{n}")).get("status") == "True",
+                  what=f"{where}/{name[:20]} Ready")  # fmt: skip
+        done = sum(s.value for m in ctl.metrics.reconciles.collect() for s in m.samples if s.name.endswith("_total"))
+        ctl.refresh()  # every app once more: none may prune another's objects now
+        until(lambda: sum(s.value for m in ctl.metrics.reconciles.collect() for s in m.samples
+                          if s.name.endswith("_total")) >= done + 5, what="a second pass")  # fmt: skip
+        labels = {}
+        for i in range(5):
+            obj = until(lambda i=i: configmap(api, ns, f"c{i}"), what=f"c{i}")
+            labels[i] = obj["metadata"]["labels"][TRACKING_LABEL]
+        assert len(set(labels.values())) == 5, labels
+        assert all(len(v) <= 63 for v in labels.values()), labels
+        for where, name in [*apps, (ns, "web")]:
+            kind = "apps" if (where, name) in apps else "kustomizations"
+            st = get(api, f"{APP_PATH if kind == 'apps' else KS_PATH}/namespaces/{where}/{kind}/{name}")
+            assert ready(st).get("status") == "True", (name[:20], ready(st))
+    finally:
+        assert ctl.stop(30)
+
+
+def get_secret(api: Any) -> dict[str, Any] | None:
+    items = request_json(api, "GET", "/api/v1/namespaces/default/secrets")["items"]
+    return next((s for s in items if s["metadata"]["name"] == "git-auth"), None)
+
+
+def test_an_app_deleted_while_it_reconciles_leaves_no_engine_behind(
+    cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path
+) -> None:
+    """The app object is deleted (and the informer has seen it) in the middle of its reconcile: when the
+    reconcile ends, the controller holds no engine for it, so its objects are no longer drift-corrected by a
+    ghost."""
+    api = cluster.api_client()
+    install(api)
+    ns = namespace
+    bare = make_bare(git_http.root, f"del-{ns}", {"apps/x/cm.yaml": cm("x", n="1")})
+    secret(api, ns)
+    app(api, ns, "doomed", git_http.url(bare), "apps/x")
+    key = AppKey("App", ns, "doomed")
+    finished = threading.Event()
+
+    class Deleting(AppController):
+        def _run(self, k: AppKey, obj: dict[str, Any], spec: Any) -> Any:
+            request_json(api, "DELETE", k.path)
+            until(lambda: self._object(k) is None, what="the informer saw the deletion")
+            try:
+                return super()._run(k, obj, spec)
+            finally:
+                finished.set()
+
+    ctl = Deleting(api, (ns,), workers=1, cache=tmp_path / "cache")
+    ctl.start()
+    try:
+        assert finished.wait(60)
+        until(lambda: configmap(api, ns, "x"), what="the object applied by the last sync")
+        until(lambda: key not in ctl.engines, what="no engine left for the deleted app")
+        assert key not in set(ctl.by_label.values())
+    finally:
+        assert ctl.stop(30)
