@@ -102,15 +102,20 @@ class SourceCache:
         with self._lock:
             if key not in self._entries:
                 src = Source(spec.url, spec.ref, "", cache=self.root / "git", auth=auth)
-                self._entries[key] = (threading.Lock(), src, [0.0, None, ""])
+                self._entries[key] = (threading.Lock(), src, [0.0, None, "", auth])
             lock, src, last = self._entries[key]
         with lock:
-            at, snap, sha = last
+            at, snap, sha, used = last
             if snap is not None and self.clock() - at < max_age:
                 return snap, sha
+            if auth != used:  # the Secret changed (a password fixed or rotated): fetch with it as it is now
+                src = Source(spec.url, spec.ref, "", cache=self.root / "git", auth=auth)
+                with self._lock:
+                    self._entries[key] = (lock, src, last)
+                last[3] = auth
             fetched = src.fetch()
             snap = self._snapshot(fetched.root, fetched.revision, spec.url)
-            last[:] = [self.clock(), snap, fetched.revision]
+            last[:3] = [self.clock(), snap, fetched.revision]
             return snap, fetched.revision
 
     def invalidate(self) -> None:

@@ -170,3 +170,30 @@ def test_an_app_deleted_while_it_reconciles_leaves_no_engine_behind(
         assert key not in set(ctl.by_label.values())
     finally:
         assert ctl.stop(30)
+
+
+def test_credentials_fixed_after_a_failure_are_used_on_the_next_fetch(
+    cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path
+) -> None:
+    """A Secret with a wrong password, then corrected: the app recovers without a controller restart (the fetch
+    uses the Secret as it is now, not as it was the first time the repository was fetched)."""
+    api = cluster.api_client()
+    install(api)
+    ns = namespace
+    bare = make_bare(git_http.root, f"creds-{ns}", {"apps/x/cm.yaml": cm("x", n="1")})
+    secret(api, ns, password="wrong")
+    app(api, ns, "a", git_http.url(bare), "apps/x")
+    ctl = AppController(api, (ns,), workers=2, cache=tmp_path / "cache")
+    ctl.start()
+    try:
+        cond = until(lambda: ready(get(api, f"{APP_PATH}/namespaces/{ns}/apps/a")), what="first failure")
+        assert (cond["status"], cond["reason"]) == ("False", "ArtifactFailed"), cond
+        request_json(api, "PATCH", f"/api/v1/namespaces/{ns}/secrets/git-auth", body={"data": b64(password=GIT_PASSWORD)},
+                     content_type="application/merge-patch+json")  # fmt: skip
+        request_json(api, "PATCH", f"{APP_PATH}/namespaces/{ns}/apps/a",
+                     body={"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "now"}}},
+                     content_type="application/merge-patch+json")  # fmt: skip
+        until(lambda: ready(get(api, f"{APP_PATH}/namespaces/{ns}/apps/a")).get("status") == "True", 90, "recovered")
+        assert configmap(api, ns, "x") is not None
+    finally:
+        assert ctl.stop(30)
