@@ -216,11 +216,12 @@ def _unsupported(spec: dict[str, Any], supported: frozenset[str], prefix: str = 
 
 
 # --------------------------------------------------------------------------- Flux
-_GITREPO_FIELDS = frozenset({"url", "ref", "interval", "secretRef", "timeout", "ignore", "suspend"})
+# what we run; anything else in the spec (ignore, suspend, timeout, verify, include, …) is named in the condition
+_GITREPO_FIELDS = frozenset({"url", "ref", "interval", "secretRef"})
 _KUSTOMIZATION_FIELDS = frozenset(
     {
-        "sourceRef", "path", "interval", "retryInterval", "timeout", "prune", "targetNamespace", "dependsOn",
-        "suspend", "wait", "force", "images", "commonMetadata",
+        "sourceRef", "path", "interval", "retryInterval", "prune", "targetNamespace", "dependsOn", "suspend", "wait",
+        "images", "commonMetadata",
     }
 )  # fmt: skip
 
@@ -320,9 +321,9 @@ def from_kustomization(obj: dict[str, Any], repo: dict[str, Any] | None) -> AppS
 # --------------------------------------------------------------------------- native
 _APP_FIELDS = frozenset(
     {
-        "source", "sourceRef", "path", "interval", "retryInterval", "timeout", "prune", "targetNamespace",
-        "dependsOn", "suspend", "wait", "force", "project", "drift", "pruneGuards", "allowedNamespaces",
-        "allowClusterKinds", "images", "commonMetadata",
+        "source", "sourceRef", "path", "interval", "retryInterval", "prune", "targetNamespace", "dependsOn",
+        "suspend", "wait", "project", "drift", "pruneGuards", "allowedNamespaces", "allowClusterKinds", "images",
+        "commonMetadata",
     }
 )  # fmt: skip
 

@@ -594,6 +594,7 @@ class AppController:
             default_namespace=default_ns,
             inventory_namespace=key.namespace,
             allowed_namespaces=frozenset(spec.allowed_namespaces) if spec.allowed_namespaces is not None else None,
+            allowed_cluster_kinds=frozenset(spec.allow_cluster_kinds or ()),
             allow_cluster_scoped=True,
             guards=PruneGuards(spec.prune, spec.allow_empty, spec.force_prune, allowed_kinds=frozenset(spec.allow_prune_kinds)),
             rules=A.rules_for(spec.drift),

@@ -127,6 +127,8 @@ def test_argo_cd_applications_under_an_app_project_beside_a_flux_kustomization(
         # the project forbids kube-system: refused, nothing applied there
         cond = until(lambda: (app("forbidden").get("status") or {}).get("conditions"), what="forbidden refused")
         assert cond[0]["type"] == "InvalidSpecError" and "kube-system is not a destination of project team" in cond[0]["message"]
+        kube_system = request_json(api, "GET", "/api/v1/namespaces/kube-system/configmaps")["items"]
+        assert "manual" not in {c["metadata"]["name"] for c in kube_system}, "nothing applied"
 
         # selfHeal: a `kubectl scale` is undone; without selfHeal a hand edit is only reported (OutOfSync)
         until(lambda: live("noheal") is not None, what="noheal applied")

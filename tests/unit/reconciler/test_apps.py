@@ -79,7 +79,7 @@ def test_a_realistic_flux_kustomization_reads_as_written_and_unsupported_fields_
     assert app.images == (("ghcr.io/stefanprodan/podinfo", "", "6.5.0", ""),)
     assert app.common_labels == (("team", "a"),)
     assert app.requested_at == "2026-11-29T05:00:00Z" and app.shard == "shard-a"
-    assert app.unsupported == ("spec.postBuild",), "never silently ignored"
+    assert app.unsupported == ("spec.postBuild", "spec.timeout", "GitRepository spec.ignore"), "never silently ignored"
 
 
 @pytest.mark.parametrize(
