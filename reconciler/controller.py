@@ -86,42 +86,94 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+class FetchPending(Exception):
+    """The source is being fetched on its own thread; the app is woken (its key queued) when the fetch ends."""
+
+
+class _Entry:
+    """One source (URL, ref, credentials): the last snapshot, the fetch in flight, and the answers owed to the
+    apps that asked while it ran."""
+
+    def __init__(self, src: Source, auth: GitAuth | None) -> None:
+        self.src, self.auth = src, auth
+        self.at, self.sha = 0.0, ""
+        self.snap: Path | None = None
+        self.running = False
+        self.waiters: dict[Any, Callable[[], None]] = {}
+        self.answers: dict[Any, tuple[Path, str] | BaseException] = {}
+
+
 class SourceCache:
     """One fetch per (URL, ref, credentials) at a time, shared by every app using it, and one immutable snapshot
-    directory per revision, so an app renders a tree no other app's fetch can move under it."""
+    directory per revision, so an app renders a tree no other app's fetch can move under it.
+
+    With a ``wake`` callback a fetch runs on its own thread and the caller gets :class:`FetchPending`: a
+    repository that hangs (a silent server holds the connection until git's deadlines) holds no worker, so the
+    apps on other repositories carry on; the caller asks again when woken and gets that fetch's answer."""
 
     def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.root = root
         self.clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str, str], tuple[threading.Lock, Source, list[Any]]] = {}
+        self._entries: dict[tuple[str, str, str], _Entry] = {}
 
-    def fetch(self, spec: A.SourceSpec, auth: GitAuth | None, max_age: float) -> tuple[Path, str]:
-        """(snapshot directory, commit SHA), fetched again when older than ``max_age`` seconds."""
+    def fetch(
+        self, spec: A.SourceSpec, auth: GitAuth | None, max_age: float, who: Any, wake: Callable[[], None]
+    ) -> tuple[Path, str]:
+        """(snapshot directory, commit SHA) when one younger than ``max_age`` seconds is at hand, or the answer of
+        the fetch ``who`` waited for; else FetchPending, and ``wake()`` once the fetch (started now if none is
+        running) ends."""
         key = (spec.url, f"{spec.ref_kind}:{spec.ref}", str(spec.secret or ""))
         with self._lock:
-            if key not in self._entries:
-                src = Source(spec.url, spec.ref, "", cache=self.root / "git", auth=auth)
-                self._entries[key] = (threading.Lock(), src, [0.0, None, "", auth])
-            lock, src, last = self._entries[key]
-        with lock:
-            at, snap, sha, used = last
-            if snap is not None and self.clock() - at < max_age:
-                return snap, sha
-            if auth != used:  # the Secret changed (a password fixed or rotated): fetch with it as it is now
-                src = Source(spec.url, spec.ref, "", cache=self.root / "git", auth=auth)
-                with self._lock:
-                    self._entries[key] = (lock, src, last)
-                last[3] = auth
-            fetched = src.fetch()
-            snap = self._snapshot(fetched.root, fetched.revision, spec.url)
-            last[:3] = [self.clock(), snap, fetched.revision]
-            return snap, fetched.revision
+            e = self._entries.get(key)
+            if e is None:
+                e = self._entries[key] = _Entry(self._source(spec, auth), auth)
+            if who in e.answers:
+                got = e.answers.pop(who)
+                if isinstance(got, BaseException):
+                    raise got
+                return got
+            if e.snap is not None and self.clock() - e.at < max_age:
+                return e.snap, e.sha
+            e.waiters[who] = wake
+            if e.running:
+                raise FetchPending(spec.url)
+            e.running = True
+            if auth != e.auth:  # the Secret changed (a password fixed or rotated): fetch with it as it is now
+                e.src, e.auth = self._source(spec, auth), auth
+        threading.Thread(target=self._fetch, args=(e, spec.url), name=f"fetch {spec.url}", daemon=True).start()
+        raise FetchPending(spec.url)
+
+    def _source(self, spec: A.SourceSpec, auth: GitAuth | None) -> Source:
+        return Source(spec.url, spec.ref, "", cache=self.root / "git", auth=auth)
+
+    def _fetch(self, e: _Entry, url: str) -> None:
+        result: tuple[Path, str] | BaseException
+        try:
+            fetched = e.src.fetch()
+            result = (self._snapshot(fetched.root, fetched.revision, url), fetched.revision)
+        except Exception as exc:  # handed to every app that waited for this fetch, as its own failure
+            result = exc
+        with self._lock:
+            e.running = False
+            if not isinstance(result, BaseException):
+                e.at, e.snap, e.sha = self.clock(), result[0], result[1]
+            waiters, e.waiters = e.waiters, {}
+            for who in waiters:
+                e.answers[who] = result
+        for wake in waiters.values():
+            wake()
+
+    def forget(self, who: Any) -> None:
+        with self._lock:
+            for e in self._entries.values():
+                e.answers.pop(who, None)
+                e.waiters.pop(who, None)
 
     def invalidate(self) -> None:
         with self._lock:
-            for _, _, last in self._entries.values():
-                last[0] = float("-inf")
+            for e in self._entries.values():
+                e.at = float("-inf")
 
     def _snapshot(self, tree: Path, sha: str, url: str) -> Path:
         import hashlib
@@ -303,6 +355,7 @@ class AppController:
             entry = self.engines.pop(key, None)
             if entry is not None:
                 self.by_label.pop(entry[1].key, None)
+        self.sources.forget(key)
         self.queue.forget(key)
 
     # ------------------------------------------------------------------ lookups
@@ -369,6 +422,8 @@ class AppController:
             finally:
                 if self._object(key) is None:  # deleted meanwhile: drop the engine this run made (no ghost drift fixes)
                     self._forget(key)
+        except FetchPending:
+            return None  # the fetch's end queues this key again
         except A.InvalidApp as exc:
             self._fail(key, obj, spec, A.Reason.INVALID, str(exc), stalled=True)
             self.metrics.reconciles.labels(*labels, "invalid").inc()
@@ -400,7 +455,7 @@ class AppController:
         requested = bool(spec.requested_at) and spec.requested_at != (obj.get("status") or {}).get("lastHandledReconcileAt")
         operation = key.kind == A.Dialect.ARGO and isinstance(obj.get("operation"), dict)
         fresh = 0.0 if requested or operation else min(spec.source.interval, spec.interval)
-        root, sha = self.sources.fetch(spec.source, auth, fresh)
+        root, sha = self.sources.fetch(spec.source, auth, fresh, key, lambda: self.queue.add(key))
         revision = A.flux_revision(spec.source.ref_kind, spec.source.ref, sha) if key.kind != A.Dialect.ARGO else sha
         app_root = (root / spec.path).resolve()
         if root.resolve() not in (app_root, *app_root.parents) or not app_root.is_dir():

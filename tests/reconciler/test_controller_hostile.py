@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -153,13 +154,11 @@ def test_an_app_deleted_while_it_reconciles_leaves_no_engine_behind(
     finished = threading.Event()
 
     class Deleting(AppController):
-        def _run(self, k: AppKey, obj: dict[str, Any], spec: Any) -> Any:
+        def _engine(self, k: AppKey, spec: Any, project: Any) -> Any:  # the source is fetched, the sync is next
             request_json(api, "DELETE", k.path)
             until(lambda: self._object(k) is None, what="the informer saw the deletion")
-            try:
-                return super()._run(k, obj, spec)
-            finally:
-                finished.set()
+            finished.set()
+            return super()._engine(k, spec, project)
 
     ctl = Deleting(api, (ns,), workers=1, cache=tmp_path / "cache")
     ctl.start()
@@ -197,3 +196,65 @@ def test_credentials_fixed_after_a_failure_are_used_on_the_next_fetch(
         assert configmap(api, ns, "x") is not None
     finally:
         assert ctl.stop(30)
+
+
+class SilentServer:
+    """Accepts TCP connections and never answers; counts the connections the client gave up on."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = self.abandoned = 0
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._conns.append(conn)
+            threading.Thread(target=self._hold, args=(conn,), daemon=True).start()
+
+    def _hold(self, conn: socket.socket) -> None:
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+        self.abandoned += 1
+
+    def stop(self) -> None:
+        self.sock.close()
+        for c in self._conns:
+            c.close()
+
+
+def test_repositories_that_hang_hold_no_worker(cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path) -> None:
+    """Four apps on repositories whose server accepts and never answers, four good ones, two workers: the good
+    apps are Ready while the hung fetches are still waiting (no worker waits on a fetch)."""
+    api = cluster.api_client()
+    install(api)
+    ns = namespace
+    bare = make_bare(git_http.root, f"hang-{ns}", {f"apps/g{i}/cm.yaml": cm(f"g{i}", n=str(i)) for i in range(4)})
+    secret(api, ns)
+    silent = SilentServer()
+    try:
+        for i in range(4):
+            app(api, ns, f"hung{i}", f"http://127.0.0.1:{silent.port}/repo{i % 2}.git", "apps/g0")
+        ctl = AppController(api, (ns,), workers=2, cache=tmp_path / "cache")
+        ctl.start()
+        try:
+            until(lambda: silent.accepted >= 2, what="the hung fetches started")
+            for i in range(4):
+                app(api, ns, f"good{i}", git_http.url(bare), f"apps/g{i}")
+            for i in range(4):
+                until(lambda i=i: ready(get(api, f"{APP_PATH}/namespaces/{ns}/apps/good{i}")).get("status") == "True",
+                      120, f"good{i} Ready")  # fmt: skip
+            assert silent.abandoned == 0, "the good apps waited for the hung fetches to give up"
+        finally:
+            assert ctl.stop(30)
+    finally:
+        silent.stop()
