@@ -493,6 +493,7 @@ class AppController:
             started, ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items())) or "nothing to do", requested,
             operation, tuple(f"{a.key}: {a.reason}" for a in conflicts),
             tuple(f"{w} is not honoured: applied in one pass with the rest" for w in waves[:20]),
+            report.api_writes > 0,
         )  # fmt: skip
 
     def _resources(self, engine: Engine, out_of_sync: set[Any], fresh: bool) -> list[dict[str, Any]]:
@@ -774,6 +775,7 @@ class Outcome:
     operation: bool
     problems: tuple[str, ...] = ()  # ownership conflicts, each naming the other app
     notes: tuple[str, ...] = ()  # what the app's objects ask for that we do not do (Argo CD's waves and hooks)
+    changed: bool = True  # the sync wrote to the cluster (created, updated or pruned)
 
 
 def _flux_status(
@@ -816,7 +818,13 @@ def _argo_status(obj: dict[str, Any], spec: A.AppSpec, o: Outcome) -> dict[str, 
         c["lastTransitionTime"] = seen.get((c["type"], c["message"])) or c["lastTransitionTime"]
     if spec.requested_at:
         status["lastHandledReconcileAt"] = spec.requested_at
-    if o.applied:
+    prev_op = old.get("operationState") or {}
+    quiet = (  # a selfHeal pass that found everything in sync ran no operation: the last one stays (no write)
+        not (o.changed or o.requested or o.operation)
+        and (prev_op.get("syncResult") or {}).get("revision") == o.revision
+        and prev_op.get("phase") == ("Succeeded" if o.ready else "Failed")
+    )
+    if o.applied and not quiet:
         finished = _now()
         status["operationState"] = {
             "phase": "Succeeded" if o.ready else "Failed",
