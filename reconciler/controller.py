@@ -414,7 +414,11 @@ class AppController:
             return None
         waiting = [str(d) for d in spec.depends_on if not self._ready(d)]
         if waiting:
-            self._fail(key, obj, spec, A.Reason.DEPENDENCY_NOT_READY, f"dependencies not ready: {', '.join(waiting)}")
+            cycle = self._cycle(spec.ref)
+            why = f"dependencies not ready: {', '.join(waiting)}"
+            if cycle:
+                why = f"dependency cycle: {' -> '.join(map(str, cycle))}"
+            self._fail(key, obj, spec, A.Reason.DEPENDENCY_NOT_READY, why)
             return Result(requeue_after=min(spec.retry_interval, 30.0))
         try:
             try:
@@ -549,6 +553,37 @@ class AppController:
 
     def _handled(self, spec: A.AppSpec) -> dict[str, Any]:
         return {"lastHandledReconcileAt": spec.requested_at} if spec.requested_at else {}
+
+    def _depends_of(self, ref: A.ObjectRef) -> list[A.ObjectRef]:
+        for kind in (A.Dialect.FLUX, A.Dialect.NATIVE):
+            obj = self._object(AppKey(str(kind), ref.namespace, ref.name))
+            if obj is not None:
+                deps = (obj.get("spec") or {}).get("dependsOn") if isinstance(obj.get("spec"), dict) else None
+                return [A.ObjectRef(str(d.get("namespace") or ref.namespace), d["name"]) for d in deps or []
+                        if isinstance(d, dict) and isinstance(d.get("name"), str)]  # fmt: skip
+        return []
+
+    def _cycle(self, start: A.ObjectRef) -> list[A.ObjectRef]:
+        """The dependsOn path from ``start`` back to itself (a -> b -> a, or a -> a), [] when there is none: such
+        apps would wait for each other forever, so their message names the cycle."""
+        path: list[A.ObjectRef] = [start]
+        seen: set[A.ObjectRef] = set()
+
+        def walk(ref: A.ObjectRef) -> bool:
+            for d in self._depends_of(ref):
+                if d == start:
+                    path.append(d)
+                    return True
+                if d in seen or len(seen) > 200:  # a bounded walk (and recursion)
+                    continue
+                seen.add(d)
+                path.append(d)
+                if walk(d):
+                    return True
+                path.pop()
+            return False
+
+        return path if walk(start) else []
 
     def _ready(self, ref: A.ObjectRef) -> bool:
         for kind in (A.Dialect.FLUX, A.Dialect.NATIVE):

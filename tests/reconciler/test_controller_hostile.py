@@ -310,3 +310,37 @@ def test_a_pass_with_nothing_new_writes_nothing(cluster: TestCluster, namespace:
         assert versions() == before
     finally:
         assert ctl.stop(30)
+
+
+def test_dependency_cycles_are_named(cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path) -> None:
+    """dependsOn a -> b -> a, and an app that depends on itself, pass the schema; they would wait forever: their
+    message names the cycle. An app waiting on the cycle says it waits; breaking the cycle lets all run."""
+    api = cluster.api_client()
+    install(api)
+    ns = namespace
+    bare = make_bare(git_http.root, f"cyc-{ns}", {f"apps/{n}/cm.yaml": cm(n, n="1") for n in ("a", "b", "c", "s")})
+    url = git_http.url(bare)
+    secret(api, ns)
+    app(api, ns, "a", url, "apps/a", dependsOn=[{"name": "b"}])
+    app(api, ns, "b", url, "apps/b", dependsOn=[{"name": "a", "namespace": ns}])
+    app(api, ns, "c", url, "apps/c", dependsOn=[{"name": "a"}])
+    app(api, ns, "s", url, "apps/s", dependsOn=[{"name": "s"}])
+    ctl = AppController(api, (ns,), workers=2, cache=tmp_path / "cache")
+    ctl.start()
+
+    def message(name: str) -> str:
+        return str(ready(get(api, f"{APP_PATH}/namespaces/{ns}/apps/{name}")).get("message") or "")
+
+    try:
+        until(lambda: "dependency cycle" in message("a"), what="a names the cycle")
+        assert message("a") == f"dependency cycle: {ns}/a -> {ns}/b -> {ns}/a"
+        until(lambda: message("b") == f"dependency cycle: {ns}/b -> {ns}/a -> {ns}/b", what="b names the cycle")
+        until(lambda: message("s") == f"dependency cycle: {ns}/s -> {ns}/s", what="s names itself")
+        until(lambda: message("c") == f"dependencies not ready: {ns}/a", what="c waits")
+        request_json(api, "PATCH", f"{APP_PATH}/namespaces/{ns}/apps/b", body={"spec": {"dependsOn": None}},
+                     content_type="application/merge-patch+json")  # fmt: skip
+        for name in ("a", "b", "c"):
+            until(lambda n=name: ready(get(api, f"{APP_PATH}/namespaces/{ns}/apps/{n}")).get("status") == "True",
+                  90, f"{name} Ready once the cycle is broken")  # fmt: skip
+    finally:
+        assert ctl.stop(30)
