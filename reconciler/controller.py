@@ -322,14 +322,20 @@ class AppController:
         return handler
 
     def _on_repo(self, etype: EventType, obj: dict[str, Any], prev: dict[str, Any] | None) -> None:
-        if prev is not None and _generation(prev) == _generation(obj):
+        """A GitRepository's spec changed or it was deleted: every app naming it (a Kustomization, or an App's
+        sourceRef, in any namespace) is looked at now, not at its next interval."""
+        if etype is not EventType.DELETED and prev is not None and _generation(prev) == _generation(obj):
             return
         k = Key.of(obj)
-        for inf in self.kustomizations:
-            for ks in inf.objects(k.namespace):
-                ref = (ks.get("spec") or {}).get("sourceRef") or {}
-                if ref.get("name") == k.name and (ref.get("namespace") or k.namespace) == k.namespace:
-                    self.queue.add(AppKey(str(A.Dialect.FLUX), k.namespace, Key.of(ks).name))
+        for dialect, infs in ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps)):
+            for inf in infs:
+                for app in inf.objects():
+                    spec = app.get("spec")
+                    ref, at = spec.get("sourceRef") if isinstance(spec, dict) else None, Key.of(app)
+                    if not isinstance(ref, dict):
+                        continue
+                    if ref.get("name") == k.name and (ref.get("namespace") or at.namespace) == k.namespace:
+                        self.queue.add(AppKey(str(dialect), at.namespace, at.name))
 
     def _dialects(self) -> tuple[tuple[A.Dialect, list[Informer]], ...]:
         return ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps), (A.Dialect.ARGO, self.applications))

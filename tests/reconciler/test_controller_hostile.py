@@ -99,7 +99,8 @@ def test_apps_whose_names_flatten_alike_keep_their_own_objects_and_long_names_wo
     if get_secret(api) is None:
         secret(api, "default")
     repo = {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": {"name": "r"},
-            "spec": {"url": url, "interval": "1m", "ref": {"branch": "main"}, "secretRef": {"name": "git-auth"}}}  # fmt: skip
+            "spec": {"url": url, "interval": "1m", "ref": {"branch": "main"},
+                     "secretRef": {"name": "git-auth"}}}  # fmt: skip
     create(api, f"{REPO_PATH}/namespaces/{ns}/gitrepositories", repo)
     ks = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": "web"},
           "spec": {"interval": "10m", "prune": True, "path": "./apps/p0", "targetNamespace": ns,
@@ -342,5 +343,38 @@ def test_dependency_cycles_are_named(cluster: TestCluster, namespace: str, git_h
         for name in ("a", "b", "c"):
             until(lambda n=name: ready(get(api, f"{APP_PATH}/namespaces/{ns}/apps/{n}")).get("status") == "True",
                   90, f"{name} Ready once the cycle is broken")  # fmt: skip
+    finally:
+        assert ctl.stop(30)
+
+
+def test_a_gitrepository_changed_or_deleted_wakes_every_app_naming_it(
+    cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path
+) -> None:
+    """A native App's sourceRef to a GitRepository: the repository's url changed, the App follows now (not at its
+    10m interval); the repository deleted, the App says so now."""
+    api = cluster.api_client()
+    install(api)
+    ns = namespace
+    one = make_bare(git_http.root, f"one-{ns}", {"apps/x/cm.yaml": cm("x", n="1")})
+    two = make_bare(git_http.root, f"two-{ns}", {"apps/x/cm.yaml": cm("x", n="2")})
+    secret(api, ns)
+    repo = {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": {"name": "r"},
+            "spec": {"url": git_http.url(one), "interval": "10m", "ref": {"branch": "main"},
+                     "secretRef": {"name": "git-auth"}}}  # fmt: skip
+    create(api, f"{REPO_PATH}/namespaces/{ns}/gitrepositories", repo)
+    body = {"apiVersion": "reconciler.imagebot.dev/v1alpha1", "kind": "App", "metadata": {"name": "follows"},
+            "spec": {"sourceRef": {"kind": "GitRepository", "name": "r"}, "path": "apps/x", "interval": "10m",
+                     "prune": True}}  # fmt: skip
+    create(api, f"{APP_PATH}/namespaces/{ns}/apps", body)
+    ctl = AppController(api, (ns,), workers=2, cache=tmp_path / "cache")
+    ctl.start()
+    try:
+        until(lambda: ((configmap(api, ns, "x") or {}).get("data") or {}).get("n") == "1", what="applied from one")
+        request_json(api, "PATCH", f"{REPO_PATH}/namespaces/{ns}/gitrepositories/r", body={"spec": {"url": git_http.url(two)}},
+                     content_type="application/merge-patch+json")  # fmt: skip
+        until(lambda: ((configmap(api, ns, "x") or {}).get("data") or {}).get("n") == "2", what="applied from two")
+        request_json(api, "DELETE", f"{REPO_PATH}/namespaces/{ns}/gitrepositories/r")
+        path = f"{APP_PATH}/namespaces/{ns}/apps/follows"
+        until(lambda: "GitRepository r not found" in str(ready(get(api, path)).get("message")), what="repository gone")
     finally:
         assert ctl.stop(30)
