@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import threading
@@ -107,7 +108,11 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    server = _server(args.listen, os.environ.get(args.webhook_secret_env, ""), ctl) if args.listen else None
+    try:
+        server = _server(args.listen, os.environ.get(args.webhook_secret_env, ""), ctl) if args.listen else None
+    except OSError as exc:  # the port is taken (another replica, a process not yet gone), or not ours to bind
+        shutil.rmtree(ctl.secrets_dir, ignore_errors=True)
+        raise UsageError(f"--listen {args.listen}: cannot listen: {exc.strerror or exc}") from None
     ctl.start()
     print(f"reconciler controller: serving {', '.join(args.namespace) or 'all namespaces'}"
           f"{f', shard {args.shard}' if args.shard else ''} with {args.workers} workers", file=err, flush=True)  # fmt: skip

@@ -386,3 +386,17 @@ def test_a_gitrepository_changed_or_deleted_wakes_every_app_naming_it(
         until(lambda: "GitRepository r not found" in str(ready(get(api, path)).get("message")), what="repository gone")
     finally:
         assert ctl.stop(30)
+
+
+def test_a_taken_listen_port_is_a_usage_error_not_a_traceback(cluster: TestCluster, tmp_path: Path) -> None:
+    """A restarted controller whose port is still held (the old process not yet gone): exit 2, one clear line."""
+    from tests.reconciler.test_controller import cli
+
+    held = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = held.getsockname()[1]
+        code, _, err = cli(cluster, "controller", "--listen", f"127.0.0.1:{port}", "--cache", str(tmp_path / "c"))
+    finally:
+        held.close()
+    assert code == 2, err
+    assert f"--listen 127.0.0.1:{port}: cannot listen: Address already in use" in err and "Traceback" not in err
