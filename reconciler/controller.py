@@ -205,9 +205,13 @@ class AppController:
         clock: Callable[[], float] = time.monotonic,
         elector: LeaderElector | None = None,
         shards: AutoShards | None = None,
+        no_cross_namespace_refs: bool = False,
     ) -> None:
         self.api = api
         self.shards = shards
+        # Flux's lockdown for multi-tenancy: an app may not use another namespace's GitRepository (and with it
+        # that namespace's credentials) nor wait on another namespace's apps
+        self.no_cross_namespace_refs = no_cross_namespace_refs
         self._current = threading.local()  # the app a worker thread is writing for (the shards' fence)
         # with leader election, one replica per shard writes: the others keep their caches warm and wait
         self.elector = elector
@@ -384,6 +388,14 @@ class AppController:
         spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
         ref = spec.get("sourceRef") if isinstance(spec, dict) and isinstance(spec.get("sourceRef"), dict) else None
         repo = None
+        if self.no_cross_namespace_refs:
+            refs = [("spec.sourceRef", ref)] if ref is not None else []
+            deps = (spec or {}).get("dependsOn") or []
+            refs += [(f"spec.dependsOn[{i}]", d) for i, d in enumerate(deps) if isinstance(d, dict)]
+            for where, r in refs:
+                if r.get("namespace") not in (None, "", key.namespace):
+                    raise A.InvalidApp(f"{where} names namespace {r.get('namespace')}: cross-namespace references are "
+                                       "not allowed (--no-cross-namespace-refs)")  # fmt: skip
         if ref is not None and isinstance(ref.get("name"), str):
             repo = self._repo(str(ref.get("namespace") or key.namespace), ref["name"])
         if key.kind == A.Dialect.FLUX:

@@ -42,6 +42,8 @@ def add_commands(sub: Any, epilog: str) -> None:
     c.add_argument("--shards", choices=["auto"], help="spread the apps over the live replicas (Leases per slot)")
     c.add_argument("--shard-slots", type=int, default=16, metavar="K", help="slots the apps are hashed onto (default 16)")
     c.add_argument("--workers", type=int, default=4, help="apps reconciled at once")
+    c.add_argument("--no-cross-namespace-refs", action="store_true",
+                   help="refuse sourceRef and dependsOn to another namespace (Flux's multi-tenancy lockdown)")  # fmt: skip
     c.add_argument("--listen", metavar="HOST:PORT", help="/healthz, /readyz, /metrics and Git push webhooks")
     c.add_argument("--webhook-secret-env", default="RECONCILER_WEBHOOK_SECRET")
     c.add_argument("--cache", type=Path, help="git checkouts and snapshots (default ~/.cache/imagebot/controller)")
@@ -104,7 +106,8 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         elector = LeaderElector(LeaseLock(api, args.leader_namespace, name, identity, timing.duration), timing)
     if args.shards:
         shards = AutoShards(api, args.leader_namespace, identity, args.shard_slots, timing)
-    ctl = AppController(api, tuple(args.namespace), args.shard, args.workers, args.cache, elector=elector, shards=shards)
+    ctl = AppController(api, tuple(args.namespace), args.shard, args.workers, args.cache, elector=elector, shards=shards,
+                        no_cross_namespace_refs=args.no_cross_namespace_refs)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -400,3 +400,39 @@ def test_a_taken_listen_port_is_a_usage_error_not_a_traceback(cluster: TestClust
         held.close()
     assert code == 2, err
     assert f"--listen 127.0.0.1:{port}: cannot listen: Address already in use" in err and "Traceback" not in err
+
+
+def test_no_cross_namespace_refs_keeps_a_tenant_off_another_namespaces_repository(
+    cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path
+) -> None:
+    """By default, as in Flux, a Kustomization may name a GitRepository in another namespace (and so use that
+    namespace's Secret). With --no-cross-namespace-refs it is refused, nothing applied; same-namespace apps run."""
+    api = cluster.api_client()
+    install(api)
+    owner, tenant = namespace, f"{namespace}-t"
+    create(api, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": tenant}})
+    bare = make_bare(git_http.root, f"private-{owner}", {"apps/x/cm.yaml": cm("private", n="1")})
+    secret(api, owner)
+    repo = {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": {"name": "private"},
+            "spec": {"url": git_http.url(bare), "interval": "10m", "ref": {"branch": "main"},
+                     "secretRef": {"name": "git-auth"}}}  # fmt: skip
+    create(api, f"{REPO_PATH}/namespaces/{owner}/gitrepositories", repo)
+
+    def ks(ns: str, name: str, **ref: str) -> None:
+        create(api, f"{KS_PATH}/namespaces/{ns}/kustomizations", {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization", "metadata": {"name": name},
+            "spec": {"interval": "10m", "prune": True, "path": "./apps/x", "targetNamespace": ns,
+                     "sourceRef": {"kind": "GitRepository", "name": "private", **ref}}})  # fmt: skip
+
+    ks(tenant, "steal", namespace=owner)
+    ks(owner, "own")
+    ctl = AppController(api, (owner, tenant), workers=2, cache=tmp_path / "cache", no_cross_namespace_refs=True)
+    ctl.start()
+    try:
+        until(lambda: ready(get(api, f"{KS_PATH}/namespaces/{owner}/kustomizations/own")).get("status") == "True", what="own")
+        cond = until(lambda: ready(get(api, f"{KS_PATH}/namespaces/{tenant}/kustomizations/steal")), what="steal status")
+        assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec"), cond
+        assert "cross-namespace references are not allowed" in cond["message"]
+        assert configmap(api, tenant, "private") is None
+    finally:
+        assert ctl.stop(30)
