@@ -32,6 +32,8 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gitopskit import fluxsecrets
+from gitopskit.errors import KitError
 from gitopskit.informer import ApiTransport, EventType, Informer, Key
 from gitopskit.kube import request_json
 from gitopskit.lease import LeaderElector
@@ -633,7 +635,8 @@ class AppController:
             raise _Denied(f"project {spec.project} is invalid: {exc}") from None
 
     def _auth(self, source: A.SourceSpec) -> GitAuth | None:
-        """Flux's Secret formats: username/password (HTTPS basic), identity + known_hosts (SSH)."""
+        """Flux's Git Secret formats (the kit's parser): username/password over HTTPS, identity + known_hosts
+        over SSH; bearerToken is refused by name (not supported yet)."""
         if source.secret is None:
             return None
         ref = source.secret
@@ -641,33 +644,27 @@ class AppController:
             secret = request_json(self.api, "GET", f"/api/v1/namespaces/{ref.namespace}/secrets/{ref.name}", timeout=30)
         except ApiException as exc:
             raise SecretError(f"Secret {ref} {'not found' if exc.status == 404 else f'unreadable (HTTP {exc.status})'}") from None
-        return self._auth_from(ref, secret.get("data") or {})
+        return self._auth_from(secret, source.url)
 
-    def _auth_from(self, ref: A.ObjectRef, data: dict[str, Any]) -> GitAuth:
-        def value(k: str) -> str | None:
-            if k not in data:
-                return None
-            try:
-                return base64.b64decode(data[k], validate=True).decode()
-            except (ValueError, UnicodeDecodeError):
-                raise SecretError(f"Secret {ref}: {k} is not valid base64 text") from None
-
-        if "identity" in data:
-            d = self.secrets_dir / f"{ref.namespace}.{ref.name}"
+    def _auth_from(self, obj: dict[str, Any], url: str) -> GitAuth | None:
+        try:
+            secret = fluxsecrets.secret_from_object(obj)
+            creds = fluxsecrets.git_credentials(secret, url)
+        except KitError as exc:  # the message names the Secret and the key, never a value
+            raise SecretError(str(exc)) from None
+        if creds.kind is fluxsecrets.GitAuthKind.BASIC:
+            return GitAuth(creds.username, creds.password)
+        if creds.kind is fluxsecrets.GitAuthKind.SSH:
+            d = self.secrets_dir / secret.ref.replace("/", ".")
             d.mkdir(mode=0o700, exist_ok=True)
-            key = d / "identity"
-            key.write_text(value("identity") or "")
+            key, hosts = d / "identity", d / "known_hosts"
+            key.write_text(creds.identity if creds.identity.endswith("\n") else creds.identity + "\n")
             key.chmod(0o600)
-            hosts = None
-            if "known_hosts" in data:
-                hosts = d / "known_hosts"
-                hosts.write_text(value("known_hosts") or "")
+            hosts.write_text(creds.known_hosts)
             return GitAuth(ssh_key=key, known_hosts=hosts)
-        if "password" in data:
-            return GitAuth(value("username"), value("password"))
-        if "bearerToken" in data:
-            raise SecretError(f"Secret {ref}: bearerToken is not supported yet (use username/password)")
-        raise SecretError(f"Secret {ref} has none of username/password, identity (+known_hosts)")
+        if creds.kind is fluxsecrets.GitAuthKind.BEARER:
+            raise SecretError(f"Secret {secret.ref}: bearerToken is not supported yet (use username/password)")
+        return None
 
     def _argo_auth(self, namespace: str, url: str) -> GitAuth | None:
         """Argo CD's declarative repository credentials: a Secret labelled
@@ -690,11 +687,11 @@ class AppController:
         if best is None:
             return None
         sec = best[1]
-        name = (sec.get("metadata") or {}).get("name", "")
-        data = sec.get("data") or {}
-        if "sshPrivateKey" in data:
-            data = {"identity": data["sshPrivateKey"]}
-        return self._auth_from(A.ObjectRef(namespace, name), {k: v for k, v in data.items() if k != "url"})
+        data = {k: v for k, v in (sec.get("data") or {}).items() if k in ("username", "password", "sshPrivateKey")}
+        if "sshPrivateKey" in data:  # Argo CD keeps known hosts in a ConfigMap: the Secret must carry them here
+            data = {"identity": data["sshPrivateKey"], **({"known_hosts": sec["data"]["known_hosts"]}
+                                                          if "known_hosts" in (sec.get("data") or {}) else {})}  # fmt: skip
+        return self._auth_from({**sec, "data": data}, url)
 
     def _engine(self, key: AppKey, spec: A.AppSpec, project: A.ProjectSpec | None) -> Engine:
         default_ns = spec.default_namespace or (key.namespace if spec.dialect is A.Dialect.NATIVE else "default")
