@@ -902,7 +902,7 @@ def _sort_key(v: Any) -> Any:
     if isinstance(v, GoStruct):
         return v.go_sort_key()
     if isinstance(v, str):
-        return v.encode("utf-8")  # Go compares strings byte-wise
+        return v.encode("utf-8", "surrogatepass")  # Go compares strings byte-wise (a lone surrogate from data must not crash)
     return v
 
 
@@ -1019,7 +1019,7 @@ def _format_one(verb: str, flags: str, width: int | None, prec: str | None, arg:
     if verb in "xX":
         if isinstance(arg, bool) or not isinstance(arg, (int, str)):
             raise bad
-        body = format(abs(arg), "x") if isinstance(arg, int) else arg.encode("utf-8").hex()
+        body = format(abs(arg), "x") if isinstance(arg, int) else arg.encode("utf-8", "surrogatepass").hex()
         body = body.upper() if verb == "X" else body
         sign = "-" if isinstance(arg, int) and arg < 0 else ""
         return _pad(sign, body, flags, width, numeric=True)
@@ -1124,7 +1124,7 @@ def _index(item: Any, *keys: Any) -> Any:
 
 def _length(v: Any) -> int:
     if isinstance(v, str):
-        return len(v.encode("utf-8"))  # Go's len counts bytes
+        return len(v.encode("utf-8", "surrogatepass"))  # Go's len counts bytes
     if isinstance(v, list):
         return len(v)
     if isinstance(v, GoMap):
@@ -1199,7 +1199,7 @@ class _Exec:
             raise self.error(pos, f"rendering took more than {MAX_STEPS} steps: refused")
 
     def emit(self, text: str, pos: int) -> None:
-        self.size += len(text.encode("utf-8"))
+        self.size += len(text.encode("utf-8", "surrogatepass"))
         if self.size > MAX_OUTPUT_BYTES:
             raise self.error(pos, f"output larger than {MAX_OUTPUT_BYTES} bytes: refused")
         self.out.append(text)
