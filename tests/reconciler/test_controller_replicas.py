@@ -47,26 +47,35 @@ def holder(api: Any, ns: str) -> str:
     return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
 
+class Apps:
+    """N single-ConfigMap native Apps in ``ns`` from one repository over smart HTTP with a Flux basic-auth Secret."""
+
+    def __init__(self, api: Any, ns: str, git_http: GitHttp, name: str, count: int) -> None:
+        self.api, self.ns = api, ns
+        bare = make_bare(git_http.root, f"{name}-{ns}", {f"apps/a{i}/cm.yaml": cm(f"a{i}", n=str(i)) for i in range(count)})
+        self.url = git_http.url(bare)
+        data = b64(username=GIT_USER, password=GIT_PASSWORD)
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git"}, "data": data}
+        create(api, f"/api/v1/namespaces/{ns}/secrets", secret)
+
+    def add(self, i: int) -> None:
+        spec = {"source": {"url": self.url, "secretRef": {"name": "git"}}, "path": f"apps/a{i}", "prune": True}
+        body = {"apiVersion": "reconciler.imagebot.dev/v1alpha1", "kind": "App", "metadata": {"name": f"a{i}"}, "spec": spec}
+        create(self.api, f"{APP_PATH}/namespaces/{self.ns}/apps", body)
+
+    def ready(self, i: int) -> bool:
+        st = request_json(self.api, "GET", f"{APP_PATH}/namespaces/{self.ns}/apps/a{i}").get("status") or {}
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions") or [])
+
+
 def test_leader_election_hands_apps_over_on_sigkill_and_a_stopped_leader_stays_quiet(
     cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path
 ) -> None:
     api = cluster.api_client()
     install(api)
     ns = namespace
-    bare = make_bare(git_http.root, f"rep-{ns}", {f"apps/a{i}/cm.yaml": cm(f"a{i}", n=str(i)) for i in range(4)})
-    data = b64(username=GIT_USER, password=GIT_PASSWORD)
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git"}, "data": data}
-    create(api, f"/api/v1/namespaces/{ns}/secrets", secret)
-
-    def app(i: int) -> None:
-        create(api, f"{APP_PATH}/namespaces/{ns}/apps", {
-            "apiVersion": "reconciler.imagebot.dev/v1alpha1", "kind": "App", "metadata": {"name": f"a{i}"},
-            "spec": {"source": {"url": git_http.url(bare), "secretRef": {"name": "git"}}, "path": f"apps/a{i}", "prune": True},
-        })  # fmt: skip
-
-    def ready(i: int) -> bool:
-        st = request_json(api, "GET", f"{APP_PATH}/namespaces/{ns}/apps/a{i}").get("status") or {}
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions") or [])
+    apps = Apps(api, ns, git_http, "rep", 4)
+    app, ready = apps.add, apps.ready
 
     procs = {name: start(cluster, ns, name, tmp_path) for name in ("r1", "r2")}
     try:
@@ -120,19 +129,8 @@ def test_shards_auto_spreads_the_apps_over_live_replicas_and_takes_over_a_dead_o
     api = cluster.api_client()
     install(api)
     ns = namespace
-    bare = make_bare(git_http.root, f"auto-{ns}", {f"apps/a{i}/cm.yaml": cm(f"a{i}", n=str(i)) for i in range(10)})
-    data = b64(username=GIT_USER, password=GIT_PASSWORD)
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git"}, "data": data}
-    create(api, f"/api/v1/namespaces/{ns}/secrets", secret)
-
-    def app(i: int) -> None:
-        spec = {"source": {"url": git_http.url(bare), "secretRef": {"name": "git"}}, "path": f"apps/a{i}", "prune": True}
-        body = {"apiVersion": "reconciler.imagebot.dev/v1alpha1", "kind": "App", "metadata": {"name": f"a{i}"}, "spec": spec}
-        create(api, f"{APP_PATH}/namespaces/{ns}/apps", body)
-
-    def ready(i: int) -> bool:
-        st = request_json(api, "GET", f"{APP_PATH}/namespaces/{ns}/apps/a{i}").get("status") or {}
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions") or [])
+    apps = Apps(api, ns, git_http, "auto", 10)
+    app, ready = apps.add, apps.ready
 
     def slot_holders() -> dict[str, str]:
         leases = request_json(api, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases")["items"]
