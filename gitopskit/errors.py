@@ -17,3 +17,7 @@ class KubeConfigError(KitError):
 
 class NotLeader(KitError):
     """A write was refused: this replica is not (or no longer surely) the leader."""
+
+
+class ListenError(KitError):
+    """A server could not listen where it was told to (port taken, address not ours, not HOST:PORT)."""

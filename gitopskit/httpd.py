@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gitopskit import webhookauth
+from gitopskit.errors import ListenError
 
 log = logging.getLogger(__name__)
 
@@ -365,6 +366,12 @@ class Server:
 
 
 def start(listen: str, handler: type[BaseHTTPRequestHandler], limits: Limits | None = None) -> Server:
-    """Serve ``handler`` on HOST:PORT in daemon threads; stop with ``.shutdown()``."""
+    """Serve ``handler`` on HOST:PORT in daemon threads; stop with ``.shutdown()``. A place it cannot listen
+    (port taken, address not ours, not HOST:PORT) is a ListenError with one clear line, never a traceback."""
     host, _, port = listen.rpartition(":")
-    return Server((host.strip("[]") or "0.0.0.0", int(port)), handler, limits or Limits())
+    if not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ListenError(f"cannot listen on {listen!r}: give HOST:PORT")
+    try:
+        return Server((host.strip("[]") or "0.0.0.0", int(port)), handler, limits or Limits())
+    except OSError as exc:  # the port is taken (another replica, a process not yet gone), or not ours to bind
+        raise ListenError(f"cannot listen on {listen}: {exc.strerror or exc}") from None

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from gitopskit import httpd
+from gitopskit.errors import ListenError
 from reconciler import __version__
 from reconciler.apps import DriftSpec, rules_for
 from reconciler.controller_cli import add_commands
@@ -457,6 +458,9 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     except ReconcilerError as exc:
         print(f"reconciler: error: {exc}", file=err)
         return int(exc.exit_code)
+    except ListenError as exc:  # the shared kit's: where a receiver cannot listen is a usage error
+        print(f"reconciler: error: --listen: {exc}", file=err)
+        return int(ExitCode.USAGE)
     except KeyboardInterrupt:
         return 130
 

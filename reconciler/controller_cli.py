@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from kubernetes.client.exceptions import ApiException
 
 from gitopskit import httpd
+from gitopskit.errors import ListenError
 from gitopskit.kube import request_json
 from reconciler import apps as A
 from reconciler.errors import ClusterError, ExitCode, Unhealthy, UsageError
@@ -113,9 +114,9 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         server = _server(args.listen, os.environ.get(args.webhook_secret_env, ""), ctl) if args.listen else None
-    except OSError as exc:  # the port is taken (another replica, a process not yet gone), or not ours to bind
+    except ListenError as exc:  # the port is taken (another replica, a process not yet gone), or not ours to bind
         shutil.rmtree(ctl.secrets_dir, ignore_errors=True)
-        raise UsageError(f"--listen {args.listen}: cannot listen: {exc.strerror or exc}") from None
+        raise UsageError(f"--listen: {exc}") from None
     ctl.start()
     print(f"reconciler controller: serving {', '.join(args.namespace) or 'all namespaces'}"
           f"{f', shard {args.shard}' if args.shard else ''} with {args.workers} workers", file=err, flush=True)  # fmt: skip

@@ -388,18 +388,26 @@ def test_a_gitrepository_changed_or_deleted_wakes_every_app_naming_it(
         assert ctl.stop(30)
 
 
-def test_a_taken_listen_port_is_a_usage_error_not_a_traceback(cluster: TestCluster, tmp_path: Path) -> None:
-    """A restarted controller whose port is still held (the old process not yet gone): exit 2, one clear line."""
+@pytest.mark.parametrize("command", ["controller", "run"], ids=["controller", "run"])
+def test_a_taken_listen_port_is_a_usage_error_not_a_traceback(
+    cluster: TestCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """A restarted receiver whose port is still held (the old process not yet gone): exit 2, one clear line —
+    for every receiver, since the kit's httpd.start says it (ListenError)."""
     from tests.reconciler.test_controller import cli
 
+    monkeypatch.setenv("RECONCILER_WEBHOOK_SECRET", "s3cret")
+    src = tmp_path / "src"
+    src.mkdir()
+    extra = ["--cache", str(tmp_path / "c")] if command == "controller" else ["--source", str(src), "--name", "x", "--once"]
     held = socket.create_server(("127.0.0.1", 0))
     try:
         port = held.getsockname()[1]
-        code, _, err = cli(cluster, "controller", "--listen", f"127.0.0.1:{port}", "--cache", str(tmp_path / "c"))
+        code, _, err = cli(cluster, command, "--listen", f"127.0.0.1:{port}", *extra)
     finally:
         held.close()
     assert code == 2, err
-    assert f"--listen 127.0.0.1:{port}: cannot listen: Address already in use" in err and "Traceback" not in err
+    assert f"--listen: cannot listen on 127.0.0.1:{port}: Address already in use" in err and "Traceback" not in err
 
 
 def test_no_cross_namespace_refs_keeps_a_tenant_off_another_namespaces_repository(
