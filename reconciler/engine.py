@@ -360,6 +360,10 @@ class Engine:
         save(self.cluster, self.s.app, self.s.inventory_namespace, intent, inventory)
         return intent
 
+    def _drift_of(self, m: Manifest, live: dict[str, Any] | None) -> list[DriftItem]:
+        """One object's drift, by the one rule diff, compare and the watch share (server defaults included)."""
+        return diffmod.drift(m, live, self.cluster.field_manager, self.s.rules, self._defaults(m, live))
+
     def _defaults(self, m: Manifest, live: dict[str, Any] | None) -> frozenset[str]:
         """Fields kubectl added that the server would set anyway (diff.server_defaults), asked by a dry-run
         removal: only for objects with such fields (adopted from `kubectl create`/`apply`), once per resourceVersion."""
@@ -506,7 +510,7 @@ class Engine:
         so the watch reports drift against what Git holds now."""
         desired = self.desired_state(source)
         live = self.live_state(desired, Inventory({}, {}), fresh=False)
-        items = [i for m in desired for i in diffmod.drift(m, live.get(m.key), self.cluster.field_manager, self.s.rules)]
+        items = [i for m in desired for i in self._drift_of(m, live.get(m.key))]
         with self._lock:
             self.desired = {m.key: m for m in desired}
             self.revision = revision
@@ -519,7 +523,7 @@ class Engine:
         text = []
         for m in sorted(desired, key=lambda m: apply_order(m.key)):
             obj = live.get(m.key)
-            found = diffmod.drift(m, obj, self.cluster.field_manager, self.s.rules, self._defaults(m, obj))
+            found = self._drift_of(m, obj)
             if found:
                 items.extend(found)
                 text.append(diffmod.unified(m, obj, [i.pointer for i in found if i.kind is DriftKind.ADDED]))
@@ -537,7 +541,7 @@ class Engine:
         if manifest is None:
             return []
         live = None if etype == "DELETED" else obj
-        items = diffmod.drift(manifest, live, self.cluster.field_manager, self.s.rules, self._defaults(manifest, live))
+        items = self._drift_of(manifest, live)
         # a value our own field manager wrote is a sync in flight (or one that raced this event), never drift: correcting
         # it would undo a change of revision; the sync that wrote it is the one to finish or retry it
         items = [i for i in items if not (i.kind is DriftKind.CHANGED and i.manager == self.cluster.field_manager)]
