@@ -15,28 +15,12 @@ from kubernetes.client.exceptions import ApiException
 from gitopskit.kube import request_json
 from tests.fixtures.cluster import TestCluster
 from tests.integration.test_crds import install
+from tests.unit.gitops.test_gotemplate import FLUX_V1_EXAMPLE
 
 pytestmark = pytest.mark.cluster
 
 GROUP = "/apis/image.toolkit.fluxcd.io"
-MESSAGE = """Automated image update
-
-Automation name: {{ .AutomationObject }}
-
-Files:
-{{ range $filename, $_ := .Changed.FileChanges -}}
-- {{ $filename }}
-{{ end -}}
-
-Objects:
-{{ range $resource, $changes := .Changed.Objects -}}
-- {{ $resource.Kind }} {{ $resource.Name }}
-  Changes:
-{{- range $_, $change := $changes }}
-    - {{ $change.OldValue }} -> {{ $change.NewValue }}
-{{ end -}}
-{{ end -}}
-"""
+MESSAGE = FLUX_V1_EXAMPLE  # Flux's v1 documentation example, stored as written
 
 
 def obj(version: str, kind: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
