@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test venv system cluster kubectl lint bench clean
+.PHONY: demo test venv system browser cluster kubectl lint bench screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ venv: $(VENV)/.installed
 system:
 	tests/system/install.sh
 
+# Debian's chromium + chromium-driver for the dashboard's browser tests, screenshots and bench (idempotent)
+browser:
+	tests/system/install.sh --browser
+
 cluster: system
 	tests/cluster/build.sh >/dev/null
 
@@ -23,7 +27,7 @@ cluster: system
 kubectl: system
 	tests/tools/kubectl.sh >/dev/null
 
-test: venv system cluster kubectl
+test: venv system cluster kubectl browser
 	$(PY) -m pytest -q
 
 demo: venv system cluster kubectl
@@ -34,8 +38,12 @@ lint: venv
 	$(VENV)/bin/mypy gitopskit imagebot reconciler
 	$(VENV)/bin/lint-imports
 
-bench: venv system cluster
+bench: venv system cluster kubectl browser
 	$(PY) -m bench
+
+# docs/screenshots/*.png from the demo (runs it, or reuses a kept one: SCREENSHOTS_ARGS=--demo DIR)
+screenshots: venv system cluster kubectl browser
+	$(PY) -m tests.screenshots $(SCREENSHOTS_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
