@@ -58,17 +58,6 @@ class DeliveryError(KitError):
         self.retry_after = retry_after
 
 
-class Emitter(Protocol):
-    """What emit points call: one method, never blocking."""
-
-    def emit(self, event: Event) -> None: ...
-
-
-class NullEmitter:
-    def emit(self, event: Event) -> None:
-        pass
-
-
 class Sink(Protocol):
     name: str
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from gitopskit.duration import parse_go_duration
@@ -136,6 +136,19 @@ class Event:
         """The message, capped, with the coalesced count."""
         text = self.message if len(self.message) <= MESSAGE_MAX else self.message[: MESSAGE_MAX - 1] + "…"
         return text + (f" (and {self.coalesced} more)" if self.coalesced else "")
+
+
+class Emitter(Protocol):
+    """What emit points call: one method, never blocking (``gitopskit.notifier.Notifier`` is the real one)."""
+
+    def emit(self, event: Event) -> None: ...
+
+
+class NullEmitter:
+    """No sinks configured: events go nowhere, at no cost."""
+
+    def emit(self, event: Event) -> None:
+        pass
 
 
 # ---------------------------------------------------------------------------------------------- config

@@ -18,6 +18,8 @@ from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
+from gitopskit.notify import NotifyConfig, NotifyConfigError
+from gitopskit.notify import parse_config as parse_notify
 from imagebot import refs
 from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, RegistryConfig, Target
 from imagebot.config.yamlload import MAX_BYTES, Map, YamlLoadError, line_of, load_all
@@ -297,6 +299,7 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
             "stateFile",
             "webhookSecretEnv",
             "cacheDir",
+            "notifications",
         },
     )
     if top.get("kind", str, "Config", required=True) != "Config":
@@ -405,6 +408,12 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
     state = Path(top.text("stateFile", "imagebot-state.db"))
     cache = top.text("cacheDir")
     secret_env = top.text("webhookSecretEnv")
+    notifications = NotifyConfig()
+    try:
+        notifications = parse_notify(top.node.get("notifications"), "config.notifications")
+    except NotifyConfigError as exc:
+        where, _, why = str(exc).partition(": ")
+        errors.add(file, top.node, "notifications", where, why)
     if environment:
         problem = _state_problem(state)
         if problem:
@@ -415,7 +424,16 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
     if errors.items:
         return None
     return Config(
-        tuple(images), tuple(gits), tuple(registries), interval, debounce, state, secret_env, Path(cache) if cache else None, file
+        tuple(images),
+        tuple(gits),
+        tuple(registries),
+        interval,
+        debounce,
+        state,
+        secret_env,
+        Path(cache) if cache else None,
+        file,
+        notifications,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitopskit.notify import NotifyConfig
 from imagebot.gitops.message import Templates
 from imagebot.gitops.writer import Mode
 from imagebot.policy import PolicySpec
@@ -85,6 +86,7 @@ class Config:
     webhook_secret_env: str | None = None
     cache_dir: Path | None = None
     source: str = ""
+    notifications: NotifyConfig = field(default_factory=NotifyConfig)  # the `notifications:` section (README)
 
     def git_by_name(self, name: str) -> GitConfig:
         return next(g for g in self.git if g.name == name)

@@ -16,11 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+from gitopskit.notify import Emitter, NotifyConfigError
 from imagebot.config.load import load, positive_duration
 from imagebot.config.model import Config
 from imagebot.errors import ConfigError, ExitCode, UsageError
 from imagebot.runtime.runner import Runner
 from imagebot.runtime.state import InstanceLock, RuntimeState
+
+NOTIFY_GRACE = 30.0  # seconds an exit waits for queued notifications
 
 
 class JsonFormatter(logging.Formatter):
@@ -120,10 +123,30 @@ def _start(cfg: Config) -> tuple[InstanceLock, Runner]:
         lock = InstanceLock(cfg.state_file)
         lock.acquire()
         try:
-            return lock, Runner(cfg)
+            runner = Runner(cfg)
+            if cfg.notifications.enabled:
+                runner.notifier = _notifier(cfg, runner)
+            return lock, runner
         except BaseException:
             lock.release()
             raise
+
+
+def _notifier(cfg: Config, runner: Runner) -> Emitter:
+    """The config's sinks, delivering in the background; a secret that cannot be read is a config error (exit 2)."""
+    from gitopskit.notifier import build_notifier
+
+    try:
+        return build_notifier(cfg.notifications, source="imagebot", registry=runner.metrics.registry).start()
+    except NotifyConfigError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _stop_notifier(runner: Runner) -> None:
+    """Deliver what is queued before exiting (at most NOTIFY_GRACE seconds: a dead sink never holds up an exit)."""
+    close = getattr(runner.notifier, "close", None)
+    if close is not None:
+        close(NOTIFY_GRACE)
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
@@ -140,6 +163,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -
                 return int(report.codes[0] if report.codes else ExitCode.OK)  # the first failure's documented code
             time.sleep(max(1.0, min(interval, runner.until_next(runner.clock()))))  # next due image or retry
     finally:
+        _stop_notifier(runner)
         lock.release()
 
 
@@ -176,6 +200,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO)
         logging.getLogger(__name__).info("SIGTERM: stopped")
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _stop_notifier(runner)
         lock.release()
     return int(ExitCode.OK)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gitopskit.notify import Emitter, Event, EventType, FailureTracker, NullEmitter
 from gitopskit.workspace import GitAuth, Identity, Workspace
 from imagebot.config.model import Config, Environment, GitConfig, ImageConfig
 from imagebot.errors import FAILURES, ExitCode, exit_code_of
@@ -185,6 +186,10 @@ class Runner:
         self._workspaces: dict[str, Workspace] = {}
         self._lock = threading.Lock()  # one pass at a time: never two writers from one process
         self.fence: Callable[[], None] = lambda: None  # before every push / PR call (serve --leader-elect)
+        self.notifier: Emitter = NullEmitter()  # notifications (commands.py starts one when the config has sinks)
+        self.peers = FailureTracker(cfg.notifications.failing_after)  # registries and git remotes failing for long
+        self._announced: dict[tuple[str, str], str] = {}  # (image, env) → the soaking tag last announced
+        self._proposed: dict[tuple[str, str], str] = {}  # (image, env) → the tag its pull request last proposed
 
     def _next(self, image: ImageConfig) -> float:
         """When ``image`` should next be processed: its interval after the last good scan, or earlier
@@ -313,11 +318,19 @@ class Runner:
                 self.metrics.tags.labels(p.scan.repository).set(len(p.scan.tags))
                 self._last_scan[name] = now
                 self.backoff.succeeded((name, ""))
+                self._peer(f"registry {p.image.repository.canonical_registry}", now, None)
+            else:
+                self._peer(f"registry {p.image.repository.canonical_registry}", now, p.scan.error or "scan failed")
         for env, d in p.decisions:
             report.decisions.append((name, env.name, d.reason))
             self.state.record(name, env.name, reason=d.reason, pending=d.pending, now=now)
             if d.tag is None:
                 self.backoff.succeeded((name, env.name))
+            if env.promote_from and d.tag is None and d.pending and self._announced.get((name, env.name)) != d.pending:
+                self._announced[(name, env.name)] = d.pending  # once per soaking tag, not once per pass
+                left = f"; promoted in {d.remaining / 3600:.1f}h" if d.remaining > 0 else ""
+                message = f"{d.pending} → {env.name}: {d.reason}{left}"
+                self._emit(EventType.PROMOTION_WAITING, name, message, env.name, tag=d.pending)
         for env, retry in p.waiting:
             report.decisions.append((name, env.name, f"backing off after {retry.failures} failure(s): {retry.error}"))
         for item in p.items:
@@ -334,6 +347,35 @@ class Runner:
         for env in envs:
             self.state.note(image, env, reason=f"failed ({retry.failures}x, next attempt {_utc(retry.at)}): {f.message}", now=now)
         log.error("%s (failure %d, next attempt in %.0fs)", f.message, retry.failures, retry.at - now)
+
+    # ------------------------------------------------------------------ notifications
+    def _emit(self, kind: EventType, image: str, message: str, env: str, **details: str | None) -> None:
+        facts = (("environment", env), *((k, v) for k, v in details.items() if v))
+        self.notifier.emit(Event(kind, image, message, details=facts))
+
+    def _peer(self, peer: str, now: float, error: str | None) -> None:
+        event = self.peers.succeeded(peer, now) if error is None else self.peers.failed(peer, now, error)
+        if event is not None:
+            self.notifier.emit(event)
+
+    def _delivered(self, item: Item, result: Result, env: str, git: str) -> None:
+        """What one item's delivery is news of: a commit, a pull request opened, updated or superseded, a promotion."""
+        name, ref, key = item.image.name, item.ref, (item.image.name, item.env.name)
+        facts = {"tag": ref.tag, "digest": ref.digest, "commit": result.commit, "git": git, "branch": result.branch}
+        if result.status is Status.PUSHED:
+            self._emit(EventType.COMMIT_PUSHED, name, f"{ref.identifier} pushed to {env} ({result.branch})", env, **facts)
+            if item.env.promote_from:
+                self._announced.pop(key, None)
+                message = f"{ref.tag} promoted from {item.env.promote_from} to {env}"
+                self._emit(EventType.PROMOTION_DONE, name, message, env, **facts)
+        elif result.status in (Status.PR_OPENED, Status.PR_UPDATED) and result.pr is not None:
+            before = self._proposed.get(key)
+            self._proposed[key] = ref.tag or ""
+            kind = EventType.PR_OPENED if result.status is Status.PR_OPENED else EventType.PR_UPDATED
+            message = f"{ref.identifier} for {env} in {result.pr.url}"
+            if kind is EventType.PR_UPDATED and before is not None and before != ref.tag:
+                kind, message = EventType.PR_SUPERSEDED, f"{result.pr.url} now proposes {ref.tag} for {env} (was {before})"
+            self._emit(kind, name, message, env, pr=result.pr.url, **facts)
 
     def _rate_limit_metrics(self, hosts: set[str]) -> None:
         for host in hosts:
@@ -385,6 +427,8 @@ class Runner:
             result = deliver(ws, delivery, request, forge)
         except Exception as exc:  # this group's failure: the other groups are still delivered
             code = exit_code_of(exc) if isinstance(exc, FAILURES) else ExitCode.GIT
+            if code is ExitCode.GIT:
+                self._peer(f"git {g.name}", self.clock(), _describe(exc))
             if not isinstance(exc, FAILURES):
                 log.exception("delivery to %s (%s) failed", g.name, env_name)
             for item in items:
@@ -392,6 +436,7 @@ class Runner:
             return
         report.results.append((env_name, result))
         now = self.clock()
+        self._peer(f"git {g.name}", now, None)
         skipped = {s.subject: s.reason for s in result.skipped}
         pr = result.pr.url if result.pr else None
         for item in items:
@@ -399,6 +444,7 @@ class Runner:
                 failed(item, ExitCode.EDIT, f"{item.image.name} {env_name}: {item.ref} not written: {skipped[item.subject]}")
                 continue
             self.backoff.succeeded((item.image.name, item.env.name))
+            self._delivered(item, result, env_name, g.name)
             if item.subject in result.proposed:  # only the PR's branch holds it: current once merged
                 reason = f"{result.status}: {item.ref.identifier} proposed in {pr}, current once merged"
                 self.state.record(item.image.name, item.env.name, reason=reason, pending=item.ref.tag, now=now, pr=pr)
