@@ -292,6 +292,21 @@ def template_data(
     return TemplateData(NamespacedName(namespace, name), tuple(records), dict(values or {}), ApiVersion(api_version))
 
 
+@dataclass(frozen=True, slots=True)
+class GoMessage:
+    """An ImageUpdateAutomation's commit message as a delivery renders it: the template, the object, the values."""
+
+    namespace: str
+    name: str
+    template: str = ""  # "" renders Flux's default message
+    values: tuple[tuple[str, str], ...] = ()
+    api_version: str = ApiVersion.V1
+
+    def render(self, records: Sequence[ChangeRecord]) -> str:
+        data = template_data(self.namespace, self.name, records, dict(self.values), self.api_version)
+        return render(self.template, data)
+
+
 def sample_data(api_version: str = ApiVersion.V1) -> TemplateData:
     """Representative data (two files, two objects, three changes): what ``check`` renders to validate a template."""
     dep = ObjectId("apps/v1", "Deployment", "podinfo", "apps")
@@ -1420,6 +1435,7 @@ __all__ = [
     "SUPPORTED_FUNCTIONS",
     "ApiVersion",
     "ChangeRecord",
+    "GoMessage",
     "ObjectId",
     "Template",
     "TemplateData",

@@ -14,6 +14,7 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from imagebot.errors import ConfigError
+from imagebot.gitops.gotemplate import ChangeRecord, ObjectId
 from imagebot.refs import ImageRef, try_parse
 from imagebot.update.model import Change, Target
 
@@ -124,3 +125,15 @@ def render(
     except TemplateError as exc:
         raise ConfigError(f"message template error: {exc}") from None
     return Rendered(title, commit, body)
+
+
+def change_records(changes: tuple[Change, ...], requested: Mapping[str, ImageRef]) -> tuple[ChangeRecord, ...]:
+    """The changes as Flux's messageTemplate sees them: file (relative to the update path), the object
+    (apiVersion, kind, name, namespace of the document), old and new value, the setter as the marker names it."""
+    out = []
+    for c in changes:
+        o = c.object
+        image = requested.get(c.subject)
+        out.append(ChangeRecord(c.file, ObjectId(o.api_version, o.kind, o.name, o.namespace), c.old, c.new, c.setter,
+                                str(image) if image is not None else ""))  # fmt: skip
+    return tuple(out)

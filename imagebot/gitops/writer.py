@@ -25,7 +25,8 @@ from pathlib import Path
 from gitopskit.workspace import PushOutcome, Workspace
 from imagebot.errors import EditError, GitError, UsageError
 from imagebot.forge.base import Forge, PullRequest
-from imagebot.gitops.message import Rendered, Templates, render
+from imagebot.gitops.gotemplate import GoMessage
+from imagebot.gitops.message import Rendered, Templates, change_records, render
 from imagebot.refs import ImageRef
 from imagebot.update import ChangeSet, EditRequest, ProblemKind, report, walk
 from imagebot.update.confirm import Skipped, confirm, refuse_invalid
@@ -60,6 +61,8 @@ class Delivery:
     reviewers: tuple[str, ...] = ()
     head_prefix: str = "imagebot/"
     templates: Templates = field(default_factory=Templates)
+    go_message: GoMessage | None = None  # a Flux messageTemplate: the commit message, written verbatim
+    refuse_commit: str = ""  # why no commit may be made (e.g. a signing key file mode cannot read): a UsageError
 
     @property
     def head_branch(self) -> str:
@@ -158,18 +161,23 @@ def _attempt(ws: Workspace, d: Delivery, request: EditRequest, forge: Forge | No
     if not cs.changed_files:  # nothing written: this plan is the read of what the branch holds
         return Result(Status.NO_CHANGE, target, changes=cs, attempts=attempt, skipped=confirm(cs, request))
     rendered = render(cs.changes, requested_images(request), d.templates, d.environment, d.group)
+    if d.go_message is not None:
+        text = d.go_message.render(change_records(cs.changes, requested_images(request)))
+        rendered = Rendered(rendered.title, text, rendered.body)
     if dry_run:
         diff = report.unified_diff(cs)
         return Result(
             Status.DRY_RUN, target, changes=cs, message=rendered, attempts=attempt, diff=diff, skipped=confirm(cs, request)
         )
+    if d.refuse_commit:
+        raise UsageError(d.refuse_commit)
     walk.apply(root, cs, durable=False)
     after = walk.reread(root, cs, request)
     if after.changes:
         where = ", ".join(sorted({c.file for c in after.changes}))
         raise EditError(f"nothing committed: {where} did not read back as written")
     skipped = confirm(after, request)
-    sha = ws.commit(rendered.commit_message)
+    sha = ws.commit(rendered.commit_message, verbatim=d.go_message is not None)
     assert sha is not None
     if d.mode is Mode.PULL_REQUEST:
         assert forge is not None and lease is not None

@@ -13,9 +13,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from imagebot.update.images import mentioned, plan_images, screen_tokens
-from imagebot.update.model import Change, EditRequest, FileEdit, Place, Problem, ProblemKind
+from imagebot.update.model import Change, EditRequest, FileEdit, ObjectIdentity, Place, Problem, ProblemKind
 from imagebot.update.plan import Edit, SetValue, field_name
 from imagebot.update.setters import TOKEN, marker_setters, plan_setters, resolve
 from imagebot.update.values import render
@@ -95,13 +96,13 @@ def _splice(file: str, text: str, edits: Sequence[Edit]) -> tuple[str, list[Chan
                 continue
             pieces.append((s.start, s.end, rendered))
             expected[(s.doc, s.path)] = e.value
-            changes.append(Change(file, s.line, e.target, e.subject, field_name(s.path), s.value, e.value))
+            changes.append(Change(file, s.line, e.target, e.subject, field_name(s.path), s.value, e.value, s.doc))
         else:
             rendered = render(e.value, "")
             assert rendered is not None
             pieces.append((e.at, e.at, f"{eol}{e.indent}{e.key}: {rendered}"))
             expected[(e.doc, e.path)] = e.value
-            changes.append(Change(file, e.line, e.target, e.subject, field_name(e.path), "", e.value))
+            changes.append(Change(file, e.line, e.target, e.subject, field_name(e.path), "", e.value, e.doc))
     pieces.sort()
     out: list[str] = []
     pos = 0
@@ -172,9 +173,24 @@ def edit_text(file: str, text: str, request: EditRequest) -> FileEdit:
         subjects = tuple(sorted({c.subject for c in changes}))
         problems.append(Problem(file, None, ProblemKind.VERIFY, f"edit not verified, file left untouched: {failure}", subjects))
         return FileEdit(file, text, text, problems=tuple(problems), places=_places(file, edits, set()))
+    identities = _identities(parsed)
+    changes = [replace(c, object=identities.get(c.doc, ObjectIdentity())) for c in changes]
     return FileEdit(
         file, text, (BOM if bom else "") + new_body, tuple(changes), tuple(problems), _places(file, edits, set(expected))
     )
+
+
+_IDENTITY_PATHS: dict[Path, int] = {("apiVersion",): 0, ("kind",): 1, ("metadata", "name"): 2, ("metadata", "namespace"): 3}
+
+
+def _identities(parsed: Scan) -> dict[int, ObjectIdentity]:
+    """Each document's apiVersion, kind, metadata.name and metadata.namespace (where they are strings)."""
+    found: dict[int, list[str]] = {}
+    for s in parsed.scalars:
+        i = _IDENTITY_PATHS.get(s.path)
+        if i is not None:
+            found.setdefault(s.doc, ["", "", "", ""])[i] = s.value
+    return {doc: ObjectIdentity(*v) for doc, v in found.items()}
 
 
 def _places(file: str, edits: Sequence[Edit], written: set[tuple[int, Path]]) -> tuple[Place, ...]:

@@ -33,6 +33,20 @@ class ProblemKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectIdentity:
+    """The object (YAML document) a change is in, as Flux identifies it in commit messages (its
+    ``ObjectIdentifier``): empty fields where the document has none (a kustomization.yaml may lack a name)."""
+
+    api_version: str = ""
+    kind: str = ""
+    name: str = ""
+    namespace: str = ""
+
+
+_SETTER_SUFFIX = {"setter:tag": ":tag", "setter:name": ":name", "setter:digest": ":digest"}
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     file: str
     line: int
@@ -41,6 +55,15 @@ class Change:
     field: str  # the YAML path, e.g. spec.template.spec.containers[0].image
     old: str
     new: str
+    doc: int = 0  # 0-based index of the YAML document in the file
+    object: ObjectIdentity = ObjectIdentity()
+
+    @property
+    def setter(self) -> str:
+        """The setter as Flux names it in a Change (``NS:NAME`` or ``NS:NAME:tag``…); "" for a marker-free update."""
+        if not self.target.startswith("setter"):
+            return ""
+        return self.subject + _SETTER_SUFFIX.get(self.target.value, "")
 
 
 @dataclass(frozen=True, slots=True)
