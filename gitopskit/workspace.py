@@ -43,6 +43,7 @@ import git
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 
 from gitopskit.errors import GitError
+from gitopskit.fluxsecrets import GitAuthKind, GitCredentials
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,28 @@ class GitAuth:
             ssh += ["-i", str(self.ssh_key), "-o", "IdentitiesOnly=yes"]
         env["GIT_SSH_COMMAND"] = " ".join(ssh)
         return env
+
+
+def flux_git_auth(creds: GitCredentials, directory: Path) -> GitAuth:
+    """A GitAuth from a Flux Git Secret's credentials: basic auth as is; an SSH identity and known_hosts
+    written to ``directory`` (created 0700; files 0600, created so — never readable by others for a moment).
+    A passphrase-protected identity and ``bearerToken`` are refused by name (not supported yet)."""
+    if creds.kind is GitAuthKind.BASIC:
+        return GitAuth(creds.username, creds.password)
+    if creds.kind is GitAuthKind.BEARER:
+        raise GitError("bearerToken Git credentials are not supported yet (use username/password)")
+    if creds.kind is GitAuthKind.SSH:
+        if creds.password:
+            raise GitError("an SSH identity with a passphrase is not supported (git runs ssh in batch mode)")
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key, hosts = directory / "identity", directory / "known_hosts"
+        for path, text in ((key, creds.identity if creds.identity.endswith("\n") else creds.identity + "\n"),
+                           (hosts, creds.known_hosts)):  # fmt: skip
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+        return GitAuth(ssh_key=key, known_hosts=hosts)
+    return GitAuth()
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,8 +417,9 @@ class Workspace:
     def tree_of(self, rev: str) -> str:
         return str(self.repo.commit(rev).tree.hexsha)
 
-    def commit(self, message: str) -> str | None:
-        """Commit everything changed in the work tree; None when nothing changed."""
+    def commit(self, message: str, *, verbatim: bool = False) -> str | None:
+        """Commit everything changed in the work tree; None when nothing changed. ``verbatim``: the message
+        exactly as given (as go-git writes Flux's), not cleaned up by git."""
         self._git("add", "-A")
         if not self._git("status", "--porcelain"):
             return None
@@ -405,7 +429,8 @@ class Workspace:
             "GIT_COMMITTER_NAME": self.identity.name,
             "GIT_COMMITTER_EMAIL": self.identity.email,
         }
-        self._git("commit", "-q", "--no-verify", "-m", message, env=env)
+        cleanup = ["--cleanup=verbatim", "--allow-empty-message"] if verbatim else []
+        self._git("commit", "-q", "--no-verify", *cleanup, "-m", message, env=env)
         return self.head()
 
     def push(self, remote_branch: str, lease: str | None = None, force_with_lease: bool = False) -> PushOutcome:

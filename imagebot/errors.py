@@ -49,6 +49,11 @@ class ConfigError(ImagebotError):
     exit_code = ExitCode.USAGE
 
 
+class ClusterOnlyError(ConfigError):
+    """File mode met a field whose value only the cluster holds (a Flux secretRef, certSecretRef, signingKey…)
+    at the moment it was needed: the message names the object and field (exit 2)."""
+
+
 class RegistryError(ImagebotError):
     exit_code = ExitCode.REGISTRY
 

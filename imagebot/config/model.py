@@ -3,13 +3,48 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from gitopskit.notify import NotifyConfig
+from gitopskit.fluxsecrets import GitCredentials, RegistryCredentials, SigningKey, TLSMaterial
 from imagebot.gitops.message import Templates
 from imagebot.gitops.writer import Mode
 from imagebot.policy import PolicySpec
 from imagebot.refs import ImageRef
+
+
+class Purpose(StrEnum):
+    """What a Secret (or ServiceAccount) named by a Flux object is for."""
+
+    REGISTRY_AUTH = "registry credentials"
+    REGISTRY_TLS = "registry TLS"
+    PULL_SECRETS = "image pull secrets"
+    GIT_AUTH = "git credentials"
+    SIGNING = "commit signing key"
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """A cluster object (``Secret``, ``ServiceAccount``) a Flux object names in one of its fields."""
+
+    kind: str
+    namespace: str
+    name: str
+    owner: str  # the naming object, e.g. "ImageRepository flux-system/podinfo"
+    field: str  # e.g. "spec.secretRef"
+    purpose: Purpose
+
+    @property
+    def target(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+    def needed(self, why: str) -> str:
+        """One line for when file mode meets a field only the cluster can answer."""
+        return (
+            f"{self.owner}: {self.field}: {why}; {self.target} ({self.purpose}) is read from the cluster and is not "
+            "among the loaded files (add its manifest to the --config files, or run `imagebot controller`)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +57,21 @@ class RegistryConfig:
     docker_config: Path | None = None
     requests_per_second: float | None = None
     max_concurrency: int = 8
+    credentials: RegistryCredentials | None = None  # from a Flux Secret (secretRef, serviceAccountName)
+    tls: TLSMaterial | None = None  # from a Flux certSecretRef
+    unresolved: tuple[Reference, ...] = ()  # Flux fields file mode could not read: an error only when needed
+
+
+@dataclass(frozen=True, slots=True)
+class FluxCommit:
+    """What an ImageUpdateAutomation adds to a git target: Flux's commit message and signing."""
+
+    namespace: str
+    name: str
+    message_template: str = ""  # Go text/template ("" = Flux's default message)
+    values: tuple[tuple[str, str], ...] = ()  # messageTemplateValues
+    api_version: str = "v1"  # v1beta2 still offers the deprecated .Updated
+    signing_key: SigningKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +90,9 @@ class GitConfig:
     github_repo: str | None = None
     github_token_env: str | None = None
     templates: Templates = field(default_factory=Templates)
+    credentials: GitCredentials | None = None  # from a GitRepository's secretRef
+    flux: FluxCommit | None = None
+    unresolved: tuple[Reference, ...] = ()  # Flux fields file mode could not read: an error only when needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +140,7 @@ class Config:
     cache_dir: Path | None = None
     source: str = ""
     notifications: NotifyConfig = field(default_factory=NotifyConfig)  # the `notifications:` section (README)
+    warnings: tuple[str, ...] = ()  # valid, but something only the cluster can provide (config validate prints them)
 
     def git_by_name(self, name: str) -> GitConfig:
         return next(g for g in self.git if g.name == name)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from imagebot.errors import ConfigError
+from imagebot.errors import ClusterOnlyError, ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +95,27 @@ class DockerConfigCredentials:
         if token:
             return Credentials("<token>", token)
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class StaticCredentials:
+    """Credentials held in memory (from a Flux Secret): the same for every lookup."""
+
+    credentials: Credentials
+
+    def lookup(self, registry: str) -> Credentials | None:
+        return self.credentials
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOnlyCredentials:
+    """The last source of a chain in file mode: the credentials are in a Secret only the cluster holds.
+    Consulted only when the registry asks for credentials — then it fails, naming the object and field."""
+
+    message: str
+
+    def lookup(self, registry: str) -> Credentials | None:
+        raise ClusterOnlyError(self.message)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,12 @@ import base64
 import hashlib
 import json
 import logging
+import os
 import random
 import re
+import shutil
+import ssl
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -40,8 +44,9 @@ from urllib.parse import quote, quote_plus, urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from gitopskit.fluxsecrets import TLSMaterial
 from imagebot import refs
-from imagebot.errors import RegistryError
+from imagebot.errors import ClusterOnlyError, ConfigError, RegistryError
 from imagebot.registry import deadline as deadlines
 from imagebot.registry.auth import NO_CREDENTIALS, Credentials, CredentialSource, TokenCache, parse_challenge
 from imagebot.registry.errors import (
@@ -115,6 +120,8 @@ class RegistrySettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     page_size: int = 1000
     max_pages: int = 1000
+    tls: TLSMaterial | None = None  # CA and/or client certificate held in memory (a Flux certSecretRef)
+    tls_unresolved: str = ""  # file mode: names the certSecretRef only the cluster holds, should TLS fail
 
     @property
     def base_url(self) -> str:
@@ -159,8 +166,54 @@ class _TooLarge(Exception):
     pass
 
 
+def tls_context(tls: TLSMaterial) -> ssl.SSLContext:
+    """An SSLContext from PEM text: the system's CAs plus ``tls.ca`` (as Flux, which extends the system pool),
+    and the client certificate ``tls.cert`` + ``tls.key``. ``ssl`` loads a certificate chain only from files:
+    they exist for that call only, created 0600 in a private (0700) directory removed before returning."""
+    ctx = ssl.create_default_context()
+    try:
+        if tls.ca:
+            ctx.load_verify_locations(cadata=tls.ca)
+        if tls.cert:
+            d = Path(tempfile.mkdtemp(prefix="imagebot-tls-"))
+            try:
+                for name, text in (("tls.crt", tls.cert), ("tls.key", tls.key)):
+                    fd = os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(fd, "w") as fh:
+                        fh.write(text)
+                ctx.load_cert_chain(d / "tls.crt", d / "tls.key")
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+    except (ssl.SSLError, ValueError) as exc:
+        what = "the client certificate and key" if tls.cert else "the CA certificate"
+        raise ConfigError(f"{what} of the registry's TLS settings do not load: {exc.__class__.__name__}") from None
+    return ctx
+
+
 class _Adapter(HTTPAdapter):
-    """Pools whose connections register with the calling thread's deadline."""
+    """Pools whose connections register with the calling thread's deadline; with an ``ssl_context`` (TLS
+    material held in memory) every HTTPS pool uses exactly that context: requests' own CA choice — its bundle,
+    or ``REQUESTS_CA_BUNDLE``, which would otherwise replace ``verify=True`` — is never loaded into it."""
+
+    def __init__(self, *args: Any, ssl_context: ssl.SSLContext | None = None, **kwargs: Any) -> None:
+        self._ssl_context = ssl_context
+        super().__init__(*args, **kwargs)
+
+    def build_connection_pool_key_attributes(
+        self, request: Any, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
+        if self._ssl_context is not None and host.get("scheme") == "https":
+            for key in ("ca_certs", "ca_cert_dir", "cert_file", "key_file"):
+                pool.pop(key, None)
+            pool["ssl_context"], pool["cert_reqs"] = self._ssl_context, "CERT_REQUIRED"
+        return host, pool
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        if self._ssl_context is None or not url.lower().startswith("https"):
+            super().cert_verify(conn, url, verify, cert)
+            return
+        conn.cert_reqs, conn.ca_certs, conn.ca_cert_dir = "CERT_REQUIRED", None, None
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
@@ -223,10 +276,11 @@ class RegistryClient:
     ) -> None:
         self.settings = settings
         self.session = session or requests.Session()
-        adapter = _Adapter(pool_connections=4, pool_maxsize=max(4, settings.max_concurrency))
+        context = tls_context(settings.tls) if settings.tls is not None else None
+        adapter = _Adapter(pool_connections=4, pool_maxsize=max(4, settings.max_concurrency), ssl_context=context)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
-        self._verify: str | bool = str(settings.ca_file) if settings.ca_file else True
+        self._verify: str | bool = str(settings.ca_file) if settings.ca_file and context is None else True
         self._slots = threading.BoundedSemaphore(max(1, settings.max_concurrency))
         self._limiter = RateLimiter(settings.requests_per_second, burst=max(1, settings.max_concurrency))
         self._tokens = TokenCache()
@@ -372,6 +426,8 @@ class RegistryClient:
             except requests.exceptions.SSLError as exc:
                 if dl.expired():
                     raise self._late(dl, what) from exc
+                if self.settings.tls_unresolved:
+                    raise ClusterOnlyError(self.settings.tls_unresolved) from None
                 raise RegistryUnreachable(
                     f"{self._where()}: TLS verification failed ({self.scrub(str(exc.__context__ or exc), 160)}); "
                     "give the registry's CA with --ca-file, or opt in to plain HTTP with --insecure-registry"

@@ -104,8 +104,11 @@ def add_flags(sub: argparse._SubParsersAction, exit_codes: str) -> None:  # type
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     cfg = load([Path(f) for f in args.files], environment=not args.no_environment)
+    for warning in cfg.warnings:  # valid, but only the cluster can provide this (see README, Flux objects)
+        print(f"warning: {warning}", file=err)
     envs = sum(len(i.environments) for i in cfg.images)
-    print(f"valid: {len(cfg.images)} image(s), {envs} environment(s), {len(cfg.git)} git target(s)", file=out)
+    warned = f", {len(cfg.warnings)} warning(s)" if cfg.warnings else ""
+    print(f"valid: {len(cfg.images)} image(s), {envs} environment(s), {len(cfg.git)} git target(s){warned}", file=out)
     return int(ExitCode.OK)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 import time
 from collections import deque
@@ -12,17 +13,28 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gitopskit.notify import Emitter, Event, EventType, FailureTracker, NullEmitter
-from gitopskit.workspace import GitAuth, Identity, Workspace
-from imagebot.config.model import Config, Environment, GitConfig, ImageConfig
-from imagebot.errors import FAILURES, ExitCode, exit_code_of
+from gitopskit.workspace import GitAuth, Identity, Workspace, cache_key, flux_git_auth, safe_url
+from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, Purpose
+from imagebot.errors import FAILURES, ClusterOnlyError, ExitCode, exit_code_of
+from imagebot.gitops.gotemplate import GoMessage
 from imagebot.gitops.writer import Delivery, Result, Status, deliver
 from imagebot.refs import ImageRef
 from imagebot.registry import Registries, RegistrySettings
-from imagebot.registry.auth import Chain, CredentialSource, DockerConfigCredentials, EnvCredentials, FileCredentials
+from imagebot.registry.auth import (
+    Chain,
+    ClusterOnlyCredentials,
+    Credentials,
+    CredentialSource,
+    DockerConfigCredentials,
+    EnvCredentials,
+    FileCredentials,
+    StaticCredentials,
+)
 from imagebot.registry.scanner import Scanner, ScanResult
 from imagebot.registry.state import ScanState
 from imagebot.runtime.backoff import Backoff, Retry
@@ -31,6 +43,8 @@ from imagebot.runtime.state import RuntimeState
 from imagebot.update import EditRequest, ImageUpdate
 
 log = logging.getLogger(__name__)
+# git's words for a remote that wants credentials it was not given (HTTP 401/403, prompts disabled, SSH keys)
+_AUTH_REFUSED = re.compile(r"(?i)authentication failed|could not read (?:username|password)|\b40[13]\b|permission denied")
 
 
 class Metrics:
@@ -138,11 +152,39 @@ def registries_for(cfg: Config) -> Registries:
             sources.append(EnvCredentials(r.credentials_env))
         if r.credentials_file:
             sources.append(FileCredentials(r.credentials_file))
-        sources.append(DockerConfigCredentials(r.docker_config))
+        if r.credentials is not None:  # a Flux secretRef / image pull Secret
+            sources.append(StaticCredentials(Credentials(r.credentials.username, r.credentials.password)))
+        sources.append(DockerConfigCredentials(r.docker_config))  # also file mode's local alternative to a secretRef
+        auth = [u for u in r.unresolved if u.purpose in (Purpose.REGISTRY_AUTH, Purpose.PULL_SECRETS)]
+        if auth:
+            sources.append(ClusterOnlyCredentials(auth[0].needed(f"registry {r.host} asked for credentials")))
+        tls = [u for u in r.unresolved if u.purpose is Purpose.REGISTRY_TLS]
         per_host[r.host] = RegistrySettings(
-            r.host, r.ca_file, r.plain_http, Chain(tuple(sources)), r.requests_per_second, r.max_concurrency
+            r.host,
+            r.ca_file,
+            r.plain_http,
+            Chain(tuple(sources)),
+            r.requests_per_second,
+            r.max_concurrency,
+            tls=r.tls,
+            tls_unresolved=tls[0].needed(f"the TLS certificate of registry {r.host} did not verify") if tls else "",
         )
     return Registries(RegistrySettings(host="", credentials=DockerConfigCredentials()), per_host)
+
+
+def flux_delivery(g: GitConfig) -> dict[str, Any]:
+    """What an ImageUpdateAutomation adds to a delivery: its messageTemplate, and the refusal to commit when
+    its signing key is a Secret file mode could not read (Flux signs every commit; an unsigned one would differ)."""
+    if g.flux is None:
+        return {}
+    f = g.flux
+    out: dict[str, Any] = {"go_message": GoMessage(f.namespace, f.name, f.message_template, f.values, f.api_version)}
+    unsigned = [u for u in g.unresolved if u.purpose is Purpose.SIGNING]
+    if unsigned:
+        out["refuse_commit"] = unsigned[0].needed("a commit must be signed") + "; nothing committed"
+    elif f.signing_key is not None:
+        out["refuse_commit"] = f"ImageUpdateAutomation {f.namespace}/{f.name}: spec.git.commit.signingKey: not supported yet"
+    return out
 
 
 def _workspace(cfg: Config, g: GitConfig) -> Workspace:
@@ -154,6 +196,8 @@ def _workspace(cfg: Config, g: GitConfig) -> Workspace:
         g.known_hosts_file,
     )
     cache = cfg.cache_dir or Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagebot" / "git"
+    if g.credentials is not None:  # a Flux GitRepository's secretRef
+        auth = flux_git_auth(g.credentials, cache / "secrets" / cache_key(g.url, g.name))
     return Workspace(g.url, g.branch, cache, auth, Identity(g.author_name, g.author_email, g.signing_key_file))
 
 
@@ -269,13 +313,19 @@ class Runner:
         """
         out = Prepared(image)
         repo = image.repository
+        code = ExitCode.REGISTRY
         try:
             out.scan = self.scanner.scan_one(repo)
         except Exception as exc:  # e.g. an OSError for an unreadable caFile: this image's failure only
             log.warning("scan of %s failed: %s", repo.canonical_name, _describe(exc))
-            out.scan = ScanResult(repo.canonical_name, (), (), f"registry {repo.canonical_registry}: {_describe(exc)}", 0.0)
+            if isinstance(exc, ClusterOnlyError):  # the message names the Flux object and field: exit 2
+                code, error = ExitCode.USAGE, str(exc)
+            else:
+                error = f"registry {repo.canonical_registry}: {_describe(exc)}"
+            out.scan = ScanResult(repo.canonical_name, (), (), error, 0.0)
         if not out.scan.ok:
-            out.failures.append(Failure("", ExitCode.REGISTRY, "registry", out.scan.error or "scan failed"))
+            out.failures.append(Failure("", code, code.name.lower() if code is ExitCode.USAGE else "registry",
+                                        out.scan.error or "scan failed"))  # fmt: skip
             return out
         try:
             first_seen = self.scan_state.known_tags(repo.canonical_name)
@@ -397,8 +447,6 @@ class Runner:
         policies = {i.env.setter: i.ref for i in items if i.env.setter}
         updates = tuple(ImageUpdate(i.image.repository, i.ref) for i in items if not i.env.setter)
         request = EditRequest(policies=policies, images=updates)
-        ws = self._workspaces.setdefault(g.name, _workspace(self.cfg, g))
-        ws.fence = self.fence
         forge = None
         if target.mode.value == "pull-request":
             from imagebot.forge.github import GitHubForge  # PyGithub costs ~0.3 s to import: only when a PR is due
@@ -416,6 +464,7 @@ class Runner:
             target.labels,
             target.reviewers,
             templates=g.templates,
+            **flux_delivery(g),
         )
 
         def failed(item: Item, code: ExitCode, message: str) -> None:
@@ -424,6 +473,8 @@ class Runner:
             self._failed(report, where, item.image.name, [item.env.name], f, self.clock())
 
         try:
+            ws = self._workspaces.get(g.name) or self._workspaces.setdefault(g.name, _workspace(self.cfg, g))
+            ws.fence = self.fence
             result = deliver(ws, delivery, request, forge)
         except Exception as exc:  # this group's failure: the other groups are still delivered
             code = exit_code_of(exc) if isinstance(exc, FAILURES) else ExitCode.GIT
@@ -431,8 +482,12 @@ class Runner:
                 self._peer(f"git {g.name}", self.clock(), _describe(exc))
             if not isinstance(exc, FAILURES):
                 log.exception("delivery to %s (%s) failed", g.name, env_name)
+            message = f"delivery to {g.name} ({env_name}) failed: {_describe(exc)}"
+            needed = [u for u in g.unresolved if u.purpose is Purpose.GIT_AUTH]
+            if needed and code is ExitCode.GIT and _AUTH_REFUSED.search(str(exc)):  # file mode: the Secret was needed
+                code, message = ExitCode.USAGE, needed[0].needed(f"the remote {safe_url(g.url)} asked for credentials")
             for item in items:
-                failed(item, code, f"delivery to {g.name} ({env_name}) failed: {_describe(exc)}")
+                failed(item, code, message)
             return
         report.results.append((env_name, result))
         now = self.clock()

@@ -79,7 +79,7 @@ images:
         assert expected in text, f"missing {expected!r} in:\n{text}"
 
 
-def test_flux_fields_we_cannot_honour_are_reported(tmp_path: Path) -> None:
+def test_flux_fields_that_need_the_cluster_are_warnings_and_a_template_is_checked(tmp_path: Path) -> None:
     f = tmp_path / "flux.yaml"
     text = (
         (CONFIG / "flux" / "automation.yaml")
@@ -90,10 +90,14 @@ def test_flux_fields_we_cannot_honour_are_reported(tmp_path: Path) -> None:
         )
     )
     f.write_text(text.replace("  interval: 5m\n  exclusionList", "  interval: 5m\n  secretRef: {name: regcred}\n  exclusionList"))
+    cfg = load([f])
+    assert cfg.git[0].flux is not None and cfg.git[0].flux.message_template == "{{range .Changed.Changes}}x{{end}}"
+    (warning,) = cfg.warnings
+    assert "ImageRepository flux-system/podinfo.spec.secretRef: Secret flux-system/regcred" in warning
+    f.write_text(f.read_text().replace(".Changed.Changes", ".Changed.Change"))
     with pytest.raises(ConfigError) as info:
         load([f])
-    assert "messageTemplate: Go templates are not supported" in str(info.value)
-    assert "ImageRepository.spec.secretRef: cannot be honoured from files" in str(info.value)
+    assert "ImageUpdateAutomation flux-system/fleet.spec.git.commit.messageTemplate: messageTemplate:1:" in str(info.value)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("250ms", 0.25), (12, 12)])
