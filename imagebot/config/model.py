@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from gitopskit.notify import NotifyConfig
 from gitopskit.fluxsecrets import GitCredentials, RegistryCredentials, SigningKey, TLSMaterial
+from gitopskit.notify import NotifyConfig
 from imagebot.gitops.message import Templates
 from imagebot.gitops.writer import Mode
 from imagebot.policy import PolicySpec
