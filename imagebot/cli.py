@@ -322,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_flags(sub, EXIT_CODES)
     fluxcmd.add_flags(sub, EXIT_CODES)
+    from imagebot.controller.cli import add_flags as add_controller_flags
+
+    add_controller_flags(sub, EXIT_CODES)
     return parser
 
 

@@ -1,0 +1,617 @@
+"""`imagebot controller`: Flux's image objects from the cluster, one reconcile per object key.
+
+- ImageRepository, ImagePolicy and ImageUpdateAutomation (``image.toolkit.fluxcd.io/v1``) and GitRepository come
+  from shared informers (one list+watch per resource type and namespace scope). Every change enqueues that object's
+  key on one WorkQueue; N workers reconcile keys concurrently; a failing key (bad Secret, unreachable registry,
+  invalid policy) is requeued with its own backoff and touches nothing else. A registry call has an overall
+  deadline (``spec.timeout``, else 30 s), git has its low-speed limits: a slow peer holds one worker at most.
+- ImageRepository → scan (imagebot.registry) → status ``lastScanResult``; the tags stay in this process's memory
+  (never in status), and the policies naming the repository are enqueued when they change.
+- ImagePolicy → select (imagebot.policy) over its repository's tags → ``latestRef``; a new ``latestRef`` enqueues
+  the namespace's ImageUpdateAutomations (Flux v1 without policySelector: every policy of the namespace).
+- ImageUpdateAutomation → clone / edit the setter markers / commit / push (imagebot.gitops.writer) with the
+  ``latestRef`` of every ImagePolicy of its namespace → ``lastPushCommit``, ``observedPolicies``, …
+- Secrets (registry dockerconfigjson, ServiceAccount imagePullSecrets, certSecretRef, the GitRepository's
+  secretRef, signingKey) are read with GET when the object is reconciled, so a fixed password is used at the
+  next retry; a missing or malformed one is a Ready=False condition naming it, and nothing is written.
+- Sharding: without ``--shard`` the objects without a ``sharding.fluxcd.io/key`` label (Flux's own sharding
+  label), with ``--shard KEY`` those labelled KEY; ``--leader-elect`` keeps one writer per shard.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import requests
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from gitopskit import fluxsecrets as fs
+from gitopskit.informer import ApiTransport, EventType, Informer, Key
+from gitopskit.kube import request_json
+from gitopskit.lease import LeaderElector
+from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
+from gitopskit.workspace import GitAuth, Identity, Workspace
+from imagebot import refs
+from imagebot.config import flux
+from imagebot.controller import status as S
+from imagebot.errors import FAILURES, ImagebotError
+from imagebot.gitops.writer import Delivery, Mode, Status, deliver
+from imagebot.policy import build
+from imagebot.policy.filter import Exclusions
+from imagebot.registry.auth import Credentials
+from imagebot.registry.client import RegistryClient, RegistrySettings
+from imagebot.update import EditRequest
+
+log = logging.getLogger(__name__)
+
+IMAGE_API = "image.toolkit.fluxcd.io/v1"
+IMAGE_PATH = f"/apis/{IMAGE_API}"
+SOURCE_PATH = "/apis/source.toolkit.fluxcd.io/v1"
+SHARD_LABEL = "sharding.fluxcd.io/key"  # Flux's sharding label: the same objects shard the same way
+REFLECTOR = "imagebot-controller"  # source.component of the Events we record
+
+REPOSITORY, POLICY, AUTOMATION = "ImageRepository", "ImagePolicy", "ImageUpdateAutomation"
+PLURAL = {REPOSITORY: "imagerepositories", POLICY: "imagepolicies", AUTOMATION: "imageupdateautomations"}
+DEFAULT_TIMEOUT = 30.0  # an ImageRepository's registry deadline when spec.timeout is absent (Flux: interval, ≤ 60 s)
+MAX_TAGS = 100_000  # per repository held in memory; more is refused as a scan failure
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class ObjKey:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+    @property
+    def path(self) -> str:
+        return f"{IMAGE_PATH}/namespaces/{self.namespace}/{PLURAL[self.kind]}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One ImageRepository's last successful scan, held in memory: the policies select from it."""
+
+    canonical: str  # canonical image name, e.g. 127.0.0.1:5000/team/app
+    image: str  # the image as the spec wrote it (latestRef.name)
+    tags: tuple[str, ...]
+    at: float  # wall-clock time of the scan
+    generation: int
+    access: flux.RegistryAccess
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        labels = ["kind", "namespace", "name"]
+        self.ready = Gauge("imagebot_object_ready", "1 when the object is Ready", labels, registry=r)
+        self.reconciles = Counter("imagebot_reconciles_total", "Reconciles by kind and result", ["kind", "result"], registry=r)
+        self.duration = Histogram("imagebot_reconcile_seconds", "One reconcile", ["kind"], registry=r)
+        self.tags = Gauge("imagebot_repository_tags", "Tags held per ImageRepository", labels, registry=r)
+        self.pushes = Counter("imagebot_controller_pushes_total", "Commits pushed by automations", registry=r)
+
+
+class Failed(Exception):
+    """A reconcile that failed with a Flux reason; requeued with the key's backoff unless ``stalled``."""
+
+    def __init__(self, reason: str, message: str, stalled: bool = False) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.stalled = reason, message, stalled
+
+
+class Waiting(Exception):
+    """A dependency is not ready yet (its own reconcile enqueues this key when it is)."""
+
+
+_REFERENCE_FIELDS = ("secretRef", "certSecretRef", "serviceAccountName", "signingKey")
+
+
+def _is_reference_problem(p: flux.FluxProblem) -> bool:
+    return any(f in p.field for f in _REFERENCE_FIELDS)
+
+
+def _flux_failure(exc: flux.FluxError, invalid_reason: str) -> Failed:
+    """A translation error: a Secret or ServiceAccount problem is retried with backoff (someone may fix or create
+    it); anything else only a spec change can help (Stalled)."""
+    problems = exc.problems or ()
+    if problems and all(_is_reference_problem(p) for p in problems):
+        return Failed(S.Reason.AUTHENTICATION_FAILED, str(exc))
+    return Failed(invalid_reason, str(exc), stalled=True)
+
+
+class _Static:
+    """The credentials of one ImageRepository's Secret, for its registry client."""
+
+    def __init__(self, creds: fs.RegistryCredentials | None) -> None:
+        self.creds = Credentials(creds.username, creds.password) if creds is not None else None
+
+    def lookup(self, registry: str) -> Credentials | None:
+        return self.creds
+
+
+class ImageController:
+    def __init__(
+        self,
+        api: Any,
+        namespaces: tuple[str, ...] = (),
+        shard: str = "",
+        workers: int = 4,
+        cache: Path | None = None,
+        elector: LeaderElector | None = None,
+        clock: Callable[[], float] = time.time,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.api = api
+        self.namespaces = namespaces
+        self.shard = shard
+        self.elector = elector
+        self.clock = clock
+        self.metrics = Metrics()
+        base = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagebot" / "controller"
+        self.git_cache = base / "git"
+        self.secrets_dir = Path(tempfile.mkdtemp(prefix="imagebot-secrets-"))
+        os.chmod(self.secrets_dir, stat.S_IRWXU)
+        self.queue: WorkQueue[ObjKey] = WorkQueue(backoff=backoff or Backoff(base=1.0, cap=300.0))
+        self.controller: Controller[ObjKey] = Controller("images", self.reconcile, workers=workers, queue=self.queue)
+        self._lock = threading.Lock()
+        self.scans: dict[tuple[str, str], Scan] = {}  # ImageRepository (ns, name) → its last good scan
+        self._clients: dict[tuple[Any, ...], RegistryClient] = {}
+        self._workspaces: dict[tuple[str, str, str], Workspace] = {}
+        self._written: dict[ObjKey, dict[str, Any]] = {}  # the last status patch written per key
+        self._stop = threading.Event()
+        transport = ApiTransport(api)
+        selector = f"{SHARD_LABEL}={shard}" if shard else f"!{SHARD_LABEL}"
+        scopes = [f"/namespaces/{ns}" for ns in namespaces] or [""]
+        self.informers: dict[str, list[Informer]] = {
+            kind: [Informer(transport, f"{IMAGE_PATH}{s}/{PLURAL[kind]}", selector) for s in scopes] for kind in PLURAL
+        }
+        self.gitrepos = [Informer(transport, f"{SOURCE_PATH}{s}/gitrepositories") for s in scopes]
+        for kind, infs in self.informers.items():
+            for inf in infs:
+                inf.add_handler(self._on_object(kind))
+        for inf in self.gitrepos:
+            inf.add_handler(self._on_gitrepo)
+
+    # ------------------------------------------------------------------ lifecycle
+    def is_leader(self) -> bool:
+        return self.elector is None or self.elector.is_leader()
+
+    def _fence(self) -> None:
+        if self.elector is not None:
+            self.elector.fence()
+
+    def _watch_leadership(self) -> None:
+        assert self.elector is not None
+        was = False
+        while not self._stop.wait(min(self.elector.timing.retry_period, 1.0)):
+            now = self.elector.is_leader()
+            if now and not was:
+                self._enqueue_all()  # a new leader looks at everything at once: its caches are warm
+            was = now
+
+    def start(self) -> None:
+        if self.elector is not None:
+            self.elector.start()
+            threading.Thread(target=self._watch_leadership, name="leadership", daemon=True).start()
+        for inf in self._all_informers():
+            inf.start(self._stop)
+        self.controller.start()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        self._stop.set()
+        done = self.controller.stop(timeout)
+        if self.elector is not None:
+            self.elector.stop(release=True)
+        shutil.rmtree(self.secrets_dir, ignore_errors=True)
+        return done
+
+    def _all_informers(self) -> list[Informer]:
+        return [inf for infs in self.informers.values() for inf in infs] + self.gitrepos
+
+    def wait_synced(self, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        return all(inf.wait_synced(max(end - time.monotonic(), 0)) for inf in self._all_informers())
+
+    # ------------------------------------------------------------------ events → keys
+    def _on_object(self, kind: str) -> Callable[[EventType, dict[str, Any], dict[str, Any] | None], None]:
+        def handler(etype: EventType, obj: dict[str, Any], prev: dict[str, Any] | None) -> None:
+            k = Key.of(obj)
+            key = ObjKey(kind, k.namespace, k.name)
+            if etype is EventType.DELETED:
+                self._forget(key)
+                if kind == POLICY:
+                    self._enqueue_automations(k.namespace)
+                return
+            if prev is not None and S.generation(prev) == S.generation(obj) and S.requested_at(prev) == S.requested_at(obj):
+                # a status write (ours, or another writer's): a policy's new latestRef is news for the automations
+                if kind == POLICY and (obj.get("status") or {}).get("latestRef") != (prev.get("status") or {}).get("latestRef"):
+                    self._enqueue_automations(k.namespace)
+                return
+            self.queue.add(key)
+
+        return handler
+
+    def _on_gitrepo(self, etype: EventType, obj: dict[str, Any], prev: dict[str, Any] | None) -> None:
+        if etype is not EventType.DELETED and prev is not None and S.generation(prev) == S.generation(obj):
+            return
+        k = Key.of(obj)
+        for inf in self.informers[AUTOMATION]:
+            for auto in inf.objects():
+                src = (auto.get("spec") or {}).get("sourceRef") if isinstance(auto.get("spec"), dict) else None
+                at = Key.of(auto)
+                if isinstance(src, dict) and src.get("name") == k.name and (src.get("namespace") or at.namespace) == k.namespace:
+                    self.queue.add(ObjKey(AUTOMATION, at.namespace, at.name))
+
+    def _enqueue_all(self) -> None:
+        for kind, infs in self.informers.items():
+            for inf in infs:
+                for k in inf.cached_keys():
+                    self.queue.add(ObjKey(kind, k.namespace, k.name))
+
+    def _enqueue_automations(self, namespace: str) -> None:
+        for inf in self.informers[AUTOMATION]:
+            for k in inf.cached_keys():
+                if k.namespace == namespace:
+                    self.queue.add(ObjKey(AUTOMATION, k.namespace, k.name))
+
+    def _enqueue_policies(self, namespace: str, name: str) -> None:
+        for inf in self.informers[POLICY]:
+            for obj in inf.objects():
+                spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
+                ref = spec.get("imageRepositoryRef") if isinstance(spec, dict) else None
+                at = Key.of(obj)
+                if isinstance(ref, dict) and ref.get("name") == name and (ref.get("namespace") or at.namespace) == namespace:
+                    self.queue.add(ObjKey(POLICY, at.namespace, at.name))
+
+    def _forget(self, key: ObjKey) -> None:
+        self._written.pop(key, None)
+        self.queue.forget(key)
+        if key.kind == REPOSITORY:
+            with self._lock:
+                self.scans.pop((key.namespace, key.name), None)
+
+    # ------------------------------------------------------------------ lookups
+    def _object(self, key: ObjKey) -> dict[str, Any] | None:
+        for inf in self.informers[key.kind]:
+            obj = inf.get(Key(key.namespace, key.name))
+            if obj is not None:
+                return obj
+        return None
+
+    def _gitrepo(self, namespace: str, name: str) -> dict[str, Any] | None:
+        for inf in self.gitrepos:
+            obj = inf.get(Key(namespace, name))
+            if obj is not None:
+                return obj
+        return None
+
+    def _resolve(self, references: tuple[flux.Reference, ...]) -> flux.Resolved:
+        """GET every Secret and ServiceAccount the object names (and the pull Secrets of those ServiceAccounts);
+        an absent one is left out, so the translation names it as missing."""
+        secrets: dict[tuple[str, str], fs.Secret] = {}
+        accounts: dict[tuple[str, str], tuple[str, ...]] = {}
+        wanted = [(r.kind, r.namespace, r.name) for r in references]
+        while wanted:
+            kind, ns, name = wanted.pop(0)
+            if (ns, name) in (secrets if kind == "Secret" else accounts):
+                continue
+            obj = self._get(f"/api/v1/namespaces/{ns}/{'secrets' if kind == 'Secret' else 'serviceaccounts'}/{name}", kind)
+            if obj is None:
+                continue
+            if kind == "Secret":
+                try:
+                    secrets[(ns, name)] = fs.secret_from_object(obj)
+                except fs.SecretError as exc:
+                    raise Failed(S.Reason.AUTHENTICATION_FAILED, str(exc)) from None
+            else:
+                accounts[(ns, name)] = flux.pull_secret_names(obj)
+                wanted += [("Secret", ns, n) for n in accounts[(ns, name)]]
+        return flux.Resolved(secrets, accounts, cluster=True)
+
+    def _get(self, path: str, what: str) -> dict[str, Any] | None:
+        try:
+            return request_json(self.api, "GET", path, timeout=30) or {}
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise Failed(S.Reason.AUTHENTICATION_FAILED, f"{what} {path.rsplit('/', 1)[-1]}: HTTP {exc.status}") from None
+
+    # ------------------------------------------------------------------ one reconcile
+    def reconcile(self, key: ObjKey) -> Result | None:
+        if not self.is_leader():
+            return None  # a standby keeps its caches warm; gaining the lease enqueues everything
+        obj = self._object(key)
+        if obj is None:
+            self._forget(key)
+            return None
+        if (obj.get("spec") or {}).get("suspend") is True:
+            self.metrics.reconciles.labels(key.kind, "suspended").inc()
+            return None
+        t0 = time.perf_counter()
+        labels = (key.kind, key.namespace, key.name)
+        run = {REPOSITORY: self._repository, POLICY: self._policy, AUTOMATION: self._automation}[key.kind]
+        try:
+            result = run(key, obj)
+        except Waiting as exc:
+            self._write_status(key, obj, S.failure(obj, S.Reason.DEPENDENCY_NOT_READY, str(exc)))
+            self.metrics.ready.labels(*labels).set(0)
+            self.metrics.reconciles.labels(key.kind, "waiting").inc()
+            return None  # the dependency's reconcile enqueues this key
+        except Failed as exc:
+            self._write_status(key, obj, S.failure(obj, exc.reason, exc.message, exc.stalled))
+            self._event(obj, exc.reason, exc.message, S.EventType.WARNING)
+            self.metrics.ready.labels(*labels).set(0)
+            self.metrics.reconciles.labels(key.kind, "stalled" if exc.stalled else "failed").inc()
+            if exc.stalled:
+                return None  # nothing changes until the spec does (its update enqueues the key)
+            raise  # requeued with this key's own backoff
+        self.metrics.ready.labels(*labels).set(1)
+        self.metrics.reconciles.labels(key.kind, "ok").inc()
+        self.metrics.duration.labels(key.kind).observe(time.perf_counter() - t0)
+        return result
+
+    # ImageRepository ---------------------------------------------------------------------------------------
+    def _repository(self, key: ObjKey, obj: dict[str, Any]) -> Result:
+        try:
+            refs_ = flux.references(obj)
+            repo = flux.image_repository(obj, self._resolve(refs_))
+        except flux.FluxError as exc:
+            raise _flux_failure(exc, S.Reason.INVALID_IMAGE) from None
+        try:
+            excluded = Exclusions(repo.exclusions)
+        except ImagebotError as exc:
+            raise Failed(S.Reason.INVALID_IMAGE, f"spec.exclusionList: {exc}", stalled=True) from None
+        rk = (key.namespace, key.name)
+        with self._lock:
+            prev = self.scans.get(rk)
+        old = obj.get("status") or {}
+        requested = bool(S.requested_at(obj)) and S.requested_at(obj) != old.get("lastHandledReconcileAt")
+        now = self.clock()
+        if (
+            prev is not None
+            and not requested
+            and prev.generation == S.generation(obj)
+            and prev.access == repo.access
+            and now - prev.at < repo.interval
+        ):
+            return Result(requeue_after=repo.interval - (now - prev.at))
+        client = self._client(repo.access)
+        try:
+            listing = client.tag_listing(repo.image.canonical_path)
+        except ImagebotError as exc:
+            auth = "401" in str(exc) or "403" in str(exc) or "auth" in str(exc).lower()
+            raise Failed(S.Reason.AUTHENTICATION_FAILED if auth else S.Reason.READ_FAILED, str(exc)) from None
+        tags = tuple(t for t in listing.tags if excluded.excludes(t) is None)  # Flux filters at scan time
+        if len(tags) > MAX_TAGS:
+            raise Failed(S.Reason.READ_FAILED, f"{len(tags)} tags: more than the {MAX_TAGS:,} one repository may hold")
+        scan = Scan(repo.image.canonical_name, str(obj["spec"]["image"]), tags, now, S.generation(obj), repo.access)
+        with self._lock:
+            self.scans[rk] = scan
+        self.metrics.tags.labels(key.kind, key.namespace, key.name).set(len(tags))
+        status = S.repository_status(obj, repo.image.canonical_name, tags, now, repo.exclusions)
+        self._write_status(key, obj, status, force=True)
+        if prev is None or prev.tags != tags:
+            if prev is not None:
+                self._event(obj, S.Reason.SUCCEEDED, f"successful scan: found {len(tags)} tags", S.EventType.NORMAL)
+            self._enqueue_policies(key.namespace, key.name)
+        return Result(requeue_after=repo.interval)
+
+    def _client(self, access: flux.RegistryAccess) -> RegistryClient:
+        """One registry client per distinct access (host, credentials, TLS, timeout): repositories that share it
+        share connections and tokens; each call is bounded by the client's overall deadline."""
+        key = (access.host, access.insecure, access.credentials, access.tls, access.timeout)
+        with self._lock:
+            c = self._clients.get(key)
+        if c is not None:
+            return c
+        session = requests.Session()
+        ca_file = None
+        if access.tls is not None:
+            if access.tls.ca:
+                ca_file = self._private_file(access.tls.ca, ".crt")
+            if access.tls.cert and access.tls.key:
+                session.cert = (str(self._private_file(access.tls.cert, ".crt")), str(self._private_file(access.tls.key, ".key")))
+        deadline = access.timeout or DEFAULT_TIMEOUT
+        settings = RegistrySettings(
+            access.host, ca_file, access.insecure, _Static(access.credentials), timeout=min(15.0, deadline), deadline=deadline
+        )
+        c = RegistryClient(settings, session=session)
+        with self._lock:
+            return self._clients.setdefault(key, c)
+
+    def _private_file(self, text: str, suffix: str) -> Path:
+        """Secret material as a file only this process reads (named by its hash: written once, never changed)."""
+        path = self.secrets_dir / (hashlib.sha256(text.encode()).hexdigest()[:24] + suffix)
+        if not path.exists():
+            tmp = path.with_suffix(".tmp" + str(threading.get_ident()))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        return path
+
+    # ImagePolicy -------------------------------------------------------------------------------------------
+    def _policy(self, key: ObjKey, obj: dict[str, Any]) -> Result | None:
+        try:
+            pol = flux.image_policy(obj)
+        except flux.FluxError as exc:
+            raise Failed(S.Reason.INVALID_POLICY, str(exc), stalled=True) from None
+        with self._lock:
+            scan = self.scans.get(pol.repository)
+        repo_name = f"{pol.repository[0]}/{pol.repository[1]}"
+        if scan is None:
+            repo_key = ObjKey(REPOSITORY, *pol.repository)
+            if self._object(repo_key) is None:
+                raise Waiting(f"ImageRepository {repo_name} not found")
+            raise Waiting(f"ImageRepository {repo_name} has not been scanned yet")
+        try:  # the repository's exclusionList was applied when it was scanned
+            tag = build(replace(pol.spec, excludes=())).select(scan.tags)
+        except ImagebotError as exc:
+            raise Failed(S.Reason.INVALID_POLICY, str(exc), stalled=True) from None
+        if tag is None:
+            raise Failed(S.Reason.FAILED, f"no tag of {scan.canonical} ({len(scan.tags)} tags) satisfies the policy")
+        digest = ""
+        if pol.digest_reflection is not flux.DigestReflection.NEVER:
+            old = (obj.get("status") or {}).get("latestRef") or {}
+            if pol.digest_reflection is flux.DigestReflection.IF_NOT_PRESENT and old.get("tag") == tag and old.get("digest"):
+                digest = str(old["digest"])
+            else:
+                try:
+                    digest = self._client(scan.access).manifest_digest(refs.parse_name(scan.canonical).canonical_path, tag)
+                except ImagebotError as exc:
+                    raise Failed(S.Reason.READ_FAILED, f"digest of {scan.canonical}:{tag}: {exc}") from None
+        status = S.policy_status(obj, scan.image, tag, digest)
+        old_ref = (obj.get("status") or {}).get("latestRef") or {}
+        if self._write_status(key, obj, status) and old_ref != status["latestRef"]:
+            what = f"from {old_ref.get('tag')} to {tag}" if old_ref.get("tag") else f"to {tag}"
+            self._event(obj, S.Reason.SUCCEEDED, f"Latest image tag for {scan.image} resolved {what}", S.EventType.NORMAL)
+            self._enqueue_automations(key.namespace)
+        if pol.digest_reflection is flux.DigestReflection.ALWAYS and pol.interval:
+            return Result(requeue_after=pol.interval)
+        return None  # looked at again when its repository's tags change
+
+    # ImageUpdateAutomation --------------------------------------------------------------------------------
+    def _automation(self, key: ObjKey, obj: dict[str, Any]) -> Result:
+        spec: dict[str, Any] = obj["spec"] if isinstance(obj.get("spec"), dict) else {}
+        src: dict[str, Any] = spec["sourceRef"] if isinstance(spec.get("sourceRef"), dict) else {}
+        src_ns, src_name = str(src.get("namespace") or key.namespace), str(src.get("name") or "")
+        gitrepo = self._gitrepo(src_ns, src_name) if src_name else None
+        if src_name and gitrepo is None:
+            raise Failed(S.Reason.INVALID_SOURCE, f"GitRepository {src_ns}/{src_name} not found")
+        try:
+            auto = flux.image_update_automation(obj, gitrepo, self._resolve(flux.references(obj, gitrepo)))
+        except flux.FluxError as exc:
+            raise _flux_failure(exc, S.Reason.INVALID_SOURCE) from None
+        policies, observed, waiting = self._policies_of(key.namespace)
+        started = self.clock()
+        ws = self._workspace(key, auto)
+        delivery = Delivery(Mode.PUSH_BRANCH if auto.push_branch else Mode.PUSH, auto.branch, auto.path, auto.push_branch)
+        request = EditRequest(policies=policies)
+        try:
+            result = deliver(ws, delivery, request)
+        except FAILURES as exc:
+            raise Failed(S.Reason.GIT_FAILED, f"{type(exc).__name__}: {exc}") from None
+        target = auto.push_branch or auto.branch
+        sha = result.commit or ""
+        head = sha
+        if not head:
+            try:
+                head = ws.head()
+            except Exception:  # no checkout (nothing to edit): the revision is unknown, not an error
+                head = ""
+        revision = f"{auto.branch}@sha1:{head}" if head else ""
+        if result.status is Status.PUSHED:
+            message = f"committed and pushed commit '{sha}' to branch '{target}'"
+        else:
+            message = "repository up-to-date"
+        skipped = [f"{s.subject}: {s.reason}" for s in result.skipped]
+        if skipped:
+            raise Failed(S.Reason.UPDATE_FAILED, "not written: " + "; ".join(skipped[:10]))
+        status = S.automation_status(
+            obj, started, message, observed, revision, sha if result.status is Status.PUSHED else "", self.clock()
+        )
+        if result.status is not Status.PUSHED:  # keep the last push as it was
+            old = obj.get("status") or {}
+            for k in ("lastPushCommit", "lastPushTime"):
+                if old.get(k):
+                    status[k] = old[k]
+        self._write_status(key, obj, status, force=True)
+        if result.status is Status.PUSHED:
+            self.metrics.pushes.inc()
+            body = result.message.commit_message if result.message is not None else ""
+            self._event(obj, S.Reason.SUCCEEDED, f"Committed and pushed change {sha} to {target}\n{body}", S.EventType.NORMAL,
+                        revision=f"{target}@sha1:{sha}")  # fmt: skip
+        if waiting:
+            log.info("%s: policies not ready yet: %s", key, ", ".join(waiting))
+        return Result(requeue_after=auto.interval)
+
+    def _policies_of(self, namespace: str) -> tuple[dict[str, refs.ImageRef], dict[str, dict[str, Any]], list[str]]:
+        """Every ImagePolicy of the namespace with a latestRef: the setter values (``ns:name`` → image), Flux's
+        ``observedPolicies``, and the names of those without one yet."""
+        policies: dict[str, refs.ImageRef] = {}
+        observed: dict[str, dict[str, Any]] = {}
+        waiting: list[str] = []
+        for inf in self.informers[POLICY]:
+            for obj in inf.objects(namespace):
+                k = Key.of(obj)
+                latest = (obj.get("status") or {}).get("latestRef")
+                if (obj.get("spec") or {}).get("suspend") is True:
+                    continue
+                if not isinstance(latest, dict) or not latest.get("tag") or not latest.get("name"):
+                    waiting.append(k.name)
+                    continue
+                try:
+                    image = refs.parse_name(str(latest["name"])).with_version(str(latest["tag"]), latest.get("digest") or None)
+                except ImagebotError:
+                    waiting.append(k.name)
+                    continue
+                policies[f"{k.namespace}:{k.name}"] = image
+                observed[k.name] = S.image_ref(str(latest["name"]), str(latest["tag"]), str(latest.get("digest") or ""))
+        return policies, observed, waiting
+
+    def _workspace(self, key: ObjKey, auto: flux.Automation) -> Workspace:
+        auth = self._git_auth(auto)
+        identity = Identity(auto.author_name, auto.author_email)
+        wkey = (str(key), auto.url, auto.branch)
+        with self._lock:
+            ws = self._workspaces.get(wkey)
+            if ws is None or ws.auth != auth or ws.identity != identity:
+                ws = Workspace(auto.url, auto.branch, self.git_cache / key.namespace / key.name, auth, identity)
+                ws.fence = self._fence
+                self._workspaces[wkey] = ws
+        return ws
+
+    def _git_auth(self, auto: flux.Automation) -> GitAuth | None:
+        creds = auto.credentials
+        if creds is None:
+            return None
+        if creds.kind is fs.GitAuthKind.BASIC:
+            return GitAuth(creds.username, creds.password)
+        if creds.kind is fs.GitAuthKind.SSH:
+            key = self._private_file(creds.identity if creds.identity.endswith("\n") else creds.identity + "\n", ".key")
+            hosts = self._private_file(creds.known_hosts, ".known_hosts")
+            return GitAuth(ssh_key=key, known_hosts=hosts)
+        raise Failed(S.Reason.AUTHENTICATION_FAILED, f"{auto.source}: bearerToken is not supported yet (use username/password)")
+
+    # ------------------------------------------------------------------ writes
+    def _write_status(self, key: ObjKey, obj: dict[str, Any], status: dict[str, Any], force: bool = False) -> bool:
+        """Merge-patch the object's status; nothing is sent when it would change nothing (``force``: also when
+        only the times moved — a scan or a run is news even when it found the same). True when written."""
+        old = obj.get("status") or {}
+        volatile = () if force else ("lastScanResult", "lastAutomationRunTime")
+        if S.unchanged(old, status, volatile) or (not force and self._written.get(key) == status):
+            return False
+        self._fence()
+        try:
+            request_json(self.api, "PATCH", f"{key.path}/status", body={"status": status},
+                         content_type="application/merge-patch+json", timeout=30)  # fmt: skip
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("%s: status not written: HTTP %s", key, exc.status)
+            return False
+        self._written[key] = status
+        return True
+
+    def _event(self, obj: Mapping[str, Any], reason: str, message: str, type_: str, revision: str = "") -> None:
+        """Record a core/v1 Event (best effort: one that cannot be written is logged, never fails the reconcile)."""
+        ns = (obj.get("metadata") or {}).get("namespace") or "default"
+        body = S.event(obj, reason, message, type_, REFLECTOR, revision=revision)
+        try:
+            self._fence()
+            request_json(self.api, "POST", f"/api/v1/namespaces/{ns}/events", body=body, timeout=10)
+        except Exception as exc:
+            log.debug("event not recorded: %s", exc)

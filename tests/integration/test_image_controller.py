@@ -1,0 +1,336 @@
+"""`imagebot controller` on the real test API server, a real registry (htpasswd auth, TLS with our own CA) and a real
+git remote (basic auth): Flux's image objects applied as written end in a commit on the remote and Flux's status
+fields; wrong credentials end in Ready=False naming the cause and no commit; one unreachable registry never delays
+the other objects."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitopskit.kube import request_json
+from imagebot.controller.controller import IMAGE_PATH, ImageController
+from tests.fixtures.cluster import TestCluster
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, log, make_bare, read_file
+from tests.fixtures.registry import PASSWORD, USER, RegistryServer
+from tests.integration.test_crds import install
+
+pytestmark = [pytest.mark.cluster, pytest.mark.git]
+
+FLUX_IMAGE = "image.toolkit.fluxcd.io/v1"
+
+
+def until(cond: Callable[[], Any], timeout: float = 90.0, what: str = "") -> Any:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what or cond}")
+
+
+def b64(text: str | bytes) -> str:
+    return base64.b64encode(text.encode() if isinstance(text, str) else text).decode()
+
+
+def ready(obj: dict[str, Any]) -> dict[str, Any]:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), {})
+
+
+class Cluster:
+    def __init__(self, api: Any, ns: str) -> None:
+        self.api, self.ns = api, ns
+
+    def create(self, obj: dict[str, Any]) -> None:
+        api_version, kind = obj["apiVersion"], obj["kind"]
+        plural = {"Secret": "secrets", "ServiceAccount": "serviceaccounts", "GitRepository": "gitrepositories",
+                  "ImageRepository": "imagerepositories", "ImagePolicy": "imagepolicies",
+                  "ImageUpdateAutomation": "imageupdateautomations"}[kind]  # fmt: skip
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        request_json(self.api, "POST", f"{base}/namespaces/{self.ns}/{plural}", body=obj)
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        plural = {"ImageRepository": "imagerepositories", "ImagePolicy": "imagepolicies",
+                  "ImageUpdateAutomation": "imageupdateautomations"}[kind]  # fmt: skip
+        return request_json(self.api, "GET", f"{IMAGE_PATH}/namespaces/{self.ns}/{plural}/{name}")
+
+    def annotate(self, kind: str, name: str, key: str, value: str) -> None:
+        plural = {"ImageRepository": "imagerepositories", "ImagePolicy": "imagepolicies",
+                  "ImageUpdateAutomation": "imageupdateautomations"}[kind]  # fmt: skip
+        request_json(self.api, "PATCH", f"{IMAGE_PATH}/namespaces/{self.ns}/{plural}/{name}",
+                     body={"metadata": {"annotations": {key: value}}}, content_type="application/merge-patch+json")  # fmt: skip
+
+    def events(self) -> list[dict[str, Any]]:
+        return (request_json(self.api, "GET", f"/api/v1/namespaces/{self.ns}/events") or {}).get("items") or []
+
+
+@pytest.fixture
+def kube(cluster: TestCluster, namespace: str) -> Cluster:
+    api = cluster.api_client()
+    install(api)
+    return Cluster(api, namespace)
+
+
+@pytest.fixture
+def controller(kube: Cluster, tmp_path: Path) -> Iterator[ImageController]:
+    ctl = ImageController(kube.api, (kube.ns,), workers=4, cache=tmp_path / "cache")
+    ctl.start()
+    try:
+        assert ctl.wait_synced(30)
+        yield ctl
+    finally:
+        ctl.stop()
+
+
+def secret(name: str, data: dict[str, str], type_: str = "Opaque") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": type_,
+            "data": {k: b64(v) for k, v in data.items()}}  # fmt: skip
+
+
+def dockerconfig(host: str, user: str, password: str) -> dict[str, Any]:
+    auths = {"auths": {host: {"username": user, "password": password, "auth": b64(f"{user}:{password}")}}}
+    return secret("regcred", {".dockerconfigjson": json.dumps(auths)}, "kubernetes.io/dockerconfigjson")
+
+
+def flux(kind: str, name: str, spec: dict[str, Any], api_version: str = FLUX_IMAGE) -> dict[str, Any]:
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+MESSAGE = """Automated image update
+
+Automation name: {{ .AutomationObject }}
+
+Files:
+{{ range $filename, $_ := .Changed.FileChanges -}}
+- {{ $filename }}
+{{ end -}}
+
+Objects:
+{{ range $resource, $changes := .Changed.Objects -}}
+- {{ $resource.Kind }} {{ $resource.Name }}
+  Changes:
+{{- range $_, $change := $changes }}
+    - {{ $change.OldValue }} -> {{ $change.NewValue }}
+{{ end -}}
+{{ end -}}
+"""
+
+
+def realistic_set(kube: Cluster, registry: RegistryServer, bare_url: str, user: str, password: str,
+                  git_password: str) -> None:  # fmt: skip
+    """Flux's objects of a realistic setup, as a team would have them: a GitRepository with a basic-auth Secret,
+    ImageRepositories with a dockerconfigjson Secret and certSecretRef, three kinds of policy, one automation."""
+    kube.create(dockerconfig(registry.host, user, password))
+    kube.create(secret("registry-ca", {"ca.crt": registry.pki.ca_cert.read_text()}))
+    kube.create(secret("git-auth", {"username": GIT_USER, "password": git_password}))
+    kube.create(flux("GitRepository", "config", {"url": bare_url, "interval": "1m", "ref": {"branch": "main"},
+                                                  "secretRef": {"name": "git-auth"}}, "source.toolkit.fluxcd.io/v1"))  # fmt: skip
+    for name in ("app", "builds", "minio"):
+        kube.create(flux("ImageRepository", name, {
+            "image": f"{registry.host}/team/{name}", "interval": "1h", "timeout": "30s", "provider": "generic",
+            "secretRef": {"name": "regcred"}, "certSecretRef": {"name": "registry-ca"},
+            "exclusionList": ["^.*\\.sig$", "^.*-debug$"],
+        }))  # fmt: skip
+    kube.create(flux("ImagePolicy", "app", {"imageRepositoryRef": {"name": "app"}, "policy": {"semver": {"range": "^1.0"}}}))
+    kube.create(flux("ImagePolicy", "builds", {
+        "imageRepositoryRef": {"name": "builds"}, "policy": {"numerical": {"order": "asc"}},
+        "filterTags": {"pattern": "^main-[a-f0-9]+-(?P<ts>[0-9]+)$", "extract": "$ts"},
+    }))  # fmt: skip
+    kube.create(flux("ImagePolicy", "minio", {
+        "imageRepositoryRef": {"name": "minio"}, "policy": {"alphabetical": {"order": "asc"}},
+        "filterTags": {"pattern": "^RELEASE\\.(?P<ts>.*)Z$", "extract": "$ts"},
+    }))  # fmt: skip
+    kube.create(flux("ImageUpdateAutomation", "config", {
+        "interval": "1h",
+        "sourceRef": {"kind": "GitRepository", "name": "config"},
+        "git": {"checkout": {"ref": {"branch": "main"}},
+                "commit": {"author": {"name": "fluxcdbot", "email": "fluxcdbot@users.noreply.github.com"},
+                           "messageTemplate": MESSAGE},
+                "push": {"branch": "main"}},
+        "update": {"path": "./clusters/prod", "strategy": "Setters"},
+    }))  # fmt: skip
+
+
+def manifests(host: str, ns: str) -> dict[str, str]:
+    return {
+        "clusters/prod/app.yaml": (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: prod\nspec:\n  template:\n"
+            "    spec:\n      containers:\n"
+            f'      - name: app\n        image: {host}/team/app:1.0.0 # {{"$imagepolicy": "{ns}:app"}}\n'
+            f'      - name: builds\n        image: {host}/team/builds:main-aaa-100 # {{"$imagepolicy": "{ns}:builds"}}\n'
+        ),
+        "clusters/prod/minio.yaml": (
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: minio\n  namespace: prod\nspec:\n  template:\n"
+            "    spec:\n      containers:\n"
+            f"      - name: minio\n        image: {host}/team/minio:RELEASE.2024-01-01T00-00-00Z"
+            f' # {{"$imagepolicy": "{ns}:minio"}}\n'
+        ),
+        "README.md": "not edited\n",
+    }
+
+
+def test_a_realistic_flux_set_applied_as_written_ends_in_a_commit_and_every_status_field(
+    kube: Cluster, controller: ImageController, registry_basic: RegistryServer, git_http: GitHttp
+) -> None:
+    reg, ns = registry_basic, kube.ns
+    pusher = reg.pusher()
+    pusher.push("team/app", ["1.0.0", "1.0.1-debug", "2.0.0"])
+    pusher.push("team/builds", ["main-aaa-100", "main-bbb-99"])
+    pusher.push("team/minio", ["RELEASE.2024-01-01T00-00-00Z", "latest"])
+    bare = make_bare(git_http.root, f"cfg-{ns}", manifests(reg.host, ns))
+    realistic_set(kube, reg, git_http.url(bare), USER, PASSWORD, GIT_PASSWORD)
+
+    # first pass: what the registry holds is what Git holds → up to date, no commit
+    auto = until(lambda: (o := kube.get("ImageUpdateAutomation", "config")) and ready(o).get("status") == "True" and o,
+                 what="automation Ready")  # fmt: skip
+    assert ready(auto)["message"] == "repository up-to-date"
+    assert len(log(bare, "main")) == 1
+    repo = kube.get("ImageRepository", "app")
+    assert repo["status"]["lastScanResult"]["tagCount"] == 2, "exclusionList applied at scan time"
+    assert repo["status"]["lastScanResult"]["latestTags"] == ["2.0.0", "1.0.0"]
+    assert repo["status"]["canonicalImageName"] == f"{reg.host}/team/app"
+    assert repo["status"]["observedExclusionList"] == ["^.*\\.sig$", "^.*-debug$"]
+    assert ready(repo) == {**ready(repo), "status": "True", "reason": "Succeeded", "message": "successful scan: found 2 tags"}
+
+    # CI pushes new tags; `flux reconcile image repository` (requestedAt) makes the controller look now
+    pusher.push("team/app", ["1.1.0"])
+    pusher.push("team/builds", ["main-ccc-101"])
+    pusher.push("team/minio", ["RELEASE.2024-02-01T00-00-00Z"])
+    for name in ("app", "builds", "minio"):
+        kube.annotate("ImageRepository", name, "reconcile.fluxcd.io/requestedAt", f"now-{name}")
+    until(lambda: "RELEASE.2024-02-01T00-00-00Z" in read_file(bare, "main", "clusters/prod/minio.yaml")
+          and "main-ccc-101" in read_file(bare, "main", "clusters/prod/app.yaml"), what="the new tags committed")  # fmt: skip
+    text = read_file(bare, "main", "clusters/prod/app.yaml")
+    assert f"{reg.host}/team/app:1.1.0 # " in text and f"{reg.host}/team/builds:main-ccc-101 # " in text
+    assert "RELEASE.2024-02-01T00-00-00Z" in read_file(bare, "main", "clusters/prod/minio.yaml")
+    assert read_file(bare, "main", "README.md") == "not edited\n"
+
+    for name, tag in (("app", "1.1.0"), ("builds", "main-ccc-101"), ("minio", "RELEASE.2024-02-01T00-00-00Z")):
+        pol = until(lambda n=name, t=tag: (o := kube.get("ImagePolicy", n))["status"].get("latestRef", {}).get("tag") == t and o,
+                    what=f"{name} latestRef")  # fmt: skip
+        assert pol["status"]["latestRef"]["name"] == f"{reg.host}/team/{name}"
+        assert pol["status"]["observedPreviousRef"]["tag"] != tag
+        assert ready(pol)["status"] == "True" and ready(pol)["reason"] == "Succeeded"
+        r = kube.get("ImageRepository", name)
+        assert r["status"]["lastHandledReconcileAt"] == f"now-{name}"
+        assert r["status"]["observedGeneration"] == r["metadata"]["generation"]
+    sha = log(bare, "main")[0].split()[0]
+    auto = until(lambda: (o := kube.get("ImageUpdateAutomation", "config"))["status"].get("lastPushCommit") == sha and o,
+                 what="lastPushCommit")  # fmt: skip
+    st = auto["status"]
+    assert st["lastPushTime"] and st["lastAutomationRunTime"]
+    assert st["observedPolicies"]["app"] == {"name": f"{reg.host}/team/app", "tag": "1.1.0"}
+    assert set(st["observedPolicies"]) == {"app", "builds", "minio"}
+    assert st["observedSourceRevision"] == f"main@sha1:{sha}"
+    assert ready(auto)["reason"] == "Succeeded" and sha in ready(auto)["message"]
+    reasons = {(e["involvedObject"]["kind"], e["reason"], e["type"]) for e in kube.events()}
+    assert ("ImageUpdateAutomation", "Succeeded", "Normal") in reasons
+    assert ("ImagePolicy", "Succeeded", "Normal") in reasons
+    pushed = [e for e in kube.events() if e["involvedObject"]["kind"] == "ImageUpdateAutomation" and sha in e["message"]]
+    assert pushed and pushed[0]["involvedObject"]["name"] == "config" and pushed[0]["source"]["component"]
+
+
+def test_wrong_passwords_are_ready_false_naming_the_cause_and_nothing_is_committed(
+    kube: Cluster, controller: ImageController, registry_basic: RegistryServer, git_http: GitHttp
+) -> None:
+    reg, ns = registry_basic, kube.ns
+    reg.pusher().push("team/app", ["1.0.0", "1.1.0"])
+    bare = make_bare(git_http.root, f"cfg-{ns}", manifests(reg.host, ns))
+    realistic_set(kube, reg, git_http.url(bare), USER, "wrong-password", GIT_PASSWORD)
+    repo = until(lambda: (o := kube.get("ImageRepository", "app")) and ready(o).get("status") == "False" and o,
+                 what="ImageRepository Ready=False")  # fmt: skip
+    assert ready(repo)["reason"] == "AuthenticationFailed", ready(repo)
+    assert "401" in ready(repo)["message"] or "auth" in ready(repo)["message"].lower()
+    assert "wrong-password" not in json.dumps(repo)
+    pol = until(lambda: (o := kube.get("ImagePolicy", "app")) and ready(o).get("status") == "False" and o, what="policy")
+    assert ready(pol)["reason"] == "DependencyNotReady"
+    assert "latestRef" not in pol["status"]
+    warnings = [e for e in kube.events() if e["type"] == "Warning" and e["involvedObject"]["kind"] == "ImageRepository"]
+    assert warnings and warnings[0]["reason"] == "AuthenticationFailed"
+    assert len(log(bare, "main")) == 1, "nothing committed"
+
+
+def test_a_missing_or_malformed_secret_is_named_and_a_wrong_git_password_commits_nothing(
+    kube: Cluster, controller: ImageController, registry_basic: RegistryServer, git_http: GitHttp
+) -> None:
+    reg, ns = registry_basic, kube.ns
+    reg.pusher().push("team/app", ["1.0.0", "1.1.0"])
+    bare = make_bare(git_http.root, f"cfg-{ns}", manifests(reg.host, ns))
+    realistic_set(kube, reg, git_http.url(bare), USER, PASSWORD, "not-the-git-password")
+    kube.create(flux("ImageRepository", "no-secret", {"image": f"{reg.host}/team/app", "interval": "1h",
+                                                     "secretRef": {"name": "absent"}}))  # fmt: skip
+    kube.create(secret("broken", {".dockerconfigjson": "{not json"}, "kubernetes.io/dockerconfigjson"))
+    kube.create(flux("ImageRepository", "bad-secret", {"image": f"{reg.host}/team/app", "interval": "1h",
+                                                          "secretRef": {"name": "broken"}}))
+    kube.create(flux("ImageRepository", "bad-regex", {"image": f"{reg.host}/team/app", "interval": "1h",
+                                                         "exclusionList": ["(unclosed"]}))
+    for name, reason, needle in (("no-secret", "AuthenticationFailed", "absent"),
+                                 ("bad-secret", "AuthenticationFailed", "broken"),
+                                 ("bad-regex", "ImageURLInvalid", "exclusionList")):  # fmt: skip
+        o = until(lambda n=name: (x := kube.get("ImageRepository", n)) and ready(x).get("status") == "False" and x, what=name)
+        assert ready(o)["reason"] == reason and needle in ready(o)["message"], ready(o)
+    auto = until(lambda: (o := kube.get("ImageUpdateAutomation", "config")) and ready(o).get("status") == "False" and o,
+                 what="automation Ready=False")  # fmt: skip
+    assert ready(auto)["reason"] == "GitOperationFailed", ready(auto)
+    assert "not-the-git-password" not in json.dumps(auto)
+    app = kube.get("ImagePolicy", "app")
+    assert app["status"]["latestRef"]["tag"] == "1.1.0", "the registry side works: only git is refused"
+    assert len(log(bare, "main")) == 1, "nothing committed"
+
+
+def test_fifty_policies_with_one_unreachable_registry_the_other_49_update(
+    kube: Cluster, controller: ImageController, registry_plain: RegistryServer, git_http: GitHttp
+) -> None:
+    ns, reg = kube.ns, registry_plain
+    silent = socket.socket()  # accepts connections (the kernel's backlog) and never answers: a hung registry
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    dead = f"127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        files = {}
+        pusher = reg.pusher()
+        for i in range(50):
+            host = dead if i == 0 else reg.host
+            if i:
+                pusher.push(f"fleet/app{i}", ["1.0.0"])
+            files[f"apps/app{i}.yaml"] = f'image: {host}/fleet/app{i}:1.0.0 # {{"$imagepolicy": "{ns}:app{i}"}}\n'
+        bare = make_bare(git_http.root, f"fleet-{ns}", files)
+        kube.create(secret("git-auth", {"username": GIT_USER, "password": GIT_PASSWORD}))
+        spec = {"url": git_http.url(bare), "interval": "1m", "ref": {"branch": "main"}, "secretRef": {"name": "git-auth"}}
+        kube.create(flux("GitRepository", "fleet", spec, "source.toolkit.fluxcd.io/v1"))
+        kube.create(flux("ImageUpdateAutomation", "fleet", {
+            "interval": "1h", "sourceRef": {"kind": "GitRepository", "name": "fleet"},
+            "git": {"checkout": {"ref": {"branch": "main"}}, "commit": {"author": {"name": "bot", "email": "bot@example.org"}},
+                    "push": {"branch": "main"}},
+            "update": {"path": "./apps", "strategy": "Setters"},
+        }))  # fmt: skip
+        for i in range(50):
+            host = dead if i == 0 else reg.host
+            kube.create(flux("ImageRepository", f"app{i}", {"image": f"{host}/fleet/app{i}", "interval": "1h",
+                                                            "timeout": "600s", "insecure": True}))  # fmt: skip
+            kube.create(flux("ImagePolicy", f"app{i}", {"imageRepositoryRef": {"name": f"app{i}"},
+                                                        "policy": {"semver": {"range": ">=1.0.0"}}}))  # fmt: skip
+        until(lambda: all(kube.get("ImagePolicy", f"app{i}").get("status", {}).get("latestRef") for i in range(1, 50)),
+              what="49 policies resolved")  # fmt: skip
+        for i in range(1, 50):
+            pusher.push(f"fleet/app{i}", ["1.1.0"])
+            kube.annotate("ImageRepository", f"app{i}", "reconcile.fluxcd.io/requestedAt", "t1")
+
+        def updated() -> int:
+            return sum(f"app{i}:1.1.0" in read_file(bare, "main", f"apps/app{i}.yaml") for i in range(1, 50))
+
+        until(lambda: updated() == 49, timeout=180, what="the 49 reachable images updated in Git")
+        hung = kube.get("ImageRepository", "app0")
+        assert not ready(hung) or ready(hung).get("status") != "True", "the silent registry never scanned"
+        assert "lastScanResult" not in (hung.get("status") or {}), "its scan is still hanging (deadline 600 s)"
+        assert "app0:1.0.0" in read_file(bare, "main", "apps/app0.yaml")
+    finally:
+        silent.close()
