@@ -28,7 +28,7 @@ def docs(path: Path) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_every_manifest_passes_server_side_dry_run(cluster: TestCluster) -> None:
-    for overlay in (DEPLOY / "base", DEPLOY / "overlays" / "example", DEPLOY / "controller"):
+    for overlay in (DEPLOY / "base", DEPLOY / "overlays" / "example", DEPLOY / "controller", DEPLOY / "image-controller"):
         built = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True).stdout
         proc = subprocess.run(
             [
@@ -271,3 +271,55 @@ def test_a_new_candidate_waits_a_full_duration_whatever_the_lease_timestamps_say
     now[0] += 5
     a.release()
     assert b.try_acquire_or_renew(), "a released lease is taken at the next round"
+
+
+# ---------------------------------------------------------------- what the imagebot controller really asks for
+def test_every_request_the_image_controller_makes_is_granted_by_its_namespaced_roles(
+    cluster: TestCluster, namespace: str, tmp_path: Path, registry_basic: Any, git_http: Any
+) -> None:
+    """The realistic Flux set end to end (scan, select, commit, status, Events, a missing Secret, leader election)
+    with every request recorded and checked against deploy/image-controller's Roles."""
+    from kubernetes import client
+
+    from gitopskit.lease import LeaderElector, LeaseLock, LeaseTiming
+    from imagebot.controller.controller import ImageController
+    from tests.fixtures.git import GIT_PASSWORD, log, make_bare
+    from tests.fixtures.registry import PASSWORD, USER
+    from tests.integration.test_crds import install
+    from tests.integration.test_image_controller import Cluster, flux, manifests, realistic_set, until
+
+    core = client.CoreV1Api(cluster.api_client())
+    lease_ns = f"{namespace}-lease"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=lease_ns)))
+    rename = {"flux-system": namespace, "gitops-system": lease_ns}
+    rules = [
+        (rename[d["metadata"]["namespace"]], r)
+        for d in docs(DEPLOY / "image-controller" / "image-controller.yaml")
+        if d["kind"] == "Role"
+        for r in d["rules"]
+    ]
+    install(cluster.api_client())
+    kube = Cluster(cluster.api_client(), namespace)
+    registry_basic.pusher().push("team/app", ["1.0.0", "1.1.0"])
+    bare = make_bare(git_http.root, f"rbac-{namespace}", manifests(registry_basic.host, namespace))
+    realistic_set(kube, registry_basic, git_http.url(bare), USER, PASSWORD, GIT_PASSWORD)
+    kube.create(flux("ImageRepository", "no-secret", {"image": "127.0.0.1:1/x", "interval": "1h", "secretRef": {"name": "x"},
+                                                      "serviceAccountName": "puller"}))  # fmt: skip
+
+    api = cluster.api_client()
+    seen = _record(api)
+    timing = LeaseTiming(6, 4, 1)
+    elector = LeaderElector(LeaseLock(api, lease_ns, "imagebot-controller-main", "rbac-test", timing.duration), timing)
+    ctl = ImageController(api, (namespace,), workers=4, cache=tmp_path / "cache", elector=elector)
+    ctl.start()
+    try:
+        until(lambda: len(log(bare, "main")) >= 2, what="a commit on the remote")
+        until(lambda: kube.get("ImageUpdateAutomation", "config").get("status", {}).get("lastPushCommit"), what="status")
+        until(lambda: kube.get("ImageRepository", "no-secret").get("status", {}).get("conditions"), what="failure")
+    finally:
+        ctl.stop()
+    asked = {a for m, u in seen if (a := _attributes(m, u)) is not None}
+    assert {a[0] for a in asked} >= {"get", "list", "watch", "create", "patch", "update"}, "the scenario covers every verb"
+    refused = sorted(a for a in asked if not _granted(rules, a))
+    assert not refused, f"requests the deploy's Roles would refuse (403 in a real cluster): {refused}"
+    core.delete_namespace(lease_ns)
