@@ -477,9 +477,10 @@ class ImageController:
         status = S.policy_status(obj, scan.image, tag, digest)
         old_ref = (obj.get("status") or {}).get("latestRef") or {}
         if self._write_status(key, obj, status) and old_ref != status["latestRef"]:
+            # the automations of the namespace are enqueued by the informer's event for this write (their reconcile
+            # reads latestRef from the cache: enqueued now, they could read the old one)
             what = f"from {old_ref.get('tag')} to {tag}" if old_ref.get("tag") else f"to {tag}"
             self._event(obj, S.Reason.SUCCEEDED, f"Latest image tag for {scan.image} resolved {what}", S.EventType.NORMAL)
-            self._enqueue_automations(key.namespace)
         if pol.digest_reflection is flux.DigestReflection.ALWAYS and pol.interval:
             return Result(requeue_after=pol.interval)
         return None  # looked at again when its repository's tags change
