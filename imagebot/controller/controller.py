@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import requests
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -47,6 +46,7 @@ from imagebot import refs
 from imagebot.config import flux
 from imagebot.controller import status as S
 from imagebot.errors import FAILURES, ImagebotError
+from imagebot.gitops.gotemplate import GoMessage
 from imagebot.gitops.writer import Delivery, Mode, Status, deliver
 from imagebot.policy import build
 from imagebot.policy.filter import Exclusions
@@ -418,18 +418,16 @@ class ImageController:
             c = self._clients.get(key)
         if c is not None:
             return c
-        session = requests.Session()
-        ca_file = None
-        if access.tls is not None:
-            if access.tls.ca:
-                ca_file = self._private_file(access.tls.ca, ".crt")
-            if access.tls.cert and access.tls.key:
-                session.cert = (str(self._private_file(access.tls.cert, ".crt")), str(self._private_file(access.tls.key, ".key")))
         deadline = access.timeout or DEFAULT_TIMEOUT
         settings = RegistrySettings(
-            access.host, ca_file, access.insecure, _Static(access.credentials), timeout=min(15.0, deadline), deadline=deadline
+            access.host,
+            plain_http=access.insecure,
+            credentials=_Static(access.credentials),
+            timeout=min(15.0, deadline),
+            deadline=deadline,
+            tls=access.tls,  # the certSecretRef's CA and client certificate, from memory
         )
-        c = RegistryClient(settings, session=session)
+        c = RegistryClient(settings)
         with self._lock:
             return self._clients.setdefault(key, c)
 
@@ -500,7 +498,9 @@ class ImageController:
         policies, observed, waiting = self._policies_of(key.namespace)
         started = self.clock()
         ws = self._workspace(key, auto)
-        delivery = Delivery(Mode.PUSH_BRANCH if auto.push_branch else Mode.PUSH, auto.branch, auto.path, auto.push_branch)
+        go = GoMessage(key.namespace, key.name, auto.message_template, auto.template_values, str(auto.api_version))
+        mode = Mode.PUSH_BRANCH if auto.push_branch else Mode.PUSH
+        delivery = Delivery(mode, auto.branch, auto.path, auto.push_branch, go_message=go)
         request = EditRequest(policies=policies)
         try:
             result = deliver(ws, delivery, request)

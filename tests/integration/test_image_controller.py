@@ -18,7 +18,7 @@ import pytest
 from gitopskit.kube import request_json
 from imagebot.controller.controller import IMAGE_PATH, ImageController
 from tests.fixtures.cluster import TestCluster
-from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, log, make_bare, read_file
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, git, log, make_bare, read_file
 from tests.fixtures.registry import PASSWORD, USER, RegistryServer
 from tests.integration.test_crds import install
 
@@ -223,6 +223,15 @@ def test_a_realistic_flux_set_applied_as_written_ends_in_a_commit_and_every_stat
         assert r["status"]["lastHandledReconcileAt"] == f"now-{name}"
         assert r["status"]["observedGeneration"] == r["metadata"]["generation"]
     sha = log(bare, "main")[0].split()[0]
+    for line in log(bare, "main")[:-1]:  # every commit of the automation carries the rendered messageTemplate
+        assert line.split("|", 1)[1] == "Automated image update"
+    body = git("-C", str(bare), "log", "-1", "--format=%B", "main")
+    assert f"Automation name: {ns}/config\n" in body
+    assert "Files:\n- " in body and "Objects:\n- Deployment " in body
+    assert "    - " in body and " -> " in body, body
+    assert "{{" not in body
+    author = git("-C", str(bare), "log", "-1", "--format=%an <%ae>", "main").strip()
+    assert author == "fluxcdbot <fluxcdbot@users.noreply.github.com>"
     auto = until(lambda: (o := kube.get("ImageUpdateAutomation", "config"))["status"].get("lastPushCommit") == sha and o,
                  what="lastPushCommit")  # fmt: skip
     st = auto["status"]
