@@ -34,8 +34,8 @@ demo: venv system cluster kubectl
 	$(PY) -m tests.demo $(DEMO_ARGS)
 
 lint: venv
-	$(VENV)/bin/ruff check gitopskit imagebot reconciler tests bench
-	$(VENV)/bin/mypy gitopskit imagebot reconciler
+	$(VENV)/bin/ruff check gitopskit imagebot reconciler dashboard tests bench
+	$(VENV)/bin/mypy gitopskit imagebot reconciler dashboard
 	$(VENV)/bin/lint-imports
 
 bench: venv system cluster kubectl browser

@@ -167,6 +167,17 @@ class Handler(BaseHTTPRequestHandler):
             return None
         return body
 
+    def detach(self) -> socket.socket:
+        """Take this connection out of the server for a long-lived response (a server-sent event stream) served
+        by another thread: once the handler returns, the worker neither parks nor closes it, and it no longer
+        counts against ``Limits.max_connections`` (the new owner bounds its own streams and closes it)."""
+        self.wfile.flush()
+        self.detached = True
+        self.close_connection = True
+        self.server._disarm(self.connection)
+        sock: socket.socket = self.connection
+        return sock
+
     def _refuse(self, code: int, message: bytes) -> None:
         self.close_connection = True
         self.send_response(code)
@@ -325,17 +336,21 @@ class Server:
             sock = self._ready.get()
             if sock is None:
                 return
-            parked = False
+            parked = detached = False
             try:
                 sock.settimeout(self.limits.read_timeout)
                 handler = self.handler(sock, sock.getpeername(), self)  # type: ignore[arg-type]
                 parked = bool(getattr(handler, "parked", False)) and not self._stop.is_set()
+                detached = bool(getattr(handler, "detached", False))
             except Exception as exc:  # the peer vanished mid-request, or a handler class without our guard
                 if not isinstance(exc, OSError):
                     log.exception("request failed")
             finally:
                 self._disarm(sock)
-                if parked:
+                if detached:  # its new owner serves and closes it
+                    with self._lock:
+                        self._open -= 1
+                elif parked:
                     self._parked.put(sock)
                     with contextlib.suppress(OSError):
                         self._wake_w.send(b"x")

@@ -119,8 +119,13 @@ class AppSpec:
         ConfigMap's name. Unique per (dialect, namespace, name) — ``NS.web`` in ``default`` and ``web`` in NS,
         or a Kustomization and an App of one name, never share it — and a valid label value (63 bytes at most)
         for any name: a readable prefix and a digest of the three."""
-        digest = hashlib.sha256(f"{self.dialect}/{self.ref.namespace}/{self.ref.name}".encode()).hexdigest()[:10]
-        return f"{f'{self.ref.namespace}.{self.ref.name}'[:52].rstrip('.-')}-{digest}"
+        return app_key(self.dialect, self.ref.namespace, self.ref.name)
+
+
+def app_key(dialect: str, namespace: str, name: str) -> str:
+    """:attr:`AppSpec.key` from the object's identity alone (the dashboard finds an app's objects by it)."""
+    digest = hashlib.sha256(f"{dialect}/{namespace}/{name}".encode()).hexdigest()[:10]
+    return f"{f'{namespace}.{name}'[:52].rstrip('.-')}-{digest}"
 
 
 def rules_for(drift: DriftSpec) -> Rules:
