@@ -21,13 +21,15 @@ from reconciler.apps import DriftSpec, rules_for
 from reconciler.controller_cli import add_commands
 from reconciler.diff import Rules
 from reconciler.engine import OBSERVE_INTERVAL, OBSERVED_AT, OBSERVED_BY, Engine, Settings, SyncReport
-from reconciler.errors import ExitCode, ReconcilerError, Unhealthy, UsageError
+from reconciler.errors import ExitCode, ReconcilerError, SourceError, Unhealthy, UsageError
 from reconciler.inventory import configmap_name, load
 from reconciler.model import TRACKING_LABEL, Action, FieldPolicy, Health, ResourceKey
 from reconciler.plan import PruneGuards
 from reconciler.source import Source
 
 log = logging.getLogger("reconciler")
+
+NOTIFY_GRACE = 30.0  # seconds an exit waits for queued notifications
 
 EXIT_CODES = """exit codes:
   0  ok (diff: no drift)
@@ -312,9 +314,27 @@ def changes_since(cluster: Any, inv: Any, app: str, since: str) -> list[str]:
     return out[:50]
 
 
+def _notifier(args: argparse.Namespace, engine: Engine) -> Any:
+    """--notify-config: the sinks, delivering in the background (None without the flag)."""
+    if not args.notify_config:
+        return None
+    from gitopskit.notifier import build_notifier
+    from gitopskit.notify import NotifyConfigError
+    from reconciler.notices import AppNotices, load_notify_config
+
+    cfg = load_notify_config(args.notify_config)
+    try:
+        notifier = build_notifier(cfg, source="reconciler", registry=engine.metrics.registry, api=lambda: engine.cluster.api)
+    except NotifyConfigError as exc:
+        raise UsageError(f"--notify-config {args.notify_config}: {exc}") from None
+    engine.notices = AppNotices(notifier.start(), cfg.failing_after)
+    return notifier
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     mode = FieldPolicy.CORRECT if args.mode == "correct" else FieldPolicy.REPORT
     engine = _engine(args, mode)
+    notifier = _notifier(args, engine)
     source = Source(args.source, args.revision, args.path)
     stop = threading.Event()
     trigger = threading.Event()
@@ -339,11 +359,17 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
                         watch_stop.set()
                     watch_stop = threading.Event()
                     engine.watch(watch_stop, correct=mode is FieldPolicy.CORRECT)
-                engine.save_status()
+                health = engine.save_status()
+                engine.notices.peer(f"git {args.source}", None)
+                if health is not None:
+                    engine.notices.synced(args.name, health, last_rev)
                 engine.heartbeat(f"reconciler run on {socket.gethostname()} (pid {os.getpid()})", args.interval)
             except ReconcilerError as exc:
                 print(f"reconciler: error: {exc}", file=err)
                 err.flush()
+                if isinstance(exc, SourceError):
+                    engine.notices.peer(f"git {args.source}", str(exc))
+                engine.notices.failed(args.name, str(exc))
                 if args.once:
                     return int(exc.exit_code)
             if args.once:
@@ -357,6 +383,8 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             watch_stop.set()
         if server is not None:
             server.shutdown()
+        if notifier is not None:
+            notifier.close(NOTIFY_GRACE)  # what is queued goes out before the exit (a dead sink waits no longer)
     return 0
 
 
@@ -423,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--once", action="store_true", help="one sync, then exit")
     r.add_argument("--listen", metavar="HOST:PORT", help="serve Git push webhooks, /healthz and /metrics")
     r.add_argument("--webhook-secret-env", default="RECONCILER_WEBHOOK_SECRET")
+    r.add_argument("--notify-config", metavar="FILE", help="notifications: sinks and filters (README, Notifications)")
     r.set_defaults(func=cmd_run)
     sv = sub.add_parser("serve", help="'run' with the webhook receiver (--listen)", epilog=EXIT_CODES, formatter_class=fmt)
     _common(sv)
@@ -433,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--once", action="store_true")
     sv.add_argument("--listen", default="0.0.0.0:8081")
     sv.add_argument("--webhook-secret-env", default="RECONCILER_WEBHOOK_SECRET")
+    sv.add_argument("--notify-config", metavar="FILE", help="notifications: sinks and filters (README, Notifications)")
     sv.set_defaults(func=cmd_run)
     st = sub.add_parser(
         "status", help="revision, sync, health, drift (who/when), last prune", epilog=EXIT_CODES, formatter_class=fmt

@@ -37,6 +37,7 @@ from gitopskit.errors import KitError
 from gitopskit.informer import ApiTransport, EventType, Informer, Key
 from gitopskit.kube import request_json
 from gitopskit.lease import LeaderElector
+from gitopskit.notify import Emitter
 from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
 from gitopskit.workspace import GitAuth
 from reconciler import apps as A
@@ -46,6 +47,7 @@ from reconciler.engine import Engine, Settings
 from reconciler.errors import ReconcilerError, SourceError, UsageError
 from reconciler.health import object_health
 from reconciler.model import TRACKING_LABEL, Action, Health, Manifest, ResourceKey
+from reconciler.notices import AppNotices, object_ref
 from reconciler.plan import PruneGuards
 from reconciler.sharding import AutoShards
 from reconciler.source import Source
@@ -208,8 +210,11 @@ class AppController:
         elector: LeaderElector | None = None,
         shards: AutoShards | None = None,
         no_cross_namespace_refs: bool = False,
+        notifier: Emitter | None = None,
+        failing_after: float = 600.0,
     ) -> None:
         self.api = api
+        self.notices = AppNotices(notifier, failing_after)  # sync failed, health degraded/recovered, drift (through each engine)
         self.shards = shards
         # Flux's lockdown for multi-tenancy: an app may not use another namespace's GitRepository (and with it
         # that namespace's credentials) nor wait on another namespace's apps
@@ -363,6 +368,7 @@ class AppController:
 
     def _forget(self, key: AppKey) -> None:
         self._written.pop(key, None)
+        self.notices.forget(_subject(key))
         with self._lock:
             entry = self.engines.pop(key, None)
             if entry is not None:
@@ -458,11 +464,15 @@ class AppController:
             return None
         except (ReconcilerError, SecretError) as exc:
             reason = A.Reason.ARTIFACT_FAILED if isinstance(exc, (SourceError, SecretError)) else A.Reason.FAILED
+            if isinstance(exc, SourceError):
+                self.notices.peer(f"git {spec.source.url}", str(exc))
             self._fail(key, obj, spec, reason, str(exc))
             self.metrics.ready.labels(*labels).set(0)
             self.metrics.reconciles.labels(*labels, "failed").inc()
             raise  # requeued with this key's own backoff
         self._write_status(key, obj, self._status_of(key, obj, spec, outcome))
+        self.notices.peer(f"git {spec.source.url}", None)
+        self.notices.synced(_subject(key), outcome.health, outcome.revision, object_ref(obj))
         self.metrics.ready.labels(*labels).set(1 if outcome.ready else 0)
         self.metrics.drift.labels(*labels).set(outcome.drift)
         self.metrics.reconciles.labels(*labels, "ok" if outcome.applied else "compared").inc()
@@ -570,6 +580,8 @@ class AppController:
         else:
             status = _flux_status(obj, False, reason, message, stalled, self._handled(spec) if spec else {})
         self._write_status(key, obj, status)
+        if reason is not A.Reason.DEPENDENCY_NOT_READY:  # waiting on another app is not a failure of this one
+            self.notices.failed(_subject(key), f"{reason}: {message}", object_ref(obj))
 
     def _handled(self, spec: A.AppSpec) -> dict[str, Any]:
         return {"lastHandledReconcileAt": spec.requested_at} if spec.requested_at else {}
@@ -719,6 +731,7 @@ class AppController:
                 return entry[0]
             engine = Engine(self.cluster, settings)
             engine.live_cache = self._live_cache
+            engine.notices, engine.subject = self.notices, _subject(key)
             if entry is not None:  # keep what the old engine knew: the watch compares against it until the sync
                 engine.desired, engine.revision = entry[0].desired, entry[0].revision
             self.engines[key] = (engine, spec, project)
@@ -924,6 +937,11 @@ def _project_check(project: A.ProjectSpec) -> Callable[[Manifest], str]:
         return A.object_violation(project, m.key.group, m.key.kind, m.key.namespace)
 
     return check
+
+
+def _subject(key: AppKey) -> str:
+    """An app's name in notifications (what subject globs match): NAMESPACE/NAME."""
+    return f"{key.namespace}/{key.name}"
 
 
 def _generation(obj: dict[str, Any]) -> int:

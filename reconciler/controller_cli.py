@@ -47,6 +47,7 @@ def add_commands(sub: Any, epilog: str) -> None:
                    help="refuse sourceRef and dependsOn to another namespace (Flux's multi-tenancy lockdown)")  # fmt: skip
     c.add_argument("--listen", metavar="HOST:PORT", help="/healthz, /readyz, /metrics and Git push webhooks")
     c.add_argument("--webhook-secret-env", default="RECONCILER_WEBHOOK_SECRET")
+    c.add_argument("--notify-config", metavar="FILE", help="notifications: sinks and filters (README, Notifications)")
     c.add_argument("--cache", type=Path, help="git checkouts and snapshots (default ~/.cache/imagebot/controller)")
     c.add_argument("--leader-elect", action="store_true", help="one writer per shard among replicas (a Lease)")
     c.add_argument("--leader-namespace", default=os.environ.get("POD_NAMESPACE", "default"), help="where the Lease lives")
@@ -99,6 +100,11 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         timing = LeaseTiming(args.leader_lease_duration, args.leader_renew_deadline, args.leader_retry_period)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    notify_cfg = None
+    if args.notify_config:
+        from reconciler.notices import load_notify_config
+
+        notify_cfg = load_notify_config(args.notify_config)  # a bad file fails before anything starts
     api = _api(args)
     identity = args.leader_identity or f"{socket.gethostname()}-{os.getpid()}"
     elector = shards = None
@@ -109,6 +115,18 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         shards = AutoShards(api, args.leader_namespace, identity, args.shard_slots, timing)
     ctl = AppController(api, tuple(args.namespace), args.shard, args.workers, args.cache, elector=elector, shards=shards,
                         no_cross_namespace_refs=args.no_cross_namespace_refs)
+    notifier = None
+    if notify_cfg is not None:
+        from gitopskit.notifier import build_notifier
+        from gitopskit.notify import NotifyConfigError
+
+        try:
+            notifier = build_notifier(notify_cfg, source="reconciler", registry=ctl.metrics.registry, api=lambda: api)
+        except NotifyConfigError as exc:
+            shutil.rmtree(ctl.secrets_dir, ignore_errors=True)
+            raise UsageError(f"--notify-config {args.notify_config}: {exc}") from None
+        ctl.notices.emitter = notifier.start()
+        ctl.notices.peers.after = notify_cfg.failing_after
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -126,6 +144,8 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         if server is not None:
             server.shutdown()
         ctl.stop()
+        if notifier is not None:
+            notifier.close(30.0)  # what is queued goes out before the exit (a dead sink waits no longer)
     return int(ExitCode.OK)
 
 

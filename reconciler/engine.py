@@ -38,6 +38,7 @@ from reconciler.model import (
     Plan,
     ResourceKey,
 )
+from reconciler.notices import AppNotices
 from reconciler.plan import Claims, PruneGuards, apply_order, owner_of, plan, scope_violations
 from reconciler.render import refuse_duplicates, render
 
@@ -137,6 +138,8 @@ class Engine:
         # (apiVersion, kind, label selector, namespace) -> the matching live objects, None when not cached
         self.live_cache: Callable[[str, str, str, str | None], dict[ResourceKey, dict[str, Any]] | None] | None = None
         self._server_defaults: dict[ResourceKey, tuple[str, frozenset[str]]] = {}  # key -> (resourceVersion, pointers)
+        self.notices = AppNotices()  # drift seen / corrected as notifications (the controller and `run` set the notifier)
+        self.subject = settings.app  # the app's name in notifications
 
     @property
     def inventory(self) -> Inventory | None:
@@ -483,8 +486,8 @@ class Engine:
             if exc.status != 404:
                 log.warning("heartbeat of %s not written: HTTP %s", self.s.app, exc.status)
 
-    def save_status(self) -> None:
-        """Record health and the current drift (who/when) in the app's status, when they changed."""
+    def save_status(self) -> Health | None:
+        """Record health and the current drift (who/when) in the app's status, when they changed; the health."""
         with self._lock:
             drift = sorted(
                 f"{i.key}: {i.describe(redact=(i.key.group, i.key.kind) in diffmod.REDACT_KINDS)} [{i.policy}]"
@@ -492,8 +495,10 @@ class Engine:
             )
             desired = list(self.desired.values())
         if not desired:
-            return
-        self._set_status({"health": str(self._health(desired)), "drift": drift}, dry_run=False)
+            return None
+        health = self._health(desired)
+        self._set_status({"health": str(health), "drift": drift}, dry_run=False)
+        return health
 
     def _health(self, desired: list[Manifest], fresh: bool = True) -> Health:
         live = self.live_state(desired, Inventory({}, {}), fresh)
@@ -552,9 +557,13 @@ class Engine:
         if not items:
             return []
         # status updates re-deliver the object often: a drift already reported (same value, same who/when) is not news
-        for i in (i for i in items if before.get(i.pointer) != i):
+        news = [i for i in items if before.get(i.pointer) != i]
+        redact = (key.group, key.kind) in diffmod.REDACT_KINDS
+        for i in news:
             self.metrics.drift_detected.labels(key.kind, i.pointer).inc()
-            log.warning("drift on %s: %s", key, i.describe(redact=(key.group, key.kind) in diffmod.REDACT_KINDS))
+            log.warning("drift on %s: %s", key, i.describe(redact=redact))
+        if news:
+            self.notices.drift(self.subject, key, api, str(meta.get("uid") or ""), news, redact)
         if correct:
             self.correct(manifest, items, received, None if etype == "DELETED" else obj)
         return items
@@ -588,6 +597,7 @@ class Engine:
             for i in todo:
                 self.drift.pop((manifest.key, i.pointer), None)
         log.info("corrected %s in %.0f ms: %s", manifest.key, took * 1000, ", ".join(i.pointer or "(object)" for i in todo))
+        self.notices.corrected(self.subject, manifest.key, manifest.api_version, todo, took * 1000)
 
     def watch(self, stop: threading.Event, correct: bool) -> list[threading.Thread]:
         """One thread per managed kind, handling events until ``stop`` is set."""
