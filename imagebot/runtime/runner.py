@@ -17,7 +17,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from gitopskit.fluxsecrets import SigningKeyType
 from gitopskit.notify import Emitter, Event, EventType, FailureTracker, NullEmitter
+from gitopskit.openpgp import OpenPGPKey
 from gitopskit.workspace import GitAuth, Identity, Workspace, cache_key, flux_git_auth, safe_url
 from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, Purpose
 from imagebot.errors import FAILURES, ClusterOnlyError, ExitCode, exit_code_of
@@ -182,9 +184,22 @@ def flux_delivery(g: GitConfig) -> dict[str, Any]:
     unsigned = [u for u in g.unresolved if u.purpose is Purpose.SIGNING]
     if unsigned:
         out["refuse_commit"] = unsigned[0].needed("a commit must be signed") + "; nothing committed"
-    elif f.signing_key is not None:
-        out["refuse_commit"] = f"ImageUpdateAutomation {f.namespace}/{f.name}: spec.git.commit.signingKey: not supported yet"
+    elif f.signing_key is not None and f.signing_key.type is not SigningKeyType.GPG:
+        out["refuse_commit"] = (
+            f"ImageUpdateAutomation {f.namespace}/{f.name}: spec.git.commit.signingKey.type: "
+            f"{f.signing_key.type.value!r} is not supported yet (use gpg); nothing committed"
+        )
     return out
+
+
+def _identity(g: GitConfig) -> Identity:
+    """The commit identity; with a Flux signingKey (gpg), every commit is signed with the key in memory."""
+    key = g.flux.signing_key if g.flux is not None else None
+    pgp = None
+    if key is not None and key.type is SigningKeyType.GPG:
+        origin = f"ImageUpdateAutomation {g.flux.namespace}/{g.flux.name}: spec.git.commit.signingKey" if g.flux else ""
+        pgp = OpenPGPKey(key.key, key.passphrase, origin)
+    return Identity(g.author_name, g.author_email, g.signing_key_file, openpgp=pgp)
 
 
 def _workspace(cfg: Config, g: GitConfig) -> Workspace:
@@ -198,7 +213,7 @@ def _workspace(cfg: Config, g: GitConfig) -> Workspace:
     cache = cfg.cache_dir or Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagebot" / "git"
     if g.credentials is not None:  # a Flux GitRepository's secretRef
         auth = flux_git_auth(g.credentials, cache / "secrets" / cache_key(g.url, g.name))
-    return Workspace(g.url, g.branch, cache, auth, Identity(g.author_name, g.author_email, g.signing_key_file))
+    return Workspace(g.url, g.branch, cache, auth, _identity(g))
 
 
 class Runner:

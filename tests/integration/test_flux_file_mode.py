@@ -9,6 +9,11 @@ import base64
 import io
 import json
 import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +158,93 @@ def test_without_a_secret_the_run_fails_only_where_it_is_needed_naming_object_an
     assert any(" ERROR " in line and wanted in line for line in text.splitlines()), text
     assert "Traceback" not in text
     assert read_file(setup["bare"], "main", "clusters/production/podinfo.yaml").count(":5.0.0") == 1, "nothing written"
+
+
+# --- commit signing: signingKey.secretRef → git.asc (+ passphrase), keys generated here, never committed ------------
+
+
+@dataclass(frozen=True)
+class GpgKey:
+    armored: str  # the secret key, as a Flux Secret's git.asc holds it
+    public: Path  # a GNUPGHOME holding only the public key: what verifies
+    passphrase: str
+
+
+def _gen_key(root: Path, name: str, passphrase: str) -> GpgKey:
+    home = root / f"{name}-gen"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--batch", "--homedir", str(home), "--pinentry-mode", "loopback", "--passphrase", passphrase]
+    subprocess.run([*gpg, "--quick-gen-key", f"{name} <{name}@example.invalid>", "ed25519", "sign", "never"], check=True,
+                   capture_output=True)  # fmt: skip
+    armored = subprocess.run([*gpg, "--armor", "--export-secret-keys"], check=True, capture_output=True, text=True).stdout
+    public = subprocess.run([*gpg, "--armor", "--export"], check=True, capture_output=True).stdout
+    verify = root / f"{name}-verify"
+    verify.mkdir(mode=0o700)
+    subprocess.run(["gpg", "--batch", "--homedir", str(verify), "--import"], input=public, check=True, capture_output=True)
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
+    shutil.rmtree(home)
+    return GpgKey(armored, verify, passphrase)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, GpgKey]]:
+    root = Path(tempfile.mkdtemp(prefix="ibk-"))  # short: gpg-agent's socket lives in the home directory
+    yield {"plain": _gen_key(root, "plain", ""), "protected": _gen_key(root, "protected", "open sesame")}
+    for d in root.iterdir():
+        subprocess.run(["gpgconf", "--homedir", str(d), "--kill", "gpg-agent"], capture_output=True, check=False)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _signed_setup(setup: dict[str, Any], armored: str, passphrase: str | None) -> Path:
+    docs = list(yaml.safe_load_all(setup["flux"].read_text()))
+    docs[-1]["spec"]["git"]["commit"]["signingKey"] = {"secretRef": {"name": "signing-key"}}
+    setup["flux"].write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    data = {"git.asc": armored} | ({"passphrase": passphrase} if passphrase is not None else {})
+    meta = {"name": "signing-key", "namespace": "flux-system"}
+    setup["secrets"]["signing-key"] = {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": data}
+    return secrets_file(setup, "git-auth", "regcred", "registry-ca", "signing-key")
+
+
+def _gpg_homes() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("imagebot-gpg-*")}
+
+
+@pytest.mark.parametrize("which", ["plain", "protected"])
+def test_the_commit_is_signed_with_the_secret_key_and_verifies_on_the_remote(
+    setup: dict[str, Any], keys: dict[str, GpgKey], capfd: pytest.CaptureFixture[str], which: str
+) -> None:
+    key = keys[which]
+    before = _gpg_homes()
+    code, err = run(setup["flux"], _signed_setup(setup, key.armored, key.passphrase or None))
+    assert code == 0, err + capfd.readouterr().err
+    bare = setup["bare"]
+    assert read_file(bare, "main", "clusters/production/podinfo.yaml").count(":5.0.3") == 1
+    verified = subprocess.run(["git", "-C", str(bare), "verify-commit", "main"], env={**os.environ, "GNUPGHOME": str(key.public)},
+                              capture_output=True, text=True)  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert "Good signature" in verified.stderr
+    assert git("-C", str(bare), "log", "-1", "--format=%B", "main").startswith("Automated image update\n\nAutomation name:")
+    assert _gpg_homes() == before, "each signature's GNUPGHOME is removed"
+
+
+@pytest.mark.parametrize(
+    ("which", "passphrase", "armored", "expected"),
+    [
+        ("protected", "wrong", None, "ImageUpdateAutomation flux-system/fleet: spec.git.commit.signingKey: wrong passphrase"),
+        ("protected", None, None, "ImageUpdateAutomation flux-system/fleet: spec.git.commit.signingKey: wrong passphrase"),
+        ("plain", None, "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nbm90IGEga2V5\n=abcd\n-----END PGP PRIVATE KEY BLOCK-----\n",
+         "ImageUpdateAutomation flux-system/fleet: spec.git.commit.signingKey: the key does not import"),
+    ],
+    ids=["wrong-passphrase", "missing-passphrase", "malformed-key"],
+)  # fmt: skip
+def test_a_bad_key_or_passphrase_is_a_clear_error_and_nothing_is_pushed(
+    setup: dict[str, Any], keys: dict[str, GpgKey], capfd: pytest.CaptureFixture[str], which: str, passphrase: str | None,
+    armored: str | None, expected: str,
+) -> None:  # fmt: skip
+    before = git("-C", str(setup["bare"]), "rev-parse", "main")
+    code, err = run(setup["flux"], _signed_setup(setup, armored or keys[which].armored, passphrase))
+    text = err + capfd.readouterr().err
+    assert code == 5, text
+    assert any(" ERROR " in line and expected in line for line in text.splitlines()), text
+    assert "open sesame" not in text and "BEGIN PGP" not in text
+    assert git("-C", str(setup["bare"]), "rev-parse", "main") == before, "nothing pushed"
