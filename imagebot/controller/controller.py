@@ -37,11 +37,12 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gitopskit import fluxsecrets as fs
+from gitopskit.errors import KitError
 from gitopskit.informer import ApiTransport, EventType, Informer, Key
 from gitopskit.kube import request_json
 from gitopskit.lease import LeaderElector
 from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
-from gitopskit.workspace import GitAuth, Identity, Workspace
+from gitopskit.workspace import GitAuth, Identity, Workspace, flux_git_auth
 from imagebot import refs
 from imagebot.config import flux
 from imagebot.controller import status as S
@@ -431,17 +432,6 @@ class ImageController:
         with self._lock:
             return self._clients.setdefault(key, c)
 
-    def _private_file(self, text: str, suffix: str) -> Path:
-        """Secret material as a file only this process reads (named by its hash: written once, never changed)."""
-        path = self.secrets_dir / (hashlib.sha256(text.encode()).hexdigest()[:24] + suffix)
-        if not path.exists():
-            tmp = path.with_suffix(".tmp" + str(threading.get_ident()))
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        return path
-
     # ImagePolicy -------------------------------------------------------------------------------------------
     def _policy(self, key: ObjKey, obj: dict[str, Any]) -> Result | None:
         try:
@@ -577,16 +567,15 @@ class ImageController:
         return ws
 
     def _git_auth(self, auto: flux.Automation) -> GitAuth | None:
-        creds = auto.credentials
-        if creds is None:
+        """The GitRepository's Secret as git needs it (the kit's one reading of Flux's formats): basic auth, or an
+        SSH identity + known_hosts in files only this process reads."""
+        if auto.credentials is None:
             return None
-        if creds.kind is fs.GitAuthKind.BASIC:
-            return GitAuth(creds.username, creds.password)
-        if creds.kind is fs.GitAuthKind.SSH:
-            key = self._private_file(creds.identity if creds.identity.endswith("\n") else creds.identity + "\n", ".key")
-            hosts = self._private_file(creds.known_hosts, ".known_hosts")
-            return GitAuth(ssh_key=key, known_hosts=hosts)
-        raise Failed(S.Reason.AUTHENTICATION_FAILED, f"{auto.source}: bearerToken is not supported yet (use username/password)")
+        where = self.secrets_dir / hashlib.sha256(f"{auto.source}\0{auto.url}".encode()).hexdigest()[:24]
+        try:
+            return flux_git_auth(auto.credentials, where)
+        except KitError as exc:
+            raise Failed(S.Reason.AUTHENTICATION_FAILED, f"{auto.source}.spec.secretRef: {exc}") from None
 
     # ------------------------------------------------------------------ writes
     def _write_status(self, key: ObjKey, obj: dict[str, Any], status: dict[str, Any], force: bool = False) -> bool:

@@ -343,3 +343,88 @@ def test_fifty_policies_with_one_unreachable_registry_the_other_49_update(
         assert "app0:1.0.0" in read_file(bare, "main", "apps/app0.yaml")
     finally:
         silent.close()
+
+
+def test_suspend_is_honoured_and_requested_at_runs_an_automation_now(
+    kube: Cluster, controller: ImageController, registry_plain: RegistryServer, git_http: GitHttp
+) -> None:
+    ns, reg = kube.ns, registry_plain
+    reg.pusher().push("team/app", ["1.0.0", "1.2.0"])
+    marker = f'image: {reg.host}/team/app:1.0.0 # {{"$imagepolicy": "{ns}:app"}}\n'
+    bare = make_bare(git_http.root, f"sus-{ns}", {"app.yaml": marker})
+    kube.create(flux("GitRepository", "cfg", {"url": git_http.url(bare), "interval": "1h", "ref": {"branch": "main"},
+                                              "secretRef": {"name": "git-auth"}}, "source.toolkit.fluxcd.io/v1"))  # fmt: skip
+    kube.create(secret("git-auth", {"username": GIT_USER, "password": GIT_PASSWORD}))
+    kube.create(flux("ImageRepository", "app", {"image": f"{reg.host}/team/app", "interval": "1h", "insecure": True}))
+    kube.create(flux("ImageRepository", "held", {"image": f"{reg.host}/team/app", "interval": "1h", "insecure": True,
+                                                 "suspend": True}))  # fmt: skip
+    kube.create(flux("ImagePolicy", "app", {"imageRepositoryRef": {"name": "app"}, "policy": {"semver": {"range": "^1"}}}))
+    kube.create(flux("ImageUpdateAutomation", "cfg", {
+        "interval": "1h", "suspend": True, "sourceRef": {"kind": "GitRepository", "name": "cfg"},
+        "git": {"commit": {"author": {"name": "bot", "email": "bot@example.org"}}, "push": {"branch": "main"}},
+        "update": {"path": "./", "strategy": "Setters"},
+    }))  # fmt: skip
+    until(lambda: kube.get("ImagePolicy", "app").get("status", {}).get("latestRef", {}).get("tag") == "1.2.0", what="policy")
+
+    def suspended(kind: str) -> float:
+        got = controller.metrics.registry.get_sample_value("imagebot_reconciles_total", {"kind": kind, "result": "suspended"})
+        return got or 0.0
+
+    until(lambda: suspended("ImageUpdateAutomation") and suspended("ImageRepository"), what="both looked at")
+    assert "status" not in kube.get("ImageUpdateAutomation", "cfg") and "status" not in kube.get("ImageRepository", "held")
+    assert len(log(bare, "main")) == 1, "a suspended automation commits nothing"
+
+    request_json(kube.api, "PATCH", f"{IMAGE_PATH}/namespaces/{ns}/imageupdateautomations/cfg", body={"spec": {"suspend": False}},
+                 content_type="application/merge-patch+json")  # fmt: skip
+    until(lambda: "app:1.2.0" in read_file(bare, "main", "app.yaml"), what="resumed: the commit")
+    first = until(lambda: kube.get("ImageUpdateAutomation", "cfg").get("status", {}).get("lastAutomationRunTime"), what="run")
+    kube.annotate("ImageUpdateAutomation", "cfg", "reconcile.fluxcd.io/requestedAt", "2030-01-01T00:00:00Z")
+    auto = until(lambda: (o := kube.get("ImageUpdateAutomation", "cfg"))["status"].get("lastHandledReconcileAt") and o,
+                 what="requestedAt handled")  # fmt: skip
+    assert auto["status"]["lastHandledReconcileAt"] == "2030-01-01T00:00:00Z"
+    assert auto["status"]["lastAutomationRunTime"] >= first
+    assert ready(auto)["message"] == "repository up-to-date"
+
+
+def controller_key(kind: str, ns: str, name: str) -> Any:
+    from imagebot.controller.controller import ObjKey
+
+    return ObjKey(kind, ns, name)
+
+
+def test_the_controller_process_serves_health_and_metrics_and_stops_cleanly_on_sigterm(
+    kube: Cluster, cluster: TestCluster, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.fixtures.net import free_port
+
+    port = free_port()
+    kube.create(flux("ImageRepository", "bad", {"image": "127.0.0.1:1/team/app", "interval": "1h", "insecure": True,
+                                                "timeout": "2s"}))  # fmt: skip
+    cmd = [sys.executable, "-m", "imagebot", "controller", "--kubeconfig", str(cluster.kubeconfig), "--namespace", kube.ns,
+           "--listen", f"127.0.0.1:{port}", "--cache", str(tmp_path / "cache")]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        def get(path: str) -> tuple[int, str]:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    return r.status, r.read().decode()
+            except OSError:
+                return 0, ""
+
+        until(lambda: get("/readyz")[0] == 200, what="/readyz")
+        assert get("/healthz") == (200, "ok\n")
+        until(lambda: ready(kube.get("ImageRepository", "bad")).get("reason") == "ReadOperationFailed", what="a failed scan")
+        assert 'imagebot_reconciles_total{kind="ImageRepository",result="failed"}' in get("/metrics")[1]
+        taken = subprocess.run([*cmd[:-2], "--cache", str(tmp_path / "c2")], capture_output=True, text=True, timeout=60)
+        assert taken.returncode == 2 and taken.stderr.count("\n") == 1 and "--listen" in taken.stderr, taken.stderr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0, proc.stderr.read() if proc.stderr else ""
+    zero = subprocess.run([sys.executable, "-m", "imagebot", "controller", "--workers", "0"], capture_output=True, text=True)
+    assert zero.returncode == 2 and "--workers" in zero.stderr
