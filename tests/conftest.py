@@ -52,6 +52,11 @@ def registry_basic(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Iterat
 
 
 @pytest.fixture(scope="session")
+def registry_mtls(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Iterator[RegistryServer]:
+    yield from _registry("mtls", tmp_path_factory, pki)
+
+
+@pytest.fixture(scope="session")
 def registry_token(tmp_path_factory: pytest.TempPathFactory, pki: PKI) -> Iterator[RegistryServer]:
     yield from _registry("token", tmp_path_factory, pki)
 
