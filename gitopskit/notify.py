@@ -347,6 +347,30 @@ def parse_config(raw: object, where: str = "notifications") -> NotifyConfig:
     return NotifyConfig(sinks, window, size, _duration(raw, "failingAfter", where, 600.0))
 
 
+def load_file(path: str) -> NotifyConfig:
+    """A ``--notify-config FILE``: YAML holding one key, the same ``notifications:`` section as imagebot's config."""
+    from gitopskit.yamlsafe import Limits, YamlError, load_all
+
+    where = f"--notify-config {path}"
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(1024 * 1024 + 1)
+        if len(data) > 1024 * 1024:
+            raise NotifyConfigError(f"{where}: larger than 1 MiB")
+        docs = load_all(data.decode(), Limits(max_bytes=1024 * 1024, max_depth=20, max_nodes=100_000, max_text=1024 * 1024))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NotifyConfigError(f"{where}: cannot read: {type(exc).__name__}") from None
+    except YamlError as exc:
+        raise NotifyConfigError(f"{where}: not valid YAML: {exc}") from None
+    doc = docs[0].data if len(docs) == 1 else None
+    if not isinstance(doc, dict) or set(doc) != {"notifications"}:
+        raise NotifyConfigError(f"{where}: must hold one key, notifications: (see README, Notifications)")
+    try:
+        return parse_config(doc["notifications"])
+    except NotifyConfigError as exc:
+        raise NotifyConfigError(f"{where}: {exc}") from None
+
+
 # ---------------------------------------------------------------------------------------------- rendering
 
 

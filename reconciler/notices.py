@@ -9,7 +9,6 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from gitopskit.notify import (
@@ -21,9 +20,8 @@ from gitopskit.notify import (
     NotifyConfigError,
     NullEmitter,
     ObjectRef,
-    parse_config,
+    load_file,
 )
-from gitopskit.yamlsafe import Limits, YamlError, load_all
 from reconciler.errors import UsageError
 from reconciler.model import DriftItem, Health, ResourceKey
 
@@ -100,19 +98,8 @@ class AppNotices:
 
 
 def load_notify_config(path: str) -> NotifyConfig:
-    """``--notify-config FILE``: YAML with the same ``notifications:`` section as imagebot's config."""
+    """``--notify-config FILE`` (the same ``notifications:`` section as imagebot's config); exit 2 when invalid."""
     try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--notify-config {path}: cannot read: {exc.__class__.__name__}") from None
-    try:
-        docs = load_all(text, Limits(max_bytes=1024 * 1024, max_depth=20, max_nodes=100_000, max_text=1024 * 1024))
-    except YamlError as exc:
-        raise UsageError(f"--notify-config {path}: not valid YAML: {exc}") from None
-    doc = docs[0].data if len(docs) == 1 else None
-    if not isinstance(doc, dict) or set(doc) != {"notifications"}:
-        raise UsageError(f"--notify-config {path}: must hold one key, notifications: (see README, Notifications)")
-    try:
-        return parse_config(doc["notifications"])
+        return load_file(path)
     except NotifyConfigError as exc:
-        raise UsageError(f"--notify-config {path}: {exc}") from None
+        raise UsageError(str(exc)) from None

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from gitopskit.errors import ListenError
-from imagebot.errors import ExitCode, UsageError
+from imagebot.errors import ConfigError, ExitCode, UsageError
 
 if TYPE_CHECKING:
     from gitopskit import httpd
@@ -37,6 +37,7 @@ def add_flags(sub: Any, exit_codes: str) -> None:
     c.add_argument("--workers", type=int, default=4, help="objects reconciled at once (default 4)")
     c.add_argument("--listen", metavar="HOST:PORT", help="/healthz, /readyz and /metrics")
     c.add_argument("--cache", type=Path, help="git checkouts (default ~/.cache/imagebot/controller)")
+    c.add_argument("--notify-config", metavar="FILE", help="notifications: sinks and filters (README, Notifications)")
     c.add_argument("--leader-elect", action="store_true", help="one writer per shard among replicas (a Lease)")
     c.add_argument("--leader-namespace", default=os.environ.get("POD_NAMESPACE", "default"), help="where the Lease lives")
     c.add_argument("--leader-identity", help="default: hostname and pid")
@@ -61,6 +62,7 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Te
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     setup_logging(args.log_format, args.log_level)
+    notify_cfg = _notify_config(args.notify_config) if args.notify_config else None  # a bad file fails before anything starts
     api = load_api_client(args.kubeconfig, args.context)
     elector = None
     if args.leader_elect:
@@ -68,6 +70,18 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Te
         lock = LeaseLock(api, args.leader_namespace, f"{LEASE_PREFIX}-{args.shard or 'main'}", identity, timing.duration)
         elector = LeaderElector(lock, timing)
     ctl = ImageController(api, tuple(args.namespace), args.shard, args.workers, args.cache, elector=elector)
+    notifier = None
+    if notify_cfg is not None:
+        from gitopskit.notifier import build_notifier
+        from gitopskit.notify import NotifyConfigError
+
+        try:
+            notifier = build_notifier(notify_cfg, source="imagebot", registry=ctl.metrics.registry, api=lambda: api)
+        except NotifyConfigError as exc:
+            ctl.stop()
+            raise ConfigError(str(exc)) from None
+        ctl.notifier = notifier.start()
+        ctl.peers.after = notify_cfg.failing_after
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -86,7 +100,18 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Te
         if server is not None:
             server.shutdown()
         ctl.stop()
+        if notifier is not None:
+            notifier.close(30.0)  # what is queued goes out before the exit (a dead sink waits no longer)
     return int(ExitCode.OK)
+
+
+def _notify_config(path: str) -> Any:
+    from gitopskit.notify import NotifyConfigError, load_file
+
+    try:
+        return load_file(path)
+    except NotifyConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _server(listen: str, ctl: ImageController) -> httpd.Server:

@@ -41,6 +41,8 @@ from gitopskit.errors import KitError
 from gitopskit.informer import ApiTransport, EventType, Informer, Key
 from gitopskit.kube import request_json
 from gitopskit.lease import LeaderElector
+from gitopskit.notify import Emitter, Event, FailureTracker, NullEmitter, ObjectRef
+from gitopskit.notify import EventType as NotifyType
 from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
 from gitopskit.workspace import GitAuth, Identity, Workspace, flux_git_auth
 from imagebot import refs
@@ -174,6 +176,8 @@ class ImageController:
         self._workspaces: dict[tuple[str, str, str], Workspace] = {}
         self._written: dict[ObjKey, dict[str, Any]] = {}  # the last status patch written per key
         self._stop = threading.Event()
+        self.notifier: Emitter = NullEmitter()  # notifications (`--notify-config`): commits pushed, peers failing long
+        self.peers = FailureTracker(600.0)
         transport = ApiTransport(api)
         selector = f"{SHARD_LABEL}={shard}" if shard else f"!{SHARD_LABEL}"
         scopes = [f"/namespaces/{ns}" for ns in namespaces] or [""]
@@ -394,8 +398,10 @@ class ImageController:
         try:
             listing = client.tag_listing(repo.image.canonical_path)
         except ImagebotError as exc:
+            self._peer(f"registry {repo.image.canonical_registry}", str(exc))
             auth = "401" in str(exc) or "403" in str(exc) or "auth" in str(exc).lower()
             raise Failed(S.Reason.AUTHENTICATION_FAILED if auth else S.Reason.READ_FAILED, str(exc)) from None
+        self._peer(f"registry {repo.image.canonical_registry}", None)
         tags = tuple(t for t in listing.tags if excluded.excludes(t) is None)  # Flux filters at scan time
         if len(tags) > MAX_TAGS:
             raise Failed(S.Reason.READ_FAILED, f"{len(tags)} tags: more than the {MAX_TAGS:,} one repository may hold")
@@ -495,7 +501,9 @@ class ImageController:
         try:
             result = deliver(ws, delivery, request)
         except FAILURES as exc:
+            self._peer(f"git {src_ns}/{src_name}", f"{type(exc).__name__}: {exc}")
             raise Failed(S.Reason.GIT_FAILED, f"{type(exc).__name__}: {exc}") from None
+        self._peer(f"git {src_ns}/{src_name}", None)
         target = auto.push_branch or auto.branch
         sha = result.commit or ""
         head = sha
@@ -526,9 +534,21 @@ class ImageController:
             body = result.message.commit_message if result.message is not None else ""
             self._event(obj, S.Reason.SUCCEEDED, f"Committed and pushed change {sha} to {target}\n{body}", S.EventType.NORMAL,
                         revision=f"{target}@sha1:{sha}")  # fmt: skip
+            meta = obj.get("metadata") or {}
+            api_version, uid = str(obj.get("apiVersion", "")), str(meta.get("uid") or "")
+            where = ObjectRef(api_version, str(obj.get("kind", "")), key.name, key.namespace, uid)
+            self.notifier.emit(Event(NotifyType.COMMIT_PUSHED, f"{key.namespace}/{key.name}", f"pushed {sha[:12]} to {target}",
+                                     details=(("commit", sha), ("branch", target)), object=where))  # fmt: skip
         if waiting:
             log.info("%s: policies not ready yet: %s", key, ", ".join(waiting))
         return Result(requeue_after=auto.interval)
+
+    def _peer(self, peer: str, error: str | None) -> None:
+        with self._lock:
+            now = self.clock()
+            event = self.peers.succeeded(peer, now) if error is None else self.peers.failed(peer, now, error)
+        if event is not None:
+            self.notifier.emit(event)
 
     def _policies_of(self, namespace: str) -> tuple[dict[str, refs.ImageRef], dict[str, dict[str, Any]], list[str]]:
         """Every ImagePolicy of the namespace with a latestRef: the setter values (``ns:name`` → image), Flux's
