@@ -47,7 +47,7 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 def browser(chromium: WebDriver) -> WebDriver:
     """The session's browser on a blank page with no cookies: each test starts logged out."""
     chromium.get("about:blank")
-    chromium.delete_all_cookies()
+    chromium.execute_cdp_cmd("Network.clearBrowserCookies", {})  # every site's (delete_all_cookies: the page's only)
     return chromium
 
 
@@ -170,7 +170,7 @@ def loop(cluster: TestCluster, git_http: GitHttp, registry_plain: RegistryServer
     request_json(api, "POST", f"/api/v1/namespaces/{ns}/secrets", body=secret)
     app = {"apiVersion": "reconciler.imagebot.dev/v1alpha1", "kind": "App", "metadata": {"name": "web"},
            "spec": {"source": {"url": git_http.url(bare), "secretRef": {"name": "git-auth"}}, "path": "apps/web",
-                    "prune": True, "drift": {"mode": "report"}}}  # fmt: skip
+                    "prune": True, "interval": "1h"}}  # fmt: skip
     request_json(api, "POST", f"{APP_PATH}/namespaces/{ns}/apps", body=app)
     ctl = AppController(api, (ns,), workers=2, cache=work / "controller-cache")
     ctl.start()
@@ -180,7 +180,8 @@ def loop(cluster: TestCluster, git_http: GitHttp, registry_plain: RegistryServer
               what="the App Ready")  # fmt: skip
         failed = ""
         try:
-            server = start_dashboard(work / "dashboard", cluster.kubeconfig, state=state, token=TOKEN)
+            server = start_dashboard(work / "dashboard", cluster.kubeconfig, state=state, token=TOKEN, token_name="tester",
+                                     extra=["--namespace", ns])  # fmt: skip
         except DashboardDidNotStart as exc:
             failed = str(exc)
         if server is None:
