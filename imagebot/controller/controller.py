@@ -43,6 +43,7 @@ from gitopskit.kube import request_json
 from gitopskit.lease import LeaderElector
 from gitopskit.notify import Emitter, Event, FailureTracker, NullEmitter, ObjectRef
 from gitopskit.notify import EventType as NotifyType
+from gitopskit.openpgp import OpenPGPKey
 from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
 from gitopskit.workspace import GitAuth, Identity, Workspace, flux_git_auth
 from imagebot import refs
@@ -576,7 +577,15 @@ class ImageController:
 
     def _workspace(self, key: ObjKey, auto: flux.Automation) -> Workspace:
         auth = self._git_auth(auto)
-        identity = Identity(auto.author_name, auto.author_email)
+        pgp = None
+        if auto.signing_key is not None:
+            if auto.signing_key.type is not fs.SigningKeyType.GPG:
+                raise Failed(S.Reason.INVALID_SOURCE, f"{auto.ref}.spec.git.commit.signingKey.type: "
+                             f"{auto.signing_key.type.value!r} is not supported yet (use gpg); nothing committed",
+                             stalled=True)  # fmt: skip
+            origin = f"{auto.ref}.spec.git.commit.signingKey"
+            pgp = OpenPGPKey(auto.signing_key.key, auto.signing_key.passphrase, origin)
+        identity = Identity(auto.author_name, auto.author_email, openpgp=pgp)  # every commit signed with the key
         wkey = (str(key), auto.url, auto.branch)
         with self._lock:
             ws = self._workspaces.get(wkey)

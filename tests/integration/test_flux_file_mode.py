@@ -182,7 +182,7 @@ def _gen_key(root: Path, name: str, passphrase: str) -> GpgKey:
     verify.mkdir(mode=0o700)
     subprocess.run(["gpg", "--batch", "--homedir", str(verify), "--import"], input=public, check=True, capture_output=True)
     subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True, check=False)
-    shutil.rmtree(home)
+    shutil.rmtree(home, ignore_errors=True)  # the agent removes its sockets as it stops: a race with rmtree
     return GpgKey(armored, verify, passphrase)
 
 

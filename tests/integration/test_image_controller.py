@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shutil
 import socket
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +25,7 @@ from tests.fixtures.cluster import TestCluster
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, git, log, make_bare, read_file
 from tests.fixtures.registry import PASSWORD, USER, RegistryServer
 from tests.integration.test_crds import install
+from tests.integration.test_flux_file_mode import GpgKey, _gen_key
 
 pytestmark = [pytest.mark.cluster, pytest.mark.git]
 
@@ -125,7 +130,7 @@ Objects:
 
 
 def realistic_set(kube: Cluster, registry: RegistryServer, bare_url: str, user: str, password: str,
-                  git_password: str) -> None:  # fmt: skip
+                  git_password: str, signing: GpgKey | None = None) -> None:  # fmt: skip
     """Flux's objects of a realistic setup, as a team would have them: a GitRepository with a basic-auth Secret,
     ImageRepositories with a dockerconfigjson Secret and certSecretRef, three kinds of policy, one automation."""
     kube.create(dockerconfig(registry.host, user, password))
@@ -148,13 +153,15 @@ def realistic_set(kube: Cluster, registry: RegistryServer, bare_url: str, user: 
         "imageRepositoryRef": {"name": "minio"}, "policy": {"alphabetical": {"order": "asc"}},
         "filterTags": {"pattern": "^RELEASE\\.(?P<ts>.*)Z$", "extract": "$ts"},
     }))  # fmt: skip
+    commit: dict[str, Any] = {"author": {"name": "fluxcdbot", "email": "fluxcdbot@users.noreply.github.com"},
+                              "messageTemplate": MESSAGE}  # fmt: skip
+    if signing is not None:
+        kube.create(secret("signing-key", {"git.asc": signing.armored, "passphrase": signing.passphrase}))
+        commit["signingKey"] = {"secretRef": {"name": "signing-key"}}
     kube.create(flux("ImageUpdateAutomation", "config", {
         "interval": "1h",
         "sourceRef": {"kind": "GitRepository", "name": "config"},
-        "git": {"checkout": {"ref": {"branch": "main"}},
-                "commit": {"author": {"name": "fluxcdbot", "email": "fluxcdbot@users.noreply.github.com"},
-                           "messageTemplate": MESSAGE},
-                "push": {"branch": "main"}},
+        "git": {"checkout": {"ref": {"branch": "main"}}, "commit": commit, "push": {"branch": "main"}},
         "update": {"path": "./clusters/prod", "strategy": "Setters"},
     }))  # fmt: skip
 
@@ -177,8 +184,17 @@ def manifests(host: str, ns: str) -> dict[str, str]:
     }
 
 
-def test_a_realistic_flux_set_applied_as_written_ends_in_a_commit_and_every_status_field(
-    kube: Cluster, controller: ImageController, registry_basic: RegistryServer, git_http: GitHttp
+@pytest.fixture(scope="module")
+def gpg_key() -> Iterator[GpgKey]:
+    root = Path(tempfile.mkdtemp(prefix="ibc-"))  # short: gpg-agent's socket lives in the home directory
+    yield _gen_key(root, "flux", "open sesame")
+    for d in root.iterdir():
+        subprocess.run(["gpgconf", "--homedir", str(d), "--kill", "gpg-agent"], capture_output=True, check=False)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_realistic_flux_set_applied_as_written_ends_in_a_signed_commit_and_every_status_field(
+    kube: Cluster, controller: ImageController, registry_basic: RegistryServer, git_http: GitHttp, gpg_key: GpgKey
 ) -> None:
     reg, ns = registry_basic, kube.ns
     pusher = reg.pusher()
@@ -186,7 +202,7 @@ def test_a_realistic_flux_set_applied_as_written_ends_in_a_commit_and_every_stat
     pusher.push("team/builds", ["main-aaa-100", "main-bbb-99"])
     pusher.push("team/minio", ["RELEASE.2024-01-01T00-00-00Z", "latest"])
     bare = make_bare(git_http.root, f"cfg-{ns}", manifests(reg.host, ns))
-    realistic_set(kube, reg, git_http.url(bare), USER, PASSWORD, GIT_PASSWORD)
+    realistic_set(kube, reg, git_http.url(bare), USER, PASSWORD, GIT_PASSWORD, gpg_key)
 
     # first pass: what the registry holds is what Git holds → up to date, no commit
     auto = until(lambda: (o := kube.get("ImageUpdateAutomation", "config")) and ready(o).get("status") == "True" and o,
@@ -223,8 +239,11 @@ def test_a_realistic_flux_set_applied_as_written_ends_in_a_commit_and_every_stat
         assert r["status"]["lastHandledReconcileAt"] == f"now-{name}"
         assert r["status"]["observedGeneration"] == r["metadata"]["generation"]
     sha = log(bare, "main")[0].split()[0]
-    for line in log(bare, "main")[:-1]:  # every commit of the automation carries the rendered messageTemplate
+    for line in log(bare, "main")[:-1]:  # every commit of the automation carries the rendered messageTemplate, signed
         assert line.split("|", 1)[1] == "Automated image update"
+        verified = subprocess.run(["git", "-C", str(bare), "verify-commit", line.split()[0]], capture_output=True, text=True,
+                                  env={**os.environ, "GNUPGHOME": str(gpg_key.public)})  # fmt: skip
+        assert verified.returncode == 0 and "Good signature" in verified.stderr, verified.stderr
     body = git("-C", str(bare), "log", "-1", "--format=%B", "main")
     assert f"Automation name: {ns}/config\n" in body
     assert "Files:\n- " in body and "Objects:\n- Deployment " in body
