@@ -77,13 +77,21 @@ def _retry_after(value: str | None) -> float | None:
     return None
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout: float, ca_file: str = "") -> int:
+def tls_context(ca_file: str = "") -> ssl.SSLContext:
+    """The system CAs, or ``ca_file``'s (NotifyConfigError when it cannot be loaded)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise NotifyConfigError(f"caFile {ca_file}: cannot load: {type(exc).__name__}") from None
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout: float, context: ssl.SSLContext | None = None) -> int:
     """POST ``body``; the status of a 2xx answer, else DeliveryError. No redirect is followed."""
     parts = urlsplit(url)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     conn: http.client.HTTPConnection
     if parts.scheme == "https":
-        ctx = ssl.create_default_context(cafile=ca_file or None)
+        ctx = context or tls_context()
         conn = http.client.HTTPSConnection(parts.hostname or "", parts.port, timeout=timeout, context=ctx)
     else:
         conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
@@ -122,8 +130,10 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, ca_file
 class WebhookSink:
     """The generic webhook: JSON, HMAC-signed when a key is configured."""
 
-    def __init__(self, name: str, url: str, key: bytes = b"", ca_file: str = "", wall: Callable[[], float] = time.time) -> None:
-        self.name, self.url, self.key, self.ca_file, self.wall = name, url, key, ca_file, wall
+    def __init__(
+        self, name: str, url: str, key: bytes = b"", tls: ssl.SSLContext | None = None, wall: Callable[[], float] = time.time
+    ) -> None:
+        self.name, self.url, self.key, self.tls, self.wall = name, url, key, tls, wall
 
     def send(self, event: Event, timeout: float) -> None:
         body = notify.render_webhook(event)
@@ -132,7 +142,7 @@ class WebhookSink:
             ts = int(self.wall())
             headers[notify.TIMESTAMP_HEADER] = str(ts)
             headers[notify.SIGNATURE_HEADER] = notify.sign(self.key, ts, body)
-        post(self.url, body, headers, timeout, self.ca_file)
+        post(self.url, body, headers, timeout, self.tls)
 
     def secrets(self) -> tuple[str, ...]:
         path = urlsplit(self.url).path
@@ -145,11 +155,11 @@ class WebhookSink:
 class SlackSink:
     """A Slack-compatible incoming webhook (Slack, Mattermost, Rocket.Chat): its URL is the credential."""
 
-    def __init__(self, name: str, url: str, ca_file: str = "") -> None:
-        self.name, self.url, self.ca_file = name, url, ca_file
+    def __init__(self, name: str, url: str, tls: ssl.SSLContext | None = None) -> None:
+        self.name, self.url, self.tls = name, url, tls
 
     def send(self, event: Event, timeout: float) -> None:
-        post(self.url, notify.render_slack(event), {}, timeout, self.ca_file)
+        post(self.url, notify.render_slack(event), {}, timeout, self.tls)
 
     def secrets(self) -> tuple[str, ...]:
         path = urlsplit(self.url).path
@@ -216,10 +226,14 @@ def build_sink(cfg: SinkConfig, component: str, api: Callable[[], Any]) -> Sink:
         return KubeEventSink(cfg.name, api(), component, cfg.namespace, cfg.object)
     url = cfg.url or read_secret(cfg.url_env, cfg.url_file, f"{where} url")
     notify.check_url(url, f"{where} url")
+    try:
+        tls = tls_context(cfg.ca_file) if urlsplit(url).scheme == "https" else None
+    except NotifyConfigError as exc:
+        raise NotifyConfigError(f"{where}: {exc}") from None
     if cfg.kind is SinkKind.SLACK:
-        return SlackSink(cfg.name, url, cfg.ca_file)
+        return SlackSink(cfg.name, url, tls)
     key = read_secret(cfg.key_env, cfg.key_file, f"{where} hmac key") if cfg.key_env or cfg.key_file else ""
-    return WebhookSink(cfg.name, url, key.encode(), cfg.ca_file)
+    return WebhookSink(cfg.name, url, key.encode(), tls)
 
 
 # ---------------------------------------------------------------------------------------------- the notifier
@@ -243,6 +257,8 @@ class _Lane:
     thread: threading.Thread | None = None
     busy: bool = False
     dropped: int = 0
+    tokens: float = 0.0  # attempts allowed now (maxPerMinute), refilled by the clock
+    refilled: float | None = None
 
 
 class Notifier:
@@ -398,12 +414,29 @@ class Notifier:
             text = text.replace(secret, "<redacted>")
         return _SLACK_PATH.sub("hooks.slack.com/<redacted>", text)
 
+    def _pace(self, lane: _Lane) -> None:
+        """Wait for a token of the sink's maxPerMinute (a bucket of a tenth of a minute's worth, at least one)."""
+        rate = lane.cfg.max_per_minute
+        if not rate:
+            return
+        burst = max(1.0, rate / 10)
+        with self._cond:
+            while not self._abandon:
+                now = self.clock.now()
+                lane.tokens = burst if lane.refilled is None else min(burst, lane.tokens + (now - lane.refilled) * rate / 60)
+                lane.refilled = now
+                if lane.tokens >= 1:
+                    lane.tokens -= 1
+                    return
+                self.clock.wait(self._cond, (1 - lane.tokens) * 60 / rate)
+
     def deliver(self, lane: _Lane, event: Event) -> bool:
         """Attempts until one succeeds, one is refused for good, or the deadline passes (True: delivered)."""
         name, started, attempt = lane.cfg.name, self.clock.now(), 0
         deadline = started + lane.cfg.deadline
         while True:
             attempt += 1
+            self._pace(lane)
             left = deadline - self.clock.now()
             try:
                 lane.sink.send(event, max(0.001, min(lane.cfg.timeout, left)))

@@ -192,6 +192,7 @@ class SinkConfig:
     deadline: float = 300.0  # every attempt of one delivery, from the first
     namespace: str = ""  # kubernetes: where events without an object (or on cluster-scoped ones) are recorded
     object: ObjectRef | None = None  # kubernetes: the object events without one are recorded on
+    max_per_minute: float = 0.0  # attempts per minute to this sink (0: no limit; Slack's default 60)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +211,7 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SINK_KEYS = {
     "name", "type", "url", "urlEnv", "urlFile", "hmacKeyEnv", "hmacKeyFile", "caFile", "timeout", "deadline",
-    "events", "minSeverity", "subjects", "excludeSubjects", "namespace", "object",
+    "events", "minSeverity", "subjects", "excludeSubjects", "namespace", "object", "maxPerMinute",
 }  # fmt: skip
 _TOP_KEYS = {"sinks", "coalesceWindow", "queueSize", "failingAfter"}
 
@@ -296,8 +297,8 @@ def _sink(raw: object, where: str) -> SinkConfig:
         if env_name and not _ENV.match(env_name):
             raise NotifyConfigError(f"{where}.{key}: {env_name!r} is not an environment variable name")
     if kind is SinkKind.KUBERNETES:
-        if url or url_env or url_file or key_env or key_file:
-            raise NotifyConfigError(f"{where}: a kubernetes sink takes no url or hmac key")
+        if url or url_env or url_file or key_env or key_file or raw.get("caFile"):
+            raise NotifyConfigError(f"{where}: a kubernetes sink takes no url, hmac key or caFile")
     else:
         if sum(map(bool, (url, url_env, url_file))) != 1:
             raise NotifyConfigError(f"{where}: exactly one of url, urlEnv, urlFile")
@@ -317,9 +318,12 @@ def _sink(raw: object, where: str) -> SinkConfig:
     obj = _object(raw.get("object"), f"{where}.object")
     if kind is not SinkKind.KUBERNETES and (namespace or obj):
         raise NotifyConfigError(f"{where}: namespace and object are for kubernetes sinks")
+    rate = raw.get("maxPerMinute", 60 if kind is SinkKind.SLACK else 0)  # Slack allows about one a second
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 100_000:
+        raise NotifyConfigError(f"{where}.maxPerMinute: a number from 0 (no limit) to 100000")
     return SinkConfig(
         name, kind, filt, url, url_env, url_file, key_env, key_file, _str(raw, "caFile", where), timeout, deadline,
-        namespace, obj,
+        namespace, obj, float(rate),
     )  # fmt: skip
 
 

@@ -125,6 +125,29 @@ def test_failure_logs_never_contain_the_secret_url(caplog: pytest.LogCaptureFixt
     assert "XXXXSECRET" not in caplog.text and "<redacted>" in caplog.text
 
 
+def test_max_per_minute_paces_attempts_after_a_burst_of_a_tenth_of_a_minute() -> None:
+    clock = SteppingClock()
+    sink = FlakySink([DeliveryError("answered 500")])
+    n = _notifier(sink, clock, max_per_minute=60.0)  # a burst of 6, then one a second
+    for i in range(8):
+        assert n.deliver(n.lanes[0], _event(id=str(i)))
+    # 9 attempts (8 events, the first retried once): the first from the bucket of 6; during its backoff the bucket
+    # refills to its cap, so the retry and the next 5 events go at once; the last two wait a second each
+    retry, *paced = clock.waits
+    assert 1.0 <= retry <= 1.5 and len(sink.got) == 8
+    assert paced == pytest.approx([1.0, 1.0])
+
+
+def test_a_slack_sink_is_paced_by_default_and_a_bad_ca_file_is_a_config_error() -> None:
+    from gitopskit.notifier import build_sink
+
+    cfg = notify.parse_config({"sinks": [{"name": "a", "type": "slack", "urlEnv": "X"}, {"name": "b", "type": "webhook",
+                                          "url": "https://x.example/", "caFile": "/nonexistent/ca.pem"}]})  # fmt: skip
+    assert cfg.sinks[0].max_per_minute == 60.0 and cfg.sinks[1].max_per_minute == 0.0
+    with pytest.raises(NotifyConfigError, match=r"caFile /nonexistent/ca\.pem: cannot load"):
+        build_sink(cfg.sinks[1], "test", lambda: None)
+
+
 # ------------------------------------------------------------------ coalescing, queue
 
 
@@ -300,11 +323,12 @@ def test_a_full_config_parses() -> None:
         ({"name": "a", "type": "webhook", "urlEnv": "X", "timeout": "1m", "deadline": "10s"}, "deadline"),
         ({"name": "A b", "type": "webhook", "urlEnv": "X"}, "DNS label"),
         ({"name": "a", "type": "kubernetes", "urlEnv": "X"}, "takes no url"),
+        ({"name": "a", "type": "webhook", "urlEnv": "X", "maxPerMinute": -1}, "maxPerMinute"),
         ({"name": "a", "type": "webhook", "urlEnv": "X", "color": "red"}, "unknown field(s) color"),
         ({"name": "a", "type": "webhook", "urlEnv": "1X"}, "not an environment variable name"),
     ],
     ids=["slack-literal-url", "no-url", "scheme", "userinfo", "port", "type", "event", "severity", "timeout", "deadline",
-         "name", "kube-url", "unknown", "env-name"],
+         "name", "kube-url", "rate", "unknown", "env-name"],
 )  # fmt: skip
 def test_invalid_sinks_are_refused_with_a_message_that_never_repeats_a_url(sink: dict[str, object], expected: str) -> None:
     with pytest.raises(NotifyConfigError) as info:
