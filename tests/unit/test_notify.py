@@ -344,3 +344,17 @@ def test_duplicate_sink_names_and_a_bad_queue_size_are_refused() -> None:
         notify.parse_config({"queueSize": 0})
     assert notify.parse_config(None) == NotifyConfig()
     assert notify.parse_config({"coalesceWindow": "0"}).coalesce_window == 0.0
+
+
+def test_the_shipped_example_config_has_a_notifications_section_the_loader_and_schema_accept() -> None:
+    from pathlib import Path
+
+    from imagebot.config.load import load
+
+    root = Path(__file__).resolve().parents[2]
+    cfg = load([root / "config/imagebot.yaml"], environment=False)
+    assert [(s.name, s.kind) for s in cfg.notifications.sinks] == [("chat", SinkKind.SLACK), ("ops", SinkKind.WEBHOOK)]
+    schema = json.loads((root / "config/imagebot.schema.json").read_text())["properties"]["notifications"]
+    sink = schema["properties"]["sinks"]["items"]["properties"]
+    assert set(sink["events"]["items"]["enum"]) == set(EventType)
+    assert {k for k in sink if k not in ("name", "type")} | {"name", "type"} == notify._SINK_KEYS
