@@ -19,6 +19,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+SHOWN = 50  # tags seen and tags not kept listed per environment (the rest counted): 500 environments stay one fast page
+
 
 @dataclass(frozen=True, slots=True)
 class TagSeen:
@@ -54,7 +56,9 @@ class ImageEnv:
     promote_from: str
     soak_seconds: float
     soak_ends: float  # when the pending promotion may go (0 when none)
-    tags: tuple[TagSeen, ...]  # newest first seen first
+    tags: tuple[TagSeen, ...]  # newest first seen first (at most SHOWN)
+    tags_total: int = 0
+    excluded_total: int = 0
 
     @property
     def key(self) -> str:
@@ -165,5 +169,6 @@ class ImageState:
                             soak_ends = src[4] + soak
         return ImageEnv(
             image, env, repository, tag or "", digest or "", since or 0.0, pending or "", reason or "", commit or "", pr or "",
-            updated or 0.0, policy, newest, why, excluded[:200], hold, promote, soak, soak_ends, tuple(seen[:100]),
+            updated or 0.0, policy, newest, why, excluded[:SHOWN], hold, promote, soak, soak_ends, tuple(seen[:SHOWN]),
+            len(seen), len(excluded),
         )  # fmt: skip

@@ -296,13 +296,19 @@ class KubeCluster:
                 resource_version = None
                 time.sleep(0.5)
 
-    def event(self, namespace: str, involved: dict[str, Any], reason: str, message: str, type_: str = "Normal") -> None:
+    def event(
+        self, namespace: str, involved: dict[str, Any], reason: str, message: str, type_: str = "Normal",
+        annotations: dict[str, str] | None = None,
+    ) -> None:
         """Record a Kubernetes Event (best effort: an Event that cannot be written is logged)."""
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        meta: dict[str, Any] = {"generateName": "reconciler-", "namespace": namespace}
+        if annotations:
+            meta["annotations"] = annotations
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": "reconciler-", "namespace": namespace},
+            "metadata": meta,
             "involvedObject": involved,
             "reason": reason,
             "message": message[:1000],

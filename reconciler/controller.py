@@ -510,7 +510,7 @@ class AppController:
             out_of_sync = {i.key for i in items}
             return Outcome(
                 revision, False, not out_of_sync, health, len(items), self._resources(engine, out_of_sync, False), started,
-                f"compared: {len(out_of_sync)} object(s) out of sync", requested, operation,
+                f"compared: {len(out_of_sync)} object(s) out of sync", requested, operation, drifted=_records(items),
             )  # fmt: skip
         if spec.create_namespace and engine.s.default_namespace:
             self.cluster.apply(_namespace(engine.s.default_namespace), force=False)
@@ -527,7 +527,7 @@ class AppController:
             started, ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items())) or "nothing to do", requested,
             operation, tuple(f"{a.key}: {a.reason}" for a in conflicts),
             tuple(f"{w} is not honoured: applied in one pass with the rest" for w in waves[:20]),
-            report.api_writes > 0,
+            report.api_writes > 0, _records(list(engine.drift.values())), report.seconds,
         )  # fmt: skip
 
     def _resources(self, engine: Engine, out_of_sync: set[Any], fresh: bool) -> list[dict[str, Any]]:
@@ -568,8 +568,14 @@ class AppController:
             "inventory": {"entries": entries},
             "health": str(o.health),
             "driftCount": o.drift,
+            "drift": list(o.drifted),
             **self._handled(spec),
         }
+        old = obj.get("status") or {}
+        if o.applied:
+            entry = {"revision": o.revision, "startedAt": o.started, "finishedAt": _now(), "duration": f"{o.seconds:.2f}s",
+                     "result": str(reason), "changes": o.summary}  # fmt: skip
+            extra["history"] = _history(old.get("history"), entry, o.changed or o.requested, spec.history_limit)
         return _flux_status(obj, o.ready, reason, message, False, extra)
 
     def _fail(
@@ -839,6 +845,8 @@ class Outcome:
     problems: tuple[str, ...] = ()  # ownership conflicts, each naming the other app
     notes: tuple[str, ...] = ()  # what the app's objects ask for that we do not do (Argo CD's waves and hooks)
     changed: bool = True  # the sync wrote to the cluster (created, updated or pruned)
+    drifted: tuple[dict[str, Any], ...] = ()  # the drift left after the sync (reported or ignored), as DriftItem.record
+    seconds: float = 0.0  # how long the sync took
 
 
 def _flux_status(
@@ -917,6 +925,25 @@ def _argo_failure(obj: dict[str, Any], reason: A.Reason, message: str) -> dict[s
         "conditions": [{"type": kind, "message": f"{reason}: {message}", "lastTransitionTime": _now()}],
         "reconciledAt": _now(),
     }
+
+
+def _records(items: list[Any]) -> tuple[dict[str, Any], ...]:
+    """Drift items as the status carries them (at most STATUS_LIST_MAX, Secret values never)."""
+    from reconciler.diff import REDACT_KINDS
+    from reconciler.engine import STATUS_LIST_MAX
+
+    ordered = sorted(items, key=lambda i: (i.key, i.pointer))[:STATUS_LIST_MAX]
+    return tuple(i.record(redact=(i.key.group, i.key.kind) in REDACT_KINDS) for i in ordered)
+
+
+def _history(old: Any, entry: dict[str, Any], news: bool, limit: int) -> list[dict[str, Any]]:
+    """Flux/App sync history, oldest first: an entry per sync that wrote, was asked for, or moved the revision or
+    the result — a quiet resync adds none (and so writes nothing)."""
+    history = [h for h in old if isinstance(h, dict)] if isinstance(old, list) else []
+    last = history[-1] if history else {}
+    if news or last.get("revision") != entry["revision"] or last.get("result") != entry["result"]:
+        history.append(entry)
+    return history[-max(limit, 1) :]
 
 
 def _namespace(name: str) -> Manifest:

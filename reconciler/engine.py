@@ -10,6 +10,7 @@ watchers, resync fully at an interval as a safety net — is ``reconciler run``/
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -49,6 +50,8 @@ OBSERVED_AT = "reconciler.imagebot.dev/observed-at"  # on the inventory head: th
 OBSERVED_BY = "reconciler.imagebot.dev/observed-by"
 OBSERVE_INTERVAL = "reconciler.imagebot.dev/observe-interval"
 STATUS_LIST_MAX = 100  # entries of a list kept in the status (the rest counted): the status must stay small
+DRIFT_ANNOTATION = "reconciler.imagebot.dev/drift"  # on a drift Event: its items as JSON (DriftItem.record)
+DRIFT_EVENT_MAX = 20  # items one drift Event carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,7 +569,24 @@ class Engine:
             self.notices.drift(self.subject, key, api, str(meta.get("uid") or ""), news, redact)
         if correct:
             self.correct(manifest, items, received, None if etype == "DELETED" else obj)
+        reported = [i for i in news if not correct or i.policy is not FieldPolicy.CORRECT]
+        if reported:
+            self._drift_event("DriftDetected", reported)
         return items
+
+    def _drift_event(self, reason: str, items: list[DriftItem]) -> None:
+        """An Event on the app's inventory ConfigMap saying what drifted, who changed it and when (the dashboard's
+        drift history and timeline read it); Secret values never appear in it."""
+
+        def secret(i: DriftItem) -> bool:
+            return (i.key.group, i.key.kind) in diffmod.REDACT_KINDS
+
+        ns = self.s.inventory_namespace
+        involved = {"apiVersion": "v1", "kind": "ConfigMap", "namespace": ns, "name": configmap_name(self.s.app)}
+        shown = items[:DRIFT_EVENT_MAX]
+        message = "; ".join(f"{i.key}: {i.describe(redact=secret(i))} [{i.policy}]" for i in shown)
+        records = json.dumps([i.record(redact=secret(i)) for i in shown], sort_keys=True)
+        self.cluster.event(ns, involved, reason, message, annotations={DRIFT_ANNOTATION: records})
 
     def correct(self, manifest: Manifest, items: list[DriftItem], received: float, live: dict[str, Any] | None) -> None:
         todo = [i for i in items if i.policy is FieldPolicy.CORRECT]
@@ -598,6 +618,7 @@ class Engine:
                 self.drift.pop((manifest.key, i.pointer), None)
         log.info("corrected %s in %.0f ms: %s", manifest.key, took * 1000, ", ".join(i.pointer or "(object)" for i in todo))
         self.notices.corrected(self.subject, manifest.key, manifest.api_version, todo, took * 1000)
+        self._drift_event("DriftCorrected", todo)  # after the correction: its latency is not the Event's
 
     def watch(self, stop: threading.Event, correct: bool) -> list[threading.Thread]:
         """One thread per managed kind, handling events until ``stop`` is set."""

@@ -141,6 +141,23 @@ class DriftItem:
             return f"{self.key} deleted out of band"
         return f"{who} {self.pointer} {desired} → {live}"
 
+    def record(self, redact: bool = False) -> dict[str, Any]:
+        """The item as the app's status and drift Events carry it, for readers such as the dashboard: Git's and the
+        live value (each cut to 1 KiB of JSON; a Secret's never), who set it, when, and the policy."""
+        git, live = ("***", "***") if redact else (_bounded(self.desired), _bounded(self.live))
+        return {
+            "group": self.key.group, "kind": self.key.kind, "namespace": self.key.namespace, "name": self.key.name,
+            "field": self.pointer, "change": str(self.kind), "git": git, "live": live, "manager": self.manager,
+            "time": self.time, "policy": str(self.policy),
+        }  # fmt: skip
+
+
+def _bounded(v: Any, limit: int = 1024) -> Any:
+    import json
+
+    text = json.dumps(v, sort_keys=True, default=str)
+    return v if len(text) <= limit else text[: limit - 1] + "…"
+
 
 def _short(v: Any) -> str:
     import json

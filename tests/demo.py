@@ -2,8 +2,9 @@
 
 Starts Debian's docker-registry, a config repository (bare git over smart HTTP) and the test
 Kubernetes API server, installs the CRDs of ``deploy/crds/`` and declares the demo's app as objects
-(a Flux GitRepository with its basic-auth Secret, and a Kustomization), then runs ``imagebot serve`` and
-``reconciler controller --leader-elect`` as the processes an operator would run, and walks through:
+(a Flux GitRepository with its basic-auth Secret, and a Kustomization), then runs ``imagebot serve``,
+``reconciler controller --leader-elect`` and ``dashboard serve`` (its URL printed on a line of its own,
+``dashboard: http://…``) as the processes an operator would run, and walks through:
 
 1. push ``demo/app:1.0.0``; the controller applies the config repo (Deployments at 1.0.0, 1 replica) and
    marks the Kustomization Ready at the repo's commit;
@@ -12,7 +13,8 @@ Kubernetes API server, installs the CRDs of ``deploy/crds/`` and declares the de
 3. the controller applies the new commit: the live images change, each Deployment's generation rises
    exactly once (a forced re-run changes nothing), the Kustomization's lastAppliedRevision is the bot's
    commit (``kubectl get kustomizations`` and ``reconciler get -A`` are printed);
-4. a manual ``kubectl scale`` (replicas 1 → 4, another field manager) is detected, attributed, healed;
+4. a manual ``kubectl scale`` (replicas 1 → 4, another field manager) is detected, attributed, healed —
+   and the dashboard's app page shows the correction with who made the change;
 5. a summary table; everything started is stopped.
 
 Every server is a process of its own (its own session, so a Ctrl-C at the terminal reaches only the
@@ -35,6 +37,7 @@ import base64
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -63,7 +66,7 @@ SECRET = "demo-webhook-secret"
 VENV_BIN = Path(sys.executable).parent
 CLUSTER_SH = ROOT / "tests/cluster/cluster.sh"
 MARKER = ".imagebot-demo"  # only a folder holding this file is a demo's: --stop removes nothing else
-SERVERS = ("imagebot", "controller", "git-http", "registry")  # stop order; etcd + apiserver go last (cluster.sh)
+SERVERS = ("dashboard", "imagebot", "controller", "git-http", "registry")  # stop order; etcd + apiserver go last (cluster.sh)
 STOP_TIMEOUT = 10.0  # per process, SIGTERM → SIGKILL
 CRDS = ROOT / "deploy/crds"
 APP_NS = "flux-system"  # where the demo's app objects live, as with Flux
@@ -308,6 +311,7 @@ class Demo:
         self.cleanup = contextlib.ExitStack()  # the one place that knows what to undo, newest first
         self.kubeconfig = ""
         self.kubectl_bin = "kubectl"
+        self.dashboard = ""
 
     @property
     def kube_dir(self) -> Path:
@@ -504,6 +508,28 @@ class Demo:
         wait_until("imagebot serve to be ready", ready, proc=proc)
         return f"imagebot serve listening on {self.bot} (webhooks, /metrics); first pass: nothing new"
 
+    def start_dashboard(self) -> str:
+        """`dashboard serve` on a free port, reading the cluster and the bot's state and config; write access with a
+        random token kept in WORK/dashboard-token (0600)."""
+        token = self.work / "dashboard-token"
+        token.write_text(f"demo {secrets.token_urlsafe(24)}\n")
+        token.chmod(0o600)
+        self.dashboard = f"http://127.0.0.1:{free_port()}"
+        argv = [str(VENV_BIN / "dashboard"), "serve", "--kubeconfig", self.kubeconfig, "--listen", self.dashboard[7:],
+                "--imagebot-config", str(self.work / "imagebot.yaml"), "--token-file", str(token)]  # fmt: skip
+        proc = self.spawn("dashboard", argv)
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(f"{self.dashboard}/apps", timeout=2) as r:
+                    return r.status == 200 and f"{APP_NS}/{KS}" in r.read().decode()
+            except OSError:
+                return False
+
+        wait_until("the dashboard to list the demo's Kustomization", answers, proc=proc)
+        print(f"dashboard: {self.dashboard}/", flush=True)
+        return f"dashboard at {self.dashboard}/ lists {APP_NS}/{KS} (write token in {token})"
+
     def ci_publishes(self) -> str:
         before = git("-C", str(self.bare), "rev-parse", "main").strip()
         t0 = time.monotonic()
@@ -562,7 +588,14 @@ class Demo:
             return lines[-1].split("drift on ", 1)[1] if lines else ""
 
         line = wait_until("the drift to be attributed in the controller's log", attributed, 5)
-        return f"kubectl scale to 4 healed back to 1 in {healed:.2f}s; attributed: {line}"
+
+        def on_dashboard() -> bool:
+            with urllib.request.urlopen(f"{self.dashboard}/apps/Kustomization/{APP_NS}/{KS}", timeout=5) as r:
+                page = r.read().decode()
+            return 'data-field="/spec/replicas" data-manager="kubectl" data-outcome="corrected"' in page
+
+        wait_until("the dashboard to show the corrected drift with its attribution", on_dashboard, 10)
+        return f"kubectl scale to 4 healed back to 1 in {healed:.2f}s; attributed: {line}; on the dashboard"
 
     # ------------------------------------------------------------------ lifecycle
     def _steps(self) -> None:
@@ -571,6 +604,7 @@ class Demo:
         self.step("1b. declare the app: CRDs, GitRepository, Kustomization", self.declare_app)
         self.step("1c. the controller (leader-elected) applies the repo", self.start_controller)
         self.step("2a. the bot starts (imagebot serve)", self.start_bot)
+        self.step("2c. the dashboard starts (dashboard serve)", self.start_dashboard)
         self.step("2b. CI pushes 1.1.0 + 1.2.0-rc.1 and posts the webhook", self.ci_publishes)
         self.step("3. the controller applies the new commit", self.controller_applies)
         self.step("4. a manual change is detected, attributed and healed", self.manual_change_healed)
@@ -646,8 +680,10 @@ class Demo:
             f"  {VENV_BIN / 'reconciler'} get -A\n"
             f"  git -C {self.bare} log --oneline\n"
             f"  curl -s http://{self.bot}/metrics | grep imagebot_\n"
-            f"  tail -f {self.work}/imagebot.log {self.work}/controller.log\n"
+            f"  tail -f {self.work}/imagebot.log {self.work}/controller.log {self.work}/dashboard.log\n"
+            f"  cat {self.work}/dashboard-token   # the dashboard's write token (NAME TOKEN): log in to act\n"
             f"  {sys.executable} {ROOT / 'tests/demo.py'} --push {self.work} 1.3.0   # CI pushes a tag + webhook\n"
+            f"dashboard: {self.dashboard}/\n"
             f"stop: {stop_command(self.work)}",
             flush=True,
         )

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -47,7 +48,8 @@ def test_full_loop_from_ci_push_to_healed_drift(capsys: pytest.CaptureFixture[st
     assert "chore(images): app 1.0.0 → 1.1.0 (prod)" in out
     assert "chore(images): app 1.0.0 → 1.2.0-rc.1 (dev)" in out
     assert "live: app-prod app:1.1.0, app-dev app:1.2.0-rc.1" in out
-    assert "healed back to 1" in out and "kubectl /spec/replicas 1 → 4" in out
+    assert "healed back to 1" in out and "kubectl /spec/replicas 1 → 4" in out and "; on the dashboard" in out
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/$", out, re.M), out
     assert "generation +1 each" in out
     # the Kustomization's status, as kubectl and `reconciler get -A` print it: Ready at the bot's last commit
     revision = f"main@sha1:{demo.bot_commit}"
@@ -76,7 +78,11 @@ def test_keep_on_a_machine_without_kubectl_leaves_a_loop_that_works_after_the_de
         assert "\n  kubectl get kustomizations -A\n" in done.stdout
         assert re.search(r"^  \S*reconciler get -A$", done.stdout, re.M), done.stdout
         pids = {f.stem for f in (work / "pids").glob("*.pid")}
-        assert pids == {"imagebot", "controller", "git-http", "registry"}, pids
+        assert pids == {"dashboard", "imagebot", "controller", "git-http", "registry"}, pids
+        urls = re.findall(r"^dashboard: (http://127\.0\.0\.1:\d+/)$", done.stdout, re.M)
+        assert len(set(urls)) == 1 and len(urls) == 2, done.stdout  # when it starts, and again beside the stop line
+        with urllib.request.urlopen(urls[0] + "apps", timeout=10) as r:  # still serving after the demo exited
+            assert f"{APP_NS}/{KS}".encode() in r.read()
 
         # the demo process is gone; CI publishes again, the way the printed hint says
         pushed = subprocess.run([*DEMO, "--push", str(work), "1.3.0"], env=env, capture_output=True, text=True, timeout=60)
@@ -111,6 +117,8 @@ def test_keep_on_a_machine_without_kubectl_leaves_a_loop_that_works_after_the_de
         stop = subprocess.run(stop_lines[0].removeprefix("stop: "), shell=True, capture_output=True, text=True, timeout=120)
     assert stop.returncode == 0, stop.stderr
     assert_all_gone(work)
+    with pytest.raises(OSError):  # the stop line stopped the dashboard too
+        urllib.request.urlopen(urls[0], timeout=5)
 
 
 def test_a_step_that_breaks_stops_everything_started_and_says_what_in_one_line(

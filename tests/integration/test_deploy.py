@@ -28,7 +28,8 @@ def docs(path: Path) -> list[dict]:  # type: ignore[type-arg]
 
 
 def test_every_manifest_passes_server_side_dry_run(cluster: TestCluster) -> None:
-    for overlay in (DEPLOY / "base", DEPLOY / "overlays" / "example", DEPLOY / "controller", DEPLOY / "image-controller"):
+    for overlay in (DEPLOY / "base", DEPLOY / "overlays" / "example", DEPLOY / "controller", DEPLOY / "image-controller",
+                    DEPLOY / "dashboard"):
         built = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True, text=True, check=True).stdout
         proc = subprocess.run(
             [

@@ -1,0 +1,121 @@
+"""The Images page from imagebot's own state file (written here by imagebot's own classes) and config: current tag
+and digest, the newest tag the policy allows and why, every tag it did not keep and by what, a pending promotion
+with its soak end, hold, last commit and PR, tags seen; the state opened read-only; a state change pushed live."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from imagebot.registry.state import ScanState
+from imagebot.runtime.state import RuntimeState
+from tests.dashboard.test_server import _read_until, _sse, until
+from tests.fixtures.browser import DashboardServer, start_dashboard
+from tests.fixtures.cluster import TestCluster
+
+pytestmark = [pytest.mark.cluster]
+
+REPO = "registry.example:5000/team/app"
+
+
+def config(state: Path) -> str:
+    return f"""apiVersion: imagebot.dev/v1
+kind: Config
+stateFile: {state}
+registries:
+  - host: registry.example:5000
+git:
+  - name: config
+    url: https://git.example/config.git
+    branch: main
+images:
+  - name: app
+    repository: {REPO}
+    environments:
+      dev:
+        policy: {{semver: ">=1.0.0-0"}}
+        target: {{git: config, path: dev}}
+      prod:
+        promote: {{from: dev, soak: 24h}}
+        target: {{git: config, path: prod}}
+      frozen:
+        policy: {{semver: "^1"}}
+        hold: true
+        target: {{git: config, path: frozen}}
+"""
+
+
+@pytest.fixture
+def dash(cluster: TestCluster, tmp_path: Path) -> Iterator[tuple[DashboardServer, Path]]:
+    state = tmp_path / "state.db"
+    now = time.time()
+    scan = ScanState(state)
+    scan.record_tags(REPO, ["1.0.0", "1.1.0", "1.2.0-rc.1", "latest", "sha256-" + "a" * 64 + ".sig"], now - 7200)
+    rt = RuntimeState(state)
+    rt.record("app", "dev", reason="committed: 1.2.0-rc.1", pending=None, now=now - 3600, tag="1.2.0-rc.1",
+              digest="sha256:" + "b" * 64, commit="c0ffee" * 6 + "abcd")  # fmt: skip
+    rt.record("app", "prod", reason="1.2.0-rc.1 soaking in dev", pending="1.2.0-rc.1", now=now, tag="1.0.0",
+              digest="sha256:" + "c" * 64, pr="https://github.example/acme/config/pull/7")  # fmt: skip
+    cfg = tmp_path / "imagebot.yaml"
+    cfg.write_text(config(state))
+    server = start_dashboard(tmp_path / "dash", cluster.kubeconfig, extra=["--imagebot-config", str(cfg), "--namespace", "none"])
+    try:
+        yield server, state
+    finally:
+        server.stop()
+
+
+def row(page: str, key: str) -> str:
+    start = page.index(f'data-key="{key}"')
+    return page[start : page.index("</tr>", start)]
+
+
+def test_each_image_environment_shows_current_newest_and_why_pending_with_soak_hold_and_links(
+    dash: tuple[DashboardServer, Path],
+) -> None:
+    server, _ = dash
+    page = requests.get(f"{server.url}/images", timeout=30).text
+    dev = row(page, "app/dev")
+    assert "<code>1.2.0-rc.1</code>" in dev and "sha256:bbbbbbbbbbbb" in dev and "c0ffeec0ffee" in dev
+    assert "ranks highest of 3 admitted tags under semver" in dev  # the policy's own sentence for its choice
+    assert "2 tag(s) not kept" in dev
+    assert "<code>latest</code> invalid: not strict semver" in dev  # every tag not kept, with what refused it
+    assert ".sig</code> excluded: excluded by" in dev  # the default cosign exclusion
+    assert "5 tag(s) seen" in dev
+    prod = row(page, "app/prod")
+    assert "<code>1.0.0</code>" in prod and "promoted from dev after 24h soak" in prod
+    assert 'data-test="soak"' in prod and "soak ends" in prod  # dev's since + 24 h
+    assert 'href="https://github.example/acme/config/pull/7"' in prod and 'rel="noopener noreferrer"' in prod
+    frozen = row(page, "app/frozen")
+    assert 'data-value="true"' in frozen and "on hold" in frozen and "not yet run" in frozen
+
+
+def test_the_state_file_is_never_written_and_a_change_by_imagebot_reaches_the_open_page(
+    dash: tuple[DashboardServer, Path],
+) -> None:
+    server, state = dash
+    before = state.stat().st_mtime_ns
+    requests.get(f"{server.url}/images", timeout=30)
+    requests.get(f"{server.url}/activity", timeout=30)
+    assert state.stat().st_mtime_ns == before
+    sock = _sse(server.url, "images")
+    try:
+        _read_until(sock, b": open")
+        RuntimeState(state).record("app", "dev", reason="committed: 1.1.0", pending=None, now=time.time(), tag="1.1.0")
+        _read_until(sock, b"event: changed")
+    finally:
+        sock.close()
+    until(lambda: "committed: 1.1.0" in requests.get(f"{server.url}/images", timeout=30).text, what="the new state")
+
+
+def test_without_a_state_file_the_page_says_so(cluster: TestCluster, tmp_path: Path) -> None:
+    server = start_dashboard(tmp_path, cluster.kubeconfig, state=tmp_path / "missing.db", extra=["--namespace", "none"])
+    try:
+        page = requests.get(f"{server.url}/images", timeout=30).text
+        assert 'id="images-problem"' in page and "no such file" in page
+    finally:
+        server.stop()
