@@ -66,6 +66,13 @@ SOURCE_PATH = "/apis/source.toolkit.fluxcd.io/v1"
 SHARD_LABEL = "sharding.fluxcd.io/key"  # Flux's sharding label: the same objects shard the same way
 REFLECTOR = "imagebot-controller"  # source.component of the Events we record
 
+# imagebot's extras on an ImageUpdateAutomation (annotations: Flux's schema stays as it is)
+PULL_REQUEST = "imagebot.dev/pull-request"  # "true": open/update one pull request instead of pushing
+GITHUB_REPOSITORY = "imagebot.dev/github-repository"  # owner/name
+GITHUB_API = "imagebot.dev/github-api"  # default https://api.github.com (GitHub Enterprise: https://HOST/api/v3)
+GITHUB_TOKEN_SECRET = "imagebot.dev/github-token-secret"  # a Secret of the namespace, key "token"
+PR_LABELS = "imagebot.dev/pull-request-labels"  # comma-separated
+
 REPOSITORY, POLICY, AUTOMATION = "ImageRepository", "ImagePolicy", "ImageUpdateAutomation"
 PLURAL = {REPOSITORY: "imagerepositories", POLICY: "imagepolicies", AUTOMATION: "imageupdateautomations"}
 DEFAULT_TIMEOUT = 30.0  # an ImageRepository's registry deadline when spec.timeout is absent (Flux: interval, ≤ 60 s)
@@ -497,44 +504,53 @@ class ImageController:
         ws = self._workspace(key, auto)
         go = GoMessage(key.namespace, key.name, auto.message_template, auto.template_values, str(auto.api_version))
         mode = Mode.PUSH_BRANCH if auto.push_branch else Mode.PUSH
-        delivery = Delivery(mode, auto.branch, auto.path, auto.push_branch, go_message=go)
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        forge = None
+        labels: tuple[str, ...] = ()
+        if annotations.get(PULL_REQUEST) == "true":  # imagebot's extra: one pull request instead of a push
+            forge = self._forge(key, annotations)
+            mode = Mode.PULL_REQUEST
+            labels = tuple(x.strip() for x in str(annotations.get(PR_LABELS, "")).split(",") if x.strip())
+        delivery = Delivery(mode, auto.branch, auto.path, auto.push_branch, environment=key.name, labels=labels,
+                            go_message=go)  # fmt: skip
         request = EditRequest(policies=policies)
         try:
-            result = deliver(ws, delivery, request)
+            result = deliver(ws, delivery, request, forge)
         except FAILURES as exc:
             self._peer(f"git {src_ns}/{src_name}", f"{type(exc).__name__}: {exc}")
             raise Failed(S.Reason.GIT_FAILED, f"{type(exc).__name__}: {exc}") from None
         self._peer(f"git {src_ns}/{src_name}", None)
-        target = auto.push_branch or auto.branch
-        sha = result.commit or ""
-        head = sha
-        if not head:
-            try:
-                head = ws.head()
-            except Exception:  # no checkout (nothing to edit): the revision is unknown, not an error
-                head = ""
+        target = result.branch
+        pushed = result.status in (Status.PUSHED, Status.PR_OPENED, Status.PR_UPDATED)
+        sha = (result.commit or "") if pushed else ""
+        try:  # the revision of the branch the automation checked out, as it was read for this run
+            head = ws.repo.commit(f"refs/remotes/origin/{auto.branch}").hexsha
+        except Exception:  # nothing was checked out (no policy resolved yet): unknown, not an error
+            head = ""
         revision = f"{auto.branch}@sha1:{head}" if head else ""
         if result.status is Status.PUSHED:
             message = f"committed and pushed commit '{sha}' to branch '{target}'"
+        elif result.pr is not None:
+            verb = {Status.PR_OPENED: "opened", Status.PR_UPDATED: "updated"}.get(result.status, "up-to-date")
+            message = f"pull request #{result.pr.number} {verb}: {result.pr.url} (branch '{target}')"
         else:
             message = "repository up-to-date"
         skipped = [f"{s.subject}: {s.reason}" for s in result.skipped]
         if skipped:
             raise Failed(S.Reason.UPDATE_FAILED, "not written: " + "; ".join(skipped[:10]))
-        status = S.automation_status(
-            obj, started, message, observed, revision, sha if result.status is Status.PUSHED else "", self.clock()
-        )
-        if result.status is not Status.PUSHED:  # keep the last push as it was
+        status = S.automation_status(obj, started, message, observed, revision, sha, self.clock())
+        if not pushed:  # keep the last push as it was
             old = obj.get("status") or {}
             for k in ("lastPushCommit", "lastPushTime"):
                 if old.get(k):
                     status[k] = old[k]
         self._write_status(key, obj, status, force=True)
-        if result.status is Status.PUSHED:
+        if pushed:
             self.metrics.pushes.inc()
             body = result.message.commit_message if result.message is not None else ""
-            self._event(obj, S.Reason.SUCCEEDED, f"Committed and pushed change {sha} to {target}\n{body}", S.EventType.NORMAL,
-                        revision=f"{target}@sha1:{sha}")  # fmt: skip
+            what = f"; {message}" if result.pr is not None else ""
+            self._event(obj, S.Reason.SUCCEEDED, f"Committed and pushed change {sha} to {target}{what}\n{body}",
+                        S.EventType.NORMAL, revision=f"{target}@sha1:{sha}")  # fmt: skip
             meta = obj.get("metadata") or {}
             api_version, uid = str(obj.get("apiVersion", "")), str(meta.get("uid") or "")
             where = ObjectRef(api_version, str(obj.get("kind", "")), key.name, key.namespace, uid)
@@ -543,6 +559,30 @@ class ImageController:
         if waiting:
             log.info("%s: policies not ready yet: %s", key, ", ".join(waiting))
         return Result(requeue_after=auto.interval)
+
+    def _forge(self, key: ObjKey, annotations: Mapping[str, Any]) -> Any:
+        """The GitHub repository of a pull-request automation, from its annotations; the token from the Secret
+        ``imagebot.dev/github-token-secret`` names (key ``token``) in the automation's namespace."""
+        repo, secret_name = annotations.get(GITHUB_REPOSITORY), annotations.get(GITHUB_TOKEN_SECRET)
+        for name, value in ((GITHUB_REPOSITORY, repo), (GITHUB_TOKEN_SECRET, secret_name)):
+            if not isinstance(value, str) or not value:
+                raise Failed(S.Reason.INVALID_SPEC, f"metadata.annotations[{name}]: required with {PULL_REQUEST}: \"true\"",
+                             stalled=True)  # fmt: skip
+        assert isinstance(repo, str) and isinstance(secret_name, str)
+        obj = self._get(f"/api/v1/namespaces/{key.namespace}/secrets/{secret_name}", "Secret")
+        if obj is None:
+            why = f"Secret {key.namespace}/{secret_name} ({GITHUB_TOKEN_SECRET}) not found"
+            raise Failed(S.Reason.AUTHENTICATION_FAILED, why)
+        try:
+            token = fs.secret_from_object(obj).data.get("token", b"").decode()
+        except (fs.SecretError, UnicodeDecodeError) as exc:
+            raise Failed(S.Reason.AUTHENTICATION_FAILED, f"Secret {key.namespace}/{secret_name}: {exc}") from None
+        if not token:
+            raise Failed(S.Reason.AUTHENTICATION_FAILED, f"Secret {key.namespace}/{secret_name}: key 'token' missing or empty")
+        from imagebot.forge.github import GitHubForge  # PyGithub costs ~0.3 s to import: only when a PR is due
+
+        api = str(annotations.get(GITHUB_API) or "https://api.github.com")
+        return GitHubForge(repo, token, api, throttle=os.environ.get("IMAGEBOT_GITHUB_THROTTLE", "1") != "0")
 
     def _peer(self, peer: str, error: str | None) -> None:
         with self._lock:

@@ -447,3 +447,48 @@ def test_the_controller_process_serves_health_and_metrics_and_stops_cleanly_on_s
     assert code == 0, proc.stderr.read() if proc.stderr else ""
     zero = subprocess.run([sys.executable, "-m", "imagebot", "controller", "--workers", "0"], capture_output=True, text=True)
     assert zero.returncode == 2 and "--workers" in zero.stderr
+
+
+def test_the_pull_request_annotation_opens_one_pull_request_instead_of_pushing(
+    kube: Cluster, controller: ImageController, registry_plain: RegistryServer, git_http: GitHttp,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.fixtures.fake_github import TOKEN, FakeGitHub
+
+    monkeypatch.setenv("IMAGEBOT_GITHUB_THROTTLE", "0")
+    ns, reg = kube.ns, registry_plain
+    reg.pusher().push("team/web", ["1.0.0", "1.3.0"])
+    marker = f'image: {reg.host}/team/web:1.0.0 # {{"$imagepolicy": "{ns}:web"}}\n'
+    bare = make_bare(git_http.root, f"pr-{ns}", {"web.yaml": marker})
+    github = FakeGitHub({"org/config": bare}, prefix="/api/v3")
+    try:
+        kube.create(secret("git-auth", {"username": GIT_USER, "password": GIT_PASSWORD}))
+        kube.create(secret("github", {"token": TOKEN}))
+        kube.create(flux("GitRepository", "cfg", {"url": git_http.url(bare), "interval": "1h", "ref": {"branch": "main"},
+                                                  "secretRef": {"name": "git-auth"}}, "source.toolkit.fluxcd.io/v1"))  # fmt: skip
+        kube.create(flux("ImageRepository", "web", {"image": f"{reg.host}/team/web", "interval": "1h", "insecure": True}))
+        kube.create(flux("ImagePolicy", "web", {"imageRepositoryRef": {"name": "web"}, "policy": {"semver": {"range": "^1"}}}))
+        auto = flux("ImageUpdateAutomation", "staging", {
+            "interval": "1h", "sourceRef": {"kind": "GitRepository", "name": "cfg"},
+            "git": {"commit": {"author": {"name": "bot", "email": "bot@example.org"}}, "push": {"branch": "main"}},
+            "update": {"path": "./", "strategy": "Setters"},
+        })  # fmt: skip
+        auto["metadata"]["annotations"] = {
+            "imagebot.dev/pull-request": "true", "imagebot.dev/github-repository": "org/config",
+            "imagebot.dev/github-api": github.base, "imagebot.dev/github-token-secret": "github",
+            "imagebot.dev/pull-request-labels": "images, automated",
+        }  # fmt: skip
+        kube.create(auto)
+
+        def opened() -> dict[str, Any] | None:
+            o = kube.get("ImageUpdateAutomation", "staging")
+            return o if "pull request #1 opened" in ready(o).get("message", "") else None
+
+        got = until(opened, what="the pull request")
+        assert github.pulls[1]["head"] == "imagebot/staging/default" and github.pulls[1]["base"] == "main"
+        assert github.pulls[1]["labels"] == ["images", "automated"]
+        assert "web:1.3.0" in read_file(bare, "imagebot/staging/default", "web.yaml")
+        assert read_file(bare, "main", "web.yaml") == marker, "the base branch is untouched"
+        assert got["status"]["lastPushCommit"] == git("-C", str(bare), "rev-parse", "imagebot/staging/default").strip()
+    finally:
+        github.stop()
