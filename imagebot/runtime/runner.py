@@ -424,23 +424,27 @@ class Runner:
             self.notifier.emit(event)
 
     def _delivered(self, item: Item, result: Result, env: str, git: str) -> None:
-        """What one item's delivery is news of: a commit, a pull request opened, updated or superseded, a promotion."""
+        """What one item's delivery is news of: a commit, a pull request opened, updated or superseded, a promotion
+        (pushed, or proposed in a pull request: then it is current once merged)."""
         name, ref, key = item.image.name, item.ref, (item.image.name, item.env.name)
         facts = {"tag": ref.tag, "digest": ref.digest, "commit": result.commit, "git": git, "branch": result.branch}
+        pr = result.pr.url if result.pr is not None else None
         if result.status is Status.PUSHED:
             self._emit(EventType.COMMIT_PUSHED, name, f"{ref.identifier} pushed to {env} ({result.branch})", env, **facts)
-            if item.env.promote_from:
-                self._announced.pop(key, None)
-                message = f"{ref.tag} promoted from {item.env.promote_from} to {env}"
-                self._emit(EventType.PROMOTION_DONE, name, message, env, **facts)
-        elif result.status in (Status.PR_OPENED, Status.PR_UPDATED) and result.pr is not None:
+        elif result.status in (Status.PR_OPENED, Status.PR_UPDATED) and pr is not None:
             before = self._proposed.get(key)
             self._proposed[key] = ref.tag or ""
             kind = EventType.PR_OPENED if result.status is Status.PR_OPENED else EventType.PR_UPDATED
-            message = f"{ref.identifier} for {env} in {result.pr.url}"
+            message = f"{ref.identifier} for {env} in {pr}"
             if kind is EventType.PR_UPDATED and before is not None and before != ref.tag:
-                kind, message = EventType.PR_SUPERSEDED, f"{result.pr.url} now proposes {ref.tag} for {env} (was {before})"
-            self._emit(kind, name, message, env, pr=result.pr.url, **facts)
+                kind, message = EventType.PR_SUPERSEDED, f"{pr} now proposes {ref.tag} for {env} (was {before})"
+            self._emit(kind, name, message, env, pr=pr, **facts)
+        else:
+            return
+        if item.env.promote_from:
+            self._announced.pop(key, None)
+            message = f"{ref.tag} promoted from {item.env.promote_from} to {env}" + (f" in {pr}" if pr else "")
+            self._emit(EventType.PROMOTION_DONE, name, message, env, pr=pr, **facts)
 
     def _rate_limit_metrics(self, hosts: set[str]) -> None:
         for host in hosts:

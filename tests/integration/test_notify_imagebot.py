@@ -41,7 +41,7 @@ git:
     github: {{api: "{api}", repo: org/config, tokenEnv: NB_GITHUB_TOKEN}}
 images:
   - name: app
-    repository: {registry}/nb/app
+    repository: {registry}/{path}
     environments:
       dev:
         policy: {{semver: ">=1.0.0"}}
@@ -82,13 +82,21 @@ def world(
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     cfg_file = tmp_path / "imagebot.yaml"
-    text = CONFIG.format(state=tmp_path / "s.db", cache=tmp_path / "c", registry=host, url=git_http.url(bare), api=github.base)
-    cfg_file.write_text(text.replace("rt/app", "nb/app"))
+    path = f"nb/app{os.urandom(3).hex()}"  # the registry outlives the test: a repository of its own
+    cfg_file.write_text(
+        CONFIG.format(
+            state=tmp_path / "s.db", cache=tmp_path / "c", registry=host, url=git_http.url(bare), api=github.base, path=path
+        )
+    )
     try:
         yield cfg_file, receiver, registry_plain, bare
     finally:
         receiver.stop()
         github.stop()
+
+
+def _path(cfg_file: Path) -> str:
+    return load([cfg_file], environment=False).images[0].repository.canonical_path
 
 
 def _events(receiver: Receiver, count: int) -> list[dict[str, object]]:
@@ -110,12 +118,12 @@ def test_commits_pull_requests_and_promotions_are_notified_once_each(
     runner.notifier = notifier
     repo = runner.cfg.images[0].repository.canonical_name
     try:
-        registry.pusher().push("nb/app", ["1.0.0", "1.1.0"])
+        registry.pusher().push(_path(cfg_file), ["1.0.0", "1.1.0"])
         runner.run_pass(only=[repo])  # dev pushes 1.1.0, staging opens a PR for 1.1.0
         runner.run_pass(only=[repo])  # prod: 1.1.0 soaks in dev (announced once, not once per pass)
         runner.run_pass(only=[repo])
         first = _events(receiver, 3)
-        registry.pusher().push("nb/app", ["1.2.0"], distinct=True)
+        registry.pusher().push(_path(cfg_file), ["1.2.0"], distinct=True)
         clock[0] += 2 * 3600
         runner.run_pass(only=[repo])  # dev 1.2.0 (pushed), staging's PR superseded, prod promoted (1.1.0 after its soak)
         assert notifier.flush(20)
@@ -145,7 +153,7 @@ def test_a_git_remote_failing_longer_than_failing_after_is_one_event_and_its_rec
     repo = runner.cfg.images[0].repository.canonical_name
     hidden = bare.with_name(bare.name + ".away")
     try:
-        registry.pusher().push("nb/app", ["1.0.0", "1.1.0"])
+        registry.pusher().push(_path(cfg_file), ["1.0.0", "1.1.0"])
         bare.rename(hidden)  # the remote is gone: every delivery fails
         for _ in range(3):
             runner.run_pass(only=[repo])
@@ -166,7 +174,7 @@ def test_run_once_delivers_its_notifications_before_it_exits_and_a_missing_secre
     world: tuple[Path, Receiver, RegistryServer, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cfg_file, receiver, registry, _ = world
-    registry.pusher().push("nb/app", ["1.0.0", "1.1.0"])
+    registry.pusher().push(_path(cfg_file), ["1.0.0", "1.1.0"])
     out, err = io.StringIO(), io.StringIO()
     assert main(["run", "--once", "--config", str(cfg_file)], out=out, err=err) == 0, err.getvalue()
     assert {d["type"] for d in (r.json() for r in receiver.delivered)} == {"commit-pushed", "pr-opened"}
@@ -174,3 +182,31 @@ def test_run_once_delivers_its_notifications_before_it_exits_and_a_missing_secre
     err = io.StringIO()
     assert main(["run", "--once", "--config", str(cfg_file)], out=io.StringIO(), err=err) == 2
     assert "NB_NOTIFY_KEY is not set" in err.getvalue() and "Traceback" not in err.getvalue()
+
+
+def test_a_promotion_proposed_in_a_pull_request_is_done_with_its_url(world: tuple[Path, Receiver, RegistryServer, Path]) -> None:
+    cfg_file, receiver, registry, _ = world
+    text = cfg_file.read_text()
+    cfg_file.write_text(
+        text.replace("target: {git: config, path: prod}", "target: {git: config, path: prod, mode: pull-request}")
+    )
+    clock = [time.time()]
+    runner = Runner(load([cfg_file]), clock=lambda: clock[0])
+    notifier = build_notifier(runner.cfg.notifications, source="imagebot").start()
+    runner.notifier = notifier
+    repo = runner.cfg.images[0].repository.canonical_name
+    try:
+        registry.pusher().push(_path(cfg_file), ["1.0.0", "1.1.0"])
+        runner.run_pass(only=[repo])
+        clock[0] += 2 * 3600
+        runner.run_pass(only=[repo])
+        assert notifier.flush(20)
+    finally:
+        notifier.close(5)
+    docs = [r.json() for r in receiver.delivered]
+    done = [d for d in docs if d["type"] == "promotion-done"]
+    assert len(done) == 1 and str(done[0]["message"]).startswith("1.1.0 promoted from dev to prod in http")
+    assert (
+        done[0]["details"]["pr"]
+        == next(d for d in docs if d["type"] == "pr-opened" and "prod" in str(d["message"]))["details"]["pr"]
+    )  # type: ignore[index]
