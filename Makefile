@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test venv system browser cluster kubectl lint bench screenshots clean
+.PHONY: demo test venv system browser cluster kubectl cosign lint bench screenshots clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ cluster: system
 kubectl: system
 	tests/tools/kubectl.sh >/dev/null
 
-test: venv system cluster kubectl browser
+# Debian sid's cosign 3 for the signature tests, fetched once into ~/.cache/imagebot/cosign (Debian 12 has none)
+cosign: system
+	tests/tools/cosign.sh >/dev/null
+
+test: venv system cluster kubectl browser cosign
 	$(PY) -m pytest -q
 
 demo: venv system cluster kubectl

@@ -137,12 +137,18 @@ def print_selection(sel: Selection, *, explain: bool, as_json: bool, out: TextIO
 
 def cmd_select(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     policy = build(policy_spec_from_args(args))  # invalid policy: exit 2 before reading any tag
+    if args.cosign_key and not args.image:
+        raise UsageError("--cosign-key needs --image: signatures are read from the image's registry")
     if args.image:
         if args.tags:
             raise UsageError("give tags or --image, not both")
         tags = list_tags_for(args, err)
     else:
         tags = read_tags(args.tags, stdin)
+    if args.cosign_key:
+        from imagebot.registry.commands import select_signed
+
+        return print_selection(select_signed(args, policy, tags), explain=args.explain, as_json=args.json, out=out, err=err)
     if not (args.explain or args.json):
         winner = policy.select(tags)
         if winner is None:
@@ -259,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_policy_flags(sel)
     sel.add_argument("--image", metavar="IMAGE", help="list the tags of this repository from its registry instead of TAG/stdin")
+    sel.add_argument(
+        "--cosign-key",
+        metavar="FILE",
+        action="append",
+        default=[],
+        help="only a tag whose cosign signature verifies with this public key (PEM, ECDSA P-256 or Ed25519; "
+        "repeatable: any of them); needs --image",
+    )
     add_registry_flags(sel)
     sel.add_argument("tags", nargs="*", metavar="TAG", help="candidate tags (default: stdin, one per line)")
     sel.set_defaults(func=cmd_select)

@@ -22,12 +22,13 @@ from imagebot.config.fields import Errors, parse_duration, positive_duration
 from imagebot.config.fields import Reader as _Reader
 from imagebot.config.fields import policy_spec as _policy
 from imagebot.config.fields import shown as _shown
-from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, RegistryConfig, Target
+from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, RegistryConfig, Target, VerifySpec
 from imagebot.config.yamlload import MAX_BYTES, YamlLoadError, load_all
 from imagebot.errors import ConfigError
 from imagebot.gitops.message import Templates, template_problem
 from imagebot.gitops.writer import Mode
 from imagebot.policy import DEFAULT_EXCLUDES
+from imagebot.verify import VerifyError, load_keys
 
 __all__ = ["Errors", "load", "parse_duration", "positive_duration"]
 
@@ -58,6 +59,29 @@ def _state_problem(state: Path) -> str | None:
         return f"state file {state}: directory {parent} does not exist"
     return _writable_dir_problem(parent, "state file's directory")
 
+
+
+def _verify(r: _Reader, environment: bool) -> VerifySpec | None:
+    """``verify: {cosign: {key: FILE, keys: [FILE…], maxPerPass: N}}``; each key file is read when ``environment``."""
+    v = r.sub("verify", {"cosign"})
+    c = v.sub("cosign", {"key", "keys", "secretRef", "maxPerPass"}, required=True)
+    if c.has("secretRef"):
+        c.error("secretRef", "cannot be read from files: mount the Secret and give its public key file as key")
+    names = ([c.text("key")] if c.has("key") else []) + list(c.strings("keys"))
+    paths = tuple(Path(n) for n in names if n)
+    if not paths and not c.has("secretRef"):
+        c.error(None, "give the public key: key: FILE, or keys: [FILE, …]")
+    if environment:
+        for n, path in enumerate(paths):
+            where = "key" if c.has("key") and n == 0 else "keys"
+            try:
+                load_keys(path.read_bytes(), str(path))
+            except OSError as exc:
+                c.error(where, f"cannot read {path}: {exc.strerror or exc}")
+            except VerifyError as exc:
+                c.error(where, str(exc))
+    limit = c.number("maxPerPass", int, 10)
+    return VerifySpec(paths, limit) if paths else None
 
 
 def _target(t: _Reader, git_names: set[str]) -> Target | None:
@@ -158,11 +182,12 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
     git_names = {g.name for g in gits}
     images = []
     for i, node in enumerate(top.get("images", list, [], required=True)):
-        im = _Reader(errors, file, node, f"images[{i}]", {"name", "repository", "interval", "exclude", "environments"})
+        im = _Reader(errors, file, node, f"images[{i}]", {"name", "repository", "interval", "exclude", "environments", "verify"})
         name = im.text("name", f"image{i}", required=True)
         repo = im.parsed("repository", refs.parse_name, required=True)
         excludes = DEFAULT_EXCLUDES + im.strings("exclude")
         image_interval = im.duration("interval", interval, positive=True)
+        image_verify = _verify(im, environment) if im.has("verify") else None
         envs_node = im.sub("environments", None, required=True)
         envs = []
         for env_name in envs_node.node:
@@ -170,7 +195,9 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
             if not isinstance(env_name, str) or not env_name.strip():
                 errors.add(file, envs_node.node, env_name, where, "an environment's name must be a non-empty string")
                 continue
-            en = envs_node.sub(env_name, {"policy", "target", "setter", "promote", "minAge", "allowDowngrade", "hold", "digest"})
+            en = envs_node.sub(
+                env_name, {"policy", "target", "setter", "promote", "minAge", "allowDowngrade", "hold", "digest", "verify"}
+            )
             promote = en.sub("promote", {"from", "soak"}) if en.has("promote") else None
             policy = _policy(en, en.node["policy"], f"{where}.policy", excludes) if en.has("policy") else None
             if promote is None and not en.has("policy"):
@@ -189,6 +216,7 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
                 en.get("allowDowngrade", bool, False),
                 en.get("hold", bool, False),
                 en.get("digest", bool, False),
+                _verify(en, environment) if en.has("verify") else image_verify,
             )
             if target is not None:
                 envs.append(env)

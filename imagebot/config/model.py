@@ -107,6 +107,14 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifySpec:
+    """``verify: {cosign: {key | keys}}``: only tags with a valid cosign signature by one of these keys."""
+
+    keys: tuple[Path, ...]  # PEM public key files (ECDSA P-256 or Ed25519)
+    max_per_pass: int = 10  # signature fetches per environment and pass (cached verdicts are free)
+
+
+@dataclass(frozen=True, slots=True)
 class Environment:
     name: str
     policy: PolicySpec | None  # None when promoted from another environment
@@ -118,6 +126,7 @@ class Environment:
     allow_downgrade: bool = False
     hold: bool = False
     digest: bool = False  # pin the digest too (repo:tag@sha256:…)
+    verify: VerifySpec | None = None  # the signature gate (the image's, unless the environment sets its own)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,6 +47,7 @@ class Outcome(StrEnum):
     INVALID = "invalid"  # not a version / number for this policy
     OUT_OF_RANGE = "out-of-range"  # a version outside the semver range
     SHADOWED = "shadowed"  # extracted to the same value as a tag that won the tie
+    UNVERIFIED = "unverified"  # allowed, but its signature did not verify (the signature gate)
 
 
 @dataclass(frozen=True, slots=True)

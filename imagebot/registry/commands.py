@@ -10,8 +10,10 @@ from typing import TextIO
 
 from imagebot import refs
 from imagebot.errors import ExitCode, UsageError
+from imagebot.policy import Selection, TagPolicy
 from imagebot.registry import Platform, Registries, RegistrySettings
 from imagebot.registry.auth import Chain, CredentialSource, DockerConfigCredentials, EnvCredentials, FileCredentials
+from imagebot.verify import PublicKey, Verification
 
 
 def add_registry_flags(p: argparse.ArgumentParser) -> None:
@@ -110,3 +112,26 @@ def cmd_digest(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO
     else:
         print(digest, file=out)
     return int(ExitCode.OK)
+
+
+def select_signed(args: argparse.Namespace, policy: TagPolicy, tags: list[str]) -> Selection:
+    """``select --image … --cosign-key FILE``: the newest allowed tag whose cosign signature verifies."""
+    from imagebot.registry.signatures import SignatureChecker
+    from imagebot.verify import DEFAULT_LIMIT, explain, first_verified, load_keys
+
+    keys: list[PublicKey] = []
+    for name in args.cosign_key:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"--cosign-key {name}: {exc.strerror or exc}") from None
+        keys.extend(load_keys(data, name))
+    image = refs.parse(args.image)
+    checker = SignatureChecker(registries_from_args(args), keys)
+
+    def check(tag: str) -> tuple[Verification, bool]:
+        _, verdict, fetched = checker.check(image, tag, tags)
+        return verdict, fetched
+
+    gated = first_verified(policy.select, tags, check, DEFAULT_LIMIT)
+    return explain(policy, tags, gated, DEFAULT_LIMIT)

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagebot.verify.cosign import Status, Verification
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tags (
   repository TEXT NOT NULL,
@@ -26,6 +28,16 @@ CREATE TABLE IF NOT EXISTS scans (
   tag_count INTEGER NOT NULL,
   error TEXT
 );
+CREATE TABLE IF NOT EXISTS signatures (
+  repository TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  keyset TEXT NOT NULL,
+  status TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  checked REAL NOT NULL,
+  marks TEXT NOT NULL,
+  PRIMARY KEY (repository, digest, keyset)
+) WITHOUT ROWID;
 """
 
 
@@ -86,3 +98,25 @@ class ScanState:
     def first_seen(self, repository: str, tag: str) -> float | None:
         row = self._conn().execute("SELECT first_seen FROM tags WHERE repository = ? AND tag = ?", (repository, tag)).fetchone()
         return None if row is None else float(row[0])
+
+    # ---- signature verdicts per digest and key set (imagebot.registry.signatures decides when to trust them)
+    def signature(self, repository: str, digest: str, keyset: str) -> tuple[Verification, float, str] | None:
+        """The cached verdict, when it was reached, and the signature tags the listing had then."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT status, detail, checked, marks FROM signatures WHERE repository = ? AND digest = ? AND keyset = ?",
+                (repository, digest, keyset),
+            )
+            .fetchone()
+        )
+        if row is None or row[0] not in Status._value2member_map_:
+            return None  # a verdict this version does not know: check again
+        return Verification(Status(row[0]), row[1]), float(row[2]), row[3]
+
+    def record_signature(self, repository: str, digest: str, keyset: str, verdict: Verification, now: float, marks: str) -> None:
+        self._conn().execute(
+            "INSERT INTO signatures VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(repository, digest, keyset) DO UPDATE SET "
+            "status=excluded.status, detail=excluded.detail, checked=excluded.checked, marks=excluded.marks",
+            (repository, digest, keyset, str(verdict.status), verdict.detail, now, marks),
+        )

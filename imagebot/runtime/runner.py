@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from gitopskit.fluxsecrets import SigningKeyType
 from gitopskit.notify import Emitter, Event, EventType, FailureTracker, NullEmitter
 from gitopskit.openpgp import OpenPGPKey
 from gitopskit.workspace import GitAuth, Identity, Workspace, cache_key, flux_git_auth, safe_url
-from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, Purpose
+from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, Purpose, VerifySpec
 from imagebot.errors import FAILURES, ClusterOnlyError, ExitCode, exit_code_of
 from imagebot.gitops.gotemplate import GoMessage
 from imagebot.gitops.writer import Delivery, Result, Status, deliver
@@ -38,11 +38,13 @@ from imagebot.registry.auth import (
     StaticCredentials,
 )
 from imagebot.registry.scanner import Scanner, ScanResult
+from imagebot.registry.signatures import SignatureChecker
 from imagebot.registry.state import ScanState
 from imagebot.runtime.backoff import Backoff, Retry
-from imagebot.runtime.decide import Decision, decide
+from imagebot.runtime.decide import Current, Decision, decide
 from imagebot.runtime.state import RuntimeState
 from imagebot.update import EditRequest, ImageUpdate
+from imagebot.verify import PublicKey, Verification, VerifyError, first_verified, load_keys
 
 log = logging.getLogger(__name__)
 # git's words for a remote that wants credentials it was not given (HTTP 401/403, prompts disabled, SSH keys)
@@ -64,6 +66,15 @@ class Metrics:
             "Webhook received to commit pushed",
             buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30),
             registry=r,
+        )
+        self.unverified = Counter(
+            "imagebot_signature_rejections_total",
+            "Allowed tags passed over because their cosign signature did not verify (per pass)",
+            ["image", "reason"],
+            registry=r,
+        )
+        self.signature_checks = Counter(
+            "imagebot_signature_checks_total", "Signature verdicts by where they came from", ["source"], registry=r
         )
         self.rate_remaining = Gauge(
             "imagebot_registry_ratelimit_remaining", "Registry rate-limit remaining", ["registry"], registry=r
@@ -110,6 +121,7 @@ class Item:
     image: ImageConfig
     env: Environment
     ref: ImageRef
+    note: str = ""  # newer tags the signature gate passed over, and why (kept in status after delivery)
 
     @property
     def subject(self) -> str:
@@ -202,6 +214,16 @@ def _identity(g: GitConfig) -> Identity:
     return Identity(g.author_name, g.author_email, g.signing_key_file, openpgp=pgp)
 
 
+def _read_keys(paths: tuple[Path, ...]) -> tuple[PublicKey, ...]:
+    keys: list[PublicKey] = []
+    for path in paths:
+        try:
+            keys.extend(load_keys(path.read_bytes(), str(path)))
+        except OSError as exc:
+            raise VerifyError(f"verify.cosign key {path}: {exc.strerror or exc}") from None
+    return tuple(keys)
+
+
 def _workspace(cfg: Config, g: GitConfig) -> Workspace:
     env = os.environ
     auth = GitAuth(
@@ -245,6 +267,11 @@ class Runner:
         self._workspaces: dict[str, Workspace] = {}
         self._lock = threading.Lock()  # one pass at a time: never two writers from one process
         self.fence: Callable[[], None] = lambda: None  # before every push / PR call (serve --leader-elect)
+        # one checker per key set, keys read now: an unreadable or unsupported key is exit 2 at start
+        self._checkers = {
+            spec.keys: SignatureChecker(self.registries, _read_keys(spec.keys), self.scan_state, clock)
+            for spec in {e.verify for i in cfg.images for e in i.environments if e.verify is not None}
+        }
         self.notifier: Emitter = NullEmitter()  # notifications (commands.py starts one when the config has sinks)
         self.peers = FailureTracker(cfg.notifications.failing_after)  # registries and git remotes failing for long
         self._announced: dict[tuple[str, str], str] = {}  # (image, env) → the soaking tag last announced
@@ -356,14 +383,17 @@ class Runner:
                 continue
             try:
                 d = decide(env, list(out.scan.tags), first_seen, now, peers.get(env.name), peers)
+                digest, note = d.digest, ""
+                if env.verify is not None and env.promote_from is None and d.tag is not None:
+                    d, verified, note = self._gate(image, env, env.verify, out.scan.tags, first_seen, now, peers)
+                    digest = verified if env.digest else None  # pinned: exactly the digest whose signature verified
                 out.decisions.append((env, d))
                 if d.tag is None:
                     continue
-                digest = d.digest
                 if env.digest and digest is None:
                     client = self.registries.client(repo.canonical_registry)
                     digest = client.manifest_digest(repo.canonical_path, d.tag)
-                out.items.append(Item(image, env, repo.with_version(d.tag, digest)))
+                out.items.append(Item(image, env, repo.with_version(d.tag, digest), note))
             except Exception as exc:
                 code = exit_code_of(exc) if isinstance(exc, FAILURES) else ExitCode.REGISTRY
                 if not isinstance(exc, FAILURES):
@@ -371,6 +401,47 @@ class Runner:
                 message = f"{image.name} {env.name}: {_describe(exc)}"
                 out.failures.append(Failure(env.name, code, code.name.lower(), message))
         return out
+
+    def _gate(
+        self,
+        image: ImageConfig,
+        env: Environment,
+        spec: VerifySpec,
+        tags: tuple[str, ...],
+        first_seen: dict[str, float],
+        now: float,
+        peers: dict[str, Current],
+    ) -> tuple[Decision, str | None, str]:
+        """The decision among signed tags only: the newest allowed that verifies, its verified digest, and
+        the newer tags passed over with their reasons.
+
+        A promotion is not gated here: it takes the tag and digest its source environment selected."""
+        checker = self._checkers[spec.keys]
+        digests: dict[str, str] = {}
+        current = peers.get(env.name)
+
+        def select(candidates: list[str]) -> str | None:
+            return decide(env, candidates, first_seen, now, current, peers).tag
+
+        def check(tag: str) -> tuple[Verification, bool]:
+            digest, verdict, fetched = checker.check(image.repository, tag, tags)
+            self.metrics.signature_checks.labels("registry" if fetched else "cache").inc()
+            digests[tag] = digest
+            return verdict, fetched
+
+        gated = first_verified(select, tags, check, spec.max_per_pass)
+        for _, verdict in gated.rejected:
+            self.metrics.unverified.labels(image.name, str(verdict.status)).inc()
+        passed_over = {t for t, _ in gated.rejected}
+        d = decide(env, [t for t in tags if t not in passed_over], first_seen, now, current, peers)
+        note = gated.reasons()
+        why = f"; {note}" if note else ""
+        if gated.winner is None:
+            if gated.exhausted:
+                reason = f"no signed tag within {spec.max_per_pass} signature checks this pass (the next pass goes on)"
+                return Decision(None, None, reason + why, d.pending, d.remaining), None, note
+            return replace(d, reason=d.reason + why), None, note
+        return replace(d, reason=f"{d.reason} (signature verified){why}"), digests[gated.winner], note
 
     def _absorb(self, p: Prepared, report: PassReport, order: dict[str, int], now: float) -> None:
         """Account for one image's preparation: metrics, state, failures and their backoff."""
@@ -519,14 +590,15 @@ class Runner:
                 continue
             self.backoff.succeeded((item.image.name, item.env.name))
             self._delivered(item, result, env_name, g.name)
+            why = f"; {item.note}" if item.note else ""
             if item.subject in result.proposed:  # only the PR's branch holds it: current once merged
-                reason = f"{result.status}: {item.ref.identifier} proposed in {pr}, current once merged"
+                reason = f"{result.status}: {item.ref.identifier} proposed in {pr}, current once merged{why}"
                 self.state.record(item.image.name, item.env.name, reason=reason, pending=item.ref.tag, now=now, pr=pr)
                 continue
             self.state.record(  # confirmed by reading the tree back: the environment's branch holds this value
                 item.image.name,
                 item.env.name,
-                reason=f"{result.status}: {item.ref.identifier}",
+                reason=f"{result.status}: {item.ref.identifier}{why}",
                 pending=None,
                 now=now,
                 tag=item.ref.tag,
