@@ -15,7 +15,8 @@ cosign writes a signature in one of two layouts, and we read both:
 
 A signature counts only when a configured key verifies it **and** its payload names the very digest
 being checked: a valid signature copied onto another image is a digest mismatch, never a pass.
-Keys: ECDSA P-256 (SHA-256) and Ed25519, PEM ``PUBLIC KEY`` blocks as ``cosign generate-key-pair`` and
+Keys: ECDSA P-256 (SHA-256) and Ed25519 — pure, or Ed25519ph as cosign signs with such keys
+(:mod:`imagebot.verify.ed25519ph`) — PEM ``PUBLIC KEY`` blocks as ``cosign generate-key-pair`` and
 ``cosign import-key-pair`` write them.
 """
 
@@ -32,6 +33,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from imagebot.errors import ImagebotError
+from imagebot.verify import ed25519ph
 
 if TYPE_CHECKING:  # cryptography is imported when a key is loaded: `run` without a signature gate never pays for it
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -91,7 +93,13 @@ class PublicKey:
 
         try:
             if isinstance(self.key, ed25519.Ed25519PublicKey):
-                self.key.verify(signature, data)
+                try:
+                    self.key.verify(signature, data)
+                except InvalidSignature:  # cosign signs with Ed25519 keys as Ed25519ph
+                    from cryptography.hazmat.primitives import serialization
+
+                    raw = self.key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+                    return ed25519ph.verify(raw, data, signature)
             else:
                 self.key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
         except (InvalidSignature, ValueError):

@@ -10,6 +10,8 @@ import os
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from imagebot.cli import main
 from imagebot.config.load import load
@@ -43,11 +45,12 @@ def copy_signature(pusher: Pusher, name: str, source: str, target: str, *, legac
 @pytest.fixture(scope="module")
 def signed(registry_basic: RegistryServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """sig/app: 1.0.0 good key (legacy .sig), 1.1.0 good key (bundle), 1.2.0 other key, 1.3.0 1.0.0's .sig
-    copied, 1.4.0 1.1.0's bundle copied, 1.5.0 unsigned, 1.6.0 / 1.7.0 Ed25519 (legacy / bundle, by hand)."""
+    copied, 1.4.0 1.1.0's bundle copied, 1.5.0 unsigned, 1.6.0 / 1.7.0 an Ed25519 key imported into cosign
+    (legacy / bundle; cosign signs Ed25519ph), 1.8.0 / 1.9.0 pure Ed25519 (legacy / bundle, by hand)."""
     work = tmp_path_factory.mktemp("cosign")
     pusher = registry_basic.pusher()
     name = f"sig/app{os.urandom(3).hex()}"
-    d = pusher.push(name, [f"1.{n}.0" for n in range(8)], distinct=True)
+    d = pusher.push(name, [f"1.{n}.0" for n in range(10)], distinct=True)
     tool = Cosign(work, ca=registry_basic.pki.ca_cert, user=USER, password=PASSWORD)
     good, other = tool.generate_key_pair("good"), tool.generate_key_pair("other")
     ref = f"{registry_basic.host}/{name}@"
@@ -56,10 +59,16 @@ def signed(registry_basic: RegistryServer, tmp_path_factory: pytest.TempPathFact
     tool.sign(ref + d["1.2.0"], other)
     copy_signature(pusher, name, d["1.0.0"], d["1.3.0"], legacy=True)
     copy_signature(pusher, name, d["1.1.0"], d["1.4.0"], legacy=False)
-    ed, ed_pub = ed25519_key(work)
-    sign_by_hand(pusher, name, d["1.6.0"], ed, legacy=True)
-    sign_by_hand(pusher, name, d["1.7.0"], ed, legacy=False)
-    return {"name": name, "digests": d, "good": good, "other": other, "ed": ed_pub, "registry": registry_basic}
+    pem = ed25519.Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    ed = tool.import_key_pair(pem, "ed25519")
+    tool.sign(ref + d["1.6.0"], ed, legacy=True)
+    tool.sign(ref + d["1.7.0"], ed)
+    pure, pure_pub = ed25519_key(work, "pure")
+    sign_by_hand(pusher, name, d["1.8.0"], pure, legacy=True)
+    sign_by_hand(pusher, name, d["1.9.0"], pure, legacy=False)
+    return {"name": name, "digests": d, "good": good, "other": other, "ed": ed, "pure": pure_pub, "registry": registry_basic}
 
 
 def select(signed: dict[str, object], rng: str, *keys: Path, extra: tuple[str, ...] = ()) -> tuple[int, str, str]:
@@ -98,9 +107,14 @@ def test_a_signature_from_another_key_is_accepted_only_with_that_key(signed: dic
     assert select(signed, "<1.6.0", pub(signed, "good"), pub(signed, "other"))[:2] == (0, "1.2.0")
 
 
-def test_ed25519_signatures_verify_in_both_layouts(signed: dict[str, object]) -> None:
-    assert select(signed, "^1", pub(signed, "ed"))[:2] == (0, "1.7.0")
+def test_ed25519_signatures_made_by_cosign_verify_in_both_layouts(signed: dict[str, object]) -> None:
+    assert select(signed, "<1.8.0", pub(signed, "ed"))[:2] == (0, "1.7.0")
     assert select(signed, "<1.7.0", pub(signed, "ed"))[:2] == (0, "1.6.0")
+
+
+def test_pure_ed25519_signatures_verify_in_both_layouts(signed: dict[str, object]) -> None:
+    assert select(signed, "^1", pub(signed, "pure"))[:2] == (0, "1.9.0")
+    assert select(signed, "<1.9.0", pub(signed, "pure"))[:2] == (0, "1.8.0")
 
 
 def test_no_signed_tag_is_exit_1_with_the_reasons(signed: dict[str, object], tmp_path: Path) -> None:

@@ -206,3 +206,44 @@ def test_base64_of_the_golden_signature_round_trips() -> None:
     (layer,) = legacy_layers(golden("legacy-1.1.0.sig.json"))
     note = json.loads(golden("legacy-1.1.0.sig.json"))["layers"][0]["annotations"]["dev.cosignproject.cosign/signature"]
     assert base64.b64encode(layer.signature).decode() == note
+
+
+# ---- Ed25519ph: what cosign makes of an Ed25519 key
+
+
+def test_rfc_8032_ed25519ph_test_vector_verifies_and_a_flipped_bit_does_not() -> None:
+    from imagebot.verify import ed25519ph
+
+    public = bytes.fromhex("ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf")
+    sig = bytes.fromhex(
+        "98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae41"
+        "31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406"
+    )
+    assert ed25519ph.verify(public, b"abc", sig)
+    assert not ed25519ph.verify(public, b"abd", sig)
+    assert not ed25519ph.verify(public, b"abc", sig[:-1] + bytes([sig[-1] ^ 1]))
+    assert not ed25519ph.verify(public, b"abc", sig[:32] + (2**253).to_bytes(32, "little"))  # S >= L
+    assert not ed25519ph.verify(b"\xff" * 32, b"abc", sig)  # not a point encoding
+
+
+def test_pure_ed25519_and_ed25519ph_signatures_never_stand_for_each_other() -> None:
+    from imagebot.verify import ed25519ph
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    assert not ed25519ph.verify(raw, b"payload", key.sign(b"payload"))
+
+
+@pytest.mark.parametrize("layout", ["legacy", "bundle"])
+def test_ed25519_signatures_made_by_cosign_verify(layout: str) -> None:
+    keys = load_keys(golden("ed25519.pub"), "ed25519.pub")
+    digest = digest_of("ed25519.digest")
+    if layout == "legacy":
+        ev: SimpleSigning | DsseBundle = SimpleSigning(
+            golden("ed25519-legacy.payload.json"), base64.b64decode(golden("ed25519-legacy.sig"))
+        )
+    else:
+        ev = parse_bundle(golden("ed25519-bundle.json"))
+    assert verify(digest, [ev], keys).ok
+    assert verify(OTHER, [ev], keys).status is Status.DIGEST_MISMATCH
+    assert verify(digest, [ev], COSIGN_KEYS).status is Status.KEY_MISMATCH
