@@ -34,6 +34,9 @@ def add_flags(sub: Any, exit_codes: str) -> None:
     c.add_argument("--context")
     c.add_argument("--namespace", action="append", default=[], metavar="NS", help="serve only these namespaces (repeatable)")
     c.add_argument("--shard", default="", metavar="KEY", help="serve only objects labelled sharding.fluxcd.io/key=KEY")
+    c.add_argument("--shards", choices=["auto"],
+                   help="spread the namespaces over the live replicas (Leases per slot in --leader-namespace)")  # fmt: skip
+    c.add_argument("--shard-slots", type=int, default=16, metavar="K", help="slots the namespaces are hashed onto (default 16)")
     c.add_argument("--workers", type=int, default=4, help="objects reconciled at once (default 4)")
     c.add_argument("--listen", metavar="HOST:PORT", help="/healthz, /readyz and /metrics")
     c.add_argument("--cache", type=Path, help="git checkouts (default ~/.cache/imagebot/controller)")
@@ -54,9 +57,14 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Te
         raise UsageError("--workers must be at least 1")
     from gitopskit.kube import load_api_client
     from gitopskit.lease import LeaderElector, LeaseLock, LeaseTiming
+    from gitopskit.sharding import AutoShards
     from imagebot.controller.controller import ImageController
     from imagebot.runtime.commands import setup_logging
 
+    if args.shards and (args.shard or args.leader_elect):
+        raise UsageError("--shards auto spreads the namespaces itself: it goes without --shard and --leader-elect")
+    if args.shard_slots < 1:
+        raise UsageError("--shard-slots must be at least 1")
     try:
         timing = LeaseTiming(args.leader_lease_duration, args.leader_renew_deadline, args.leader_retry_period)
     except ValueError as exc:
@@ -64,12 +72,14 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Te
     setup_logging(args.log_format, args.log_level)
     notify_cfg = _notify_config(args.notify_config) if args.notify_config else None  # a bad file fails before anything starts
     api = load_api_client(args.kubeconfig, args.context)
-    elector = None
+    elector = shards = None
+    identity = args.leader_identity or f"{socket.gethostname()}-{os.getpid()}"
+    if args.shards:
+        shards = AutoShards(api, args.leader_namespace, identity, args.shard_slots, timing, prefix=LEASE_PREFIX)
     if args.leader_elect:
-        identity = args.leader_identity or f"{socket.gethostname()}-{os.getpid()}"
         lock = LeaseLock(api, args.leader_namespace, f"{LEASE_PREFIX}-{args.shard or 'main'}", identity, timing.duration)
         elector = LeaderElector(lock, timing)
-    ctl = ImageController(api, tuple(args.namespace), args.shard, args.workers, args.cache, elector=elector)
+    ctl = ImageController(api, tuple(args.namespace), args.shard, args.workers, args.cache, elector=elector, shards=shards)
     notifier = None
     if notify_cfg is not None:
         from gitopskit.notifier import build_notifier

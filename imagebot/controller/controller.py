@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -44,6 +45,7 @@ from gitopskit.lease import LeaderElector
 from gitopskit.notify import Emitter, Event, FailureTracker, NullEmitter, ObjectRef
 from gitopskit.notify import EventType as NotifyType
 from gitopskit.openpgp import OpenPGPKey
+from gitopskit.sharding import AutoShards
 from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
 from gitopskit.workspace import GitAuth, Identity, Workspace, flux_git_auth
 from imagebot import refs
@@ -163,6 +165,7 @@ class ImageController:
         workers: int = 4,
         cache: Path | None = None,
         elector: LeaderElector | None = None,
+        shards: AutoShards | None = None,
         clock: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
     ) -> None:
@@ -170,6 +173,9 @@ class ImageController:
         self.namespaces = namespaces
         self.shard = shard
         self.elector = elector
+        # --shards auto: a namespace's objects go to one replica together (its automations read every policy of
+        # the namespace, its policies the tags its repositories' scans hold in that replica's memory)
+        self.shards = shards
         self.clock = clock
         self.metrics = Metrics()
         base = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagebot" / "controller"
@@ -203,9 +209,16 @@ class ImageController:
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader()
 
-    def _fence(self) -> None:
+    def mine(self, namespace: str) -> bool:
+        """Does this replica reconcile the objects of ``namespace`` now (leader of its shard, or holder of its slot)?"""
+        return self.is_leader() and (self.shards is None or self.shards.owns(namespace))
+
+    def _fence(self, namespace: str) -> None:
+        """Right before every write: raises NotLeader when this replica may no longer write for ``namespace``."""
         if self.elector is not None:
             self.elector.fence()
+        if self.shards is not None:
+            self.shards.fence(namespace)
 
     def _watch_leadership(self) -> None:
         assert self.elector is not None
@@ -220,6 +233,9 @@ class ImageController:
         if self.elector is not None:
             self.elector.start()
             threading.Thread(target=self._watch_leadership, name="leadership", daemon=True).start()
+        if self.shards is not None:
+            self.shards.on_change = self._enqueue_all  # slots gained: their objects are looked at now
+            self.shards.start()
         for inf in self._all_informers():
             inf.start(self._stop)
         self.controller.start()
@@ -229,6 +245,8 @@ class ImageController:
         done = self.controller.stop(timeout)
         if self.elector is not None:
             self.elector.stop(release=True)
+        if self.shards is not None:
+            self.shards.stop()
         shutil.rmtree(self.secrets_dir, ignore_errors=True)
         return done
 
@@ -248,6 +266,8 @@ class ImageController:
                 self._forget(key)
                 if kind == POLICY:
                     self._enqueue_automations(k.namespace)
+                elif kind == REPOSITORY:
+                    self._enqueue_policies(k.namespace, k.name)  # their repository is gone: they say so
                 return
             if prev is not None and S.generation(prev) == S.generation(obj) and S.requested_at(prev) == S.requested_at(obj):
                 # a status write (ours, or another writer's): a policy's new latestRef is news for the automations
@@ -345,8 +365,11 @@ class ImageController:
 
     # ------------------------------------------------------------------ one reconcile
     def reconcile(self, key: ObjKey) -> Result | None:
-        if not self.is_leader():
-            return None  # a standby keeps its caches warm; gaining the lease enqueues everything
+        if not self.mine(key.namespace):
+            if self.shards is not None and key.kind == REPOSITORY:
+                with self._lock:  # another replica holds this namespace now: its tags are that replica's to keep
+                    self.scans.pop((key.namespace, key.name), None)
+            return None  # a standby keeps its caches warm; gaining the lease or a slot enqueues everything
         obj = self._object(key)
         if obj is None:
             self._forget(key)
@@ -631,7 +654,7 @@ class ImageController:
             ws = self._workspaces.get(wkey)
             if ws is None or ws.auth != auth or ws.identity != identity:
                 ws = Workspace(auto.url, auto.branch, self.git_cache / key.namespace / key.name, auth, identity)
-                ws.fence = self._fence
+                ws.fence = functools.partial(self._fence, key.namespace)
                 self._workspaces[wkey] = ws
         return ws
 
@@ -654,7 +677,7 @@ class ImageController:
         volatile = () if force else ("lastScanResult", "lastAutomationRunTime")
         if S.unchanged(old, status, volatile) or (not force and self._written.get(key) == status):
             return False
-        self._fence()
+        self._fence(key.namespace)
         try:
             request_json(self.api, "PATCH", f"{key.path}/status", body={"status": status},
                          content_type="application/merge-patch+json", timeout=30)  # fmt: skip
@@ -670,7 +693,7 @@ class ImageController:
         ns = (obj.get("metadata") or {}).get("namespace") or "default"
         body = S.event(obj, reason, message, type_, REFLECTOR, revision=revision)
         try:
-            self._fence()
+            self._fence(ns)
             request_json(self.api, "POST", f"/api/v1/namespaces/{ns}/events", body=body, timeout=10)
         except Exception as exc:
             log.debug("event not recorded: %s", exc)

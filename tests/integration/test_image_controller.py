@@ -492,3 +492,69 @@ def test_the_pull_request_annotation_opens_one_pull_request_instead_of_pushing(
         assert got["status"]["lastPushCommit"] == git("-C", str(bare), "rev-parse", "imagebot/staging/default").strip()
     finally:
         github.stop()
+
+
+def test_shards_auto_spreads_namespaces_over_two_replicas_and_a_survivor_takes_over(
+    kube: Cluster, cluster: TestCluster, registry_plain: RegistryServer, git_http: GitHttp, tmp_path: Path
+) -> None:
+    from kubernetes import client
+
+    from gitopskit.lease import LeaseTiming
+    from gitopskit.sharding import AutoShards
+
+    reg = registry_plain
+    core = client.CoreV1Api(kube.api)
+    namespaces = [kube.ns] + [f"{kube.ns}-{i}" for i in range(1, 4)]
+    for ns in namespaces[1:]:
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+    bares = {}
+    for ns in namespaces:
+        k = Cluster(kube.api, ns)
+        reg.pusher().push(f"{ns}/app", ["1.0.0"])
+        marker = f'image: {reg.host}/{ns}/app:1.0.0 # {{"$imagepolicy": "{ns}:app"}}\n'
+        bares[ns] = make_bare(git_http.root, f"shard-{ns}", {"app.yaml": marker})
+        k.create(secret("git-auth", {"username": GIT_USER, "password": GIT_PASSWORD}))
+        k.create(flux("GitRepository", "cfg", {"url": git_http.url(bares[ns]), "interval": "1h", "ref": {"branch": "main"},
+                                               "secretRef": {"name": "git-auth"}}, "source.toolkit.fluxcd.io/v1"))  # fmt: skip
+        k.create(flux("ImageRepository", "app", {"image": f"{reg.host}/{ns}/app", "interval": "1h", "insecure": True}))
+        k.create(flux("ImagePolicy", "app", {"imageRepositoryRef": {"name": "app"}, "policy": {"semver": {"range": "^1"}}}))
+        k.create(flux("ImageUpdateAutomation", "cfg", {
+            "interval": "1h", "sourceRef": {"kind": "GitRepository", "name": "cfg"},
+            "git": {"commit": {"author": {"name": "bot", "email": "bot@example.org"}}, "push": {"branch": "main"}},
+            "update": {"path": "./", "strategy": "Setters"},
+        }))  # fmt: skip
+    timing = LeaseTiming(3.0, 2.0, 0.5)
+
+    def replica(name: str) -> ImageController:
+        shards = AutoShards(cluster.api_client(), kube.ns, name, 8, timing, prefix="imagebot-controller")
+        return ImageController(cluster.api_client(), tuple(namespaces), workers=2, cache=tmp_path / name, shards=shards)
+
+    a, b = replica("a"), replica("b")
+    a.start()
+    b.start()
+    try:
+        def scanned(ctl: ImageController) -> set[str]:
+            return {ns for ns, _ in ctl.scans}
+
+        def resolved(ns: str) -> bool:
+            return bool(Cluster(kube.api, ns).get("ImagePolicy", "app").get("status", {}).get("latestRef"))
+
+        until(lambda: all(resolved(ns) for ns in namespaces), what="every namespace resolved")
+        def spread() -> bool:  # each namespace held by one replica (slots move while the two settle their shares)
+            sa, sb = scanned(a), scanned(b)
+            return bool(sa | sb == set(namespaces) and not sa & sb)
+
+        until(spread, what="every namespace served by one replica")
+        gone = b if scanned(b) else a
+        moved = sorted(scanned(gone))
+        gone.stop()
+        for ns in moved:
+            reg.pusher().push(f"{ns}/app", ["1.1.0"])
+            Cluster(kube.api, ns).annotate("ImageRepository", "app", "reconcile.fluxcd.io/requestedAt", "after-b")
+        for ns in moved:
+            until(lambda n=ns: f"{n}/app:1.1.0" in read_file(bares[n], "main", "app.yaml"), what=f"{ns} taken over")
+    finally:
+        a.stop()
+        b.stop()
+        for ns in namespaces[1:]:
+            core.delete_namespace(ns)
