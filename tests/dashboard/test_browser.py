@@ -101,8 +101,9 @@ def test_sync_now_applies_a_new_commit_and_the_page_shows_it_without_a_reload(br
     open_live(browser, app_url(loop))
     assert new[:12] not in css(browser, "#app-revision").text, "not applied before the click"
     css(browser, "#action-sync").click()
-    # the form posts and comes back to this page (a navigation); from there the change must arrive live
-    wait(browser, lambda b: css(b, "#live-status").get_attribute("data-state") == "open", "the page back, live")
+    # the form posts and comes back to this page (a navigation: the mark is gone); from there the change comes live
+    wait(browser, lambda b: not not_reloaded(b) and css(b, "#live-status").get_attribute("data-state") == "open",
+         "the page back after the form, live")  # fmt: skip
     browser.execute_script("window.__notReloaded = true;")
     wait(browser, lambda b: new in css(b, "#app-revision").text, "the new revision on the page", timeout=90)
     assert not_reloaded(browser), "the revision arrived live"
