@@ -387,6 +387,8 @@ class Runner:
                 if env.verify is not None and env.promote_from is None and d.tag is not None:
                     d, verified, note = self._gate(image, env, env.verify, out.scan.tags, first_seen, now, peers)
                     digest = verified if env.digest else None  # pinned: exactly the digest whose signature verified
+                elif env.verify is not None and d.tag is not None:
+                    d, digest = self._gate_promotion(image, env, env.verify, d, out.scan.tags)
                 out.decisions.append((env, d))
                 if d.tag is None:
                     continue
@@ -442,6 +444,24 @@ class Runner:
                 return Decision(None, None, reason + why, d.pending, d.remaining), None, note
             return replace(d, reason=d.reason + why), None, note
         return replace(d, reason=f"{d.reason} (signature verified){why}"), digests[gated.winner], note
+
+    def _gate_promotion(
+        self, image: ImageConfig, env: Environment, spec: VerifySpec, d: Decision, tags: tuple[str, ...]
+    ) -> tuple[Decision, str | None]:
+        """A promotion into a gated environment: the source's digest (or, unpinned, the tag's now) must verify
+        with this environment's keys, else nothing is promoted — a source without a gate passes no unsigned tag on."""
+        assert d.tag is not None
+        checker = self._checkers[spec.keys]
+        if d.digest is not None:
+            digest = d.digest
+            verdict, fetched = checker.check_digest(image.repository, digest, tags)
+        else:
+            digest, verdict, fetched = checker.check(image.repository, d.tag, tags)
+        self.metrics.signature_checks.labels("registry" if fetched else "cache").inc()
+        if not verdict.ok:
+            self.metrics.unverified.labels(image.name, str(verdict.status)).inc()
+            return Decision(None, None, f"{d.reason}, held: {d.tag}: {verdict.describe()}"), None
+        return replace(d, reason=f"{d.reason} (signature verified)"), d.digest or (digest if env.digest else None)
 
     def _absorb(self, p: Prepared, report: PassReport, order: dict[str, int], now: float) -> None:
         """Account for one image's preparation: metrics, state, failures and their backoff."""

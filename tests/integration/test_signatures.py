@@ -240,3 +240,71 @@ def test_run_selects_the_newest_signed_tag_and_a_rescan_fetches_no_signature_aga
         assert not any(d["1.1.0"].replace(":", "-") in p for p in reads), "a verified digest is never read again"
     finally:
         proxy.stop()
+
+
+PROMOTE = """apiVersion: imagebot.dev/v1
+kind: Config
+interval: 1h
+stateFile: {state}
+cacheDir: {cache}
+registries:
+  - host: {registry}
+    plainHTTP: true
+git:
+  - name: config
+    url: {url}
+    auth: {{usernameEnv: SIG_GIT_USER, tokenEnv: SIG_GIT_TOKEN}}
+images:
+  - name: app
+    repository: {image}
+    environments:
+      staging:
+        policy: {{semver: "^1"}}
+        digest: true
+        target: {{git: config, path: staging}}
+      prod:
+        promote: {{from: staging}}
+        verify: {{cosign: {{key: {key}}}}}
+        digest: true
+        target: {{git: config, path: prod}}
+"""
+
+
+def test_a_gated_environment_never_takes_an_unsigned_tag_by_promotion(
+    registry_plain: RegistryServer, git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pusher = registry_plain.pusher()
+    name = f"sig/promote{os.urandom(3).hex()}"
+    d = pusher.push(name, ["1.0.0", "1.1.0"], distinct=True)
+    tool = Cosign(tmp_path / "cosign")
+    key = tool.generate_key_pair("release")
+    image = f"{registry_plain.host}/{name}"
+    files = {f"{env}/deploy.yaml": DEPLOY.format(image=image) for env in ("staging", "prod")}
+    bare = make_bare(git_http.root, f"sig{os.urandom(4).hex()}", files)
+    monkeypatch.setenv("SIG_GIT_USER", GIT_USER)
+    monkeypatch.setenv("SIG_GIT_TOKEN", GIT_PASSWORD)
+    cfg = tmp_path / "imagebot.yaml"
+    cfg.write_text(
+        PROMOTE.format(
+            state=tmp_path / "state.db",
+            cache=tmp_path / "cache",
+            registry=registry_plain.host,
+            url=git_http.url(bare),
+            image=image,
+            key=key.public,
+        )
+    )
+    runner = Runner(load([cfg]))
+    repo = runner.cfg.images[0].repository.canonical_name
+    for _ in range(2):  # staging takes the unsigned 1.1.0 (no gate there); the next pass offers it to prod
+        report = runner.run_pass(only=[repo])
+        assert not report.errors, report.errors
+    assert f"{image}:1.1.0@{d['1.1.0']}" in read_file(bare, "main", "staging/deploy.yaml")
+    assert f"{image}:1.0.0" in read_file(bare, "main", "prod/deploy.yaml")
+    prod = dict((env, reason) for _, env, reason in report.decisions)["prod"]
+    assert "held: 1.1.0: signature not verified (no signature)" in prod, prod
+
+    tool.sign(f"{image}@{d['1.1.0']}", key)  # signed now: the listing shows its signature tag, the verdict is redone
+    report = runner.run_pass(only=[repo])
+    assert not report.errors, report.errors
+    assert f"{image}:1.1.0@{d['1.1.0']}" in read_file(bare, "main", "prod/deploy.yaml")
