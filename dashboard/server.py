@@ -51,6 +51,7 @@ SECURITY_HEADERS = (
 CONTENT_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 ACTIONS = ("sync", "suspend", "resume")
+ROWS_PER_BURST = 50  # app rows pushed one by one per publish; more, and the list pages fetch their rows again
 
 
 def _fmt_time(value: Any) -> str:
@@ -144,8 +145,14 @@ class Dashboard:
     def _publish(self, pending: dict[tuple[str, str], Any]) -> None:
         details: set[str] = set()
         activity = False
+        burst = sum(1 for topic, _ in pending if topic == "app") > ROWS_PER_BURST
+        if burst:  # many apps at once (a cold start, a resync): the list pages reload once instead of N rows
+            self.sse.publish("apps", "changed", {})
         for topic, key in pending:
-            if topic == "app":
+            if topic == "app" and burst:
+                details.add(key)
+                activity = True
+            elif topic == "app":
                 kind, ns, name = key.split("/", 2)
                 obj = self.view.app(kind, ns, name)
                 if obj is None:

@@ -143,20 +143,20 @@ class Broadcaster:
 
     def _flush_all(self) -> None:
         for s in list(self._streams.values()):
-            if len(s.buf) > self.max_buffer:
-                log.info("dropping an event stream %d bytes behind (its page reconnects)", len(s.buf))
-                self._drop(s)
-                continue
             if s.buf:
                 try:
                     n = s.sock.send(s.buf)
                 except (BlockingIOError, InterruptedError):
-                    continue
+                    n = 0
                 except OSError:
                     self._drop(s)
                     continue
                 del s.buf[:n]
-                s.last = time.monotonic()
+                if n:
+                    s.last = time.monotonic()
+            if len(s.buf) > self.max_buffer:  # what the socket would not take: this reader is that far behind
+                log.info("dropping an event stream %d bytes behind (its page reconnects and reloads)", len(s.buf))
+                self._drop(s)
 
     @staticmethod
     def _readable(s: _Stream) -> bool:

@@ -97,8 +97,12 @@
 
   function connect() {
     const es = new EventSource("/events?topics=" + encodeURIComponent(topics));
-    es.onopen = function () { setState("open", "● live"); };
-    es.onerror = function () { setState("reconnecting", "○ reconnecting…"); };
+    let dropped = false;
+    es.onopen = function () {
+      setState("open", "● live");
+      if (dropped) { dropped = false; schedule(); }  // what changed while disconnected: fetch the page's data again
+    };
+    es.onerror = function () { dropped = true; setState("reconnecting", "○ reconnecting…"); };
     es.addEventListener("row", function (e) { const d = JSON.parse(e.data); replaceRow(d.key, d.html); });
     es.addEventListener("gone", function (e) {
       const d = JSON.parse(e.data);

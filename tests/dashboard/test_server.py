@@ -432,3 +432,30 @@ def test_an_argo_cd_application_cannot_be_suspended_from_the_dashboard(
     r = requests.post(f"{dash.url}/apps/Application/{ns}/argo/sync", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     assert r.status_code == 200
     assert _annotations(api, f"{ARGO}/namespaces/{ns}/applications/argo").get("reconcile.fluxcd.io/requestedAt")
+
+
+def test_the_page_says_stale_when_a_controller_stops_renewing_its_lease(
+    dash: DashboardServer, ns: str, cluster: TestCluster
+) -> None:
+    api = cluster.api_client()
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+
+    def now(offset: float = 0.0) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() + offset))
+
+    request_json(api, "POST", path, body={
+        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "reconciler-controller-main"},
+        "spec": {"holderIdentity": "pod-a", "leaseDurationSeconds": 15, "renewTime": now()}})  # fmt: skip
+    page = wait_listed(dash, "reconciler-controller-main (pod-a): renewed")
+    assert 'data-stale="false"' in page
+    request_json(api, "PATCH", f"{path}/reconciler-controller-main", body={"spec": {"renewTime": now(-120)}},
+                 content_type="application/merge-patch+json")  # fmt: skip
+    page = wait_listed(dash, 'data-stale="true"')
+    assert "NOT RUNNING?" in page and "STALE: a controller has not renewed its lease" in page
+    sock = _sse(dash.url, "apps")
+    try:
+        assert b'"stale":true' in _read_until(sock, b'"stale":true')  # an open page learns it on connect
+    finally:
+        sock.close()
+    request_json(api, "DELETE", f"{path}/reconciler-controller-main")
+    wait_listed(dash, 'data-stale="false"')
