@@ -56,6 +56,7 @@ class _Watched(ApiTransport):
     def __init__(self, api: Any, view: ClusterView) -> None:
         super().__init__(api)
         self.view = view
+        self.on_connect = lambda path: view._heard(path, True)
 
     def list(self, path: str, query: dict[str, str]) -> Obj:
         got = super().list(path, query)
@@ -82,7 +83,7 @@ class ClusterView:
         self.on_change = on_change or (lambda topic, key: None)
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._contact: dict[str, tuple[bool, float]] = {}  # informer path → (connected, when it last heard)
+        self._down: dict[str, float] = {}  # informer path → since when its watch has been failing
         self.transport = _Watched(api, self)
         scopes = [f"/namespaces/{ns}" for ns in namespaces] or [""]
         self.apps: dict[str, list[Informer]] = {}
@@ -133,19 +134,20 @@ class ClusterView:
 
     # ------------------------------------------------------------------ freshness
     def _heard(self, path: str, ok: bool) -> None:
+        """A list or watch answered (ok), or a watch failed: remember since when each path has been down."""
         with self._lock:
-            self._contact[path] = (ok, time.time() if ok else self._contact.get(path, (False, 0.0))[1])
+            if ok:
+                self._down.pop(path, None)
+            else:
+                self._down.setdefault(path, time.time())
 
-    def stale(self, grace: float = 5.0) -> tuple[bool, float]:
-        """(True when some watch has been disconnected for over ``grace`` seconds or never synced, the oldest
-        time any informer last heard the API server)."""
+    def stale(self, grace: float = 5.0) -> tuple[bool, list[str]]:
+        """(True when a watch has been failing for over ``grace`` seconds — it retries meanwhile, and one that
+        reconnects at once is not news — or an informer has not listed yet, the paths that are down)."""
         now = time.time()
         with self._lock:
-            contact = dict(self._contact)
-        down = [t for ok, t in contact.values() if not ok and now - t > grace]
-        synced = all(inf.has_synced() for inf in self.all_informers())
-        oldest = min((t for _, t in contact.values()), default=0.0)
-        return bool(down) or not synced, oldest
+            down = sorted(p for p, since in self._down.items() if now - since > grace)
+        return bool(down) or not all(inf.has_synced() for inf in self.all_informers()), down
 
     # ------------------------------------------------------------------ readers
     def app_objects(self) -> list[Obj]:

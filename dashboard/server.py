@@ -202,7 +202,7 @@ class Dashboard:
 
     def _watch_status(self) -> None:
         state_version = self.images.version() if self.images else (0.0, 0)
-        last: tuple[bool, str] | None = None
+        last: tuple[bool, str, tuple[str, ...]] | None = None
         while not self._stop.wait(0.25):
             try:
                 if self.images is not None:
@@ -211,9 +211,10 @@ class Dashboard:
                         state_version = v
                         self.changed("images", "state")
                 st = self.freshness()
-                if (st.stale, st.text) != last:
-                    last = (st.stale, st.text)
-                    self.status = st
+                self.status = st  # what a page rendered now shows; open pages hear of it when it changes
+                now = (st.stale, st.text, tuple(c.partition(": ")[0] for c in st.controllers))  # not the ages
+                if now != last:
+                    last = now
                     self.sse.publish("status", "status", {"stale": st.stale, "text": st.text, "controllers": st.controllers})
             except Exception:
                 log.exception("freshness")

@@ -233,6 +233,7 @@ class ApiTransport:
         self.api = api
         self.list_timeout = list_timeout
         self.max_line = max_line
+        self.on_connect: Callable[[str], None] | None = None  # told of each watch the server accepted (its path)
 
     def _url(self, path: str, query: dict[str, str]) -> tuple[str, dict[str, str]]:
         _, url, headers, _, _ = self.api.param_serialize(
@@ -265,6 +266,8 @@ class ApiTransport:
                 raise Gone(resp.data.decode(errors="replace")[:500])
             if resp.status >= 400:
                 raise RuntimeError(f"watch {path}: HTTP {resp.status}: {resp.data.decode(errors='replace')[:500]}")
+            if self.on_connect is not None:
+                self.on_connect(path)
             buf = b""
             for chunk in resp.stream(64 * 1024):
                 if stop.is_set():

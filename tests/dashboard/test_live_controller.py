@@ -99,6 +99,7 @@ def test_sync_now_from_the_dashboard_is_handled_by_the_controller_and_recorded(r
     path = f"{APP_PATH}/namespaces/{ns}/apps/web"
     until(lambda: (request_json(api, "GET", path) or {}).get("status", {}).get("history"), 60, "a first sync")
     before = len((request_json(api, "GET", path) or {})["status"]["history"])
+    page_with(f"{dash.url}/apps/App/{ns}/web", 'data-test="history-row"', before)  # the dashboard has seen it
     r = requests.post(f"{dash.url}/apps/App/{ns}/web/sync", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     assert r.status_code == 200
     stamp = r.json()["requestedAt"]

@@ -447,7 +447,7 @@ def test_the_page_says_stale_when_a_controller_stops_renewing_its_lease(
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "reconciler-controller-main"},
         "spec": {"holderIdentity": "pod-a", "leaseDurationSeconds": 15, "renewTime": now()}})  # fmt: skip
     page = wait_listed(dash, "reconciler-controller-main (pod-a): renewed")
-    assert 'data-stale="false"' in page
+    assert 'data-stale="false"' in page, page[page.index('id="stale"'):page.index("</div>", page.index('id="stale"'))]
     request_json(api, "PATCH", f"{path}/reconciler-controller-main", body={"spec": {"renewTime": now(-120)}},
                  content_type="application/merge-patch+json")  # fmt: skip
     page = wait_listed(dash, 'data-stale="true"')
