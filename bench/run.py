@@ -30,6 +30,7 @@ SUITES: list[tuple[str, str, str]] = [
     ("P3 webhook", "bench.webhook_latency", "run"),
     ("git delivery", "bench.git_delivery", "main"),
     ("P4-P6 reconcile", "bench.reconcile", "run"),
+    ("D1-D2 dashboard in Chromium", "bench.dashboard", "run"),
 ]
 
 

@@ -5,9 +5,10 @@
     python -m tests.screenshots --url URL       # any running dashboard
 
 Writes docs/screenshots/{apps,app,images,activity,apps-phone}.png (``--out`` moves them): the Apps page, the demo
-app's detail page, Images and Activity at 1280×800, and the Apps page at a phone's 390×844. Pages are found by
-following the dashboard's own navigation links (their text: Apps, Images, Activity; the first app's link), so a
-renamed route needs no change here. Each capture waits until the page has loaded and its fonts are ready.
+app's detail page, Images and Activity at 1280×800 (a longer page whole, up to 1600 px), and the Apps page at a
+phone's 390×844. Pages are found by following the dashboard's own navigation links (their text: Apps, Images,
+Activity; the demo app's link), so a renamed route needs no change here. Each capture waits until the page has
+loaded and its fonts are ready.
 
 Exit: 0 written; 1 the demo or a page failed (the message says which); 2 usage.
 """
@@ -15,7 +16,6 @@ Exit: 0 written; 1 the demo or a page failed (the message says which); 2 usage.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -34,6 +34,7 @@ from tests.fixtures.browser import BrowserUnavailable, chrome  # noqa: E402
 OUT = ROOT / "docs" / "screenshots"
 DEMO = ROOT / "tests" / "demo.py"
 DESKTOP, PHONE = (1280, 800), (390, 844)
+TALLEST = 1600
 DEMO_TIMEOUT = 600.0
 
 
@@ -61,14 +62,16 @@ def stop_demo(work: Path) -> None:
 
 
 def kept_url(work: Path) -> str:
+    """A kept demo's dashboard URL: the first line `dashboard serve` logged in WORK/dashboard.log."""
+    if not (work / "demo.json").is_file():
+        raise ScreenshotsFailed(f"{work} is not a kept demo (no demo.json): start one with make demo DEMO_ARGS=--keep")
     try:
-        data = json.loads((work / "demo.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ScreenshotsFailed(f"{work} is not a kept demo ({exc}): start one with make demo DEMO_ARGS=--keep") from exc
-    url = data.get("dashboard")
-    if not isinstance(url, str) or not url.startswith("http"):
-        raise ScreenshotsFailed(f"{work}/demo.json names no dashboard URL: pass --url")
-    return url
+        found = re.search(r"^dashboard: (http://\S+)", (work / "dashboard.log").read_text(errors="replace"), re.M)
+    except OSError as exc:
+        raise ScreenshotsFailed(f"{work}: no dashboard log ({exc}): pass --url") from exc
+    if not found:
+        raise ScreenshotsFailed(f"{work}/dashboard.log names no dashboard URL: pass --url")
+    return found[1]
 
 
 def settle(driver: Any) -> None:
@@ -100,31 +103,45 @@ def app_link(driver: Any, prefer: str) -> str:
     return hrefs[0]
 
 
+def viewport(driver: Any, width: int, height: int, mobile: bool = False) -> None:
+    """Exactly WIDTH×HEIGHT CSS pixels at scale 1 (a window size would include the browser's own frame)."""
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})  # fmt: skip
+
+
+def shoot(driver: Any, url: str, path: Path, size: tuple[int, int], mobile: bool = False) -> Path:
+    """Load URL at SIZE; a page longer than that is taken whole up to TALLEST (the app page's drift and history)."""
+    viewport(driver, *size, mobile=mobile)
+    driver.get(url)
+    settle(driver)
+    height = int(driver.execute_script("return document.documentElement.scrollHeight;"))
+    if height > size[1]:
+        viewport(driver, size[0], min(height, TALLEST), mobile=mobile)
+        settle(driver)
+    return _save(driver, path)
+
+
 def capture(url: str, out: Path, app: str = "demo") -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     with tempfile.TemporaryDirectory(prefix="screenshots-") as tmp:
         driver = chrome(Path(tmp), width=DESKTOP[0], height=DESKTOP[1])
         try:
+            viewport(driver, *DESKTOP)
             driver.get(url)
             settle(driver)
             pages = {"apps": driver.current_url, "images": link(driver, "Images"), "activity": link(driver, "Activity"),
                      "app": app_link(driver, app)}  # fmt: skip
             for name in ("apps", "app", "images", "activity"):
-                driver.get(pages[name])
-                settle(driver)
-                written.append(_save(driver, out / f"{name}.png"))
-            driver.set_window_size(*PHONE)
-            driver.get(pages["apps"])
-            settle(driver)
-            written.append(_save(driver, out / "apps-phone.png"))
+                written.append(shoot(driver, pages[name], out / f"{name}.png", DESKTOP))
+            written.append(shoot(driver, pages["apps"], out / "apps-phone.png", PHONE, mobile=True))
         finally:
             driver.quit()
     return written
 
 
 def _save(driver: Any, path: Path) -> Path:
-    tmp = path.with_suffix(".png.tmp")
+    tmp = path.with_name(f".{path.stem}.tmp.png")
     if not driver.save_screenshot(str(tmp)):
         raise ScreenshotsFailed(f"Chromium took no screenshot of {driver.current_url}")
     os.replace(tmp, path)  # never a half-written picture in the README

@@ -8,12 +8,13 @@
 # With --browser (make browser: the dashboard's browser tests, screenshots and bench) also:
 #   chromium, chromium-driver   headless Chromium driven by Selenium through Debian's chromedriver
 #   fonts-dejavu-core           a known font, so screenshots look the same on every machine
+#   fonts-symbola               the symbols the pages use beside words (⏸ ⟳ ⎇ …) that DejaVu lacks (no empty boxes)
 # Runs as root (CI) or through sudo; never asks (no stdin in CI). Exit: 0 ok, 1 apt failed, 2 usage.
 set -euo pipefail
 PKGS=(docker-registry openssh-server apache2-utils git curl openssl gnupg debian-archive-keyring ca-certificates)
 case "${1:-}" in
   "") ;;
-  --browser) PKGS=(chromium chromium-driver fonts-dejavu-core) ;;
+  --browser) PKGS=(chromium chromium-driver fonts-dejavu-core fonts-symbola) ;;
   *) echo "usage: $0 [--browser]" >&2; exit 2 ;;
 esac
 missing=()
