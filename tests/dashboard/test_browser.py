@@ -8,8 +8,10 @@ still be there when the change shows (a reload or a navigation would clear it)."
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -203,3 +205,19 @@ def test_secret_values_never_reach_the_page(browser: WebDriver, loop: Loop) -> N
         browser.get(loop.dashboard.url + page)
         html = browser.page_source
         assert not [v for v in values if v in html], page
+
+
+def test_the_screenshot_script_captures_every_page(loop: Loop, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests import screenshots
+
+    assert screenshots.main(["--url", loop.dashboard.url + "/", "--out", str(tmp_path), "--app", loop.app]) == 0
+    sizes = {}
+    for name in ("apps", "app", "images", "activity", "apps-phone"):
+        png = (tmp_path / f"{name}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n", name
+        sizes[name] = struct.unpack(">II", png[16:24])  # IHDR: width, height
+    assert sizes["apps"] == (1280, 800) and sizes["apps-phone"][0] == 390, sizes
+    assert 800 <= sizes["app"][1] <= 1600, "a long page whole, within the cap"
+    assert not list(tmp_path.glob(".*.tmp.png")), "no half-written file left"
+    assert screenshots.main(["--demo", str(tmp_path)]) == 1
+    assert "is not a kept demo" in capsys.readouterr().err
