@@ -13,7 +13,7 @@ import pytest
 from gitopskit import notify
 from gitopskit.notifier import KubeEventSink, Notifier, SlackSink, WebhookSink, build_notifier
 from gitopskit.notify import Event, EventType, NotifyConfig, NotifyConfigError, ObjectRef, SinkConfig, SinkKind
-from gitopskit.workqueue import Backoff
+from gitopskit.workqueue import Backoff, FakeClock
 from tests.fixtures.cluster import TestCluster
 from tests.fixtures.receiver import Receiver
 
@@ -102,23 +102,29 @@ def test_the_slack_sink_posts_text_and_blocks_and_its_url_never_reaches_a_log(
     assert "SECRET" not in repr(n.lanes[0].sink)
 
 
-def test_a_burst_from_a_flapping_app_is_one_message_then_one_summary(receiver: Receiver) -> None:
+def test_a_burst_from_a_flapping_app_is_one_message_then_one_summary_when_the_window_closes(receiver: Receiver) -> None:
+    clock = FakeClock()  # the window closes when the test says so, however slowly this machine emits
     cfg = SinkConfig("ops", SinkKind.WEBHOOK, url=receiver.url(), timeout=2.0, deadline=30.0)
-    n = _notifier(cfg, WebhookSink("ops", receiver.url()), window=0.5)
+    n = Notifier(NotifyConfig((cfg,), coalesce_window=60.0), [(cfg, WebhookSink("ops", receiver.url()))], source="test",
+                 clock=clock).start()  # fmt: skip
     try:
         for i in range(100):
             n.emit(Event(EventType.HEALTH_DEGRADED if i % 2 == 0 else EventType.HEALTH_RECOVERED, "prod/web", f"flap {i}"))
-        got = receiver.wait(4)
+        assert [r.json()["coalesced"] for r in receiver.wait(2)] == [0, 0]  # the first of each type, at once
+        clock.advance(59)
+        assert n.flush(10) and len(receiver.delivered) == 2
+        clock.advance(1)  # the window closes: one summary per type
+        receiver.wait(4)
         assert n.flush(10)
-        time.sleep(0.6)  # a further window: nothing more arrives (quiet windows send nothing)
+        clock.advance(60)  # a quiet window sends nothing …
+        n.emit(Event(EventType.HEALTH_DEGRADED, "prod/web", "later"))  # … and the next event goes out at once
+        receiver.wait(5)
     finally:
         n.close(5)
-    docs = sorted((r.json() for r in receiver.delivered), key=lambda d: (d["type"], d["coalesced"]))
-    assert len(got) == len(receiver.delivered) == 4
-    assert [(d["type"], d["coalesced"]) for d in docs] == [
-        ("health-degraded", 0), ("health-degraded", 48), ("health-recovered", 0), ("health-recovered", 48),
-    ]  # fmt: skip
-    assert docs[1]["message"] == "flap 98 (and 48 more)"
+    docs = [r.json() for r in receiver.delivered]
+    assert [(d["type"], d["coalesced"]) for d in docs[2:4]] == [("health-degraded", 48), ("health-recovered", 48)]
+    assert docs[2]["message"] == "flap 98 (and 48 more)" and docs[3]["message"] == "flap 99 (and 48 more)"
+    assert len(docs) == 5 and docs[4]["message"] == "later"
     assert _sent(n, "ops", "coalesced") == 98
 
 
