@@ -577,8 +577,12 @@ class ImageController:
             meta = obj.get("metadata") or {}
             api_version, uid = str(obj.get("apiVersion", "")), str(meta.get("uid") or "")
             where = ObjectRef(api_version, str(obj.get("kind", "")), key.name, key.namespace, uid)
-            self.notifier.emit(Event(NotifyType.COMMIT_PUSHED, f"{key.namespace}/{key.name}", f"pushed {sha[:12]} to {target}",
-                                     details=(("commit", sha), ("branch", target)), object=where))  # fmt: skip
+            kind = {Status.PR_OPENED: NotifyType.PR_OPENED, Status.PR_UPDATED: NotifyType.PR_UPDATED}.get(
+                result.status, NotifyType.COMMIT_PUSHED
+            )
+            facts = (("commit", sha), ("branch", target), *((("pr", result.pr.url),) if result.pr is not None else ()))
+            news = message if result.pr is not None else f"pushed {sha[:12]} to {target}"
+            self.notifier.emit(Event(kind, f"{key.namespace}/{key.name}", news, details=facts, object=where))
         if waiting:
             log.info("%s: policies not ready yet: %s", key, ", ".join(waiting))
         return Result(requeue_after=auto.interval)
