@@ -31,6 +31,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -170,18 +171,52 @@ def flux_git_auth(creds: GitCredentials, directory: Path) -> GitAuth:
 
 
 @dataclass(frozen=True, slots=True)
+class SSHSigningKey:
+    """An OpenSSH private key held in memory (Flux's ``signingKey`` of ``type: ssh``: ``identity`` + ``password``)."""
+
+    key: str = field(repr=False)
+    passphrase: str = field(default="", repr=False)
+    origin: str = "the signing key"
+
+    def __repr__(self) -> str:
+        return f"SSHSigningKey(origin={self.origin!r}, key='***')"
+
+
+@dataclass(frozen=True, slots=True)
 class Identity:
     name: str = "imagebot"
     email: str = "imagebot@users.noreply.invalid"
     signing_key: Path | None = None
     signing_format: str = "ssh"  # or "openpgp" (GPG) / "x509"
     openpgp: OpenPGPKey | None = None  # a key held in memory (Flux's signingKey): each commit signed with it
+    ssh: SSHSigningKey | None = None  # likewise, an SSH key (git's own ``gpg.format=ssh`` signing)
 
     def config(self) -> dict[str, str]:
         cfg = {"user.name": self.name, "user.email": self.email, "commit.gpgsign": "false"}
         if self.signing_key is not None:
             cfg.update({"commit.gpgsign": "true", "gpg.format": self.signing_format, "user.signingkey": str(self.signing_key)})
         return cfg
+
+
+@contextlib.contextmanager
+def _ssh_signing(key: SSHSigningKey) -> Iterator[tuple[list[str], dict[str, str]]]:
+    """git's SSH signing with ``key``: the key (and its passphrase, for ssh-keygen's askpass) written 0600 into a
+    private 0700 directory that is removed afterwards; no ssh-agent is consulted."""
+    d = Path(tempfile.mkdtemp(prefix="imagebot-sshsig-"))
+    try:
+        files = {"key": key.key if key.key.endswith("\n") else key.key + "\n", "pass": key.passphrase + "\n"}
+        for name, text in files.items():
+            fd = os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+        askpass = d / "askpass"
+        fd = os.open(askpass, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o700)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"#!/bin/sh\nexec cat '{d / 'pass'}'\n")
+        config = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={d / 'key'}", "-c", "gpg.ssh.program=ssh-keygen"]
+        yield config, {"SSH_ASKPASS": str(askpass), "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0", "SSH_AUTH_SOCK": ""}
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 class PushOutcome(StrEnum):
@@ -433,6 +468,21 @@ class Workspace:
             "GIT_COMMITTER_EMAIL": self.identity.email,
         }
         cleanup = ["--cleanup=verbatim", "--allow-empty-message"] if verbatim else []
+        if self.identity.ssh is not None:
+            with _ssh_signing(self.identity.ssh) as (sign_config, sign_env):
+                try:
+                    self._git(*sign_config, "commit", "-q", "--no-verify", "-S", *cleanup, "-m", message, env=env | sign_env)
+                except GitError as exc:
+                    text = str(exc).lower()
+                    why = (
+                        "wrong password for the SSH signing key"
+                        if "passphrase" in text
+                        else "the key does not load as an OpenSSH private key"
+                        if "load key" in text or "invalid format" in text
+                        else "git could not sign the commit"
+                    )
+                    raise GitError(f"commit not signed, nothing pushed: {self.identity.ssh.origin}: {why}") from None
+            return self.head()
         self._git("commit", "-q", "--no-verify", *cleanup, "-m", message, env=env)
         if self.identity.openpgp is not None:
             try:

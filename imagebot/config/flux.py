@@ -15,6 +15,17 @@ The API, per object (what the controller calls from its reconcile of one key)::
     auto = image_update_automation(obj, git_repository, resolved)   # -> Automation (git, template, signing)
     data = auto.template_data(records)               # messageTemplate data for the ChangeRecords of one commit
 
+and the adapters that apply the results (the same for ``run`` and the controller)::
+
+    RegistryClient(RegistrySettings(repo.access.host, plain_http=repo.access.insecure, tls=repo.access.tls,
+                                    credentials=StaticCredentials(Credentials(c.username, c.password))))
+    Workspace(auto.url, auto.branch, cache, flux_git_auth(auto.credentials, private_dir),     # gitopskit.workspace
+              Identity(auto.author_name, auto.author_email,
+                       openpgp=OpenPGPKey(auto.signing_key.key, auto.signing_key.passphrase,   # gitopskit.openpgp
+                                          f"{auto.ref}: spec.git.commit.signingKey")))     # type gpg: every commit signed
+    Delivery(..., go_message=GoMessage(ns, name, auto.message_template, auto.template_values, str(auto.api_version)))
+                                                      # the writer renders it over message.change_records(changes)
+
 and for a whole set (file mode)::
 
     t = translate(objects, origins=files)            # also takes v1 Secret / ServiceAccount manifests among them

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from gitopskit.fluxsecrets import SigningKeyType
 from gitopskit.notify import Emitter, Event, EventType, FailureTracker, NullEmitter
 from gitopskit.openpgp import OpenPGPKey
-from gitopskit.workspace import GitAuth, Identity, Workspace, cache_key, flux_git_auth, safe_url
+from gitopskit.workspace import GitAuth, Identity, SSHSigningKey, Workspace, cache_key, flux_git_auth, safe_url
 from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, Purpose, VerifySpec
 from imagebot.errors import FAILURES, ClusterOnlyError, ExitCode, exit_code_of
 from imagebot.gitops.gotemplate import GoMessage
@@ -196,22 +196,18 @@ def flux_delivery(g: GitConfig) -> dict[str, Any]:
     unsigned = [u for u in g.unresolved if u.purpose is Purpose.SIGNING]
     if unsigned:
         out["refuse_commit"] = unsigned[0].needed("a commit must be signed") + "; nothing committed"
-    elif f.signing_key is not None and f.signing_key.type is not SigningKeyType.GPG:
-        out["refuse_commit"] = (
-            f"ImageUpdateAutomation {f.namespace}/{f.name}: spec.git.commit.signingKey.type: "
-            f"{f.signing_key.type.value!r} is not supported yet (use gpg); nothing committed"
-        )
     return out
 
 
 def _identity(g: GitConfig) -> Identity:
     """The commit identity; with a Flux signingKey (gpg), every commit is signed with the key in memory."""
     key = g.flux.signing_key if g.flux is not None else None
-    pgp = None
-    if key is not None and key.type is SigningKeyType.GPG:
-        origin = f"ImageUpdateAutomation {g.flux.namespace}/{g.flux.name}: spec.git.commit.signingKey" if g.flux else ""
-        pgp = OpenPGPKey(key.key, key.passphrase, origin)
-    return Identity(g.author_name, g.author_email, g.signing_key_file, openpgp=pgp)
+    if key is None or g.flux is None:
+        return Identity(g.author_name, g.author_email, g.signing_key_file)
+    origin = f"ImageUpdateAutomation {g.flux.namespace}/{g.flux.name}: spec.git.commit.signingKey"
+    if key.type is SigningKeyType.SSH:
+        return Identity(g.author_name, g.author_email, ssh=SSHSigningKey(key.key, key.passphrase, origin))
+    return Identity(g.author_name, g.author_email, openpgp=OpenPGPKey(key.key, key.passphrase, origin))
 
 
 def _read_keys(paths: tuple[Path, ...]) -> tuple[PublicKey, ...]:

@@ -248,3 +248,58 @@ def test_a_bad_key_or_passphrase_is_a_clear_error_and_nothing_is_pushed(
     assert any(" ERROR " in line and expected in line for line in text.splitlines()), text
     assert "open sesame" not in text and "BEGIN PGP" not in text
     assert git("-C", str(setup["bare"]), "rev-parse", "main") == before, "nothing pushed"
+
+
+@pytest.fixture(scope="module")
+def ssh_keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str, str]]:
+    """name → (OpenSSH private key, public key line, passphrase), generated here."""
+    root = tmp_path_factory.mktemp("sshsig")
+    out = {}
+    for name, passphrase in (("plain", ""), ("protected", "open sesame")):
+        key = root / name
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", name, "-f", str(key)], check=True,
+                       capture_output=True)  # fmt: skip
+        out[name] = (key.read_text(), (root / f"{name}.pub").read_text().strip(), passphrase)
+    return out
+
+
+def _ssh_signed_setup(setup: dict[str, Any], key: str, password: str | None) -> Path:
+    docs = list(yaml.safe_load_all(setup["flux"].read_text()))
+    docs[-1]["spec"]["git"]["commit"]["signingKey"] = {"type": "ssh", "secretRef": {"name": "signing-key"}}
+    setup["flux"].write_text(yaml.safe_dump_all(docs, sort_keys=False))
+    data = {"identity": key} | ({"password": password} if password is not None else {})
+    meta = {"name": "signing-key", "namespace": "flux-system"}
+    setup["secrets"]["signing-key"] = {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "stringData": data}
+    return secrets_file(setup, "git-auth", "regcred", "registry-ca", "signing-key")
+
+
+@pytest.mark.parametrize("which", ["plain", "protected"])
+def test_an_ssh_signing_key_signs_the_commit_as_git_verifies_it(
+    setup: dict[str, Any], ssh_keys: dict[str, tuple[str, str, str]], capfd: pytest.CaptureFixture[str], which: str
+) -> None:
+    private, public, passphrase = ssh_keys[which]
+    before = set(Path(tempfile.gettempdir()).glob("imagebot-sshsig-*"))
+    code, err = run(setup["flux"], _ssh_signed_setup(setup, private, passphrase or None))
+    assert code == 0, err + capfd.readouterr().err
+    signers = setup["tmp"] / "allowed_signers"
+    signers.write_text(f"fluxcdbot@users.noreply.github.com {public}\n")
+    verified = subprocess.run(["git", "-C", str(setup["bare"]), "-c", f"gpg.ssh.allowedSignersFile={signers}", "verify-commit",
+                               "main"], capture_output=True, text=True)  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert 'Good "git" signature for fluxcdbot@users.noreply.github.com' in verified.stderr
+    assert set(Path(tempfile.gettempdir()).glob("imagebot-sshsig-*")) == before, "the key's directory is removed"
+
+
+def test_an_ssh_key_with_a_wrong_password_is_refused_and_nothing_is_pushed(
+    setup: dict[str, Any], ssh_keys: dict[str, tuple[str, str, str]], capfd: pytest.CaptureFixture[str]
+) -> None:
+    before = git("-C", str(setup["bare"]), "rev-parse", "main")
+    code, err = run(setup["flux"], _ssh_signed_setup(setup, ssh_keys["protected"][0], "wrong"))
+    text = err + capfd.readouterr().err
+    assert code == 5, text
+    assert (
+        "commit not signed, nothing pushed: ImageUpdateAutomation flux-system/fleet: spec.git.commit.signingKey: "
+        "wrong password for the SSH signing key" in text
+    ), text
+    assert "open sesame" not in text and "PRIVATE KEY" not in text
+    assert git("-C", str(setup["bare"]), "rev-parse", "main") == before

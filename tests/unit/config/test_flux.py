@@ -5,13 +5,17 @@ API the controller calls names the object and field of every problem."""
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gitopskit import fluxsecrets as fs
 from imagebot.cli import main
@@ -237,3 +241,71 @@ def test_an_automation_translates_with_its_git_repository_template_and_signing_k
     assert auto.credentials is not None and auto.credentials.kind is fs.GitAuthKind.BASIC
     assert auto.warnings == () and auto.unresolved == ()
     assert auto.message([]).startswith("Automated image update\n\nAutomation name: flux-system/fleet\n")
+
+
+# --- fuzz: any field of the realistic set (Secrets included) replaced by any kind of value ------------------------
+
+VALUES = st.one_of(
+    st.sampled_from(["", "x", "5m", "-1s", "../up", "{{ .Nope }}", "{{ template \"x\" }}", "gpg", "ssh", "Setters", "^1"]),
+    st.integers(-2, 2),
+    st.sampled_from([math.nan, True, False, None, 1.5]),
+    st.lists(st.one_of(st.integers(), st.text(max_size=3)), max_size=2),
+    st.dictionaries(st.sampled_from(["name", "a", "branch", "range"]), st.one_of(st.integers(), st.text(max_size=3)), max_size=2),
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _set(docs: list[Any], path: tuple[Any, ...], value: Any) -> list[Any]:
+    out = copy.deepcopy(docs)
+    if len(path) == 1:
+        out[path[0]] = value
+        return out
+    node = out[path[0]]
+    for key in path[1:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return out
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_mutated_flux_set_validates_or_is_refused_never_raises(tmp_path: Path, data: st.DataObject) -> None:
+    docs: list[Any] = copy.deepcopy(DOCS + SECRETS)
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        docs = _set(docs, data.draw(st.sampled_from(_paths(docs)), label="path"), data.draw(VALUES, label="value"))
+    code, _, err = validate(write(tmp_path, docs))
+    assert code in (0, 2), err
+    assert code == 0 or err.startswith("imagebot: error: "), err
+    assert "Traceback" not in err
+    objs = [d for d in docs if isinstance(d, dict)]
+    for d in objs:  # the per-object API raises only FluxError
+        try:
+            kind = d.get("kind")
+            if kind == "ImageRepository":
+                flux.image_repository(d, resolved(*[s for s in objs if s.get("kind") == "Secret" and _ok(s)]))
+            elif kind == "ImagePolicy":
+                flux.image_policy(d)
+            elif kind == "ImageUpdateAutomation":
+                flux.image_update_automation(d, objs[0], flux.Resolved(cluster=True))
+        except flux.FluxError:
+            pass
+        flux.references(d)
+
+
+def _ok(s: dict[str, Any]) -> bool:
+    try:
+        fs.secret_from_object(s)
+        return isinstance(s.get("metadata"), dict) and isinstance(s["metadata"].get("name"), str) and \
+            isinstance(s["metadata"].get("namespace"), str)
+    except (fs.SecretError, TypeError, AttributeError):
+        return False
