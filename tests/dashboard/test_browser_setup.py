@@ -1,11 +1,16 @@
 """The browser setup itself: Debian's Chromium through chromedriver loads a page from a loopback server, runs its
 script, receives server-sent events while the page stays open, and sends a click back — what every dashboard
-browser test relies on. Fails (never skips) with the install command when Chromium or chromedriver is missing."""
+browser test relies on. Fails (never skips) with the install command when Chromium or chromedriver is missing.
+And tests/system/install.sh --browser (make browser): nothing done when all is installed, what is missing installed
+without a question (CI has no stdin)."""
 
 from __future__ import annotations
 
+import os
 import queue
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -71,3 +76,40 @@ def test_headless_chromium_loads_a_page_receives_server_sent_events_and_clicks(b
     WebDriverWait(browser, 30).until(lambda _: state.text == "changed on the server")
     browser.find_element(By.ID, "go").click()
     assert _Pushes.clicks.get(timeout=30) == "/click"
+
+
+INSTALL = Path(__file__).resolve().parents[1] / "system" / "install.sh"
+
+
+def fake_bin(tmp_path: Path, **scripts: str) -> dict[str, str]:
+    """PATH with fake commands first (each a shell body); the environment to run install.sh with."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in scripts.items():
+        exe = bin_dir / name.replace("_", "-")
+        exe.write_text(f"#!/bin/sh\n{body}\n")
+        exe.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_install_browser_does_nothing_when_everything_is_installed(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    env = fake_bin(tmp_path, dpkg_query="echo 'install ok installed'", apt_get=f'echo "$@" >> {calls}; exit 1')
+    proc = subprocess.run([str(INSTALL), "--browser"], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not calls.exists(), proc.stderr
+
+
+def test_install_browser_installs_what_is_missing_without_asking(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    env = fake_bin(tmp_path, dpkg_query="exit 1", apt_get=f'echo "$@" >> {calls}; cat >> {calls}', id="echo 0")
+    proc = subprocess.run([str(INSTALL), "--browser"], env=env, capture_output=True, text=True, timeout=60, input="y\n")
+    assert proc.returncode == 0, proc.stderr
+    update, install = calls.read_text().splitlines()  # install read nothing from stdin (it is /dev/null, not ours)
+    assert update == "update -qq"
+    assert install.startswith("install -y") and install.endswith("chromium chromium-driver fonts-dejavu-core fonts-symbola")
+    assert "installing: chromium chromium-driver" in proc.stderr
+
+
+def test_install_refuses_an_unknown_option(tmp_path: Path) -> None:
+    proc = subprocess.run([str(INSTALL), "--chrome"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "usage:" in proc.stderr

@@ -24,5 +24,5 @@ done
 [ ${#missing[@]} -eq 0 ] && exit 0
 SUDO=; [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
 echo "installing: ${missing[*]}" >&2
-$SUDO apt-get update -qq
+$SUDO apt-get update -qq </dev/null
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null </dev/null
