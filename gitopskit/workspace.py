@@ -108,6 +108,7 @@ class GitAuth:
     password: str | None = field(default=None, repr=False)  # an HTTPS token or password
     ssh_key: Path | None = None
     known_hosts: Path | None = None
+    bearer_token: str | None = field(default=None, repr=False)  # sent as ``Authorization: Bearer`` (Flux's bearerToken)
 
     def environment(self, url: str = "", limits: GitLimits | None = None) -> dict[str, str]:
         """git's environment for ``url``: the token header is scoped to that URL's origin (so another remote
@@ -116,13 +117,17 @@ class GitAuth:
         limits = limits or GitLimits()
         env: dict[str, str] = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "SSH_ASKPASS": "/bin/false"}
         config: list[tuple[str, str]] = []
-        if self.password is not None:
+        header = None
+        if self.bearer_token is not None:
+            header = f"Authorization: Bearer {self.bearer_token}"
+        elif self.password is not None:
             user = self.username or "x-access-token"
-            token = base64.b64encode(f"{user}:{self.password}".encode()).decode()
+            header = f"Authorization: Basic {base64.b64encode(f'{user}:{self.password}'.encode()).decode()}"
+        if header is not None:
             parts = urlsplit(url)
             origin = parts.netloc.rsplit("@", 1)[-1]  # never a user:password@ part in a config key
             scope = f"http.{parts.scheme}://{origin}/." if parts.scheme in ("http", "https") and origin else "http."
-            config += [(f"{scope}extraHeader", f"Authorization: Basic {token}"), ("http.followRedirects", "false")]
+            config += [(f"{scope}extraHeader", header), ("http.followRedirects", "false")]
         # curl aborts a transfer slower than low_speed_limit bytes/s for low_speed_time seconds
         config += [("http.lowSpeedLimit", str(limits.low_speed_limit)), ("http.lowSpeedTime", str(limits.low_speed_time))]
         env["GIT_CONFIG_COUNT"] = str(len(config))
@@ -151,11 +156,11 @@ class GitAuth:
 def flux_git_auth(creds: GitCredentials, directory: Path) -> GitAuth:
     """A GitAuth from a Flux Git Secret's credentials: basic auth as is; an SSH identity and known_hosts
     written to ``directory`` (created 0700; files 0600, created so — never readable by others for a moment).
-    A passphrase-protected identity and ``bearerToken`` are refused by name (not supported yet)."""
+    ``bearerToken`` as an ``Authorization: Bearer`` header (HTTPS); a passphrase-protected identity is refused by name."""
     if creds.kind is GitAuthKind.BASIC:
         return GitAuth(creds.username, creds.password)
     if creds.kind is GitAuthKind.BEARER:
-        raise GitError("bearerToken Git credentials are not supported yet (use username/password)")
+        return GitAuth(bearer_token=creds.bearer_token)
     if creds.kind is GitAuthKind.SSH:
         if creds.password:
             raise GitError("an SSH identity with a passphrase is not supported (git runs ssh in batch mode)")

@@ -558,3 +558,27 @@ def test_shards_auto_spreads_namespaces_over_two_replicas_and_a_survivor_takes_o
         b.stop()
         for ns in namespaces[1:]:
             core.delete_namespace(ns)
+
+
+def test_a_git_bearer_token_secret_is_sent_as_a_bearer_header(
+    kube: Cluster, controller: ImageController, registry_plain: RegistryServer, git_http: GitHttp
+) -> None:
+    from tests.fixtures.git import GIT_BEARER
+
+    ns, reg = kube.ns, registry_plain
+    reg.pusher().push("team/tok", ["1.0.0", "1.0.1"])
+    marker = f'image: {reg.host}/team/tok:1.0.0 # {{"$imagepolicy": "{ns}:tok"}}\n'
+    bare = make_bare(git_http.root, f"bearer-{ns}", {"tok.yaml": marker})
+    kube.create(secret("git-token", {"bearerToken": GIT_BEARER}))
+    kube.create(flux("GitRepository", "cfg", {"url": git_http.url(bare), "interval": "1h", "ref": {"branch": "main"},
+                                              "secretRef": {"name": "git-token"}}, "source.toolkit.fluxcd.io/v1"))  # fmt: skip
+    kube.create(flux("ImageRepository", "tok", {"image": f"{reg.host}/team/tok", "interval": "1h", "insecure": True}))
+    kube.create(flux("ImagePolicy", "tok", {"imageRepositoryRef": {"name": "tok"}, "policy": {"semver": {"range": "^1"}}}))
+    kube.create(flux("ImageUpdateAutomation", "cfg", {
+        "interval": "1h", "sourceRef": {"kind": "GitRepository", "name": "cfg"},
+        "git": {"commit": {"author": {"name": "bot", "email": "bot@example.org"}}, "push": {"branch": "main"}},
+        "update": {"path": "./", "strategy": "Setters"},
+    }))  # fmt: skip
+    until(lambda: "tok:1.0.1" in read_file(bare, "main", "tok.yaml"), what="the commit over bearer auth")
+    auto = kube.get("ImageUpdateAutomation", "cfg")
+    assert GIT_BEARER not in json.dumps(auto)
