@@ -9,6 +9,7 @@ soak (the countdown), and hold. The file is opened read-only (``mode=ro``): the 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -69,6 +70,26 @@ class StateUnreadable(Exception):
     """The state file cannot be read (missing, not SQLite, locked for too long)."""
 
 
+def _tags_seen(c: sqlite3.Connection) -> dict[str, list[TagSeen]]:
+    """Tags seen per repository with their first-seen time, in either layout the scanner has written: one JSON
+    object per repository (``tagsets``) or a row per tag (``tags``, older files); none before its first scan."""
+    out: dict[str, list[TagSeen]] = {}
+    tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "tagsets" in tables:
+        for repo, blob in c.execute("SELECT repository, first_seen FROM tagsets"):
+            try:
+                known = json.loads(blob)
+            except ValueError:
+                continue
+            if isinstance(known, dict):
+                seen = (TagSeen(str(t), float(v)) for t, v in known.items() if isinstance(v, (int, float)))
+                out.setdefault(repo, []).extend(seen)
+    if "tags" in tables:
+        for repo, tag, seen in c.execute("SELECT repository, tag, first_seen FROM tags"):
+            out.setdefault(repo, []).append(TagSeen(tag, seen))
+    return out
+
+
 class ImageState:
     """Reads the state file on each call (it is small and local); the config is loaded once."""
 
@@ -115,12 +136,7 @@ class ImageState:
                 "SELECT image, environment, tag, digest, since, pending, reason, last_commit, last_pr, updated "
                 "FROM selections ORDER BY image, environment"
             ).fetchall()
-            tags: dict[str, list[TagSeen]] = {}
-            try:
-                for repo, tag, seen in c.execute("SELECT repository, tag, first_seen FROM tags"):
-                    tags.setdefault(repo, []).append(TagSeen(tag, seen))
-            except sqlite3.OperationalError:
-                pass  # the scanner has not written yet
+            tags = _tags_seen(c)
         except sqlite3.Error as exc:
             raise StateUnreadable(f"{self.state}: {exc}") from None
         finally:

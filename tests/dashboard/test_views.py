@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -203,3 +204,33 @@ def test_a_reader_that_falls_behind_is_dropped_and_a_full_broadcaster_refuses() 
         b.stop()
         for s in (slow_peer, fast_peer, extra, extra_peer):
             s.close()
+
+
+# ---------------------------------------------------------------------------------------------------- imagebot's state
+@pytest.mark.parametrize("layout", ["tagsets", "tags"], ids=["json-per-repository", "row-per-tag"])
+def test_tags_seen_are_read_from_either_scanner_layout_and_the_file_is_never_written(tmp_path: Path, layout: str) -> None:
+    import sqlite3
+
+    from dashboard.images import ImageState
+    from imagebot.runtime.state import RuntimeState
+
+    state = tmp_path / "state.db"
+    RuntimeState(state).record("app", "dev", reason="ok", pending=None, now=100.0, tag="1.0.0")
+    c = sqlite3.connect(state)
+    if layout == "tagsets":
+        c.execute("CREATE TABLE tagsets (repository TEXT PRIMARY KEY, first_seen TEXT NOT NULL)")
+        c.execute("INSERT INTO tagsets VALUES (?, ?)", ("r", json.dumps({"1.0.0": 50.0, "1.1.0": 90.0})))
+    else:
+        c.execute("CREATE TABLE tags (repository TEXT, tag TEXT, first_seen REAL)")
+        c.executemany("INSERT INTO tags VALUES (?, ?, ?)", [("r", "1.0.0", 50.0), ("r", "1.1.0", 90.0)])
+    c.commit()
+    c.close()
+    before = state.stat().st_mtime_ns
+    from dashboard import images
+
+    with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as ro:
+        seen = images._tags_seen(ro)
+    assert [(t.tag, t.first_seen) for t in seen["r"]] == [("1.0.0", 50.0), ("1.1.0", 90.0)]
+    rows = ImageState(state).rows(200.0)
+    assert [(r.image, r.environment, r.tag) for r in rows] == [("app", "dev", "1.0.0")]
+    assert state.stat().st_mtime_ns == before
