@@ -390,6 +390,9 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
                 self._reply(200, body, ctype, cache="no-cache")
                 return
             if path == "/events":
+                if self.command == "HEAD":  # no stream for a HEAD: it would never end
+                    self._reply(200, b"", "text/event-stream; charset=utf-8")
+                    return
                 self._events(parse_qs(url.query))
                 return
             if path in ("/", "/apps"):
