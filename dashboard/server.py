@@ -274,6 +274,22 @@ class Dashboard:
     def render(self, name: str, **ctx: Any) -> bytes:
         return self.env.get_template(name).render(status=self.status, now=time.time(), **ctx).encode()
 
+    def render_live(self, name: str, fragment: bool, **ctx: Any) -> tuple[bytes, str]:
+        """The page's live region rendered once, and its digest; a whole page embeds that region (no second
+        render). A page's script skips a fetched region whose digest it already shows, so an update that changes
+        nothing visible replaces nothing (no flicker, no element of the page swapped under a reader)."""
+        import hashlib
+
+        from markupsafe import Markup
+
+        tmpl = self.env.get_template(name)
+        common = {"status": self.status, "now": time.time(), **ctx}
+        region = tmpl.render(fragment=True, **common)
+        digest = hashlib.sha256(region.encode()).hexdigest()[:20]
+        if fragment:
+            return region.encode(), digest
+        return tmpl.render(fragment=False, live_html=Markup(region), digest=digest, **common).encode(), digest
+
 
 def _epoch(text: str) -> float:
     import calendar
@@ -357,11 +373,13 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             who = self._who()
             qs = parse_qs(urlsplit(self.path).query)
             fragment = (qs.get("fragment") or [""])[0] == "1"
-            body = d.render(
-                template, who=who, writable=d.auth.writable, csrf=d.auth.csrf_for(browser), topics=topics,
-                fragment=fragment, path=urlsplit(self.path).path, query=urlsplit(self.path).query, **ctx,
+            body, digest = d.render_live(
+                template, fragment, who=who, writable=d.auth.writable, csrf=d.auth.csrf_for(browser), topics=topics,
+                path=urlsplit(self.path).path, query=urlsplit(self.path).query, **ctx,
             )  # fmt: skip
-            headers = (self._cookie(CSRF_COOKIE, browser, 30 * 86400),) if new else ()
+            headers: tuple[tuple[str, str], ...] = (("X-Live-Digest", digest),)
+            if new:
+                headers += (self._cookie(CSRF_COOKIE, browser, 30 * 86400),)
             self._reply(200, body, headers=headers)
 
         def _error(self, code: int, message: str) -> None:
@@ -407,7 +425,10 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
                 return
             if path == "/images":
                 rows, problem = d.image_rows()
-                self._page("images.html", "status images", rows=rows, problem=problem)
+                flux = V.flux_policies(d.view.image_objects("ImagePolicy"), d.view.image_objects("ImageRepository"))
+                if flux and d.images is None:
+                    problem = ""  # the imagebot controller's objects are the data here: no state file is needed
+                self._page("images.html", "status images", rows=rows, problem=problem, flux=flux)
                 return
             if path == "/activity":
                 apps = [(o, V.app_row(o, d._repos())) for o in d.view.app_objects()]

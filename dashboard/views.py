@@ -566,3 +566,61 @@ def activity(
                              f"{img.tag}{'@' + img.digest[:19] if img.digest else ''}", "", "imagebot"))  # fmt: skip
     out.sort(key=lambda e: e.time, reverse=True)
     return out[:limit]
+
+
+# ---------------------------------------------------------------------------- Flux image objects (imagebot controller)
+@dataclass(frozen=True, slots=True)
+class FluxPolicy:
+    namespace: str
+    name: str
+    image: str  # the ImageRepository's image (canonicalImageName when scanned)
+    policy: str  # "semver >=1.0.0", "numerical asc", "alphabetical desc", with the filter pattern
+    latest: str  # status.latestRef as image:tag@digest
+    previous: str
+    ready: str  # True / False / Unknown
+    message: str
+    tag_count: int
+    scan_time: str
+    latest_tags: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def _ref(ref: Any) -> str:
+    if not isinstance(ref, dict) or not ref.get("name"):
+        return ""
+    tag = f":{ref['tag']}" if ref.get("tag") else ""
+    digest = f"@{ref['digest']}" if ref.get("digest") else ""
+    return f"{ref['name']}{tag}{digest}"
+
+
+def flux_policies(policies: Iterable[Obj], repositories: Iterable[Obj]) -> list[FluxPolicy]:
+    """Each ImagePolicy with what imagebot's controller wrote: the latest ref selected (and the previous one), its
+    Ready condition, and its ImageRepository's last scan."""
+    repos = {(str((r.get("metadata") or {}).get("namespace") or ""), str((r.get("metadata") or {}).get("name") or "")): r
+             for r in repositories}  # fmt: skip
+    out = []
+    for p in policies:
+        meta, spec, st = p.get("metadata") or {}, p.get("spec") or {}, p.get("status") or {}
+        ns, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        ref = spec.get("imageRepositoryRef") or {}
+        repo = repos.get((str(ref.get("namespace") or ns), str(ref.get("name") or ""))) or {}
+        rst = repo.get("status") or {}
+        scan = rst.get("lastScanResult") or {}
+        chosen = spec.get("policy") or {}
+        kind = next(iter(chosen), "")
+        args = chosen.get(kind) or {}
+        text = f"{kind} {args.get('range') or args.get('order') or ''}".strip()
+        flt = (spec.get("filterTags") or {}).get("pattern")
+        if flt:
+            text += f", tags matching {flt}"
+        cond = _ready_condition(st)
+        out.append(FluxPolicy(
+            ns, name, str(rst.get("canonicalImageName") or (repo.get("spec") or {}).get("image") or ref.get("name") or ""),
+            text, _ref(st.get("latestRef")) or str(st.get("latestImage") or ""), _ref(st.get("observedPreviousRef")),
+            str(cond.get("status") or "Unknown"), str(cond.get("message") or ""), int(scan.get("tagCount") or 0),
+            str(scan.get("scanTime") or ""), tuple(str(t) for t in (scan.get("latestTags") or [])[:10]),
+        ))  # fmt: skip
+    return sorted(out, key=lambda f: (f.namespace, f.name))

@@ -36,9 +36,12 @@
     if (inflight) { again = true; return; }
     inflight = true;
     const keep = openDetails();
+    let digest = "";
     fetch(fragmentUrl(), { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (r) { digest = r.headers.get("X-Live-Digest") || ""; return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
+        if (digest && digest === live.dataset.digest) { return; }  // nothing visible changed: keep the page as it is
+        live.dataset.digest = digest;
         const focused = document.activeElement && document.activeElement.id;
         live.innerHTML = html;
         keep.forEach(function (k) {
@@ -66,7 +69,7 @@
     const t = document.createElement("tbody");
     t.innerHTML = html;
     const fresh = t.querySelector("tr");
-    if (fresh) { row.replaceWith(fresh); relTimes(); bump(); }
+    if (fresh) { row.replaceWith(fresh); live.dataset.digest = ""; relTimes(); bump(); }
   }
 
   function relTimes() {
@@ -106,7 +109,7 @@
     es.addEventListener("row", function (e) { const d = JSON.parse(e.data); replaceRow(d.key, d.html); });
     es.addEventListener("gone", function (e) {
       const d = JSON.parse(e.data);
-      document.querySelectorAll('#apps-body tr[data-key]').forEach(function (r) { if (r.dataset.key === d.key) { r.remove(); bump(); } });
+      document.querySelectorAll('#apps-body tr[data-key]').forEach(function (r) { if (r.dataset.key === d.key) { r.remove(); live.dataset.digest = ""; bump(); } });
     });
     es.addEventListener("changed", schedule);
     es.addEventListener("status", function (e) {

@@ -459,3 +459,45 @@ def test_the_page_says_stale_when_a_controller_stops_renewing_its_lease(
         sock.close()
     request_json(api, "DELETE", f"{path}/reconciler-controller-main")
     wait_listed(dash, 'data-stale="false"')
+
+
+def test_a_page_and_its_fragment_carry_the_same_digest_until_something_visible_changes(
+    dash: DashboardServer, ns: str, cluster: TestCluster
+) -> None:
+    url = f"{dash.url}/apps/Kustomization/{ns}/web"
+    browser = requests.Session()  # one browser: its forms carry one CSRF token
+    page = browser.get(url, timeout=30)
+    digest = page.headers["X-Live-Digest"]
+    assert f'data-digest="{digest}"' in page.text
+    assert browser.get(url + "?fragment=1", timeout=30).headers["X-Live-Digest"] == digest
+    set_status(cluster.api_client(), f"{KS}/namespaces/{ns}/kustomizations/web", {"health": "Progressing"})
+    try:
+        until(lambda: browser.get(url + "?fragment=1", timeout=30).headers["X-Live-Digest"] != digest, what="a new digest")
+    finally:
+        set_status(cluster.api_client(), f"{KS}/namespaces/{ns}/kustomizations/web", {"health": "Healthy"})
+
+
+def test_the_images_page_shows_what_the_imagebot_controller_wrote_on_flux_image_objects(
+    dash: DashboardServer, ns: str, cluster: TestCluster
+) -> None:
+    api = cluster.api_client()
+    base = f"/apis/image.toolkit.fluxcd.io/v1/namespaces/{ns}"
+    request_json(api, "POST", f"{base}/imagerepositories", body={
+        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository", "metadata": {"name": "app"},
+        "spec": {"image": "registry.example/team/app", "interval": "5m"}})  # fmt: skip
+    set_status(api, f"{base}/imagerepositories/app", {
+        "canonicalImageName": "registry.example/team/app",
+        "lastScanResult": {"tagCount": 3, "scanTime": "2026-11-29T08:00:00Z", "latestTags": ["1.1.0", "1.0.0"]}})  # fmt: skip
+    request_json(api, "POST", f"{base}/imagepolicies", body={
+        "apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy", "metadata": {"name": "app-prod"},
+        "spec": {"imageRepositoryRef": {"name": "app"}, "policy": {"semver": {"range": "^1"}}}})  # fmt: skip
+    set_status(api, f"{base}/imagepolicies/app-prod", {
+        "latestRef": {"name": "registry.example/team/app", "tag": "1.1.0"},
+        "observedPreviousRef": {"name": "registry.example/team/app", "tag": "1.0.0"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded", "lastTransitionTime": "2026-11-29T08:00:00Z",
+                        "message": "Latest image tag for ^1 resolved to 1.1.0"}]})  # fmt: skip
+    page = wait_listed(dash, f'data-key="{ns}/app-prod"', "/images")
+    row = page[page.index(f'data-key="{ns}/app-prod"'):]
+    row = row[: row.index("</tr>")]
+    assert "semver ^1" in row and "registry.example/team/app:1.1.0" in row and "was <code>registry.example/team/app:1.0.0" in row
+    assert "✓ Ready" in row and "3 tag(s)" in row and "newest: 1.1.0, 1.0.0" in row
