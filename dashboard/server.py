@@ -29,6 +29,7 @@ from dashboard.images import ImageEnv, ImageState, StateUnreadable
 from dashboard.sse import Broadcaster, frame
 from gitopskit import httpd
 from gitopskit.informer import Key
+from reconciler.apps import app_key
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ class Dashboard:
             self.sse.publish("apps", "changed", {})
         for topic, key in pending:
             if topic == "app" and burst:
+                kind, ns, name = key.split("/", 2)
+                self._tracking[(ns, app_key(kind, ns, name))] = key  # its objects' and Events' changes find it
                 details.add(key)
                 activity = True
             elif topic == "app":

@@ -234,3 +234,35 @@ def test_tags_seen_are_read_from_either_scanner_layout_and_the_file_is_never_wri
     rows = ImageState(state).rows(200.0)
     assert [(r.image, r.environment, r.tag) for r in rows] == [("app", "dev", "1.0.0")]
     assert state.stat().st_mtime_ns == before
+
+
+# ---------------------------------------------------------------------------------------------------- publishing
+class _StubView:
+    """What the publisher reads of the cluster view: apps by key (no informers, no server)."""
+
+    on_change: Any = None
+    events: tuple[Any, ...] = ()
+    repos: tuple[Any, ...] = ()
+
+    def app(self, kind: str, ns: str, name: str) -> dict[str, Any]:
+        return {"kind": kind, "metadata": {"namespace": ns, "name": name}, "spec": {}, "status": {}}
+
+
+@pytest.mark.parametrize(("changed", "rows", "reloads"), [(3, 3, 0), (60, 0, 1)], ids=["a-few-rows", "a-burst"])
+def test_a_few_changed_apps_are_pushed_as_rows_and_a_burst_as_one_reload(changed: int, rows: int, reloads: int) -> None:
+    from dashboard.server import Dashboard
+
+    b = Broadcaster(heartbeat=60)
+    ours, theirs = _pair()
+    d = Dashboard(_StubView(), None, Auth({}), b)  # type: ignore[arg-type]
+    try:
+        assert b.add(ours, {"apps"})
+        _read(theirs, b": open")
+        d._publish({("app", f"App/ns/a{i}"): True for i in range(changed)})
+        b.publish("apps", "end", {})
+        got = _read(theirs, b"event: end")
+        assert (got.count(b"event: row"), got.count(b"event: changed")) == (rows, reloads)
+        assert len(d._tracking) == changed  # each app's objects and Events find it, burst or not
+    finally:
+        b.stop()
+        theirs.close()
