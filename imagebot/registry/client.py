@@ -280,7 +280,16 @@ class RegistryClient:
         adapter = _Adapter(pool_connections=4, pool_maxsize=max(4, settings.max_concurrency), ssl_context=context)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
-        self._verify: str | bool = str(settings.ca_file) if settings.ca_file and context is None else True
+        # The environment is read once here, not by requests on every call (its proxy lookup walks all of
+        # os.environ per request: most of the client's CPU on a 200-image scan). Same meaning as requests':
+        # HTTPS_PROXY/HTTP_PROXY/NO_PROXY per origin, REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE when no CA is
+        # configured; ~/.netrc is never read (credentials come from the configuration only).
+        self.session.trust_env = False
+        env_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self._verify: str | bool = True  # a certSecretRef's context carries its own CA
+        if context is None:
+            self._verify = str(settings.ca_file) if settings.ca_file else (env_bundle or True)
+        self._proxies: dict[tuple[str, str], dict[str, str]] = {}
         self._slots = threading.BoundedSemaphore(max(1, settings.max_concurrency))
         self._limiter = RateLimiter(settings.requests_per_second, burst=max(1, settings.max_concurrency))
         self._tokens = TokenCache()
@@ -331,6 +340,14 @@ class RegistryClient:
                 raise
             raise type(exc)(scrubbed) from None
 
+    def _proxies_for(self, url: str) -> dict[str, str]:
+        """The environment's proxies for ``url``'s origin (NO_PROXY applied), looked up once per origin."""
+        origin = _origin(url)
+        found = self._proxies.get(origin)
+        if found is None:
+            found = self._proxies[origin] = requests.utils.get_environ_proxies(url)
+        return found
+
     def _late(self, dl: deadlines.Deadline, what: str) -> RegistryUnreachable:
         return RegistryUnreachable(
             f"{self._where()}: {what}: no complete answer within the {dl.seconds:g} s deadline "
@@ -353,7 +370,14 @@ class RegistryClient:
             with self._slots:
                 self.requests_made += 1
                 resp = self.session.request(
-                    method, url, headers=hdrs, timeout=(stall, stall), verify=self._verify, allow_redirects=False, stream=True
+                    method,
+                    url,
+                    headers=hdrs,
+                    timeout=(stall, stall),
+                    verify=self._verify,
+                    proxies=self._proxies_for(url),
+                    allow_redirects=False,
+                    stream=True,
                 )
                 try:
                     location = resp.headers.get("Location")

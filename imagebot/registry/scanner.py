@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imagebot.errors import RegistryError
 from imagebot.refs import ImageRef
@@ -29,6 +29,8 @@ class ScanResult:
     error: str | None
     seconds: float
     invalid_count: int = 0  # tags outside the OCI grammar the registry sent: ignored, never recorded
+    # first-seen time of every tag the state knows for the repository (None without a state)
+    first_seen: Mapping[str, float] | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -58,11 +60,10 @@ class Scanner:
         if listing.invalid_count:
             log.warning("scan of %s: %s", repo, listing.describe_invalid())
         new: list[str] = []
+        first_seen: dict[str, float] | None = None
         if self.state is not None:
-            now = self.clock()
-            new = self.state.record_tags(repo, tags, now)
-            self.state.record_scan(repo, now, True, len(tags), None)
-        return ScanResult(repo, tags, tuple(new), None, time.perf_counter() - t0, listing.invalid_count)
+            new, first_seen = self.state.record_listing(repo, tags, self.clock())
+        return ScanResult(repo, tags, tuple(new), None, time.perf_counter() - t0, listing.invalid_count, first_seen)
 
     def scan(self, images: Iterable[ImageRef]) -> dict[str, ScanResult]:
         """Scan each distinct repository once; results keyed by canonical name."""

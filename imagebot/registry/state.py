@@ -1,14 +1,17 @@
 """Scanner state in SQLite (stdlib): tags seen per repository with first-seen times, last scans.
 
 First-seen times make minimum-age and soak rules work on any registry, including those that
-report no creation dates. One connection per thread; writes are short transactions.
+report no creation dates. One connection per thread; writes are short transactions, serialised in
+the process by :func:`write_lock` (SQLite's own busy handler sleeps for milliseconds between tries,
+which sixteen scanning threads turned into most of a pass).
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +44,30 @@ CREATE TABLE IF NOT EXISTS signatures (
 """
 
 
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def write_lock(path: Path | str) -> threading.Lock:
+    """The process's one lock for writing the SQLite file at ``path`` (shared by every store on it)."""
+    key = str(Path(path).resolve())
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.Lock())
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, lock: threading.Lock) -> Iterator[sqlite3.Connection]:
+    """One atomic write: this process's writers queue on ``lock``; other processes on SQLite's busy timeout."""
+    with lock:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
 @dataclass(frozen=True, slots=True)
 class ScanRecord:
     repository: str
@@ -54,6 +81,7 @@ class ScanState:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self._local = threading.local()
+        self._write = write_lock(path)
         with self._conn() as c:
             c.executescript(SCHEMA)
 
@@ -72,20 +100,32 @@ class ScanState:
 
     def record_tags(self, repository: str, tags: Iterable[str], now: float) -> list[str]:
         """Record a listing; returns the tags not seen before (in listing order)."""
+        return self.record_listing(repository, tags, now)[0]
+
+    def record_listing(self, repository: str, tags: Iterable[str], now: float) -> tuple[list[str], dict[str, float]]:
+        """Record a good scan — its new tags and the scan itself — in one transaction.
+
+        Returns the tags not seen before (in listing order) and the first-seen time of every tag
+        known for the repository, these included, so the caller needs no second read.
+        """
+        listed = list(dict.fromkeys(tags))
         conn = self._conn()
-        known = self.known_tags(repository)
-        new = [t for t in dict.fromkeys(tags) if t not in known]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn, self._write):
+            known = self.known_tags(repository)
+            new = [t for t in listed if t not in known]
             conn.executemany("INSERT OR IGNORE INTO tags VALUES (?, ?, ?)", [(repository, t, now) for t in new])
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return new
+            self._scan(conn, repository, now, True, len(listed), None)
+        known.update(dict.fromkeys(new, now))
+        return new, known
 
     def record_scan(self, repository: str, now: float, ok: bool, tag_count: int, error: str | None) -> None:
-        self._conn().execute(
+        conn = self._conn()
+        with write_transaction(conn, self._write):
+            self._scan(conn, repository, now, ok, tag_count, error)
+
+    @staticmethod
+    def _scan(conn: sqlite3.Connection, repository: str, now: float, ok: bool, tag_count: int, error: str | None) -> None:
+        conn.execute(
             "INSERT INTO scans VALUES (?, ?, ?, ?, ?) ON CONFLICT(repository) DO UPDATE SET "
             "last_scan=excluded.last_scan, ok=excluded.ok, tag_count=excluded.tag_count, error=excluded.error",
             (repository, now, int(ok), tag_count, error),

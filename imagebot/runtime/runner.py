@@ -291,7 +291,7 @@ class Runner:
     def run_pass(self, only: Iterable[str] | None = None, received: float | None = None) -> PassReport:
         """Due images, or exactly the repositories in ``only`` (a webhook: new tags are there now,
         so backoff does not apply)."""
-        with self._lock:
+        with self._lock, self.state.deferred():  # the pass's records: a few transactions, not one each
             return self._pass(only, received)
 
     def _pass(self, only: Iterable[str] | None, received: float | None) -> PassReport:
@@ -333,6 +333,7 @@ class Runner:
                         unready[key].discard(prepared.image.name)
                         if not unready[key] and key in groups:
                             self._deliver(key, groups.pop(key), report, order, received)
+                            self.state.flush()  # what the branch now holds is recorded before anything else
         self._rate_limit_metrics({i.repository.canonical_registry for i in images})
         return report
 
@@ -366,7 +367,9 @@ class Runner:
                                         out.scan.error or "scan failed"))  # fmt: skip
             return out
         try:
-            first_seen = self.scan_state.known_tags(repo.canonical_name)
+            first_seen = out.scan.first_seen
+            if first_seen is None:
+                first_seen = self.scan_state.known_tags(repo.canonical_name)
             peers = {e.name: c for e in image.environments if (c := self.state.current(image.name, e.name)) is not None}
         except Exception as exc:
             log.exception("reading the state for %s failed", image.name)

@@ -8,11 +8,12 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagebot.errors import ConfigError
+from imagebot.registry.state import write_lock, write_transaction
 from imagebot.runtime.decide import Current
 
 SCHEMA = """
@@ -42,6 +43,7 @@ class RuntimeState:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
+        self._write = write_lock(path)
         self._conn().executescript(SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
@@ -77,8 +79,13 @@ class RuntimeState:
         commit: str | None = None,
         pr: str | None = None,
     ) -> None:
+        args = (image, env, reason, pending, now, tag, digest, commit, pr)
+        queue: list[tuple[Callable[..., None], tuple[object, ...]]] | None = getattr(self._local, "queue", None)
+        if queue is not None:
+            queue.append((self._record, args))
+            return
         with self._transaction() as c:
-            self._record(c, image, env, reason, pending, now, tag, digest, commit, pr)
+            self._record(c, *args)
 
     @staticmethod
     def _record(
@@ -107,21 +114,47 @@ class RuntimeState:
 
     def note(self, image: str, env: str, *, reason: str, now: float) -> None:
         """Say why nothing happened (a failure): the current tag and what is pending stay as they are."""
+        queue: list[tuple[Callable[..., None], tuple[object, ...]]] | None = getattr(self._local, "queue", None)
+        if queue is not None:
+            queue.append((self._note, (image, env, reason, now)))
+            return
         with self._transaction() as c:
-            c.execute("INSERT OR IGNORE INTO selections (image, environment, updated) VALUES (?, ?, ?)", (image, env, now))
-            c.execute("UPDATE selections SET reason=?, updated=? WHERE image=? AND environment=?", (reason, now, image, env))
+            self._note(c, image, env, reason, now)
+
+    @staticmethod
+    def _note(c: sqlite3.Connection, image: str, env: str, reason: str, now: float) -> None:
+        c.execute("INSERT OR IGNORE INTO selections (image, environment, updated) VALUES (?, ?, ?)", (image, env, now))
+        c.execute("UPDATE selections SET reason=?, updated=? WHERE image=? AND environment=?", (reason, now, image, env))
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """This thread's records and notes are queued, in order, and written in one transaction at
+        each :meth:`flush` and at exit — a pass's 400 records are one write, not 400."""
+        self._local.queue = []
+        try:
+            yield
+        finally:
+            try:
+                self.flush()
+            finally:
+                self._local.queue = None
+
+    def flush(self) -> None:
+        """Write this thread's queued records (see :meth:`deferred`); a no-op outside it."""
+        queue: list[tuple[Callable[..., None], tuple[object, ...]]] | None = getattr(self._local, "queue", None)
+        if not queue:
+            return
+        items = list(queue)
+        queue.clear()
+        with self._transaction() as c:
+            for write, args in items:
+                write(c, *args)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """One commit for a record's statements: atomic (never a row without its reason) and one WAL write, not three."""
-        c = self._conn()
-        c.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(self._conn(), self._write) as c:
             yield c
-        except BaseException:
-            c.execute("ROLLBACK")
-            raise
-        c.execute("COMMIT")
 
     def all(self) -> list[Selection]:
         rows = (
