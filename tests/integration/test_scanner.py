@@ -44,3 +44,21 @@ def test_a_failing_repository_does_not_stop_the_others(pager: Pager, tmp_path: P
     assert not bad.ok and "not found" in (bad.error or "")
     rec = state.last_scan(f"{pager.host}/ok/missing")
     assert rec is not None and not rec.ok
+
+
+def test_a_state_file_with_a_row_per_tag_is_folded_into_tagsets_once(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    with sqlite3.connect(db) as c:  # the schema state files had before tagsets
+        columns = "repository TEXT NOT NULL, tag TEXT NOT NULL, first_seen REAL NOT NULL, PRIMARY KEY (repository, tag)"
+        c.execute(f"CREATE TABLE tags ({columns}) WITHOUT ROWID")
+        c.executemany("INSERT INTO tags VALUES (?, ?, ?)", [("r/a", "1.0.0", 10.0), ("r/a", "1.1.0", 20.0), ("r/b", "x", 5.0)])
+    state = ScanState(db)
+    assert state.known_tags("r/a") == {"1.0.0": 10.0, "1.1.0": 20.0}
+    assert state.first_seen("r/b", "x") == 5.0
+    new, known = state.record_listing("r/a", ["1.1.0", "1.2.0"], 30.0)
+    assert new == ["1.2.0"] and known == {"1.0.0": 10.0, "1.1.0": 20.0, "1.2.0": 30.0}
+    assert ScanState(db).known_tags("r/a") == known  # reopened: nothing folded twice
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT name FROM sqlite_master WHERE name = 'tags'").fetchone() is None
