@@ -237,7 +237,10 @@ class ApiTransport:
 
     def _url(self, path: str, query: dict[str, str]) -> tuple[str, dict[str, str]]:
         _, url, headers, _, _ = self.api.param_serialize(
-            method="GET", resource_path=path, query_params=[], header_params={"Accept": "application/json"},
+            method="GET",
+            resource_path=path,
+            query_params=[],
+            header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
         )
         return f"{url}?{urlencode(query)}", headers
@@ -258,7 +261,10 @@ class ApiTransport:
         url, headers = self._url(path, query)
         server_seconds = float(query.get("timeoutSeconds", "300"))
         resp = self.api.rest_client.pool_manager.request(
-            "GET", url, headers=headers, preload_content=False,
+            "GET",
+            url,
+            headers=headers,
+            preload_content=False,
             timeout=urllib3.Timeout(connect=10.0, read=server_seconds + 30.0),
         )
         try:

@@ -242,6 +242,18 @@ def cache_key(url: str, branch: str) -> str:
     return hashlib.sha256(f"{url}\0{branch}".encode()).hexdigest()[:20]
 
 
+# How long a prefetched tip is used by sync without fetching again.
+PREFETCH_FRESH = 30.0
+
+
+def _verb(args: tuple[str, ...] | list[str]) -> str:
+    """The git command in ``args`` (after any ``-c key=value`` options)."""
+    i = 0
+    while i + 1 < len(args) and args[i] == "-c":
+        i += 2
+    return args[i] if i < len(args) else "git"
+
+
 class Workspace:
     def __init__(
         self,
@@ -262,6 +274,7 @@ class Workspace:
         # called right before every push; raises (e.g. NotLeader) to refuse it — a leader election's fence
         self.fence: Callable[[], None] = _unfenced
         self._repo: git.Repo | None = None
+        self._fetched: dict[str, float] = {}  # branch → when a fetch/clone brought its tip (monotonic)
         self._held = 0
         self._mutex = threading.RLock()
 
@@ -340,12 +353,12 @@ class Workspace:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             raise GitError(
-                f"git {args[0]} {safe_url(self.url)} timed out after {self.limits.timeout:g}s: the remote did not answer "
+                f"git {_verb(args)} {safe_url(self.url)} timed out after {self.limits.timeout:g}s: the remote did not answer "
                 "in time (set GITOPSKIT_GIT_TIMEOUT for a slower remote)"
             ) from None
         stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
         if proc.returncode:
-            raise GitCommandError(["git", args[0]], proc.returncode, stderr, stdout)
+            raise GitCommandError(["git", _verb(args)], proc.returncode, stderr, stdout)
         return stdout.removesuffix("\n")
 
     def _describe(self, args: tuple[str, ...] | list[str], exc: GitCommandError) -> str:
@@ -383,7 +396,12 @@ class Workspace:
             )
         ):
             hint = " — the remote is unreachable"
-        return f"git {args[0]} {safe_url(self.url)} failed: {stderr[:400]}{hint}"
+        return f"git {_verb(args)} {safe_url(self.url)} failed: {stderr[:400]}{hint}"
+
+    @property
+    def cloned(self) -> bool:
+        """Whether this process has cloned or reopened the workspace already."""
+        return self._repo is not None
 
     @property
     def repo(self) -> git.Repo:
@@ -397,12 +415,29 @@ class Workspace:
         """Make the workspace equal to the remote tip of ``branch`` (default: the checkout branch)."""
         branch = branch or self.branch
         with self.exclusive():
-            if self._repo is None:
-                self._open_or_clone()
-            self._git("fetch", "--depth", "1", "--no-tags", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+            self._bring(branch, fresh_for=PREFETCH_FRESH)
+            self._fetched.pop(branch, None)  # a later sync fetches again
             self._git("checkout", "-q", "--force", "-B", branch, f"refs/remotes/origin/{branch}")  # index + tree = tip
             self._git("clean", "-q", "-fdx")  # and nothing untracked left by a crash
             return self.head()
+
+    def prefetch(self, branch: str | None = None) -> None:
+        """Clone or fetch ``branch`` now (e.g. while registries are scanned), so that a :meth:`sync` within
+        :data:`PREFETCH_FRESH` seconds needs no network. A tip that moves meanwhile only costs a rejected
+        push, which the writer answers by syncing again."""
+        branch = branch or self.branch
+        with self.exclusive():
+            self._bring(branch, fresh_for=PREFETCH_FRESH)
+
+    def _bring(self, branch: str, fresh_for: float) -> None:
+        """The remote tip of ``branch`` in refs/remotes/origin, fetched unless it came less than ``fresh_for`` s ago."""
+        if self._repo is None:
+            self._open_or_clone()
+        when = self._fetched.get(branch)
+        if when is not None and time.monotonic() - when < fresh_for:
+            return
+        self._git("fetch", "--depth", "1", "--no-tags", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        self._fetched[branch] = time.monotonic()
 
     def _open_or_clone(self) -> None:
         with self.exclusive():
@@ -435,10 +470,15 @@ class Workspace:
         tmp.rename(self.dir)
         self._repo = git.Repo(self.dir)
         self._configure()
+        self._fetched[self.branch] = time.monotonic()  # the clone brought this tip: no fetch right after it
 
     def _configure(self) -> None:
+        # git's automatic gc runs detached by default: it rewrote .git/shallow under our next fetch
+        # ("shallow file has changed since we read it"). In the foreground it runs inside the command
+        # that triggered it, under this workspace's lock.
+        settings = {**self.identity.config(), "gc.autoDetach": "false"}
         with self.repo.config_writer() as cw:
-            for key, value in self.identity.config().items():
+            for key, value in settings.items():
                 section, _, option = key.rpartition(".")
                 cw.set_value(section, option, value)
 
@@ -463,7 +503,9 @@ class Workspace:
     def commit(self, message: str, *, verbatim: bool = False) -> str | None:
         """Commit everything changed in the work tree; None when nothing changed. ``verbatim``: the message
         exactly as given (as go-git writes Flux's), not cleaned up by git."""
-        self._git("add", "-A")
+        # Every file is streamed into one pack (git's bulk check-in for "big" files) instead of a loose
+        # object each: staging 200 edited manifests took ~0.5 s of file creation, now ~0.1 s.
+        self._git("-c", "core.bigFileThreshold=1", "add", "-A")
         if not self._git("status", "--porcelain"):
             return None
         env = {

@@ -312,30 +312,67 @@ class Runner:
         busy: dict[str, int] = dict.fromkeys(queues, 0)
         per_host = max(1, self.workers * 3 // 4)  # one slow registry never takes every worker
         running: dict[Future[Prepared], str] = {}
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="image") as pool:
-            while queues or running:
-                for host in list(queues):  # round-robin over registries, each under its own cap
-                    queue = queues[host]
-                    while queue and busy[host] < per_host and len(running) < self.workers:
-                        image = queue.popleft()
-                        running[pool.submit(self._prepare, image, now, self._waiting(image, now, wanted is None))] = host
-                        busy[host] += 1
-                    if not queue:
-                        del queues[host]
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    busy[running.pop(future)] -= 1
-                    prepared = future.result()  # _prepare answers every failure; it does not raise
-                    self._absorb(prepared, report, order, now)
-                    for item in prepared.items:
-                        groups.setdefault(group_of(item.env), []).append(item)
-                    for key in feeds[prepared.image.name]:
-                        unready[key].discard(prepared.image.name)
-                        if not unready[key] and key in groups:
-                            self._deliver(key, groups.pop(key), report, order, received)
-                            self.state.flush()  # what the branch now holds is recorded before anything else
+        prefetching: dict[str, threading.Thread | None] = {}
+        try:
+            with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="image") as pool:
+                while queues or running:
+                    for host in list(queues):  # round-robin over registries, each under its own cap
+                        queue = queues[host]
+                        while queue and busy[host] < per_host and len(running) < self.workers:
+                            image = queue.popleft()
+                            running[pool.submit(self._prepare, image, now, self._waiting(image, now, wanted is None))] = host
+                            busy[host] += 1
+                        if not queue:
+                            del queues[host]
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        busy[running.pop(future)] -= 1
+                        prepared = future.result()  # _prepare answers every failure; it does not raise
+                        self._absorb(prepared, report, order, now)
+                        for item in prepared.items:
+                            groups.setdefault(group_of(item.env), []).append(item)
+                            self._prefetch(item, prefetching)
+                        for key in feeds[prepared.image.name]:
+                            unready[key].discard(prepared.image.name)
+                            if not unready[key] and key in groups:
+                                self._deliver(key, groups.pop(key), report, order, received)
+                                self.state.flush()  # what the branch now holds is recorded before anything else
+        finally:
+            for thread in prefetching.values():  # never left running past the pass (it holds the workspace)
+                if thread is not None:
+                    thread.join()
         self._rate_limit_metrics({i.repository.canonical_registry for i in images})
         return report
+
+    def _workspace_for(self, g: GitConfig) -> Workspace:
+        ws = self._workspaces.get(g.name)
+        if ws is None:
+            ws = self._workspaces[g.name] = _workspace(self.cfg, g)
+        return ws
+
+    def _prefetch(self, item: Item, started: dict[str, threading.Thread | None]) -> None:
+        """Clone a repository not cloned yet in the background as soon as an update for it is known, so
+        the clone overlaps the rest of the scan instead of following it (a cold process's first pass)."""
+        g = self.cfg.git_by_name(item.env.target.git)
+        if g.name in started:
+            return
+        try:
+            ws = self._workspace_for(g)
+        except Exception:  # e.g. credentials only the cluster has: the delivery reports it
+            started[g.name] = None
+            return
+        if ws.cloned:
+            started[g.name] = None  # already cloned: the delivery's own fetch is all it needs
+            return
+
+        def fetch() -> None:
+            try:
+                ws.prefetch(g.branch)
+            except Exception as exc:  # the delivery syncs again and reports its own failure
+                log.debug("prefetch of %s failed: %s", g.name, exc)
+
+        thread = started[g.name] = threading.Thread(target=fetch, name=f"prefetch-{g.name}", daemon=True)
+        thread.start()
 
     def _waiting(self, image: ImageConfig, now: float, honour: bool) -> dict[str, Retry]:
         """The environments of ``image`` still backing off (none when a webhook asked for it)."""
@@ -582,7 +619,7 @@ class Runner:
             self._failed(report, where, item.image.name, [item.env.name], f, self.clock())
 
         try:
-            ws = self._workspaces.get(g.name) or self._workspaces.setdefault(g.name, _workspace(self.cfg, g))
+            ws = self._workspace_for(g)
             ws.fence = self.fence
             result = deliver(ws, delivery, request, forge)
         except Exception as exc:  # this group's failure: the other groups are still delivered

@@ -21,7 +21,7 @@ from imagebot.forge.github import GitHubForge
 from imagebot.gitops.writer import Delivery, Mode, Status, deliver
 from imagebot.update import EditRequest
 from tests.fixtures.fake_github import TOKEN, FakeGitHub
-from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, Sshd, chown_for_ssh, log, make_bare, read_file
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, Sshd, chown_for_ssh, commit_files, log, make_bare, read_file
 
 pytestmark = pytest.mark.git
 
@@ -411,3 +411,36 @@ def test_one_user_of_a_workspace_directory_at_a_time(git_http: GitHttp, repo: Pa
         assert read_file(repo, "main", "apps/deploy.yaml") == DEPLOY
     t.join(30)
     assert results == [Status.PUSHED]
+
+
+def test_a_prefetched_tip_that_moved_before_the_delivery_costs_one_rejected_push_and_loses_nothing(
+    git_http: GitHttp, repo: Path, tmp_path: Path
+) -> None:
+    ws = Workspace(git_http.url(repo), "main", tmp_path / "cache", HTTP_AUTH)
+    ws.prefetch()  # cloned while the registries would be scanned
+    assert ws.cloned
+    commit_files(repo, "main", {"README.md": "moved meanwhile\n"})
+    requests_before = git_http.requests
+    result = deliver(ws, Delivery(Mode.PUSH, "main", "apps", None, "prod"), request("1.1.0"))
+    assert result.status is Status.PUSHED and result.attempts == 2  # the stale tip's push was rejected, then re-synced
+    assert read_file(repo, "main", "README.md") == "moved meanwhile\n"
+    assert read_file(repo, "main", "apps/deploy.yaml") == DEPLOY.replace("app:1.0.0", "app:1.1.0")
+    assert git_http.requests > requests_before
+
+
+def test_a_sync_right_after_a_clone_or_prefetch_does_not_fetch_again(git_http: GitHttp, repo: Path, tmp_path: Path) -> None:
+    ws = Workspace(git_http.url(repo), "main", tmp_path / "cache", HTTP_AUTH)
+    ws.prefetch()
+    after_clone = git_http.requests
+    ws.sync()
+    assert git_http.requests == after_clone  # the clone brought this tip
+    ws.sync()
+    assert git_http.requests > after_clone  # a second sync fetches: its freshness is used once
+
+
+def test_git_gc_never_runs_detached_beside_the_next_command(git_http: GitHttp, repo: Path, tmp_path: Path) -> None:
+    # A detached auto-gc rewrote .git/shallow while the next fetch ran: "shallow file has changed since we read it".
+    ws = Workspace(git_http.url(repo), "main", tmp_path / "cache", HTTP_AUTH)
+    ws.sync()
+    detach = subprocess.run(["git", "-C", str(ws.dir), "config", "gc.autoDetach"], capture_output=True, text=True).stdout
+    assert detach.strip() == "false"
