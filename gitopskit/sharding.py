@@ -26,7 +26,6 @@ from gitopskit.lease import LeaseLock, LeaseTiming
 log = logging.getLogger(__name__)
 
 
-
 def slot_of(key: str, slots: int) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % slots
 

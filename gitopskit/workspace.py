@@ -40,9 +40,6 @@ from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import git
-from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
-
 from gitopskit import openpgp
 from gitopskit.errors import GitError
 from gitopskit.fluxsecrets import GitAuthKind, GitCredentials
@@ -242,6 +239,14 @@ def cache_key(url: str, branch: str) -> str:
     return hashlib.sha256(f"{url}\0{branch}".encode()).hexdigest()[:20]
 
 
+class GitCommandError(Exception):
+    """A git command that exited non-zero (internal: callers see :class:`GitError`)."""
+
+    def __init__(self, command: list[str], status: int, stderr: str, stdout: str) -> None:
+        super().__init__(f"{' '.join(command)} exited {status}: {stderr.strip()[:200]}")
+        self.command, self.status, self.stderr, self.stdout = command, status, stderr, stdout
+
+
 # How long a prefetched tip is used by sync without fetching again.
 PREFETCH_FRESH = 30.0
 
@@ -273,7 +278,9 @@ class Workspace:
         self._env = self.auth.environment(url, self.limits)
         # called right before every push; raises (e.g. NotLeader) to refuse it — a leader election's fence
         self.fence: Callable[[], None] = _unfenced
-        self._repo: git.Repo | None = None
+        # Every operation runs the git CLI (under deadlines); no library is loaded for it (GitPython's
+        # import alone cost a cold `run --once` ~70 ms). True once cloned or reopened by this process.
+        self._opened = False
         self._fetched: dict[str, float] = {}  # branch → when a fetch/clone brought its tip (monotonic)
         self._held = 0
         self._mutex = threading.RLock()
@@ -328,7 +335,7 @@ class Workspace:
 
     # ------------------------------------------------------------------ plumbing
     def _git(self, *args: str, env: Mapping[str, str] | None = None) -> str:
-        self.repo  # noqa: B018 — cloned (or reopened) first
+        self._open()
         try:
             return self._run(list(args), self.dir, env)
         except GitCommandError as exc:
@@ -401,14 +408,11 @@ class Workspace:
     @property
     def cloned(self) -> bool:
         """Whether this process has cloned or reopened the workspace already."""
-        return self._repo is not None
+        return self._opened
 
-    @property
-    def repo(self) -> git.Repo:
-        if self._repo is None:
+    def _open(self) -> None:
+        if not self._opened:
             self._open_or_clone()
-        assert self._repo is not None
-        return self._repo
 
     # ------------------------------------------------------------------ operations
     def sync(self, branch: str | None = None) -> str:
@@ -431,8 +435,7 @@ class Workspace:
 
     def _bring(self, branch: str, fresh_for: float) -> None:
         """The remote tip of ``branch`` in refs/remotes/origin, fetched unless it came less than ``fresh_for`` s ago."""
-        if self._repo is None:
-            self._open_or_clone()
+        self._open()
         when = self._fetched.get(branch)
         if when is not None and time.monotonic() - when < fresh_for:
             return
@@ -444,15 +447,13 @@ class Workspace:
             self._open_or_clone_locked()
 
     def _open_or_clone_locked(self) -> None:
+        if self._opened:
+            return
         if self.dir.exists():
-            try:
-                repo = git.Repo(self.dir)
-                if repo.remotes and repo.remotes.origin.url == self.url:
-                    self._repo = repo
-                    self._configure()
-                    return
-            except (InvalidGitRepositoryError, NoSuchPathError, ValueError):
-                pass
+            if self._origin_url() == self.url:
+                self._opened = True
+                self._configure()
+                return
             log.warning("workspace %s is not a clone of %s: recreating it", self.dir, safe_url(self.url))
             shutil.rmtree(self.dir)
         self.dir.parent.mkdir(parents=True, exist_ok=True)
@@ -468,22 +469,31 @@ class Workspace:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         tmp.rename(self.dir)
-        self._repo = git.Repo(self.dir)
+        self._opened = True
         self._configure()
         self._fetched[self.branch] = time.monotonic()  # the clone brought this tip: no fetch right after it
+
+    def _origin_url(self) -> str | None:
+        """The origin URL of the clone in ``self.dir``, or None when it is not a clone of its own."""
+        if not (self.dir / ".git").is_dir():
+            return None
+        try:  # GIT_DIR pinned: a broken clone must not be answered by a repository around it
+            return self._run(["--git-dir", str(self.dir / ".git"), "config", "--get", "remote.origin.url"], self.dir)
+        except (GitCommandError, GitError):
+            return None
 
     def _configure(self) -> None:
         # git's automatic gc runs detached by default: it rewrote .git/shallow under our next fetch
         # ("shallow file has changed since we read it"). In the foreground it runs inside the command
         # that triggered it, under this workspace's lock.
         settings = {**self.identity.config(), "gc.autoDetach": "false"}
-        with self.repo.config_writer() as cw:
-            for key, value in settings.items():
-                section, _, option = key.rpartition(".")
-                cw.set_value(section, option, value)
+        have = dict(line.partition("=")[::2] for line in self._run(["config", "--local", "--list"], self.dir).splitlines())
+        for key, value in settings.items():
+            if have.get(key.lower()) != value:  # git lists keys lower-cased (section.key)
+                self._run(["config", key, value], self.dir)
 
     def head(self) -> str:
-        return self.repo.head.commit.hexsha
+        return self._git("rev-parse", "--verify", "HEAD^{commit}")
 
     def remote_sha(self, branch: str) -> str | None:
         out = self._git("ls-remote", "--heads", "origin", f"refs/heads/{branch}")
@@ -495,10 +505,10 @@ class Workspace:
 
     def fetch(self, branch: str) -> str:
         self._git("fetch", "--depth", "1", "--no-tags", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
-        return str(self.repo.commit(f"refs/remotes/origin/{branch}").hexsha)
+        return self._git("rev-parse", "--verify", f"refs/remotes/origin/{branch}^{{commit}}")
 
     def tree_of(self, rev: str) -> str:
-        return str(self.repo.commit(rev).tree.hexsha)
+        return self._git("rev-parse", "--verify", f"{rev}^{{tree}}")
 
     def commit(self, message: str, *, verbatim: bool = False) -> str | None:
         """Commit everything changed in the work tree; None when nothing changed. ``verbatim``: the message
@@ -569,7 +579,7 @@ class Workspace:
         args = ["push", "--porcelain", "origin", f"HEAD:refs/heads/{remote_branch}"]
         if force_with_lease:
             args.insert(1, f"--force-with-lease=refs/heads/{remote_branch}:{lease or ''}")
-        self.repo  # noqa: B018 — cloned (or reopened) first
+        self._open()
         try:
             out = self._run(args, self.dir)
         except GitCommandError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 
 from imagebot.update.model import ChangeSet
@@ -46,7 +45,7 @@ def unified_diff(cs: ChangeSet) -> str:
     out: list[str] = []
     for e in cs.changed_files:
         out.extend(
-            difflib.unified_diff(
+            __import__("difflib").unified_diff(
                 e.original.splitlines(keepends=True), e.updated.splitlines(keepends=True), f"a/{e.file}", f"b/{e.file}"
             )
         )
