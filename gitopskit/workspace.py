@@ -503,6 +503,10 @@ class Workspace:
                 return sha
         return None
 
+    def tip(self, branch: str) -> str:
+        """The commit of ``branch`` as last fetched (refs/remotes/origin), without fetching."""
+        return self._git("rev-parse", "--verify", f"refs/remotes/origin/{branch}^{{commit}}")
+
     def fetch(self, branch: str) -> str:
         self._git("fetch", "--depth", "1", "--no-tags", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
         return self._git("rev-parse", "--verify", f"refs/remotes/origin/{branch}^{{commit}}")

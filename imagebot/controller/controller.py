@@ -547,7 +547,7 @@ class ImageController:
         pushed = result.status in (Status.PUSHED, Status.PR_OPENED, Status.PR_UPDATED)
         sha = (result.commit or "") if pushed else ""
         try:  # the revision of the branch the automation checked out, as it was read for this run
-            head = ws.repo.commit(f"refs/remotes/origin/{auto.branch}").hexsha
+            head = ws.tip(auto.branch)
         except Exception:  # nothing was checked out (no policy resolved yet): unknown, not an error
             head = ""
         revision = f"{auto.branch}@sha1:{head}" if head else ""

@@ -9,7 +9,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -446,7 +446,7 @@ class Runner:
         env: Environment,
         spec: VerifySpec,
         tags: tuple[str, ...],
-        first_seen: dict[str, float],
+        first_seen: Mapping[str, float],
         now: float,
         peers: dict[str, Current],
     ) -> tuple[Decision, str | None, str]:
