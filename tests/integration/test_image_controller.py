@@ -130,9 +130,10 @@ Objects:
 
 
 def realistic_set(kube: Cluster, registry: RegistryServer, bare_url: str, user: str, password: str,
-                  git_password: str, signing: GpgKey | None = None) -> None:  # fmt: skip
+                  git_password: str, signing: GpgKey | None = None, team: str = "team") -> None:  # fmt: skip
     """Flux's objects of a realistic setup, as a team would have them: a GitRepository with a basic-auth Secret,
-    ImageRepositories with a dockerconfigjson Secret and certSecretRef, three kinds of policy, one automation."""
+    ImageRepositories with a dockerconfigjson Secret and certSecretRef, three kinds of policy, one automation.
+    ``team``: the repositories' path prefix (the registry is shared by the whole session)."""
     kube.create(dockerconfig(registry.host, user, password))
     kube.create(secret("registry-ca", {"ca.crt": registry.pki.ca_cert.read_text()}))
     kube.create(secret("git-auth", {"username": GIT_USER, "password": git_password}))
@@ -140,7 +141,7 @@ def realistic_set(kube: Cluster, registry: RegistryServer, bare_url: str, user: 
                                                   "secretRef": {"name": "git-auth"}}, "source.toolkit.fluxcd.io/v1"))  # fmt: skip
     for name in ("app", "builds", "minio"):
         kube.create(flux("ImageRepository", name, {
-            "image": f"{registry.host}/team/{name}", "interval": "1h", "timeout": "30s", "provider": "generic",
+            "image": f"{registry.host}/{team}/{name}", "interval": "1h", "timeout": "30s", "provider": "generic",
             "secretRef": {"name": "regcred"}, "certSecretRef": {"name": "registry-ca"},
             "exclusionList": ["^.*\\.sig$", "^.*-debug$"],
         }))  # fmt: skip
@@ -166,18 +167,18 @@ def realistic_set(kube: Cluster, registry: RegistryServer, bare_url: str, user: 
     }))  # fmt: skip
 
 
-def manifests(host: str, ns: str) -> dict[str, str]:
+def manifests(host: str, ns: str, team: str = "team") -> dict[str, str]:
     return {
         "clusters/prod/app.yaml": (
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: prod\nspec:\n  template:\n"
             "    spec:\n      containers:\n"
-            f'      - name: app\n        image: {host}/team/app:1.0.0 # {{"$imagepolicy": "{ns}:app"}}\n'
-            f'      - name: builds\n        image: {host}/team/builds:main-aaa-100 # {{"$imagepolicy": "{ns}:builds"}}\n'
+            f'      - name: app\n        image: {host}/{team}/app:1.0.0 # {{"$imagepolicy": "{ns}:app"}}\n'
+            f'      - name: builds\n        image: {host}/{team}/builds:main-aaa-100 # {{"$imagepolicy": "{ns}:builds"}}\n'
         ),
         "clusters/prod/minio.yaml": (
             "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: minio\n  namespace: prod\nspec:\n  template:\n"
             "    spec:\n      containers:\n"
-            f"      - name: minio\n        image: {host}/team/minio:RELEASE.2024-01-01T00-00-00Z"
+            f"      - name: minio\n        image: {host}/{team}/minio:RELEASE.2024-01-01T00-00-00Z"
             f' # {{"$imagepolicy": "{ns}:minio"}}\n'
         ),
         "README.md": "not edited\n",
@@ -197,12 +198,13 @@ def test_a_realistic_flux_set_applied_as_written_ends_in_a_signed_commit_and_eve
     kube: Cluster, controller: ImageController, registry_basic: RegistryServer, git_http: GitHttp, gpg_key: GpgKey
 ) -> None:
     reg, ns = registry_basic, kube.ns
+    team = ns  # repositories of this test's own: another test's pushes to team/app must not show here
     pusher = reg.pusher()
-    pusher.push("team/app", ["1.0.0", "1.0.1-debug", "2.0.0"])
-    pusher.push("team/builds", ["main-aaa-100", "main-bbb-99"])
-    pusher.push("team/minio", ["RELEASE.2024-01-01T00-00-00Z", "latest"])
-    bare = make_bare(git_http.root, f"cfg-{ns}", manifests(reg.host, ns))
-    realistic_set(kube, reg, git_http.url(bare), USER, PASSWORD, GIT_PASSWORD, gpg_key)
+    pusher.push(f"{team}/app", ["1.0.0", "1.0.1-debug", "2.0.0"])
+    pusher.push(f"{team}/builds", ["main-aaa-100", "main-bbb-99"])
+    pusher.push(f"{team}/minio", ["RELEASE.2024-01-01T00-00-00Z", "latest"])
+    bare = make_bare(git_http.root, f"cfg-{ns}", manifests(reg.host, ns, team))
+    realistic_set(kube, reg, git_http.url(bare), USER, PASSWORD, GIT_PASSWORD, gpg_key, team)
 
     # first pass: what the registry holds is what Git holds → up to date, no commit
     auto = until(lambda: (o := kube.get("ImageUpdateAutomation", "config")) and ready(o).get("status") == "True" and o,
@@ -212,27 +214,27 @@ def test_a_realistic_flux_set_applied_as_written_ends_in_a_signed_commit_and_eve
     repo = kube.get("ImageRepository", "app")
     assert repo["status"]["lastScanResult"]["tagCount"] == 2, "exclusionList applied at scan time"
     assert repo["status"]["lastScanResult"]["latestTags"] == ["2.0.0", "1.0.0"]
-    assert repo["status"]["canonicalImageName"] == f"{reg.host}/team/app"
+    assert repo["status"]["canonicalImageName"] == f"{reg.host}/{team}/app"
     assert repo["status"]["observedExclusionList"] == ["^.*\\.sig$", "^.*-debug$"]
     assert ready(repo) == {**ready(repo), "status": "True", "reason": "Succeeded", "message": "successful scan: found 2 tags"}
 
     # CI pushes new tags; `flux reconcile image repository` (requestedAt) makes the controller look now
-    pusher.push("team/app", ["1.1.0"])
-    pusher.push("team/builds", ["main-ccc-101"])
-    pusher.push("team/minio", ["RELEASE.2024-02-01T00-00-00Z"])
+    pusher.push(f"{team}/app", ["1.1.0"])
+    pusher.push(f"{team}/builds", ["main-ccc-101"])
+    pusher.push(f"{team}/minio", ["RELEASE.2024-02-01T00-00-00Z"])
     for name in ("app", "builds", "minio"):
         kube.annotate("ImageRepository", name, "reconcile.fluxcd.io/requestedAt", f"now-{name}")
     until(lambda: "RELEASE.2024-02-01T00-00-00Z" in read_file(bare, "main", "clusters/prod/minio.yaml")
           and "main-ccc-101" in read_file(bare, "main", "clusters/prod/app.yaml"), what="the new tags committed")  # fmt: skip
     text = read_file(bare, "main", "clusters/prod/app.yaml")
-    assert f"{reg.host}/team/app:1.1.0 # " in text and f"{reg.host}/team/builds:main-ccc-101 # " in text
+    assert f"{reg.host}/{team}/app:1.1.0 # " in text and f"{reg.host}/{team}/builds:main-ccc-101 # " in text
     assert "RELEASE.2024-02-01T00-00-00Z" in read_file(bare, "main", "clusters/prod/minio.yaml")
     assert read_file(bare, "main", "README.md") == "not edited\n"
 
     for name, tag in (("app", "1.1.0"), ("builds", "main-ccc-101"), ("minio", "RELEASE.2024-02-01T00-00-00Z")):
         pol = until(lambda n=name, t=tag: (o := kube.get("ImagePolicy", n))["status"].get("latestRef", {}).get("tag") == t and o,
                     what=f"{name} latestRef")  # fmt: skip
-        assert pol["status"]["latestRef"]["name"] == f"{reg.host}/team/{name}"
+        assert pol["status"]["latestRef"]["name"] == f"{reg.host}/{team}/{name}"
         assert pol["status"]["observedPreviousRef"]["tag"] != tag
         assert ready(pol)["status"] == "True" and ready(pol)["reason"] == "Succeeded"
         r = kube.get("ImageRepository", name)
@@ -255,7 +257,7 @@ def test_a_realistic_flux_set_applied_as_written_ends_in_a_signed_commit_and_eve
                  what="lastPushCommit")  # fmt: skip
     st = auto["status"]
     assert st["lastPushTime"] and st["lastAutomationRunTime"]
-    assert st["observedPolicies"]["app"] == {"name": f"{reg.host}/team/app", "tag": "1.1.0"}
+    assert st["observedPolicies"]["app"] == {"name": f"{reg.host}/{team}/app", "tag": "1.1.0"}
     assert set(st["observedPolicies"]) == {"app", "builds", "minio"}
     assert st["observedSourceRevision"] == f"main@sha1:{sha}"
     assert ready(auto)["reason"] == "Succeeded" and sha in ready(auto)["message"]
