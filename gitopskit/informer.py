@@ -77,6 +77,7 @@ class Informer:
         page_size: int = 500,
         watch_seconds: int = 300,
         not_served_retry: float = 30.0,
+        index: Callable[[Obj], str] | None = None,
     ) -> None:
         self.transport = transport
         self.path = path
@@ -89,6 +90,9 @@ class Informer:
         self.watch_seconds = watch_seconds
         self.not_served_retry = not_served_retry
         self._cache: dict[Key, Obj] = {}
+        # ``index``: objects grouped by a value of theirs (a label) for ``indexed``, kept with the cache
+        self._index_of = index
+        self._index: dict[str, dict[Key, Obj]] = {}
         self._lock = threading.Lock()
         self._handlers: list[Handler] = []
         self._synced = threading.Event()
@@ -108,6 +112,12 @@ class Informer:
     def objects(self, namespace: str | None = None) -> list[Obj]:
         with self._lock:
             return [o for k, o in self._cache.items() if namespace is None or k.namespace == namespace]
+
+    def indexed(self, value: str, namespace: str | None = None) -> list[Obj]:
+        """The objects whose ``index`` value is ``value`` (in ``namespace`` when given): no scan of the cache."""
+        with self._lock:
+            group = self._index.get(value) or {}
+            return [o for k, o in group.items() if namespace is None or k.namespace == namespace]
 
     def cached_keys(self) -> list[Key]:
         with self._lock:
@@ -171,6 +181,10 @@ class Informer:
             old = self._cache
             self._cache = items
             self.resource_version = rv
+            if self._index_of is not None:
+                self._index = {}
+                for key, obj in items.items():
+                    self._index.setdefault(self._index_of(obj), {})[key] = obj
         for key, obj in items.items():
             prev = old.get(key)
             if prev is None:
@@ -211,6 +225,14 @@ class Informer:
                     self._cache.pop(key, None)
                 else:
                     self._cache[key] = obj
+                if self._index_of is not None:
+                    if prev is not None:  # its value may have moved (a label changed): out of the old group
+                        was = self._index_of(prev)
+                        self._index.get(was, {}).pop(key, None)
+                        if not self._index.get(was, True):
+                            del self._index[was]
+                    if etype != EventType.DELETED:
+                        self._index.setdefault(self._index_of(obj), {})[key] = obj
                 self.resource_version = rv or self.resource_version
             self._notify(EventType(etype), obj, prev)
 

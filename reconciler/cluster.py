@@ -132,7 +132,8 @@ class KubeCluster:
 
         A body over the API server's limit is not sent: the server answers 413 and closes the connection
         while the client is still writing, which would surface as a broken connection ("unreachable")."""
-        size = len(json.dumps(body)) if body is not None else 0  # ASCII JSON: characters are bytes
+        payload = json.dumps(body).encode() if body is not None else None  # encoded once: its size is checked, then sent
+        size = len(payload) if payload is not None else 0
         if size > self.max_request_bytes:
             raise ClusterError(
                 f"{what or method + ' ' + path}: the request is {size} bytes; the API server refuses requests over "
@@ -148,7 +149,7 @@ class KubeCluster:
         if writing:
             self.writes += 1  # a dry run changes nothing
         try:
-            return request_json(self.api, method, path, query, body, content_type, timeout)
+            return request_json(self.api, method, path, query, payload, content_type, timeout)
         except urllib3.exceptions.HTTPError as exc:
             reason = getattr(exc, "reason", None) or exc
             connected = not isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError)

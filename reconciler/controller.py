@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 REPO_PATH = "/apis/source.toolkit.fluxcd.io/v1"
 ARGO_SECRET_TYPE = "argocd.argoproj.io/secret-type"
 ARGO_ORDERING = ("argocd.argoproj.io/sync-wave", "argocd.argoproj.io/hook")  # reported, not run (yet)
+APPLY_WORKERS = 4  # requests one app's sync has in flight at once
+PREPARE_WAIT = 10.0  # seconds an app waits for the shared informers of its kinds before listing itself
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -249,6 +251,7 @@ class AppController:
         self.applications = [Informer(transport, f"{ARGO_PATH}{s}/applications", selector) for s in scopes]
         self.appprojects = [Informer(transport, f"{ARGO_PATH}{s}/appprojects") for s in scopes]
         self.drift_informers: dict[tuple[str, str], Informer] = {}
+        self._started_at: dict[tuple[str, str], float] = {}  # when each drift informer was started
         for inf in self.kustomizations:
             inf.add_handler(self._on_app(A.Dialect.FLUX))
         for inf in self.apps:
@@ -509,7 +512,7 @@ class AppController:
             items, health = engine.compare(app_root, sha)
             out_of_sync = {i.key for i in items}
             return Outcome(
-                revision, False, not out_of_sync, health, len(items), self._resources(engine, out_of_sync, False), started,
+                revision, False, not out_of_sync, health, len(items), self._resources(engine, out_of_sync), started,
                 f"compared: {len(out_of_sync)} object(s) out of sync", requested, operation, drifted=_records(items),
             )  # fmt: skip
         if spec.create_namespace and engine.s.default_namespace:
@@ -522,7 +525,7 @@ class AppController:
                         if a in ((m.body.get("metadata") or {}).get("annotations") or {})})  # fmt: skip
         return Outcome(
             revision, True, healthy and not conflicts, report.health, len(engine.drift),
-            self._resources(engine, {a.key for a in conflicts}, report.api_writes > 0)
+            self._resources(engine, {a.key for a in conflicts}, list(report.resources))
             + self._kept(engine, [a.key for a in report.plan.prunes if a.action is Action.SKIP_PRUNE]),
             started, ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items())) or "nothing to do", requested,
             operation, tuple(f"{a.key}: {a.reason}" for a in conflicts),
@@ -530,12 +533,16 @@ class AppController:
             report.api_writes > 0, _records(list(engine.drift.values())), report.seconds,
         )  # fmt: skip
 
-    def _resources(self, engine: Engine, out_of_sync: set[Any], fresh: bool) -> list[dict[str, Any]]:
+    def _resources(
+        self, engine: Engine, out_of_sync: set[Any], health: list[tuple[ResourceKey, Health, str]] | None = None
+    ) -> list[dict[str, Any]]:
+        """Each declared object's entry (Argo CD's ``status.resources``, Flux's inventory): with the health the
+        sync left it in, else read now (the cache when the informers hold it)."""
         return [
             {"group": k.group, "version": engine.desired[k].api_version.split("/")[-1], "kind": k.kind,
              "namespace": k.namespace, "name": k.name, "status": "OutOfSync" if k in out_of_sync else "Synced",
              "health": {"status": str(h)}, **({"message": why} if why and h is not Health.HEALTHY else {})}
-            for k, h, why in sorted(engine.health_report(fresh), key=lambda t: t[0])
+            for k, h, why in sorted(engine.health_report(False) if health is None else health, key=lambda t: t[0])
         ]  # fmt: skip
 
     def _kept(self, engine: Engine, keys: list[ResourceKey]) -> list[dict[str, Any]]:
@@ -722,7 +729,7 @@ class AppController:
             allow_cluster_scoped=True,
             guards=PruneGuards(spec.prune, spec.allow_empty, spec.force_prune, allowed_kinds=frozenset(spec.allow_prune_kinds)),
             rules=A.rules_for(spec.drift),
-            workers=4,
+            workers=APPLY_WORKERS,
             admit=_project_check(project) if project is not None else None,
             target_namespace=spec.target_namespace,
             transform=compose(
@@ -738,6 +745,8 @@ class AppController:
             engine = Engine(self.cluster, settings)
             engine.live_cache = self._live_cache
             engine.notices, engine.subject = self.notices, _subject(key)
+            engine.prepare = self._prepare
+            engine.lookup = self._lookup
             if entry is not None:  # keep what the old engine knew: the watch compares against it until the sync
                 engine.desired, engine.revision = entry[0].desired, entry[0].revision
             self.engines[key] = (engine, spec, project)
@@ -746,38 +755,66 @@ class AppController:
 
     # ------------------------------------------------------------------ drift
     def _ensure_drift_watch(self, engine: Engine) -> None:
-        kinds = {(m.api_version, m.kind) for m in engine.desired.values()}
-        for api_version, kind in kinds:
+        self._watch_kinds({(m.api_version, m.kind) for m in engine.desired.values()})
+
+    def _prepare(self, desired: list[Manifest]) -> None:
+        """Before an app reads its live state: the shared informers of its kinds are started, and waited for until
+        ``PREPARE_WAIT`` after their start, so that it reads them — not one list per kind and app, each returning
+        every other app's objects too. An informer not synced by then is not waited for again (the engine lists)."""
+        for kind, inf in self._watch_kinds({(m.api_version, m.kind) for m in desired}).items():
+            inf.wait_synced(max(self._started_at.get(kind, 0.0) + PREPARE_WAIT - time.monotonic(), 0.0))
+
+    def _watch_kinds(self, kinds: set[tuple[str, str]]) -> dict[tuple[str, str], Informer]:
+        """The drift informer of each served kind, started once for the whole process."""
+        out = {}
+        for api_version, kind in sorted(kinds):
             with self._lock:
-                if (api_version, kind) in self.drift_informers:
+                inf = self.drift_informers.get((api_version, kind))
+                if inf is not None:
+                    out[(api_version, kind)] = inf
                     continue
                 try:
                     res = self.cluster.resource(api_version, kind)
                 except ReconcilerError:
                     continue
                 prefix = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-                inf = Informer(ApiTransport(self.api), f"{prefix}/{res.name}", TRACKING_LABEL)
+                inf = Informer(ApiTransport(self.api), f"{prefix}/{res.name}", TRACKING_LABEL, index=_tracked_by)
                 inf.add_handler(self._on_managed)
                 self.drift_informers[(api_version, kind)] = inf
+                self._started_at[(api_version, kind)] = time.monotonic()
             inf.start(self._stop)
+            out[(api_version, kind)] = inf
+        return out
 
     def _live_cache(
         self, api_version: str, kind: str, selector: str, namespace: str | None
     ) -> dict[ResourceKey, dict[str, Any]] | None:
-        """An app's live objects of one kind from the shared informer (None until it has synced): a resync reads
-        the cache, not the API server."""
+        """An app's live objects of one kind (``selector``: the tracking label = the app) from the shared informer
+        (None until it has synced): a resync reads the cache, not the API server."""
         with self._lock:
             inf = self.drift_informers.get((api_version, kind))
         if inf is None or not inf.has_synced():
             return None
         label, _, value = selector.partition("=")
+        if label != TRACKING_LABEL or not value:  # the informer is indexed by this label's value, nothing else
+            return None
         group = api_version.split("/")[0] if "/" in api_version else ""
         out = {}
-        for obj in inf.objects(namespace):
+        for obj in inf.indexed(value, namespace):
             meta = obj.get("metadata") or {}
-            if (meta.get("labels") or {}).get(label) == value:
-                out[ResourceKey(group, kind, meta.get("namespace") or "", meta.get("name", ""))] = obj
+            out[ResourceKey(group, kind, meta.get("namespace") or "", meta.get("name", ""))] = obj
         return out
+
+    def _lookup(
+        self, api_version: str, kind: str, label: str, keys: list[ResourceKey]
+    ) -> dict[ResourceKey, dict[str, Any]] | None:
+        """Those of ``keys`` the shared informer holds (every object carrying the tracking label, whoever's), None
+        until it has synced: who else claims an object, without a list of everyone's objects."""
+        with self._lock:
+            inf = self.drift_informers.get((api_version, kind))
+        if inf is None or not inf.has_synced() or label != TRACKING_LABEL:
+            return None
+        return {k: obj for k in keys if (obj := inf.get(Key(k.namespace, k.name))) is not None}
 
     def _on_managed(self, etype: EventType, obj: dict[str, Any], prev: dict[str, Any] | None) -> None:
         app = ((obj.get("metadata") or {}).get("labels") or {}).get(TRACKING_LABEL)
@@ -969,6 +1006,10 @@ def _project_check(project: A.ProjectSpec) -> Callable[[Manifest], str]:
 def _subject(key: AppKey) -> str:
     """An app's name in notifications (what subject globs match): NAMESPACE/NAME."""
     return f"{key.namespace}/{key.name}"
+
+
+def _tracked_by(obj: dict[str, Any]) -> str:
+    return str(((obj.get("metadata") or {}).get("labels") or {}).get(TRACKING_LABEL) or "")
 
 
 def _generation(obj: dict[str, Any]) -> int:

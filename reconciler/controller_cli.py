@@ -79,17 +79,17 @@ def _kube(p: argparse.ArgumentParser) -> None:
     p.add_argument("--context")
 
 
-def _api(args: argparse.Namespace) -> Any:
+def _api(args: argparse.Namespace, pool: int = 16) -> Any:
     from reconciler.cluster import load_api_client
 
-    return load_api_client(args.kubeconfig, args.context)
+    return load_api_client(args.kubeconfig, args.context, pool)
 
 
 def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     from gitopskit.lease import LeaderElector, LeaseLock, LeaseTiming
-    from reconciler.controller import AppController
+    from reconciler.controller import APPLY_WORKERS, AppController
     from reconciler.sharding import AutoShards
 
     if args.shards and (args.shard or args.leader_elect):
@@ -105,7 +105,9 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from reconciler.notices import load_notify_config
 
         notify_cfg = load_notify_config(args.notify_config)  # a bad file fails before anything starts
-    api = _api(args)
+    # a connection for every request in flight (each worker's app applies APPLY_WORKERS at once) and every watch
+    # (they hold theirs): a full pool opens a new TLS connection per request beyond it, costing both sides CPU
+    api = _api(args, pool=args.workers * APPLY_WORKERS + 32)
     identity = args.leader_identity or f"{socket.gethostname()}-{os.getpid()}"
     elector = shards = None
     if args.leader_elect:

@@ -38,6 +38,7 @@ from reconciler.model import (
     Manifest,
     Plan,
     ResourceKey,
+    group_of,
 )
 from reconciler.notices import AppNotices
 from reconciler.plan import Claims, PruneGuards, apply_order, owner_of, plan, scope_violations
@@ -84,6 +85,8 @@ class SyncReport:
     seconds: float
     api_calls: int
     api_writes: int
+    # each declared object's health as this sync left it (its apply's answer, else the live object it read)
+    resources: tuple[tuple[ResourceKey, Health, str], ...] = ()
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -140,6 +143,12 @@ class Engine:
         self._inventory: Inventory | None = None
         # (apiVersion, kind, label selector, namespace) -> the matching live objects, None when not cached
         self.live_cache: Callable[[str, str, str, str | None], dict[ResourceKey, dict[str, Any]] | None] | None = None
+        # told the rendered objects before the live state is read (a controller starts its shared informers for
+        # their kinds, so the reads below come from its cache, not one list per kind and app)
+        self.prepare: Callable[[list[Manifest]], None] | None = None
+        # (apiVersion, kind, tracking label, keys) -> those of the keys that exist carrying the label (any app's), None
+        # when not cached: who else claims an object, without listing everyone's objects
+        self.lookup: Callable[[str, str, str, list[ResourceKey]], dict[ResourceKey, dict[str, Any]] | None] | None = None
         self._server_defaults: dict[ResourceKey, tuple[str, frozenset[str]]] = {}  # key -> (resourceVersion, pointers)
         self.notices = AppNotices()  # drift seen / corrected as notifications (the controller and `run` set the notifier)
         self.subject = settings.app  # the app's name in notifications
@@ -238,6 +247,8 @@ class Engine:
             self._set_status({"sync": "RenderFailed"}, dry_run)
             raise
         inventory = load(self.cluster, self.s.app, self.s.inventory_namespace)
+        if self.prepare is not None:
+            self.prepare(desired)
         live = self.live_state(desired, inventory, fresh=False)
         wanted = {m.key for m in desired}
         live.update(self._owned_elsewhere([m for m in desired if m.key not in live]))
@@ -265,8 +276,9 @@ class Engine:
             # the watch compares what it sees with self.desired: publish this revision before writing it, or the
             # watch would "correct" our own apply back to the previous revision (and roll out three times)
             self._publish(desired, revision)
-            self._remove_added(p, live)
-            self._apply(p)
+            after = dict(live)  # the live state this sync leaves: what each write answered replaces what was read
+            after.update(self._remove_added(p, live))
+            after.update(self._apply(p))
             if p.refused:
                 self._save_inventory(desired, inventory, p, revision)
                 raise PruneRefused(f"prune refused: {p.refused}; nothing deleted")
@@ -279,8 +291,13 @@ class Engine:
             self._events(p, pruned, revision)
         else:
             p = self._dry_run(p, desired)
-        # a sync that wrote nothing may read health from a cache; one that wrote must see its own writes
-        health = self._health(desired, fresh=self.cluster.writes != writes0) if not dry_run else Health.PROGRESSING
+        # health as the sync left the objects: what a write answered is the object after our write (no list needed
+        # to see our own writes); an object not written is as it was read
+        resources: tuple[tuple[ResourceKey, Health, str], ...] = ()
+        health = Health.PROGRESSING
+        if not dry_run:
+            resources = tuple((m.key, *object_health(m.kind, after.get(m.key))) for m in desired)
+            health = rollup(h for _, h, _ in resources)
         took = time.perf_counter() - t0
         self.metrics.duration.observe(took)
         return SyncReport(
@@ -293,6 +310,7 @@ class Engine:
             took,
             self.cluster.calls - calls0,
             self.cluster.writes - writes0,
+            resources,
         )
 
     def _dry_run(self, p: Plan, desired: list[Manifest]) -> Plan:
@@ -320,14 +338,20 @@ class Engine:
             self.revision = revision
 
     def _owned_elsewhere(self, missing: list[Manifest]) -> dict[ResourceKey, dict[str, Any]]:
-        """Declared objects our list did not find that another app's label claims: one list per kind,
-        only when something is missing (so a no-op sync asks nothing more)."""
+        """Declared objects our list did not find that another app's label claims: looked up in ``lookup`` (a
+        controller's informers hold every labelled object), else one list per kind, only when something is missing
+        (so a no-op sync asks nothing more)."""
         label = self.s.tracking_label
         selector = f"{label},{label}!={self.s.app}"
         wanted = {m.key for m in missing}
         kinds = {(m.key.group, m.kind): m.api_version for m in missing}
         out: dict[ResourceKey, dict[str, Any]] = {}
         for (_, kind), api in sorted(kinds.items()):
+            if self.lookup is not None:
+                found = self.lookup(api, kind, label, [k for k in wanted if k.kind == kind and k.group == group_of(api)])
+                if found is not None:
+                    out.update((k, v) for k, v in found.items() if owner_of(v, label) not in ("", self.s.app))
+                    continue
             for ns in self._scopes(api, kind):
                 try:
                     found = self.cluster.list_managed(api, kind, selector, ns)
@@ -391,31 +415,38 @@ class Engine:
         self._server_defaults[m.key] = (rv, found)
         return found
 
-    def _remove_added(self, p: Plan, live: dict[ResourceKey, dict[str, Any] | None]) -> None:
-        """Fields kubectl added that Git does not declare go before the apply (sync undoes them as the watch does)."""
+    def _remove_added(self, p: Plan, live: dict[ResourceKey, dict[str, Any] | None]) -> dict[ResourceKey, dict[str, Any]]:
+        """Fields kubectl added that Git does not declare go before the apply (sync undoes them as the watch does).
+        Returns the objects as the server answered."""
+        out = {}
         for a in p.applies:
             if a.remove and a.manifest is not None:
                 rv = ((live.get(a.key) or {}).get("metadata") or {}).get("resourceVersion", "")
-                self.cluster.remove_fields(a.manifest.api_version, a.key, list(a.remove), rv)
+                out[a.key] = self.cluster.remove_fields(a.manifest.api_version, a.key, list(a.remove), rv)
                 for pointer in a.remove:
                     self.metrics.drift_corrected.labels(a.key.kind, pointer).inc()
                 log.info("removed from %s what was added out of band: %s", a.key, ", ".join(a.remove))
+        return out
 
-    def _apply(self, p: Plan) -> None:
+    def _apply(self, p: Plan) -> dict[ResourceKey, dict[str, Any]]:
+        """Apply the creates and updates, stage by stage (namespaces and CRDs first); the objects as the server
+        answered."""
         writes = [a for a in p.applies if a.action in (Action.CREATE, Action.UPDATE)]
         stages: dict[int, list[Manifest]] = {}
+        out: dict[ResourceKey, dict[str, Any]] = {}
         for a in writes:
             assert a.manifest is not None
             stages.setdefault(apply_order(a.key)[0], []).append(a.manifest)
         with ThreadPoolExecutor(max_workers=self.s.workers) as pool:
             for rank in sorted(stages):
                 batch = stages[rank]
-                list(pool.map(self.cluster.apply, batch))
+                out.update(zip((m.key for m in batch), pool.map(self.cluster.apply, batch), strict=True))
                 for m in batch:
                     self.metrics.applies.labels(m.kind).inc()
                 if rank == 0:  # CRDs: wait until Established before their custom resources
                     for m in batch:
                         self.cluster.wait_established(m.key.name)
+        return out
 
     def _events(self, p: Plan, pruned: list[ResourceKey], revision: str) -> None:
         writes = p.writes
@@ -517,6 +548,8 @@ class Engine:
         """Render and compare, writing nothing (an app that may not sync now). The desired state is published,
         so the watch reports drift against what Git holds now."""
         desired = self.desired_state(source)
+        if self.prepare is not None:
+            self.prepare(desired)
         live = self.live_state(desired, Inventory({}, {}), fresh=False)
         items = [i for m in desired for i in self._drift_of(m, live.get(m.key))]
         with self._lock:

@@ -49,7 +49,7 @@ class _Doc:
 
 def _documents(text: str, origin: str) -> list[_Doc]:
     try:
-        docs = yamlsafe.load_all(text, LIMITS)
+        docs = yamlsafe.load_json(text, LIMITS) or yamlsafe.load_all(text, LIMITS)
     except yamlsafe.YamlLimitError as exc:
         raise RenderError(f"{origin}: refused, over a render limit: {exc}") from None
     except yamlsafe.YamlError as exc:
@@ -66,7 +66,8 @@ def _plain(root: Path) -> list[_Doc]:
                 continue
             p = Path(dirpath) / name
             rel = p.relative_to(root).as_posix()
-            if not _inside(root, p):
+            # the walk enters no symlinked directory: only a file that is itself a link can lead outside
+            if os.path.islink(p) and not _inside(root, p):
                 raise RenderError(f"{rel}: symlink leads outside the source; refusing to follow it")
             try:
                 size = p.stat().st_size

@@ -235,3 +235,60 @@ def test_a_resync_of_unchanged_apps_writes_nothing_and_reads_live_objects_from_t
         assert not lists, f"live objects are read from the informer cache, not listed per app: {lists}"
     finally:
         assert ctl.stop(30)
+
+
+def test_a_cold_start_reads_live_objects_and_other_apps_claims_from_the_shared_informers_not_one_list_per_app(
+    cluster: TestCluster, namespace: str, git_http: GitHttp, tmp_path: Path
+) -> None:
+    """Each app's first sync once listed every kind it declares — all apps' objects of that kind each time — up to
+    four times (its live state, who else owns what is missing, health twice): O(apps × objects) on a cold start.
+    Now the shared informers answer (one list per kind for the whole process), and health comes from the apply's
+    answers; another app's object is still found and reported as a conflict."""
+    api = cluster.api_client()
+    install(api)
+    ns = namespace
+    files = {f"apps/a{i}/cm-{j}.yaml": cm(f"a{i}-{j}", n=str(j)) for i in range(6) for j in range(3)}
+    files["apps/a0/shared.yaml"] = files["apps/late/shared.yaml"] = cm("shared", by="both")
+    bare = make_bare(git_http.root, f"c-{ns}", files)
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in (("username", GIT_USER), ("password", GIT_PASSWORD))}
+    create(api, f"/api/v1/namespaces/{ns}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "g"},
+                                                     "data": data})  # fmt: skip
+
+    def app(name: str, path: str) -> None:
+        spec = {"source": {"url": git_http.url(bare), "secretRef": {"name": "g"}}, "path": path, "prune": True}
+        body = {"apiVersion": "reconciler.imagebot.dev/v1alpha1", "kind": "App", "metadata": {"name": name}, "spec": spec}
+        create(api, f"{APP_PATH}/namespaces/{ns}/apps", body)
+
+    for i in range(6):
+        app(f"a{i}", f"apps/a{i}")
+    ctl = AppController(api, (ns,), workers=3, cache=tmp_path / "cache")
+    seen: list[tuple[str, str]] = []
+    pool = ctl.api.rest_client.pool_manager
+    real = pool.request
+
+    def recording(method: str, url: str, *a: Any, **kw: Any) -> Any:
+        if "watch=" not in url:
+            seen.append((method, url))
+        return real(method, url, *a, **kw)
+
+    pool.request = recording
+    ctl.start()
+    try:
+
+        def get(name: str) -> dict[str, Any]:
+            return request_json(api, "GET", f"{APP_PATH}/namespaces/{ns}/apps/{name}")
+
+        for i in range(6):
+            until(lambda i=i: ready(get(f"a{i}")).get("status") == "True", what=f"a{i} Ready")
+        obj = get("a0")
+        assert len(obj["status"]["inventory"]["entries"]) == 4 and obj["status"]["health"] == "Healthy"
+        app("late", "apps/late")  # declares a0's ConfigMap: a conflict, found in the informer's cache
+        cond = until(lambda: (c := ready(get("late"))) and c.get("status") == "False" and c, what="late's conflict")
+        assert "owned by another app" in cond["message"] and "shared" in cond["message"], cond
+        shared = request_json(api, "GET", f"/api/v1/namespaces/{ns}/configmaps/shared")
+        assert ".a0-" in shared["metadata"]["labels"]["reconciler.imagebot.dev/app"], "a0's object is left alone"
+        lists = [u for m, u in seen if m == "GET" and "labelSelector=reconciler.imagebot.dev" in u and "configmaps" in u]
+        inventory_lists = [u for u in lists if "labelSelector=reconciler.imagebot.dev/inventory" in u]  # the claims
+        assert len(lists) - len(inventory_lists) <= 1, f"one list of ConfigMaps for all 7 apps (the informer's): {lists}"
+    finally:
+        assert ctl.stop(30)

@@ -119,3 +119,32 @@ def test_a_resource_not_served_yet_is_an_empty_synced_cache_and_is_listed_again_
     inf = Informer(t, "/apis/argoproj.io/v1alpha1/applications", not_served_retry=0)
     seen = run(inf)
     assert len(calls) == 2 and seen == [("ADDED", "a/x")] and inf.has_synced()
+
+
+def test_the_index_follows_adds_label_moves_deletions_and_relists() -> None:
+    def labelled(name: str, rv: int, app: str, ns: str = "a") -> dict[str, Any]:
+        return {"metadata": {**cm(name, rv, ns)["metadata"], "labels": {"app": app}}}
+
+    t = Scripted(
+        [[{"items": [labelled("x", 1, "one"), labelled("y", 2, "one"), labelled("z", 3, "two", ns="b")], "rv": "3"}],
+         [{"items": [labelled("w", 9, "three")], "rv": "9"}]],
+        [[{"type": "MODIFIED", "object": labelled("x", 4, "two")}, {"type": "DELETED", "object": labelled("y", 5, "one")},
+          {"type": "ADDED", "object": labelled("v", 6, "one")}],
+         [Gone("410")], []],
+    )  # fmt: skip
+    inf = Informer(t, "/api/v1/configmaps", index=lambda o: o["metadata"]["labels"]["app"])
+    snapshots: list[dict[str, list[str]]] = []
+
+    def look(etype: EventType, o: dict[str, Any], p: dict[str, Any] | None) -> None:
+        snapshots.append({v: sorted(str(Key.of(x)) for x in inf.indexed(v)) for v in ("one", "two", "three")})
+        snapshots[-1]["two in b"] = [str(Key.of(x)) for x in inf.indexed("two", namespace="b")]
+
+    inf.add_handler(look)
+    inf.run(threading.Event())
+    after_list, after_watch = snapshots[2], snapshots[5]
+    assert after_list == {"one": ["a/x", "a/y"], "two": ["b/z"], "three": [], "two in b": ["b/z"]}
+    assert after_watch == {"one": ["a/v"], "two": ["a/x", "b/z"], "three": [], "two in b": ["b/z"]}, (
+        "x moved to two; y deleted; v added"
+    )
+    assert {v: [str(Key.of(x)) for x in inf.indexed(v)] for v in ("one", "two", "three")} == {
+        "one": [], "two": [], "three": ["a/w"]}, "a relist rebuilds the index"  # fmt: skip

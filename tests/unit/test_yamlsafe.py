@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gitopskit.yamlsafe import Limits, YamlError, YamlLimitError, load_all
+from gitopskit.yamlsafe import Limits, YamlError, YamlLimitError, load_all, load_json
 
 
 def expanded_nodes(v: Any) -> int:
@@ -89,3 +90,48 @@ def test_errors_say_where_and_never_quote_values(text: str) -> None:
 def test_an_over_long_stream_is_refused_before_parsing() -> None:
     with pytest.raises(YamlLimitError, match="exceed the limit"):
         load_all("a: 1\n" * 100, Limits(max_bytes=99))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "1"}}',
+        '\n\n  {"a": 1e3, "b": -0.5, "c": null, "d": true, "e": "\\u00e9\\/x", "f": 12345678901234567890, "g": []}\n',
+        "[1, 2, {}]",
+        "[" * 100 + "]" * 100,
+    ],
+)
+def test_json_is_read_fast_with_the_meaning_and_line_yaml_gives_it(text: str) -> None:
+    fast = load_json(text)
+    assert fast is not None and fast == load_all(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"a": 1, "a": 2}', '{"a": NaN}', "[" * 101 + "]" * 101, "{}\n---\n{}", "a: 1", "", '{"a": 1} # c', "null"],
+)
+def test_what_is_not_plain_json_within_the_limits_is_left_to_the_yaml_loader(text: str) -> None:
+    assert load_json(text) is None
+
+
+def test_a_json_document_over_the_size_limits_is_left_to_the_yaml_loader() -> None:
+    text = json.dumps({"k": "x" * 200})
+    assert load_json(text, Limits(max_text=100)) is None
+    assert load_json(text, Limits(max_nodes=100)) is None
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(json_values, st.booleans())
+def test_any_json_the_fast_path_reads_it_reads_as_the_yaml_loader_reads_it(value: Any, ascii_only: bool) -> None:
+    text = json.dumps({"v": value}, ensure_ascii=ascii_only)
+    fast = load_json(text)
+    assert fast is None or fast == load_all(text)
+    if all(" " <= c <= "~" for c in text) and not re.search(r"\\u[dD][89abAB]", text):
+        assert fast is not None, "plain printable ASCII (no surrogate pair escaped) always takes the fast path"
