@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +84,10 @@ def test_json_has_selection_and_verdicts() -> None:
 def test_help_documents_ties_and_exit_codes() -> None:
     proc = subprocess.run([sys.executable, "-m", "imagebot", "select", "--help"], capture_output=True, text=True, check=True)
     assert "ties:" in proc.stdout and "exit codes:" in proc.stdout and "code point" in proc.stdout
+
+
+def test_cosign_key_needs_image_the_signatures_live_in_the_registry(tmp_path: Path) -> None:
+    key = tmp_path / "cosign.pub"
+    key.write_text("unused\n")
+    code, out, err = run(["select", "--semver", "*", "--cosign-key", str(key), "1.0.0"])
+    assert code == 2 and out == "" and "--cosign-key needs --image" in err
