@@ -33,13 +33,13 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gitopskit import fluxsecrets
-from gitopskit.errors import KitError
+from gitopskit.errors import GitError, KitError
 from gitopskit.informer import ApiTransport, EventType, Informer, Key
 from gitopskit.kube import request_json
 from gitopskit.lease import LeaderElector
 from gitopskit.notify import Emitter
 from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
-from gitopskit.workspace import GitAuth
+from gitopskit.workspace import GitAuth, flux_git_auth
 from reconciler import apps as A
 from reconciler.cluster import KubeCluster
 from reconciler.controller_cli import APP_PATH, ARGO_PATH, KS_PATH
@@ -661,7 +661,7 @@ class AppController:
 
     def _auth(self, source: A.SourceSpec) -> GitAuth | None:
         """Flux's Git Secret formats (the kit's parser): username/password over HTTPS, identity + known_hosts
-        over SSH; bearerToken is refused by name (not supported yet)."""
+        over SSH, or ``bearerToken`` over HTTP(S) (an ``Authorization: Bearer`` header scoped to the URL's origin)."""
         if source.secret is None:
             return None
         ref = source.secret
@@ -677,19 +677,10 @@ class AppController:
             creds = fluxsecrets.git_credentials(secret, url)
         except KitError as exc:  # the message names the Secret and the key, never a value
             raise SecretError(str(exc)) from None
-        if creds.kind is fluxsecrets.GitAuthKind.BASIC:
-            return GitAuth(creds.username, creds.password)
-        if creds.kind is fluxsecrets.GitAuthKind.SSH:
-            d = self.secrets_dir / secret.ref.replace("/", ".")
-            d.mkdir(mode=0o700, exist_ok=True)
-            key, hosts = d / "identity", d / "known_hosts"
-            key.write_text(creds.identity if creds.identity.endswith("\n") else creds.identity + "\n")
-            key.chmod(0o600)
-            hosts.write_text(creds.known_hosts)
-            return GitAuth(ssh_key=key, known_hosts=hosts)
-        if creds.kind is fluxsecrets.GitAuthKind.BEARER:
-            raise SecretError(f"Secret {secret.ref}: bearerToken is not supported yet (use username/password)")
-        return None
+        try:  # basic auth, a bearer token (both scoped to the URL's origin), or an SSH identity written 0600
+            return flux_git_auth(creds, self.secrets_dir / secret.ref.replace("/", "."))
+        except GitError as exc:
+            raise SecretError(f"Secret {secret.ref}: {exc}") from None
 
     def _argo_auth(self, namespace: str, url: str) -> GitAuth | None:
         """Argo CD's declarative repository credentials: a Secret labelled
