@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from gitopskit import semver
 from gitopskit.duration import parse_go_duration
 from reconciler.diff import Rule, Rules
 from reconciler.model import FieldPolicy
@@ -43,6 +44,7 @@ class RefKind(StrEnum):
     TAG = "tag"
     COMMIT = "commit"
     SEMVER = "semver"
+    NAME = "name"
 
 
 class InvalidApp(ValueError):
@@ -66,6 +68,9 @@ class SourceSpec:
     secret: ObjectRef | None = None  # Flux's Secret formats: username/password, bearerToken, identity/known_hosts
     interval: float = 60.0
     origin: ObjectRef | None = None  # the GitRepository it came from (Flux), for status and sharing
+    # Flux's artifact filter: None (native and Argo CD sources) keeps every file; a string (a GitRepository's
+    # ``spec.ignore``, "" when absent) is gitignore patterns on top of Flux's defaults and ``.sourceignore`` files
+    ignore: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +226,8 @@ def _unsupported(spec: dict[str, Any], supported: frozenset[str], prefix: str = 
 
 
 # --------------------------------------------------------------------------- Flux
-# what we run; anything else in the spec (ignore, suspend, timeout, verify, include, …) is named in the condition
-_GITREPO_FIELDS = frozenset({"url", "ref", "interval", "secretRef"})
+# what we run; anything else in the spec (suspend, timeout, verify, include, …) is named in the condition
+_GITREPO_FIELDS = frozenset({"url", "ref", "interval", "secretRef", "ignore"})
 _KUSTOMIZATION_FIELDS = frozenset(
     {
         "sourceRef", "path", "interval", "retryInterval", "prune", "targetNamespace", "dependsOn", "suspend", "wait",
@@ -232,7 +237,8 @@ _KUSTOMIZATION_FIELDS = frozenset(
 
 
 def git_source(repo: dict[str, Any]) -> SourceSpec:
-    """A Flux GitRepository as a source (url, ref, secretRef, interval)."""
+    """A Flux GitRepository as a source (url, ref, secretRef, interval, ignore). Refs in Flux's precedence: commit,
+    then name, semver, tag, branch."""
     ref, _, _, _ = _meta(repo)
     url = _get(repo, "spec.url", str)
     if not url:
@@ -240,13 +246,20 @@ def git_source(repo: dict[str, Any]) -> SourceSpec:
     _remote(url, f"GitRepository {ref}: spec.url")
     kind, value = RefKind.BRANCH, "master"  # Flux's default branch when no ref is given
     r = _get(repo, "spec.ref", dict, {})
-    for k in (RefKind.COMMIT, RefKind.TAG, RefKind.SEMVER, RefKind.BRANCH):  # Flux's precedence
+    for k in (RefKind.COMMIT, RefKind.NAME, RefKind.SEMVER, RefKind.TAG, RefKind.BRANCH):  # Flux's precedence
         v = r.get(str(k))
         if v is not None:
             if not isinstance(v, str) or not v:
                 raise InvalidApp(f"GitRepository {ref}: spec.ref.{k} must be a non-empty string")
             kind, value = k, v
             break
+    if kind is RefKind.SEMVER:
+        try:
+            semver.parse_range(value)
+        except semver.RangeError as exc:
+            raise InvalidApp(f"GitRepository {ref}: spec.ref.semver: {exc}") from None
+    if kind is RefKind.NAME and (not value.startswith(("refs/heads/", "refs/tags/")) or value.endswith("/")):
+        raise InvalidApp(f"GitRepository {ref}: spec.ref.name {value!r}: only refs/heads/… and refs/tags/… are supported")
     secret = _get(repo, "spec.secretRef.name", str)
     return SourceSpec(
         url,
@@ -255,6 +268,7 @@ def git_source(repo: dict[str, Any]) -> SourceSpec:
         ObjectRef(ref.namespace, secret) if secret else None,
         _duration(repo, "spec.interval", 60.0),
         ref,
+        _get(repo, "spec.ignore", str, ""),
     )
 
 
@@ -310,8 +324,6 @@ def from_kustomization(obj: dict[str, Any], repo: dict[str, Any] | None) -> AppS
         raise InvalidApp("spec.prune is required (true or false), as in Flux")
     unsupported = _unsupported(spec, _KUSTOMIZATION_FIELDS)
     unsupported += _unsupported(_get(repo, "spec", dict, {}), _GITREPO_FIELDS, "GitRepository spec")
-    if _get(repo, "spec.ref.semver", str):
-        unsupported.append("GitRepository spec.ref.semver")
     return AppSpec(
         ref=ref,
         dialect=Dialect.FLUX,
@@ -337,10 +349,12 @@ def from_app(obj: dict[str, Any], repo: dict[str, Any] | None = None) -> AppSpec
     """A native App: its own ``source`` (url, ref, secretRef) or a ``sourceRef`` to a Flux GitRepository."""
     ref, gen, ann, labels = _meta(obj)
     spec = _get(obj, "spec", dict, {})
+    unsupported = _unsupported(spec, _APP_FIELDS)
     if "sourceRef" in spec:
         if repo is None:
             raise InvalidApp(f"GitRepository {_get(obj, 'spec.sourceRef.name', str)} not found")
         source = git_source(repo)
+        unsupported += _unsupported(_get(repo, "spec", dict, {}), _GITREPO_FIELDS, "GitRepository spec")
     else:
         url = _get(obj, "spec.source.url", str)
         if not url:
@@ -379,7 +393,7 @@ def from_app(obj: dict[str, Any], repo: dict[str, Any] | None = None) -> AppSpec
         allow_prune_kinds=_strings(obj, "spec.pruneGuards.allowKinds") or (),
         allowed_namespaces=_strings(obj, "spec.allowedNamespaces"),
         allow_cluster_kinds=_strings(obj, "spec.allowClusterKinds"),
-        unsupported=tuple(_unsupported(spec, _APP_FIELDS)),
+        unsupported=tuple(unsupported),
         **_common(obj, ref, ann, labels),
     )
 
@@ -596,7 +610,8 @@ class Reason(StrEnum):
 
 
 def flux_revision(ref_kind: RefKind, ref: str, sha: str) -> str:
-    """Flux's ``<ref>@sha1:<sha>`` form (``main@sha1:…``, ``v1.0@sha1:…``, ``sha1:…`` for a commit)."""
+    """Flux's ``<ref>@sha1:<sha>`` form (``main@sha1:…``, ``v1.0@sha1:…``, ``refs/heads/main@sha1:…`` for a ref
+    name, ``sha1:…`` for a commit); for a semver range ``ref`` is the tag it chose."""
     if ref_kind is RefKind.COMMIT:
         return f"sha1:{sha}"
     return f"{ref}@sha1:{sha}"

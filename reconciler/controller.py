@@ -17,6 +17,8 @@
 from __future__ import annotations
 
 import base64
+import fcntl
+import hashlib
 import logging
 import os
 import shutil
@@ -41,6 +43,7 @@ from gitopskit.notify import Emitter
 from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
 from gitopskit.workspace import GitAuth, flux_git_auth
 from reconciler import apps as A
+from reconciler import sourceignore
 from reconciler.cluster import KubeCluster
 from reconciler.controller_cli import APP_PATH, ARGO_PATH, KS_PATH
 from reconciler.engine import Engine, Settings
@@ -96,107 +99,228 @@ class FetchPending(Exception):
     """The source is being fetched on its own thread; the app is woken (its key queued) when the fetch ends."""
 
 
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    root: Path  # an immutable copy of the tree at ``sha`` (Flux's artifact: ignored files left out)
+    sha: str
+    ref: str = ""  # the tag a semver range chose ("" otherwise)
+
+
 class _Entry:
-    """One source (URL, ref, credentials): the last snapshot, the fetch in flight, and the answers owed to the
-    apps that asked while it ran."""
+    """One source (URL, ref, credentials, ignore rules): the last snapshot, the fetch in flight, the answers owed
+    to the apps that asked while it ran, and the apps that use it now."""
 
     def __init__(self, src: Source, auth: GitAuth | None) -> None:
         self.src, self.auth = src, auth
-        self.at, self.sha = 0.0, ""
-        self.snap: Path | None = None
+        self.at = 0.0
+        self.snap: Snapshot | None = None
         self.running = False
         self.waiters: dict[Any, Callable[[], None]] = {}
-        self.answers: dict[Any, tuple[Path, str] | BaseException] = {}
+        self.answers: dict[Any, Snapshot | BaseException] = {}
+        self.users: set[Any] = set()
 
 
 class SourceCache:
-    """One fetch per (URL, ref, credentials) at a time, shared by every app using it, and one immutable snapshot
-    directory per revision, so an app renders a tree no other app's fetch can move under it.
+    """One fetch per (URL, ref, credentials, ignore rules) at a time, shared by every app using it, and one
+    immutable snapshot directory per revision, so an app renders a tree no other app's fetch can move under it.
 
     With a ``wake`` callback a fetch runs on its own thread and the caller gets :class:`FetchPending`: a
     repository that hangs (a silent server holds the connection until git's deadlines) holds no worker, so the
-    apps on other repositories carry on; the caller asks again when woken and gets that fetch's answer."""
+    apps on other repositories carry on; the caller asks again when woken and gets that fetch's answer.
+
+    Snapshots no app references any more are deleted: a source's current snapshot, one a reconcile is reading
+    (from ``fetch`` until ``release``), one owed to a waiting app and one being made are kept; an entry no app uses
+    is dropped. The process that holds ``snapshots.lock`` (the first controller on this cache directory) also
+    deletes snapshots left by earlier processes; another one deletes only those it made."""
 
     def __init__(self, root: Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.root = root
         self.clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, str, str], _Entry] = {}
+        self._entries: dict[tuple[str, str, str, str], _Entry] = {}
+        self._reading: dict[Any, Path] = {}  # who → the snapshot its reconcile reads
+        self._making: dict[Path, int] = {}  # snapshots being made or handed over (not yet in an entry)
+        self._made: set[str] = set()  # names of the snapshots this process made or used
+        self.dir = root / "snapshots"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._owner_fd: int | None = os.open(self.root / "snapshots.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._owner_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another process owns the directory: only our own snapshots are ours to delete
+            os.close(self._owner_fd)
+            self._owner_fd = None
+
+    def close(self) -> None:
+        if self._owner_fd is not None:
+            os.close(self._owner_fd)  # the flock goes with it
+            self._owner_fd = None
 
     def fetch(
         self, spec: A.SourceSpec, auth: GitAuth | None, max_age: float, who: Any, wake: Callable[[], None]
-    ) -> tuple[Path, str]:
-        """(snapshot directory, commit SHA) when one younger than ``max_age`` seconds is at hand, or the answer of
-        the fetch ``who`` waited for; else FetchPending, and ``wake()`` once the fetch (started now if none is
-        running) ends."""
-        key = (spec.url, f"{spec.ref_kind}:{spec.ref}", str(spec.secret or ""))
+    ) -> Snapshot:
+        """The snapshot when one younger than ``max_age`` seconds is at hand, or the answer of the fetch ``who``
+        waited for; else FetchPending, and ``wake()`` once the fetch (started now if none is running) ends. The
+        snapshot is ``who``'s to read until :meth:`release`."""
+        ignore = "" if spec.ignore is None else hashlib.sha256(f"flux\0{spec.ignore}".encode()).hexdigest()[:12]
+        key = (spec.url, f"{spec.ref_kind}:{spec.ref}", str(spec.secret or ""), ignore)
         with self._lock:
             e = self._entries.get(key)
             if e is None:
                 e = self._entries[key] = _Entry(self._source(spec, auth), auth)
+            for other in self._entries.values():  # an app uses one source at a time
+                if other is not e:
+                    other.users.discard(who)
+            e.users.add(who)
             if who in e.answers:
                 got = e.answers.pop(who)
                 if isinstance(got, BaseException):
                     raise got
+                self._reading[who] = got.root
                 return got
             if e.snap is not None and self.clock() - e.at < max_age:
-                return e.snap, e.sha
+                self._reading[who] = e.snap.root
+                return e.snap
             e.waiters[who] = wake
             if e.running:
                 raise FetchPending(spec.url)
             e.running = True
             if auth != e.auth:  # the Secret changed (a password fixed or rotated): fetch with it as it is now
                 e.src, e.auth = self._source(spec, auth), auth
-        threading.Thread(target=self._fetch, args=(e, spec.url), name=f"fetch {spec.url}", daemon=True).start()
+        args = (e, spec.url, spec.ignore)
+        threading.Thread(target=self._fetch, args=args, name=f"fetch {spec.url}", daemon=True).start()
         raise FetchPending(spec.url)
 
     def _source(self, spec: A.SourceSpec, auth: GitAuth | None) -> Source:
-        return Source(spec.url, spec.ref, "", cache=self.root / "git", auth=auth)
+        return Source(spec.url, spec.ref, "", cache=self.root / "git", auth=auth, kind=str(spec.ref_kind))
 
-    def _fetch(self, e: _Entry, url: str) -> None:
-        result: tuple[Path, str] | BaseException
+    def _fetch(self, e: _Entry, url: str, ignore: str | None) -> None:
+        result: Snapshot | BaseException
         try:
-            fetched = e.src.fetch()
-            result = (self._snapshot(fetched.root, fetched.revision, url), fetched.revision)
+            fetched = e.src.fetch(export=lambda f: self._snapshot(f.root, f.revision, url, ignore))
+            result = Snapshot(fetched.root, fetched.revision, fetched.ref)
         except Exception as exc:  # handed to every app that waited for this fetch, as its own failure
             result = exc
         with self._lock:
             e.running = False
             if not isinstance(result, BaseException):
-                e.at, e.snap, e.sha = self.clock(), result[0], result[1]
+                e.at, e.snap = self.clock(), result
             waiters, e.waiters = e.waiters, {}
             for who in waiters:
                 e.answers[who] = result
+            if not isinstance(result, BaseException):
+                self._unmark(result.root)
         for wake in waiters.values():
             wake()
+        self.collect()
+
+    def release(self, who: Any) -> None:
+        """``who``'s reconcile no longer reads its snapshot."""
+        with self._lock:
+            done = self._reading.pop(who, None)
+        if done is not None:
+            self.collect()
 
     def forget(self, who: Any) -> None:
         with self._lock:
             for e in self._entries.values():
                 e.answers.pop(who, None)
                 e.waiters.pop(who, None)
+                e.users.discard(who)
+            self._reading.pop(who, None)
+        self.collect()
 
     def invalidate(self) -> None:
         with self._lock:
             for e in self._entries.values():
                 e.at = float("-inf")
 
-    def _snapshot(self, tree: Path, sha: str, url: str) -> Path:
-        import hashlib
+    def _unmark(self, path: Path) -> None:
+        n = self._making.get(path, 0) - 1
+        if n > 0:
+            self._making[path] = n
+        else:
+            self._making.pop(path, None)
 
-        dest = self.root / "snapshots" / f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{sha}"
-        if dest.is_dir():
-            return dest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".tmp-"))
-        shutil.copytree(tree, tmp / "t", symlinks=True, ignore=shutil.ignore_patterns(".git"))
+    def collect(self) -> list[str]:
+        """Delete the snapshots nothing references (see the class); the names deleted."""
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if not (e.users or e.running or e.waiters or e.answers)]:
+                del self._entries[key]
+            keep = {p.name for p in self._reading.values()} | {p.name for p in self._making}
+            for e in self._entries.values():
+                if e.snap is not None:
+                    keep.add(e.snap.root.name)
+                keep |= {a.root.name for a in e.answers.values() if isinstance(a, Snapshot)}
+            gone = []
+            for d in self.dir.iterdir() if self.dir.is_dir() else ():
+                name = d.name
+                if name in keep or name.startswith(".") or (self._owner_fd is None and name not in self._made):
+                    continue
+                trash = self.dir / f".trash-{name}"
+                try:
+                    os.rename(d, trash)  # out of every reader's way at once; removed outside the lock
+                except OSError:
+                    continue
+                self._made.discard(name)
+                gone.append(trash)
+        for t in gone:
+            shutil.rmtree(t, ignore_errors=True)
+        if self._owner_fd is not None:  # an earlier process's interrupted copy or removal
+            for d in self.dir.glob(".trash-*"):
+                if d not in gone:
+                    shutil.rmtree(d, ignore_errors=True)
+        return [t.name.removeprefix(".trash-") for t in gone]
+
+    def _snapshot(self, tree: Path, sha: str, url: str, ignore: str | None) -> Path:
+        """An immutable copy of ``tree`` (a Flux source without the files its ignore rules exclude), made once
+        per URL, revision and rules; marked as being made until the fetch hands it over."""
+        name = f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{sha}"
+        if ignore is not None:
+            name += "-" + hashlib.sha256(f"flux\0{ignore}".encode()).hexdigest()[:12]
+        dest = self.dir / name
+        with self._lock:
+            self._making[dest] = self._making.get(dest, 0) + 1
+            self._made.add(name)
+            if dest.is_dir():
+                return dest
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=self.dir, prefix=".tmp-"))
         try:
-            os.rename(tmp / "t", dest)
-        except OSError:
-            if not dest.is_dir():
-                raise
-        shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(tree, tmp / "t", symlinks=True, ignore=_ignored(tree, ignore))
+            with self._lock:
+                try:
+                    os.rename(tmp / "t", dest)
+                except OSError:
+                    if not dest.is_dir():
+                        raise
+        except BaseException:
+            with self._lock:
+                self._unmark(dest)
+            raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return dest
+
+
+def _ignored(tree: Path, ignore: str | None) -> Callable[[str, list[str]], set[str]]:
+    """copytree's filter: ``.git`` always; for a Flux source also what its ignore rules exclude (an excluded
+    directory is still walked when some pattern includes again, as Flux matches every file)."""
+    if ignore is None:
+        return lambda d, names: {".git"} & set(names)
+    m = sourceignore.matcher(tree, ignore)
+    walk_excluded = m.includes
+
+    def skip(d: str, names: list[str]) -> set[str]:
+        rel = Path(d).relative_to(tree).parts
+        out = {".git"} & set(names)
+        for n in names:
+            p = Path(d) / n
+            is_dir = p.is_dir() and not p.is_symlink()
+            if m.excluded((*rel, n), is_dir) and not (is_dir and walk_excluded):
+                out.add(n)
+        return out
+
+    return skip
 
 
 class AppController:
@@ -307,6 +431,7 @@ class AppController:
         if self.shards is not None:
             self.shards.stop()
         shutil.rmtree(self.secrets_dir, ignore_errors=True)
+        self.sources.close()
         return done
 
     def refresh(self) -> None:
@@ -424,6 +549,7 @@ class AppController:
             return self._reconcile(key)
         finally:
             self._current.key = None
+            self.sources.release(key)  # the snapshot it read may go now
 
     def _reconcile(self, key: AppKey) -> Result | None:
         obj = self._object(key)
@@ -492,8 +618,9 @@ class AppController:
         requested = bool(spec.requested_at) and spec.requested_at != (obj.get("status") or {}).get("lastHandledReconcileAt")
         operation = key.kind == A.Dialect.ARGO and isinstance(obj.get("operation"), dict)
         fresh = 0.0 if requested or operation else min(spec.source.interval, spec.interval)
-        root, sha = self.sources.fetch(spec.source, auth, fresh, key, lambda: self.queue.add(key))
-        revision = A.flux_revision(spec.source.ref_kind, spec.source.ref, sha) if key.kind != A.Dialect.ARGO else sha
+        snap = self.sources.fetch(spec.source, auth, fresh, key, lambda: self.queue.add(key))
+        root, sha = snap.root, snap.sha
+        revision = A.flux_revision(spec.source.ref_kind, snap.ref or spec.source.ref, sha) if key.kind != A.Dialect.ARGO else sha
         app_root = (root / spec.path).resolve()
         if root.resolve() not in (app_root, *app_root.parents) or not app_root.is_dir():
             raise A.InvalidApp(f"spec.path {spec.path!r}: no such directory in {revision}")

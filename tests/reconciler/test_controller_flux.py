@@ -17,7 +17,7 @@ from gitopskit.workspace import GitAuth
 from reconciler.controller import AppController
 from reconciler.controller_cli import KS_PATH
 from tests.fixtures.cluster import TestCluster
-from tests.fixtures.git import GIT_BEARER, GIT_PASSWORD, GIT_USER, GitHttp, make_bare
+from tests.fixtures.git import GIT_BEARER, GIT_PASSWORD, GIT_USER, GitHttp, git, make_bare
 from tests.integration.test_crds import install
 from tests.reconciler.test_controller import cm, create, ready, until
 
@@ -96,3 +96,131 @@ def test_a_bearer_token_is_scoped_to_the_urls_origin_and_never_logged() -> None:
     assert config["http.followRedirects"] == "false"
     assert "s3cret" not in repr(GitAuth(bearer_token="s3cret"))
     assert json.dumps(config).count("s3cret") == 1
+
+
+def tag_commit(bare: Path, files: dict[str, str], *tags: str, branch: str = "main", annotated: bool = False) -> str:
+    """A commit on ``branch`` writing ``files``, tagged with ``tags``; its SHA."""
+    work = bare.parent / f"{bare.stem}-w{len(list(bare.parent.iterdir()))}"
+    git("clone", "-q", "-b", branch, str(bare), str(work))
+    for rel, text in files.items():
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(text)
+    git("-C", str(work), "add", "-A")
+    git("-C", str(work), "commit", "-q", "-m", f"release {' '.join(tags)}")
+    for t in tags:
+        git("-C", str(work), "tag", *(["-a", "-m", t] if annotated else []), t)
+    git("-C", str(work), "push", "-q", "origin", f"HEAD:refs/heads/{branch}", *(f"refs/tags/{t}" for t in tags))
+    return git("-C", str(work), "rev-parse", "HEAD").strip()
+
+
+def request(flux: Flux, name: str, when: str) -> None:
+    request_json(flux.api, "PATCH", f"{KS_PATH}/namespaces/{flux.ns}/kustomizations/{name}",
+                 body={"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": when}}},
+                 content_type="application/merge-patch+json")  # fmt: skip
+
+
+def test_ref_semver_applies_the_newest_tag_in_the_range_and_reports_tag_at_sha(flux: Flux, git_http: GitHttp) -> None:
+    bare = make_bare(git_http.root, f"semver-{flux.ns}", {"apps/a/cm.yaml": cm("a", v="0")})
+    tag_commit(bare, {"apps/a/cm.yaml": cm("a", v="1.0.0")}, "v1.0.0")
+    v11 = tag_commit(bare, {"apps/a/cm.yaml": cm("a", v="1.1.0")}, "v1.1.0")
+    tag_commit(bare, {"apps/a/cm.yaml": cm("a", v="2.0.0")}, "v2.0.0")
+    tag_commit(bare, {"apps/a/cm.yaml": cm("a", v="1.2.0-rc.1")}, "v1.2.0-rc.1")  # a pre-release: not for this range
+    flux.repo("repo", bare, ref={"semver": ">=1.0.0 <2.0.0", "branch": "main"})  # semver wins over branch
+    flux.ks("a", "./apps/a")
+    flux.ctl.start()
+    obj = flux.ready_ks("a")
+    assert obj["status"]["lastAppliedRevision"] == f"v1.1.0@sha1:{v11}"
+    assert "not supported" not in ready(obj)["message"]
+    assert (flux.cm("a") or {}).get("data") == {"v": "1.1.0"}
+    v12 = tag_commit(bare, {"apps/a/cm.yaml": cm("a", v="1.2.0")}, "v1.2.0", annotated=True)  # its commit's SHA
+    request(flux, "a", "1")
+    until(lambda: flux.get_ks("a")["status"].get("lastAppliedRevision") == f"v1.2.0@sha1:{v12}", what="v1.2.0")
+    assert (flux.cm("a") or {}).get("data") == {"v": "1.2.0"}
+
+
+def test_ref_name_and_a_semver_range_nothing_matches(flux: Flux, git_http: GitHttp) -> None:
+    bare = make_bare(git_http.root, f"refname-{flux.ns}", {"apps/a/cm.yaml": cm("a", v="main"), "apps/b/cm.yaml": cm("b")})
+    sha = tag_commit(bare, {"apps/a/cm.yaml": cm("a", v="tagged")}, "release-1")
+    tag_commit(bare, {"apps/a/cm.yaml": cm("a", v="later")}, "later")
+    flux.repo("repo", bare, ref={"name": "refs/tags/release-1"})
+    flux.repo("none", bare, secret="basic2", ref={"semver": ">=5.0.0"})
+    flux.secret("basic2", username=GIT_USER, password=GIT_PASSWORD)
+    flux.ks("a", "./apps/a")
+    flux.ks("b", "./apps/b", source="none")
+    flux.ctl.start()
+    assert flux.ready_ks("a")["status"]["lastAppliedRevision"] == f"refs/tags/release-1@sha1:{sha}"
+    assert (flux.cm("a") or {}).get("data") == {"v": "tagged"}
+    b = until(lambda: ready(flux.get_ks("b")).get("status") == "False" and ready(flux.get_ks("b")), what="b not Ready")
+    assert "no tag of" in b["message"] and "matches semver range '>=5.0.0'" in b["message"]
+
+
+def test_ignore_leaves_files_out_of_the_artifact_with_fluxs_defaults_and_sourceignore(flux: Flux, git_http: GitHttp) -> None:
+    files = {
+        "apps/a/cm.yaml": cm("kept"),
+        "apps/a/skip-me.yaml": cm("skipped-by-spec-ignore"),
+        "apps/a/.sops.yaml": cm("skipped-by-default"),  # **/.sops.yaml is one of Flux's default exclusions
+        "apps/a/local/.sourceignore": "*.yaml\n!keep.yaml\n",
+        "apps/a/local/x.yaml": cm("skipped-by-sourceignore"),
+        "apps/a/local/keep.yaml": cm("included-again"),
+        "apps/a/drafts/d.yaml": cm("skipped-dir"),
+        "apps/a/drafts/final.yaml": cm("re-included-below-an-excluded-dir"),
+    }
+    bare = make_bare(git_http.root, f"ignore-{flux.ns}", files)
+    ignore = "# not a pattern\nskip-me.yaml\n/apps/a/drafts/\n!/apps/a/drafts/final.yaml\n"
+    flux.repo("repo", bare, ref={"branch": "main"}, ignore=ignore)
+    flux.ks("a", "./apps/a")
+    flux.ctl.start()
+    obj = flux.ready_ks("a")
+    names = sorted(e["id"].split("_")[1] for e in obj["status"]["inventory"]["entries"])
+    assert names == ["included-again", "kept", "re-included-below-an-excluded-dir"]
+    assert "not supported" not in ready(obj)["message"]
+
+
+def _fetch_now(cache: Any, spec: Any, who: str, auth: GitAuth) -> Any:
+    """SourceCache.fetch, waiting out its FetchPending (the fetch runs on its own thread)."""
+    from reconciler.controller import FetchPending
+
+    woke: list[int] = []
+    for _ in range(2):
+        try:
+            return cache.fetch(spec, auth, 0.0 if not woke else 1e9, who, lambda: woke.append(1))
+        except FetchPending:
+            until(lambda: woke, 60, "the fetch")
+    raise AssertionError("no snapshot")
+
+
+def test_snapshots_no_app_references_are_deleted_but_never_one_being_read(git_http: GitHttp, tmp_path: Path) -> None:
+    from reconciler import apps as A
+    from reconciler.controller import SourceCache
+
+    bare = make_bare(git_http.root, f"gc-{tmp_path.name}", {"a/cm.yaml": cm("a", v="1")})
+    spec = A.SourceSpec(git_http.url(bare), A.RefKind.BRANCH, "main")
+    auth = GitAuth(GIT_USER, GIT_PASSWORD)
+    cache = SourceCache(tmp_path / "c")
+    s1 = _fetch_now(cache, spec, "app1", auth)
+    s2 = _fetch_now(cache, spec, "app2", auth)
+    assert s1.root == s2.root and s1.root.is_dir()
+    cache.release("app2")
+    tag_commit(bare, {"a/cm.yaml": cm("a", v="2")})
+    s3 = _fetch_now(cache, spec, "app2", auth)  # a new revision; app1's reconcile still reads the old one
+    assert s3.root != s1.root and s1.root.is_dir(), "a snapshot being read is never deleted"
+    cache.release("app1")
+    assert not s1.root.exists(), "the old revision, which no app references any more, is deleted"
+    assert s3.root.is_dir() and (s3.root / "a/cm.yaml").is_file(), "the current one is kept"
+    cache.release("app2")
+    assert s3.root.is_dir(), "a source's current snapshot stays while apps use it"
+
+    other = SourceCache(tmp_path / "c")  # a second process on the same directory deletes only its own snapshots
+    assert other.collect() == [] and s3.root.is_dir()
+    other.close()
+    cache.forget("app1")
+    cache.forget("app2")  # no app uses the source any more: its snapshot goes
+    assert not s3.root.exists()
+
+    leftover = tmp_path / "c" / "snapshots" / "0123456789ab-deadbeef"  # an earlier process's
+    leftover.mkdir()
+    cache.close()
+    restarted = SourceCache(tmp_path / "c")
+    restarted.collect()
+    assert not leftover.exists(), "the directory's owner deletes what earlier processes left"
+    restarted.close()
