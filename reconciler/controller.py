@@ -225,8 +225,7 @@ class SourceCache:
             for e in self._entries.values():
                 e.answers.pop(who, None)
                 e.waiters.pop(who, None)
-                e.users.discard(who)
-            self._reading.pop(who, None)
+                e.users.discard(who)  # (a reconcile still in flight keeps reading its snapshot until release)
         self.collect()
 
     def invalidate(self) -> None:
