@@ -23,6 +23,7 @@ from gitopskit import semver
 from gitopskit.duration import parse_go_duration
 from reconciler.diff import Rule, Rules
 from reconciler.model import FieldPolicy
+from reconciler.patches import Patch, PatchError, parse_patches
 
 FLUX_KUSTOMIZE = "kustomize.toolkit.fluxcd.io"
 FLUX_SOURCE = "source.toolkit.fluxcd.io"
@@ -106,6 +107,7 @@ class AppSpec:
     allowed_namespaces: tuple[str, ...] | None = None
     allow_cluster_kinds: tuple[str, ...] | None = None  # None: any (unless a project says otherwise)
     images: tuple[tuple[str, str, str, str], ...] = ()  # (name, newName, newTag, digest), Kustomize's images
+    patches: tuple[Patch, ...] = ()  # Flux's spec.patches (strategic-merge and JSON 6902, with targets)
     common_labels: tuple[tuple[str, str], ...] = ()
     common_annotations: tuple[tuple[str, str], ...] = ()
     requested_at: str = ""
@@ -231,7 +233,7 @@ _GITREPO_FIELDS = frozenset({"url", "ref", "interval", "secretRef", "ignore"})
 _KUSTOMIZATION_FIELDS = frozenset(
     {
         "sourceRef", "path", "interval", "retryInterval", "prune", "targetNamespace", "dependsOn", "suspend", "wait",
-        "images", "commonMetadata",
+        "images", "commonMetadata", "patches", "force", "timeout",
     }
 )  # fmt: skip
 
@@ -284,6 +286,14 @@ def _images(obj: dict[str, Any]) -> tuple[tuple[str, str, str, str], ...]:
     return tuple(images)
 
 
+def _patches(obj: dict[str, Any]) -> tuple[Patch, ...]:
+    spec = obj.get("spec")
+    try:
+        return parse_patches(spec.get("patches") if isinstance(spec, dict) else None)
+    except PatchError as exc:
+        raise InvalidApp(str(exc)) from None
+
+
 def _common(obj: dict[str, Any], ref: ObjectRef, annotations: dict[str, Any], labels: dict[str, Any]) -> dict[str, Any]:
     """The fields Flux's Kustomization and the native App share, with Flux's defaults."""
     path = _get(obj, "spec.path", str) or ""
@@ -301,6 +311,7 @@ def _common(obj: dict[str, Any], ref: ObjectRef, annotations: dict[str, Any], la
         "wait": bool(_get(obj, "spec.wait", bool, False)),
         "force": bool(_get(obj, "spec.force", bool, False)),
         "images": _images(obj),
+        "patches": _patches(obj),
         "common_labels": _labels(obj, "spec.commonMetadata.labels"),
         "common_annotations": _labels(obj, "spec.commonMetadata.annotations"),
         "requested_at": str(annotations.get(REQUESTED_AT) or ""),
@@ -340,7 +351,7 @@ _APP_FIELDS = frozenset(
     {
         "source", "sourceRef", "path", "interval", "retryInterval", "prune", "targetNamespace", "dependsOn",
         "suspend", "wait", "project", "drift", "pruneGuards", "allowedNamespaces", "allowClusterKinds", "images",
-        "commonMetadata",
+        "commonMetadata", "patches", "force", "timeout",
     }
 )  # fmt: skip
 

@@ -362,6 +362,7 @@ class AppController:
         self.engines: dict[AppKey, tuple[Engine, A.AppSpec, A.ProjectSpec | None]] = {}
         self.by_label: dict[str, AppKey] = {}  # tracking label value → app
         self._written: dict[AppKey, tuple[int, dict[str, Any]]] = {}  # the last status written per app
+        self._attempts: dict[AppKey, tuple[str, int, float]] = {}  # (revision, generation, start) awaiting health
         self._lock = threading.Lock()
         self._stop = threading.Event()
         transport = ApiTransport(api)
@@ -496,6 +497,7 @@ class AppController:
     def _forget(self, key: AppKey) -> None:
         self._written.pop(key, None)
         self.notices.forget(_subject(key))
+        self._attempts.pop(key, None)
         with self._lock:
             entry = self.engines.pop(key, None)
             if entry is not None:
@@ -591,6 +593,7 @@ class AppController:
             self.metrics.reconciles.labels(*labels, "denied").inc()
             return None
         except (ReconcilerError, SecretError) as exc:
+            self._attempts.pop(key, None)
             reason = A.Reason.ARTIFACT_FAILED if isinstance(exc, (SourceError, SecretError)) else A.Reason.FAILED
             if isinstance(exc, SourceError):
                 self.notices.peer(f"git {spec.source.url}", str(exc))
@@ -606,6 +609,8 @@ class AppController:
         self.metrics.reconciles.labels(*labels, "ok" if outcome.applied else "compared").inc()
         self.metrics.duration.observe(time.perf_counter() - t0)
         log.info("%s at %s: %s", key, outcome.revision, outcome.summary)
+        if outcome.progressing:  # an object's health change wakes it sooner
+            return Result(requeue_after=min(5.0, max(outcome.remaining, 0.5)))
         return Result(requeue_after=spec.interval if outcome.ready else spec.retry_interval)
 
     def _run(self, key: AppKey, obj: dict[str, Any], spec: A.AppSpec) -> Outcome:
@@ -643,21 +648,42 @@ class AppController:
             )  # fmt: skip
         if spec.create_namespace and engine.s.default_namespace:
             self.cluster.apply(_namespace(engine.s.default_namespace), force=False)
-        report = engine.sync(app_root, sha, prune=spec.prune)
+        # Flux's spec.timeout bounds this pass's apply and, with spec.wait, the wait for health, counted from the
+        # first pass at this revision and generation (the wait spans passes: no worker sleeps on it)
+        t0 = self._attempt_start(key, revision, _generation(obj))
+        timed = key.kind != A.Dialect.ARGO
+        report = engine.sync(app_root, sha, prune=spec.prune, deadline=time.monotonic() + spec.timeout if timed else None)
         healthy = report.health is Health.HEALTHY or not spec.wait
         conflicts = report.plan.conflicts
         self._ensure_drift_watch(engine)
         waves = sorted({f"{m.key}: {a}" for m in engine.desired.values() for a in ARGO_ORDERING
                         if a in ((m.body.get("metadata") or {}).get("annotations") or {})})  # fmt: skip
+        resources = self._resources(engine, {a.key for a in conflicts}, list(report.resources))
+        waiting = tuple(f"{r['kind']}/{r['namespace'] + '/' if r['namespace'] else ''}{r['name']} status: "
+                        f"'{r['health']['status']}'"
+                        for r in resources if r["health"]["status"] != str(Health.HEALTHY))  # fmt: skip
+        # spec.wait: not Healthy yet is Progressing (Ready Unknown) until the timeout, then HealthCheckFailed
+        progressing = spec.wait and not healthy and not conflicts and time.monotonic() - t0 < spec.timeout
+        if not progressing:
+            self._attempts.pop(key, None)  # the next attempt (a retry, a new revision) has a deadline of its own
         return Outcome(
             revision, True, healthy and not conflicts, report.health, len(engine.drift),
-            self._resources(engine, {a.key for a in conflicts}, list(report.resources))
-            + self._kept(engine, [a.key for a in report.plan.prunes if a.action is Action.SKIP_PRUNE]),
+            resources + self._kept(engine, [a.key for a in report.plan.prunes if a.action is Action.SKIP_PRUNE]),
             started, ", ".join(f"{v} {k}" for k, v in sorted(report.counts().items())) or "nothing to do", requested,
             operation, tuple(f"{a.key}: {a.reason}" for a in conflicts),
             tuple(f"{w} is not honoured: applied in one pass with the rest" for w in waves[:20]),
-            report.api_writes > 0, _records(list(engine.drift.values())), report.seconds,
+            report.api_writes > 0, _records(list(engine.drift.values())), report.seconds, waiting if spec.wait else (),
+            progressing,
+            max(spec.timeout - (time.monotonic() - t0), 0.0),
         )  # fmt: skip
+
+    def _attempt_start(self, key: AppKey, revision: str, generation: int) -> float:
+        """When the current attempt at (revision, generation) began (now, for a new one)."""
+        with self._lock:
+            got = self._attempts.get(key)
+            if got is None or got[:2] != (revision, generation):
+                got = self._attempts[key] = (revision, generation, time.monotonic())
+        return got[2]
 
     def _resources(
         self, engine: Engine, out_of_sync: set[Any], health: list[tuple[ResourceKey, Health, str]] | None = None
@@ -692,9 +718,15 @@ class AppController:
             message += f"; not supported, ignored: {', '.join(spec.unsupported)}"
         if o.problems:
             message += "; not applied, owned by another app: " + "; ".join(o.problems[:5])
+        elif o.progressing:
+            message = f"Reconciliation in progress: applied revision {o.revision}, waiting for: [{', '.join(o.waiting[:10])}]"
+        elif o.waiting:  # spec.wait, past spec.timeout
+            message += f"; Health check failed after {spec.timeout:g}s: timeout waiting for: [{', '.join(o.waiting[:10])}]"
         elif not o.ready:
             message += f"; health {o.health}"
         reason = A.Reason.SUCCEEDED if o.ready else A.Reason.CONFLICT if o.problems else A.Reason.HEALTH_CHECK_FAILED
+        if o.progressing:
+            reason = A.Reason.PROGRESSING
         extra = {
             "lastAppliedRevision": o.revision,
             "lastAttemptedRevision": o.revision,
@@ -709,7 +741,7 @@ class AppController:
             entry = {"revision": o.revision, "startedAt": o.started, "finishedAt": _now(), "duration": f"{o.seconds:.2f}s",
                      "result": str(reason), "changes": o.summary}  # fmt: skip
             extra["history"] = _history(old.get("history"), entry, o.changed or o.requested, spec.history_limit)
-        return _flux_status(obj, o.ready, reason, message, False, extra)
+        return _flux_status(obj, None if o.progressing else o.ready, reason, message, False, extra, reconciling=o.progressing)
 
     def _fail(
         self, key: AppKey, obj: dict[str, Any], spec: A.AppSpec | None, reason: A.Reason, message: str, stalled: bool = False
@@ -849,9 +881,10 @@ class AppController:
             workers=APPLY_WORKERS,
             admit=_project_check(project) if project is not None else None,
             target_namespace=spec.target_namespace,
+            force=spec.force,
             transform=compose(
                 None if spec.recurse else top_level_only,
-                flux_transform(spec.images, spec.common_labels, spec.common_annotations),
+                flux_transform(spec.images, spec.common_labels, spec.common_annotations, spec.patches),
             ),
         )
         with self._lock:
@@ -1001,15 +1034,26 @@ class Outcome:
     changed: bool = True  # the sync wrote to the cluster (created, updated or pruned)
     drifted: tuple[dict[str, Any], ...] = ()  # the drift left after the sync (reported or ignored), as DriftItem.record
     seconds: float = 0.0  # how long the sync took
+    waiting: tuple[str, ...] = ()  # spec.wait: the objects not Healthy yet ("Kind/ns/name status: 'Progressing'")
+    progressing: bool = False  # spec.wait, not Healthy, within spec.timeout: Ready Unknown, looked at again soon
+    remaining: float = 0.0  # of spec.timeout
 
 
 def _flux_status(
-    obj: dict[str, Any], ready: bool, reason: A.Reason, message: str, stalled: bool, extra: dict[str, Any]
+    obj: dict[str, Any],
+    ready: bool | None,
+    reason: A.Reason,
+    message: str,
+    stalled: bool,
+    extra: dict[str, Any],
+    reconciling: bool = False,
 ) -> dict[str, Any]:
     gen, now = _generation(obj), _now()
     conds = [A.condition("Ready", ready, str(reason), message, gen, now)]
     if stalled:
         conds.append(A.condition("Stalled", True, str(reason), message, gen, now))
+    if reconciling:  # kstatus reads it as in progress
+        conds.append(A.condition("Reconciling", True, str(reason), message, gen, now))
     old = (obj.get("status") or {}).get("conditions") or []
     return {**extra, "observedGeneration": gen, "conditions": A.merge_conditions(old, conds)}
 

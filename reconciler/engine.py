@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from reconciler import diff as diffmod
 from reconciler.cluster import KubeCluster
-from reconciler.errors import ClusterError, PruneRefused, RenderError, UsageError
+from reconciler.errors import ClusterError, DeadlineExceeded, PruneRefused, RenderError, UsageError
 from reconciler.health import object_health, rollup
 from reconciler.inventory import Inventory, configmap_name, load, load_others, save
 from reconciler.model import (
@@ -50,6 +50,8 @@ STAMPED = frozenset({"revision", "sync", "health", "drift", "lastPrune"})  # fac
 OBSERVED_AT = "reconciler.imagebot.dev/observed-at"  # on the inventory head: the last turn of a loop
 OBSERVED_BY = "reconciler.imagebot.dev/observed-by"
 OBSERVE_INTERVAL = "reconciler.imagebot.dev/observe-interval"
+# how the API server words a change it refuses as immutable (Flux's force recreates on these)
+IMMUTABLE = ("field is immutable", "cannot change", "cannot be changed", "updates to statefulset spec for fields other than")
 STATUS_LIST_MAX = 100  # entries of a list kept in the status (the rest counted): the status must stay small
 DRIFT_ANNOTATION = "reconciler.imagebot.dev/drift"  # on a drift Event: its items as JSON (DriftItem.record)
 DRIFT_EVENT_MAX = 20  # items one drift Event carries
@@ -72,6 +74,8 @@ class Settings:
     # what the app's spec does to rendered objects before anything else (Flux's images, commonMetadata)
     transform: Callable[[list[Manifest]], list[Manifest]] | None = field(default=None, compare=False)
     allowed_cluster_kinds: frozenset[str] = frozenset()  # with allowed_namespaces: the cluster-scoped kinds still allowed
+    # Flux's spec.force: an object whose change the API server refuses as immutable is deleted and created again
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +156,7 @@ class Engine:
         self._server_defaults: dict[ResourceKey, tuple[str, frozenset[str]]] = {}  # key -> (resourceVersion, pointers)
         self.notices = AppNotices()  # drift seen / corrected as notifications (the controller and `run` set the notifier)
         self.subject = settings.app  # the app's name in notifications
+        self._deadline: float | None = None
 
     @property
     def inventory(self) -> Inventory | None:
@@ -238,8 +243,13 @@ class Engine:
         return scopes
 
     # ------------------------------------------------------------------ sync
-    def sync(self, source: Path, revision: str = "", *, prune: bool = True, dry_run: bool = False) -> SyncReport:
+    def sync(
+        self, source: Path, revision: str = "", *, prune: bool = True, dry_run: bool = False, deadline: float | None = None
+    ) -> SyncReport:
+        """One reconcile. ``deadline`` (time.monotonic()) is checked between the apply stages and before pruning:
+        past it the sync stops there with DeadlineExceeded (Flux's spec.timeout)."""
         t0 = time.perf_counter()
+        self._deadline = deadline
         calls0, writes0 = self.cluster.calls, self.cluster.writes
         try:
             desired = self.desired_state(source)
@@ -282,6 +292,7 @@ class Engine:
             if p.refused:
                 self._save_inventory(desired, inventory, p, revision)
                 raise PruneRefused(f"prune refused: {p.refused}; nothing deleted")
+            self._check_deadline("pruning")
             for a in p.prunes:
                 if a.action is Action.PRUNE:
                     self.cluster.delete(inventory.entries[a.key], a.key)
@@ -439,14 +450,36 @@ class Engine:
             stages.setdefault(apply_order(a.key)[0], []).append(a.manifest)
         with ThreadPoolExecutor(max_workers=self.s.workers) as pool:
             for rank in sorted(stages):
+                self._check_deadline("applying")
                 batch = stages[rank]
-                out.update(zip((m.key for m in batch), pool.map(self.cluster.apply, batch), strict=True))
+                out.update(zip((m.key for m in batch), pool.map(self._apply_one, batch), strict=True))
                 for m in batch:
                     self.metrics.applies.labels(m.kind).inc()
                 if rank == 0:  # CRDs: wait until Established before their custom resources
                     for m in batch:
                         self.cluster.wait_established(m.key.name)
         return out
+
+    def _check_deadline(self, doing: str) -> None:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise DeadlineExceeded(f"timeout: the deadline passed before {doing} finished")
+
+    def _apply_one(self, m: Manifest) -> dict[str, Any]:
+        """Apply; with ``force``, an object whose change is refused as immutable is deleted and created again."""
+        try:
+            return self.cluster.apply(m)
+        except ClusterError as exc:
+            text = str(exc).lower()
+            if not (self.s.force and "http 422" in text and any(k in text for k in IMMUTABLE)):
+                raise
+            log.warning("%s: immutable field changed; force: deleting and creating it again", m.key)
+        self.cluster.delete(m.api_version, m.key)
+        end = time.monotonic() + 60.0  # finalizers may hold it a moment
+        while self.cluster.get(m.api_version, m.key) is not None:
+            if time.monotonic() > end:
+                raise ClusterError(f"force: {m.key} was deleted to be recreated but is still there after 60s (finalizers?)")
+            time.sleep(0.1)
+        return self.cluster.apply(m)
 
     def _events(self, p: Plan, pruned: list[ResourceKey], revision: str) -> None:
         writes = p.writes

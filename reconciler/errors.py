@@ -43,3 +43,7 @@ class PruneRefused(ReconcilerError):
 
 class Unhealthy(ReconcilerError):
     exit_code = ExitCode.UNHEALTHY
+
+
+class DeadlineExceeded(ClusterError):
+    """An app's sync ran past its timeout (Flux's spec.timeout); what was applied stays, the rest waits for a retry."""

@@ -15,11 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from git.exc import GitCommandError
-
 from gitopskit import semver
 from gitopskit.errors import GitError
-from gitopskit.workspace import GitAuth, Workspace
+from gitopskit.workspace import GitAuth, GitCommandError, Workspace
 from reconciler.errors import SourceError, UsageError
 
 _URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")

@@ -1,6 +1,7 @@
-"""What Flux's Kustomization does to rendered objects before applying them (pure): ``images`` (Kustomize's image
-transformer: a container image named ``name`` gets ``newName``/``newTag``/``digest``) and ``commonMetadata``
-(labels and annotations on every object's own metadata — never on selectors or pod templates)."""
+"""What Flux's Kustomization does to rendered objects before applying them (pure), in kustomize's order: ``patches``
+(reconciler.patches), ``images`` (Kustomize's image transformer: a container image named ``name`` gets
+``newName``/``newTag``/``digest``) and ``commonMetadata`` (labels and annotations on every object's own metadata —
+never on selectors or pod templates)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from reconciler.model import Manifest
+from reconciler.model import TRACKING_LABEL, Manifest
+from reconciler.patches import Patch, apply_patches
 
 ImageRule = tuple[str, str, str, str]  # (name, newName, newTag, digest)
 CONTAINER_LISTS = ("containers", "initContainers", "ephemeralContainers")
@@ -57,13 +59,19 @@ def _images(node: Any, rules: Sequence[ImageRule]) -> None:
 
 
 def flux_transform(
-    images: Sequence[ImageRule], labels: Sequence[tuple[str, str]], annotations: Sequence[tuple[str, str]]
+    images: Sequence[ImageRule],
+    labels: Sequence[tuple[str, str]],
+    annotations: Sequence[tuple[str, str]],
+    patches: Sequence[Patch] = (),
+    tracking_label: str = TRACKING_LABEL,
 ) -> Callable[[list[Manifest]], list[Manifest]] | None:
-    """The transform for one Kustomization's ``images`` and ``commonMetadata`` (None when it has neither)."""
-    if not images and not labels and not annotations:
+    """The transform for one Kustomization's ``patches``, ``images`` and ``commonMetadata`` (None when it has none)."""
+    if not images and not labels and not annotations and not patches:
         return None
 
     def apply(manifests: list[Manifest]) -> list[Manifest]:
+        if patches:
+            manifests = apply_patches(manifests, patches, tracking_label)
         out = []
         for m in manifests:
             body = copy.deepcopy(m.body)

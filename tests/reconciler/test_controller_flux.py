@@ -224,3 +224,113 @@ def test_snapshots_no_app_references_are_deleted_but_never_one_being_read(git_ht
     restarted.collect()
     assert not leftover.exists(), "the directory's owner deletes what earlier processes left"
     restarted.close()
+
+
+def deploy(name: str) -> str:
+    return json.dumps({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"tier": "web"}},
+                       "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                                "template": {"metadata": {"labels": {"app": name}},
+                                             "spec": {"containers": [{"name": "web", "image": "web:1"},
+                                                                     {"name": "side", "image": "side:1"}]}}}})  # fmt: skip
+
+
+def test_patches_strategic_merge_and_json6902_with_targets_reach_the_cluster(flux: Flux, git_http: GitHttp) -> None:
+    files = {"apps/a/web.yaml": deploy("web"), "apps/a/web-2.yaml": deploy("web-2"), "apps/a/cm.yaml": cm("settings", a="1")}
+    bare = make_bare(git_http.root, f"patches-{flux.ns}", files)
+    flux.repo("repo", bare, ref={"branch": "main"})
+    patches = [
+        {"patch": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: any}\nspec:\n  replicas: 3\n"
+                  "  template: {spec: {containers: [{name: web, image: 'web:2'}]}}\n",
+         "target": {"kind": "Deployment", "name": "web", "labelSelector": "tier=web"}},  # anchored: not web-2
+        {"patch": "- {op: add, path: /data/b, value: '2'}\n- {op: replace, path: /data/a, value: '10'}",
+         "target": {"version": "v1", "kind": "ConfigMap"}},
+        {"patch": "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web-2}\nspec: {replicas: 2}\n"},
+    ]  # fmt: skip
+    flux.ks("a", "./apps/a", patches=patches)
+    flux.ctl.start()
+    assert "not supported" not in ready(flux.ready_ks("a"))["message"]
+    apps = f"/apis/apps/v1/namespaces/{flux.ns}/deployments"
+    web, web2 = (request_json(flux.api, "GET", f"{apps}/{n}") for n in ("web", "web-2"))
+    assert web["spec"]["replicas"] == 3 and web2["spec"]["replicas"] == 2
+    containers = {c["name"]: c["image"] for c in web["spec"]["template"]["spec"]["containers"]}
+    assert containers == {"web": "web:2", "side": "side:1"}, "containers merge by name"
+    assert (flux.cm("settings") or {}).get("data") == {"a": "10", "b": "2"}
+
+
+def test_a_bad_patch_stalls_the_app_naming_it(flux: Flux, git_http: GitHttp) -> None:
+    bare = make_bare(git_http.root, f"badpatch-{flux.ns}", {"apps/a/cm.yaml": cm("a", a="1")})
+    flux.repo("repo", bare, ref={"branch": "main"})
+    flux.ks("a", "./apps/a", patches=[{"patch": "- {op: add, path: /data/b, value: x}"}])
+    flux.ctl.start()
+    cond = until(lambda: "patches" in (c := ready(flux.get_ks("a"))).get("message", "") and c, what="stalled")
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec")
+    assert "spec.patches[0]: a JSON 6902 patch needs a target" in cond["message"]
+
+
+def frozen_crd(api: Any, group: str) -> None:
+    """A custom resource whose spec.value is immutable (a CEL transition rule, as real CRDs declare it): the test
+    API server, which has no built-in kinds' immutability checks, refuses its change with 422 "field is immutable"."""
+    value = {"type": "string", "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "field is immutable"}]}
+    schema = {"type": "object", "properties": {"spec": {"type": "object", "properties": {"value": value}}}}
+    names = {"plural": "frozens", "singular": "frozen", "kind": "Frozen"}
+    version = {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
+    crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": f"frozens.{group}"},
+           "spec": {"group": group, "scope": "Namespaced", "names": names, "versions": [version]}}  # fmt: skip
+    create(api, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    until(lambda: any(c.get("type") == "Established" and c.get("status") == "True" for c in (request_json(
+        api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/frozens.{group}").get("status") or {})
+        .get("conditions") or []), what="CRD established")  # fmt: skip
+
+
+@pytest.mark.parametrize("force", [True, False])
+def test_force_recreates_an_object_whose_immutable_field_changed(flux: Flux, git_http: GitHttp, force: bool) -> None:
+    group = f"{flux.ns}.force.example.com"
+    frozen_crd(flux.api, group)
+
+    def frozen(value: str) -> str:
+        return json.dumps({"apiVersion": f"{group}/v1", "kind": "Frozen", "metadata": {"name": "f"}, "spec": {"value": value}})
+
+    def live() -> dict[str, Any]:
+        return request_json(flux.api, "GET", f"/apis/{group}/v1/namespaces/{flux.ns}/frozens/f")
+
+    bare = make_bare(git_http.root, f"force-{force}-{flux.ns}", {"apps/a/f.yaml": frozen("1"), "apps/a/cm.yaml": cm("c", v="1")})
+    flux.repo("repo", bare, ref={"branch": "main"})
+    flux.ks("a", "./apps/a", force=force)
+    flux.ctl.start()
+    flux.ready_ks("a")
+    uid = live()["metadata"]["uid"]
+    tag_commit(bare, {"apps/a/f.yaml": frozen("2"), "apps/a/cm.yaml": cm("c", v="2")})
+    request(flux, "a", "1")
+    if force:
+        until(lambda: live()["spec"] == {"value": "2"}, what="recreated with the new value")
+        assert live()["metadata"]["uid"] != uid
+        assert (flux.cm("c") or {}).get("data") == {"v": "2"}, "the rest is applied as usual"
+        assert "not supported" not in ready(flux.ready_ks("a"))["message"]
+    else:
+        cond = until(lambda: (c := ready(flux.get_ks("a"))).get("status") == "False" and c, what="a failed apply")
+        assert "field is immutable" in cond["message"] and live()["spec"] == {"value": "1"}
+
+
+def test_wait_with_a_timeout_is_progressing_then_health_check_failed(flux: Flux, git_http: GitHttp) -> None:
+    """No controller runs on the test API server: a Deployment never becomes available, so the wait times out."""
+    bare = make_bare(git_http.root, f"wait-{flux.ns}", {"apps/a/web.yaml": deploy("web"), "apps/b/cm.yaml": cm("b")})
+    flux.repo("repo", bare, ref={"branch": "main"})
+    flux.ks("a", "./apps/a", wait=True, timeout="3s", retryInterval="1h")
+    flux.ks("b", "./apps/b", wait=True, timeout="3s")
+    flux.ks("c", "./apps/b", timeout="1ms", retryInterval="1h")  # the apply itself cannot finish in time
+    flux.ctl.start()
+    flux.ready_ks("b")  # what is Healthy at once is Ready at once
+    c = until(lambda: (c := ready(flux.get_ks("c"))).get("status") == "False" and c, what="c timed out")
+    assert (c["reason"], c["message"]) == ("ReconciliationFailed", "timeout: the deadline passed before applying finished")
+    seen: list[str] = []
+
+    def failed() -> dict[str, Any] | None:
+        c = ready(flux.get_ks("a"))
+        seen.append(c.get("reason", ""))
+        return c if c.get("reason") == "HealthCheckFailed" else None
+
+    cond = until(failed, what="HealthCheckFailed")
+    assert cond["status"] == "False"
+    want = f"Health check failed after 3s: timeout waiting for: [Deployment/{flux.ns}/web status: 'Progressing']"
+    assert want in cond["message"]
+    assert "Progressing" in seen or seen[0] == "HealthCheckFailed"  # (Ready Unknown, Progressing, while it waited)

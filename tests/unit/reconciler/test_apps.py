@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import pytest
@@ -79,7 +80,19 @@ def test_a_realistic_flux_kustomization_reads_as_written_and_unsupported_fields_
     assert app.images == (("ghcr.io/stefanprodan/podinfo", "", "6.5.0", ""),)
     assert app.common_labels == (("team", "a"),)
     assert app.requested_at == "2026-11-29T05:00:00Z" and app.shard == "shard-a"
-    assert app.unsupported == ("spec.postBuild", "spec.timeout", "GitRepository spec.ignore"), "never silently ignored"
+    assert app.unsupported == ("spec.postBuild",), "never silently ignored"
+    assert app.source.ignore is not None  # a GitRepository's artifact filter (Flux's defaults at least)
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [({"semver": ">=1.0 <<2"}, "spec.ref.semver: invalid semver range"), ({"name": "refs/pull/1/head"}, "refs/heads/")],
+)
+def test_bad_git_refs_are_named(ref: dict[str, str], message: str) -> None:
+    repo, ks = docs()
+    repo["spec"]["ref"] = ref
+    with pytest.raises(InvalidApp, match=re.escape(message)):
+        from_kustomization(ks, repo)
 
 
 @pytest.mark.parametrize(
@@ -130,8 +143,11 @@ def test_a_missing_git_repository_is_an_invalid_app_naming_it() -> None:
         ({}, RefKind.BRANCH, "master"),
         ({"tag": "v1", "branch": "x"}, RefKind.TAG, "v1"),
         ({"commit": "abc", "tag": "v1"}, RefKind.COMMIT, "abc"),
+        ({"tag": "t", "semver": ">=1.0"}, RefKind.SEMVER, ">=1.0"),
+        ({"semver": ">=1.0", "name": "refs/heads/x"}, RefKind.NAME, "refs/heads/x"),
+        ({"name": "refs/tags/x", "commit": "abc1234"}, RefKind.COMMIT, "abc1234"),
     ],
-    ids=["default-master", "tag-over-branch", "commit-first"],
+    ids=["default-master", "tag-over-branch", "commit-first", "semver-over-tag", "name-over-semver", "commit-over-name"],
 )
 def test_git_refs_follow_fluxs_precedence(ref: dict[str, str], kind: RefKind, value: str) -> None:
     repo, ks = docs()
