@@ -313,14 +313,15 @@ def test_force_recreates_an_object_whose_immutable_field_changed(flux: Flux, git
 
 def test_wait_with_a_timeout_is_progressing_then_health_check_failed(flux: Flux, git_http: GitHttp) -> None:
     """No controller runs on the test API server: a Deployment never becomes available, so the wait times out."""
-    bare = make_bare(git_http.root, f"wait-{flux.ns}", {"apps/a/web.yaml": deploy("web"), "apps/b/cm.yaml": cm("b")})
+    files = {"apps/a/web.yaml": deploy("web"), "apps/b/cm.yaml": cm("b"), "apps/c/cm.yaml": cm("c")}
+    bare = make_bare(git_http.root, f"wait-{flux.ns}", files)
     flux.repo("repo", bare, ref={"branch": "main"})
     flux.ks("a", "./apps/a", wait=True, timeout="3s", retryInterval="1h")
     flux.ks("b", "./apps/b", wait=True, timeout="3s")
-    flux.ks("c", "./apps/b", timeout="1ms", retryInterval="1h")  # the apply itself cannot finish in time
+    flux.ks("c", "./apps/c", timeout="1ms", retryInterval="1h")  # the apply itself cannot finish in time
     flux.ctl.start()
     flux.ready_ks("b")  # what is Healthy at once is Ready at once
-    c = until(lambda: (c := ready(flux.get_ks("c"))).get("status") == "False" and c, what="c timed out")
+    c = until(lambda: "timeout" in (c := ready(flux.get_ks("c"))).get("message", "") and c, what="c timed out")
     assert (c["reason"], c["message"]) == ("ReconciliationFailed", "timeout: the deadline passed before applying finished")
     seen: list[str] = []
 
