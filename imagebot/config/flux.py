@@ -500,12 +500,12 @@ _AUTOMATION_FIELDS = {"interval", "sourceRef", "git", "update", "suspend", "poli
 
 def _update_path(u: Reader) -> str:
     """spec.update.path relative to the repository root ("" = the root); one leaving the repository is refused."""
-    raw = u.get("path", str, "./")
-    norm = posixpath.normpath("/" + raw.strip()).lstrip("/") if raw.strip() else ""
-    if posixpath.normpath(raw.strip() or ".").startswith("..") or posixpath.isabs(raw.strip()):
+    raw = u.get("path", str, "./").strip()
+    rel = posixpath.normpath(raw or ".")
+    if posixpath.isabs(raw) or rel == ".." or rel.startswith("../"):
         u.error("path", f"{raw!r} must be a path inside the repository (relative, without ..)")
         return ""
-    return norm
+    return "" if rel == "." else rel
 
 
 def _source(s: Reader, ref: ObjectRef) -> ObjectRef:

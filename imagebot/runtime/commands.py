@@ -152,9 +152,17 @@ def _stop_notifier(runner: Runner) -> None:
         close(NOTIFY_GRACE)
 
 
+def _load_logged(files: list[str]) -> Config:
+    """The config, its warnings logged: a Flux field only the cluster answers is named before it is needed."""
+    cfg = load([Path(f) for f in files])
+    for warning in cfg.warnings:
+        logging.getLogger(__name__).warning("%s", warning)
+    return cfg
+
+
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     setup_logging(args.log_format, args.log_level)
-    cfg = load([Path(f) for f in args.config])
+    cfg = _load_logged(args.config)
     lock, runner = _start(cfg)
     try:
         interval = args.interval or cfg.interval_seconds
@@ -174,7 +182,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO)
     from imagebot.runtime.serve import serve
 
     setup_logging(args.log_format, args.log_level)
-    cfg = load([Path(f) for f in args.config])
+    cfg = _load_logged(args.config)
     elector = None
     if args.leader_elect:
         from gitopskit.kube import load_api_client

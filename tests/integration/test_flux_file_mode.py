@@ -156,6 +156,8 @@ def test_without_a_secret_the_run_fails_only_where_it_is_needed_naming_object_an
     assert code == 2, text
     wanted = expected.format(host=setup["image"].split("/")[0], url=setup["url"])
     assert any(" ERROR " in line and wanted in line for line in text.splitlines()), text
+    assert any(" WARNING " in line and "is read from the cluster: not among the loaded files" in line
+               for line in text.splitlines()), "the run names what only the cluster holds when it starts"  # fmt: skip
     assert "Traceback" not in text
     assert read_file(setup["bare"], "main", "clusters/production/podinfo.yaml").count(":5.0.0") == 1, "nothing written"
 

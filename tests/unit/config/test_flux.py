@@ -158,8 +158,8 @@ def test_v1beta2_keeps_the_deprecated_updated_data(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("path", "expected"),
     [("./clusters/production", "clusters/production"), ("./.config/apps", ".config/apps"), ("./", ""), (".", ""),
-     ("apps//prod/", "apps/prod")],
-    ids=["dot-slash", "hidden-directory", "root", "dot", "untidy"],
+     ("apps//prod/", "apps/prod"), ("..config/apps", "..config/apps"), ("apps/../prod", "prod")],
+    ids=["dot-slash", "hidden-directory", "root", "dot", "untidy", "dots-in-a-name", "up-and-back"],
 )  # fmt: skip
 def test_the_update_path_is_normalised_relative_to_the_repository_root(tmp_path: Path, path: str, expected: str) -> None:
     docs = json.loads(json.dumps(DOCS))
