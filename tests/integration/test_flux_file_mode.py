@@ -207,13 +207,23 @@ def _signed_setup(setup: dict[str, Any], armored: str, passphrase: str | None) -
     return secrets_file(setup, "git-auth", "regcred", "registry-ca", "signing-key")
 
 
+@pytest.fixture
+def private_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A temporary directory of this test's own (short: gpg-agent's socket lives in a GNUPGHOME made there), so
+    what is left in it is this run's, not another process's signing the same moment."""
+    d = Path(tempfile.mkdtemp(prefix="ibt-"))
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def _gpg_homes() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).glob("imagebot-gpg-*")}
 
 
 @pytest.mark.parametrize("which", ["plain", "protected"])
 def test_the_commit_is_signed_with_the_secret_key_and_verifies_on_the_remote(
-    setup: dict[str, Any], keys: dict[str, GpgKey], capfd: pytest.CaptureFixture[str], which: str
+    setup: dict[str, Any], keys: dict[str, GpgKey], capfd: pytest.CaptureFixture[str], which: str, private_tmp: Path
 ) -> None:
     key = keys[which]
     before = _gpg_homes()
@@ -277,7 +287,8 @@ def _ssh_signed_setup(setup: dict[str, Any], key: str, password: str | None) -> 
 
 @pytest.mark.parametrize("which", ["plain", "protected"])
 def test_an_ssh_signing_key_signs_the_commit_as_git_verifies_it(
-    setup: dict[str, Any], ssh_keys: dict[str, tuple[str, str, str]], capfd: pytest.CaptureFixture[str], which: str
+    setup: dict[str, Any], ssh_keys: dict[str, tuple[str, str, str]], capfd: pytest.CaptureFixture[str], which: str,
+    private_tmp: Path,
 ) -> None:
     private, public, passphrase = ssh_keys[which]
     before = set(Path(tempfile.gettempdir()).glob("imagebot-sshsig-*"))
