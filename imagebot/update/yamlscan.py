@@ -16,6 +16,8 @@ Pure: text in, data out.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -111,8 +113,52 @@ def _mark_line(exc: YAMLError) -> int | None:
     return mark.line + 1 if mark is not None else None
 
 
+class _Memo:
+    """The scans of recent texts, within a budget of characters (thread-safe).
+
+    A delivery scans each edited file's new text twice — when the edit is verified, and when the file is
+    read back from disk after writing — and the second is the same text: it is answered from here.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._held: OrderedDict[str, Scan] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> Scan | None:
+        with self._lock:
+            found = self._held.get(text)
+            if found is not None:
+                self._held.move_to_end(text)
+            return found
+
+    def put(self, text: str, result: Scan) -> None:
+        if len(text) > self.budget // 16:  # one big file never evicts the rest
+            return
+        with self._lock:
+            if text in self._held:
+                return
+            self._held[text] = result
+            self._chars += len(text)
+            while self._chars > self.budget:
+                old, _ = self._held.popitem(last=False)
+                self._chars -= len(old)
+
+
+_MEMO = _Memo(8 * 1024 * 1024)
+
+
 def scan(text: str) -> Scan:
     """Scan ``text`` (BOM already removed). Raises YamlSyntaxError on invalid YAML, YamlLimitError over a limit."""
+    found = _MEMO.get(text)
+    if found is None:
+        found = _scan(text)
+        _MEMO.put(text, found)
+    return found
+
+
+def _scan(text: str) -> Scan:
     if len(text) > MAX_BYTES:
         raise YamlLimitError(f"larger than the limit of {MAX_BYTES:,} characters: not scanned")
     # frame: [is_map, trail, expecting_key, key, index, anchors_on_path, is_complex_key, in_flow]
