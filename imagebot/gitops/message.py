@@ -14,9 +14,10 @@ from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from imagebot.errors import ConfigError
+from imagebot.gitops import explain
 from imagebot.gitops.gotemplate import ChangeRecord, ObjectId
 from imagebot.refs import ImageRef, try_parse
-from imagebot.update.model import Change, Target
+from imagebot.update.model import Change, Target, Why
 
 DEFAULT_TITLE = (
     "chore(images): "
@@ -28,12 +29,14 @@ DEFAULT_COMMIT = (
     "{{ title }}\n\n"
     "{% for i in images %}- {{ i.image }}: {{ i.old }} → {{ i.new }}{% if i.digest %} ({{ i.digest }}){% endif %}\n"
     "{% for f in i.files %}  {{ f }}\n{% endfor %}{% endfor %}"
+    "{% if trailers %}\n{{ trailers }}\n{% endif %}"
 )
 DEFAULT_BODY = (
     "Automated image update{% if environment %} for **{{ environment }}**{% endif %} by imagebot.\n\n"
     "| image | from | to | digest | files |\n|---|---|---|---|---|\n"
     "{% for i in images %}| `{{ i.image }}` | {{ i.old }} | {{ i.new }} | {{ i.digest or '—' }} | "
     "{{ i.files|join('<br>') }} |\n{% endfor %}"
+    "{% if details %}\n{{ details }}\n{{ rollback }}\n{% endif %}"
     "\n<details><summary>{{ changes|length }} change{{ '' if changes|length == 1 else 's' }}</summary>\n\n"
     "{% for c in changes %}- `{{ c.file }}:{{ c.line }}` {{ c.field }} ({{ c.target }}): `{{ c.old }}` → `{{ c.new }}`\n"
     "{% endfor %}\n</details>\n"
@@ -48,6 +51,8 @@ class ImageSummary:
     new: str  # the new version: tag, or digest when there is no tag
     digest: str  # the new digest, or ""
     files: tuple[str, ...]
+    why: Why | None = None  # the facts behind the change, when the caller knows them
+    compare_url: str = ""  # the source repository's compare view between the old and new revision, or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +78,10 @@ def _version(value: str, target: Target) -> str:
     return ref.tag or (ref.digest or "")
 
 
-def summarize(changes: tuple[Change, ...], requested: Mapping[str, ImageRef]) -> tuple[ImageSummary, ...]:
-    """One line per requested image that changed, in a stable order."""
+def summarize(
+    changes: tuple[Change, ...], requested: Mapping[str, ImageRef], why: Mapping[str, Why] | None = None
+) -> tuple[ImageSummary, ...]:
+    """One line per requested image that changed, in a stable order (``why`` by subject: the facts known)."""
     by_subject: dict[str, list[Change]] = {}
     for c in changes:
         by_subject.setdefault(c.subject, []).append(c)
@@ -89,11 +96,11 @@ def summarize(changes: tuple[Change, ...], requested: Mapping[str, ImageRef]) ->
             image, new, digest = subject, group[0].new, ""
         else:
             image, new, digest = new_ref.name, new_ref.tag or (new_ref.digest or ""), new_ref.digest or ""
-        out.append(
-            ImageSummary(
-                image, image.rsplit("/", 1)[-1], ", ".join(olds) or "(unset)", new, digest, tuple(sorted({c.file for c in group}))
-            )
-        )
+        old = ", ".join(olds) or "(unset)"
+        facts = (why or {}).get(subject)
+        url = explain.explain(image, old, new, facts).compare_url if facts is not None else ""
+        files = tuple(sorted({c.file for c in group}))
+        out.append(ImageSummary(image, image.rsplit("/", 1)[-1], old, new, digest, files, facts, url))
     return tuple(out)
 
 
@@ -115,16 +122,33 @@ def render(
     templates: Templates = Templates(),
     environment: str = "",
     group: str = "",
+    why: Mapping[str, Why] | None = None,
+    limit: int = explain.BODY_LIMIT,
 ) -> Rendered:
-    images = summarize(changes, requested)
-    ctx = {"images": images, "changes": changes, "environment": environment, "group": group}
+    """Title, commit message and body. With ``why`` (facts by subject) the default body explains each change
+    in a section and the default commit message ends in trailers; templates see them as ``details``,
+    ``trailers``, ``rollback`` and each image's ``why``/``compare_url``. A body over ``limit`` drops whole
+    sections from the end, with a note saying how many."""
+    changes = tuple(sorted(changes, key=lambda c: (c.file, c.doc, c.line, c.field)))  # the order a reader scans a diff in
+    images = summarize(changes, requested, why)
+    explained = tuple(explain.explain(i.image, i.old, i.new, i.why) for i in images if i.why is not None)
+    sections = [explain.section(e) for e in explained]
+    ctx = {"images": images, "changes": changes, "environment": environment, "group": group,
+           "trailers": explain.trailers(explained), "rollback": explain.ROLLBACK_PR if explained else ""}  # fmt: skip
     try:
         title = _ENV.from_string(templates.title).render(ctx).strip()
-        commit = _ENV.from_string(templates.commit).render({**ctx, "title": title}).rstrip() + "\n"
-        body = _ENV.from_string(templates.body).render({**ctx, "title": title})
+        commit = _ENV.from_string(templates.commit).render({**ctx, "title": title, "details": "\n".join(sections)})
+        body_template = _ENV.from_string(templates.body)
+        kept = len(sections)
+        while True:
+            details = "\n".join(sections[:kept]) + (explain.omitted_note(len(sections) - kept) if kept < len(sections) else "")
+            body = body_template.render({**ctx, "title": title, "details": details})
+            if len(body) <= limit or kept == 0:
+                break
+            kept -= 1
     except TemplateError as exc:
         raise ConfigError(f"message template error: {exc}") from None
-    return Rendered(title, commit, body)
+    return Rendered(title, commit.rstrip() + "\n", explain.cut(body, limit))
 
 
 def change_records(changes: tuple[Change, ...], requested: Mapping[str, ImageRef]) -> tuple[ChangeRecord, ...]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -30,6 +30,7 @@ from imagebot.gitops.message import Rendered, Templates, change_records, render
 from imagebot.refs import ImageRef
 from imagebot.update import ChangeSet, EditRequest, ProblemKind, report, walk
 from imagebot.update.confirm import Skipped, confirm, refuse_invalid
+from imagebot.update.model import Why
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Delivery:
     templates: Templates = field(default_factory=Templates)
     go_message: GoMessage | None = None  # a Flux messageTemplate: the commit message, written verbatim
     refuse_commit: str = ""  # why no commit may be made (e.g. a signing key file mode cannot read): a UsageError
+    why: Mapping[str, Why] = field(default_factory=dict)  # the facts behind each subject's change, for body and trailers
 
     @property
     def head_branch(self) -> str:
@@ -160,7 +162,7 @@ def _attempt(ws: Workspace, d: Delivery, request: EditRequest, forge: Forge | No
     cs = _edit(root, request)
     if not cs.changed_files:  # nothing written: this plan is the read of what the branch holds
         return Result(Status.NO_CHANGE, target, changes=cs, attempts=attempt, skipped=confirm(cs, request))
-    rendered = render(cs.changes, requested_images(request), d.templates, d.environment, d.group)
+    rendered = render(cs.changes, requested_images(request), d.templates, d.environment, d.group, d.why)
     if d.go_message is not None:
         text = d.go_message.render(change_records(cs.changes, requested_images(request)))
         rendered = Rendered(rendered.title, text, rendered.body)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from imagebot.update.model import Provenance
 from imagebot.verify.cosign import Status, Verification
 
 # One row per repository: its tags' first-seen times as one JSON object. A row per tag cost ~5 µs an
@@ -41,6 +42,12 @@ CREATE TABLE IF NOT EXISTS signatures (
   checked REAL NOT NULL,
   marks TEXT NOT NULL,
   PRIMARY KEY (repository, digest, keyset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS provenance (
+  repository TEXT NOT NULL,
+  digest TEXT NOT NULL,
+  facts TEXT NOT NULL,
+  PRIMARY KEY (repository, digest)
 ) WITHOUT ROWID;
 """
 
@@ -180,4 +187,27 @@ class ScanState:
                 "INSERT INTO signatures VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(repository, digest, keyset) DO UPDATE SET "
                 "status=excluded.status, detail=excluded.detail, checked=excluded.checked, marks=excluded.marks",
                 (repository, digest, keyset, str(verdict.status), verdict.detail, now, marks),
+            )
+
+    # ---- OCI annotations per digest (imagebot.registry.provenance): content under a digest never changes
+    def provenance(self, repository: str, digest: str) -> Provenance | None:
+        row = self._conn().execute(
+            "SELECT facts FROM provenance WHERE repository = ? AND digest = ?", (repository, digest)
+        ).fetchone()
+        if row is None:
+            return None
+        try:
+            d = json.loads(row[0])
+            return Provenance(d["source"], d["revision"], d["created"], d["version"], tuple(d["platforms"]))
+        except (ValueError, KeyError, TypeError):
+            return None  # a row this version cannot read: fetch again
+
+    def record_provenance(self, repository: str, digest: str, p: Provenance) -> None:
+        facts = json.dumps({"source": p.source, "revision": p.revision, "created": p.created, "version": p.version,
+                            "platforms": list(p.platforms)})  # fmt: skip
+        conn = self._conn()
+        with write_transaction(conn, self._write):
+            conn.execute(
+                "INSERT INTO provenance VALUES (?, ?, ?) ON CONFLICT(repository, digest) DO UPDATE SET facts=excluded.facts",
+                (repository, digest, facts),
             )

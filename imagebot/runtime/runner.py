@@ -37,13 +37,16 @@ from imagebot.registry.auth import (
     FileCredentials,
     StaticCredentials,
 )
+from imagebot.registry.provenance import ProvenanceReader
 from imagebot.registry.scanner import Scanner, ScanResult
 from imagebot.registry.signatures import SignatureChecker
 from imagebot.registry.state import ScanState
 from imagebot.runtime.backoff import Backoff, Retry
 from imagebot.runtime.decide import Current, Decision, decide
 from imagebot.runtime.state import RuntimeState
+from imagebot.runtime.why import why_of
 from imagebot.update import EditRequest, ImageUpdate
+from imagebot.update.model import Passed, Provenance, Why
 from imagebot.verify import PublicKey, Verification, VerifyError, first_verified, load_keys
 
 log = logging.getLogger(__name__)
@@ -122,6 +125,7 @@ class Item:
     env: Environment
     ref: ImageRef
     note: str = ""  # newer tags the signature gate passed over, and why (kept in status after delivery)
+    why: Why | None = None  # the facts the pull request body and commit trailers explain
 
     @property
     def subject(self) -> str:
@@ -147,6 +151,20 @@ class Prepared:
     waiting: list[tuple[Environment, Retry]] = field(default_factory=list)  # environments backing off
     items: list[Item] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+
+
+@dataclass
+class Signed:
+    """What the signature gate learnt while deciding one environment (filled in by ``_gate``)."""
+
+    passed_over: list[Passed] = field(default_factory=list)
+    signature: str = ""
+
+
+def _signature(verdict: Verification | None) -> str:
+    if verdict is None:
+        return "verified"
+    return f"verified ({verdict.detail})" if verdict.detail else "verified"
 
 
 def _utc(t: float) -> str:
@@ -255,6 +273,7 @@ class Runner:
         self.metrics = metrics or Metrics()
         self.registries = registries_for(cfg)
         self.scan_state = ScanState(cfg.state_file)
+        self._provenance = ProvenanceReader(self.scan_state)
         self.state = RuntimeState(cfg.state_file)
         self.scanner = Scanner(self.registries, self.scan_state, clock=clock)
         self.workers = max(1, workers)
@@ -419,19 +438,23 @@ class Runner:
                 continue
             try:
                 d = decide(env, list(out.scan.tags), first_seen, now, peers.get(env.name), peers)
-                digest, note = d.digest, ""
+                digest, note, signed = d.digest, "", Signed()
                 if env.verify is not None and env.promote_from is None and d.tag is not None:
-                    d, verified, note = self._gate(image, env, env.verify, out.scan.tags, first_seen, now, peers)
+                    d, verified, note = self._gate(image, env, env.verify, out.scan.tags, first_seen, now, peers, signed)
                     digest = verified if env.digest else None  # pinned: exactly the digest whose signature verified
                 elif env.verify is not None and d.tag is not None:
-                    d, digest = self._gate_promotion(image, env, env.verify, d, out.scan.tags)
+                    d, digest = self._gate_promotion(image, env, env.verify, d, out.scan.tags, signed)
                 out.decisions.append((env, d))
                 if d.tag is None:
                     continue
                 if env.digest and digest is None:
                     client = self.registries.client(repo.canonical_registry)
                     digest = client.manifest_digest(repo.canonical_path, d.tag)
-                out.items.append(Item(image, env, repo.with_version(d.tag, digest), note))
+                current = peers.get(env.name)
+                new_prov, old_prov = self._provenance_of(repo, d.tag, digest, current)
+                why = why_of(env, d, out.scan.tags, current, gate_passed_over=tuple(signed.passed_over),
+                             signature=signed.signature, new_digest=digest, new=new_prov, old=old_prov)  # fmt: skip
+                out.items.append(Item(image, env, repo.with_version(d.tag, digest), note, why))
             except Exception as exc:
                 code = exit_code_of(exc) if isinstance(exc, FAILURES) else ExitCode.REGISTRY
                 if not isinstance(exc, FAILURES):
@@ -439,6 +462,17 @@ class Runner:
                 message = f"{image.name} {env.name}: {_describe(exc)}"
                 out.failures.append(Failure(env.name, code, code.name.lower(), message))
         return out
+
+    def _provenance_of(
+        self, repo: ImageRef, tag: str, digest: str | None, current: Current | None
+    ) -> tuple[Provenance, Provenance | None]:
+        """The proposed image's annotations and the current one's (for the compare link): read only for a tag
+        being proposed, cached per digest, a failure reported in the body rather than raised."""
+        client = self.registries.client(repo.canonical_registry)
+        new = self._provenance.read(client, repo.canonical_name, repo.canonical_path, digest or tag)
+        old_ref = (current.digest or current.tag) if current is not None else None
+        old = self._provenance.read(client, repo.canonical_name, repo.canonical_path, old_ref) if old_ref else None
+        return new, (old if old is not None and not old.unavailable else None)
 
     def _gate(
         self,
@@ -449,6 +483,7 @@ class Runner:
         first_seen: Mapping[str, float],
         now: float,
         peers: dict[str, Current],
+        signed: Signed,
     ) -> tuple[Decision, str | None, str]:
         """The decision among signed tags only: the newest allowed that verifies, its verified digest, and
         the newer tags passed over with their reasons.
@@ -461,16 +496,22 @@ class Runner:
         def select(candidates: list[str]) -> str | None:
             return decide(env, candidates, first_seen, now, current, peers).tag
 
+        verdicts: dict[str, Verification] = {}
+
         def check(tag: str) -> tuple[Verification, bool]:
             digest, verdict, fetched = checker.check(image.repository, tag, tags)
             self.metrics.signature_checks.labels("registry" if fetched else "cache").inc()
             digests[tag] = digest
+            verdicts[tag] = verdict
             return verdict, fetched
 
         gated = first_verified(select, tags, check, spec.max_per_pass)
         for _, verdict in gated.rejected:
             self.metrics.unverified.labels(image.name, str(verdict.status)).inc()
         passed_over = {t for t, _ in gated.rejected}
+        signed.passed_over = [Passed(t, v.describe()) for t, v in gated.rejected]
+        if gated.winner is not None:
+            signed.signature = _signature(verdicts.get(gated.winner))
         d = decide(env, [t for t in tags if t not in passed_over], first_seen, now, current, peers)
         note = gated.reasons()
         why = f"; {note}" if note else ""
@@ -482,7 +523,7 @@ class Runner:
         return replace(d, reason=f"{d.reason} (signature verified){why}"), digests[gated.winner], note
 
     def _gate_promotion(
-        self, image: ImageConfig, env: Environment, spec: VerifySpec, d: Decision, tags: tuple[str, ...]
+        self, image: ImageConfig, env: Environment, spec: VerifySpec, d: Decision, tags: tuple[str, ...], signed: Signed
     ) -> tuple[Decision, str | None]:
         """A promotion into a gated environment: the source's digest (or, unpinned, the tag's now) must verify
         with this environment's keys, else nothing is promoted — a source without a gate passes no unsigned tag on."""
@@ -497,6 +538,7 @@ class Runner:
         if not verdict.ok:
             self.metrics.unverified.labels(image.name, str(verdict.status)).inc()
             return Decision(None, None, f"{d.reason}, held: {d.tag}: {verdict.describe()}"), None
+        signed.signature = _signature(verdict)
         return replace(d, reason=f"{d.reason} (signature verified)"), d.digest or (digest if env.digest else None)
 
     def _absorb(self, p: Prepared, report: PassReport, order: dict[str, int], now: float) -> None:
@@ -610,6 +652,7 @@ class Runner:
             target.labels,
             target.reviewers,
             templates=g.templates,
+            why={i.subject: i.why for i in items if i.why is not None},
             **flux_delivery(g),
         )
 

@@ -148,3 +148,41 @@ class ChangeSet:
     @property
     def changed_files(self) -> tuple[FileEdit, ...]:
         return tuple(e for e in self.edits if e.changed)
+
+
+@dataclass(frozen=True, slots=True)
+class Passed:
+    """A newer tag the selection did not take, and why (the policy's exclusion or the signature gate's verdict)."""
+
+    tag: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """An image's OCI annotations (``org.opencontainers.image.*``) and platforms, as far as they are known;
+    ``unavailable`` says why they could not be read (a failure that never blocks the update)."""
+
+    source: str = ""
+    revision: str = ""
+    created: str = ""
+    version: str = ""
+    platforms: tuple[str, ...] = ()
+    unavailable: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Why:
+    """Why one subject (a setter REF or an image name) moves: the facts a pull request body and commit trailers
+    explain. Every field is optional: ``imagebot update`` knows less than ``imagebot run``."""
+
+    environment: str = ""
+    policy: str = ""  # the policy, e.g. "semver ^1.2"
+    reason: str = ""  # the selection's own words, e.g. "newest allowed tag 1.3.0"
+    passed_over: tuple[Passed, ...] = ()  # newer tags not taken, newest first
+    signature: str = ""  # "verified (key …)", "not required", or "" when unknown
+    old_tag: str = ""
+    old_digest: str = ""
+    new_digest: str = ""
+    old: Provenance | None = None
+    new: Provenance | None = None
