@@ -273,6 +273,8 @@ class ImageController:
                 # a status write (ours, or another writer's): a policy's new latestRef is news for the automations
                 if kind == POLICY and (obj.get("status") or {}).get("latestRef") != (prev.get("status") or {}).get("latestRef"):
                     self._enqueue_automations(k.namespace)
+                elif kind == REPOSITORY and S.ready_of(obj).get("reason") != S.ready_of(prev).get("reason"):
+                    self._enqueue_policies(k.namespace, k.name)  # a policy waiting on it says what it waits for
                 return
             self.queue.add(key)
 
@@ -479,9 +481,12 @@ class ImageController:
             scan = self.scans.get(pol.repository)
         repo_name = f"{pol.repository[0]}/{pol.repository[1]}"
         if scan is None:
-            repo_key = ObjKey(REPOSITORY, *pol.repository)
-            if self._object(repo_key) is None:
+            repo_obj = self._object(ObjKey(REPOSITORY, *pol.repository))
+            if repo_obj is None:
                 raise Waiting(f"ImageRepository {repo_name} not found")
+            why = S.ready_of(repo_obj)
+            if why.get("status") == "False":  # say why, so the policy's own status leads to the cause
+                raise Waiting(f"ImageRepository {repo_name} is not ready: {why.get('reason')}: {why.get('message')}")
             raise Waiting(f"ImageRepository {repo_name} has not been scanned yet")
         try:  # the repository's exclusionList was applied when it was scanned
             tag = build(replace(pol.spec, excludes=())).select(scan.tags)

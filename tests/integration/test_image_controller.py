@@ -282,6 +282,8 @@ def test_wrong_passwords_are_ready_false_naming_the_cause_and_nothing_is_committ
     assert "wrong-password" not in json.dumps(repo)
     pol = until(lambda: (o := kube.get("ImagePolicy", "app")) and ready(o).get("status") == "False" and o, what="policy")
     assert ready(pol)["reason"] == "DependencyNotReady"
+    until(lambda: "AuthenticationFailed" in ready(kube.get("ImagePolicy", "app")).get("message", ""),
+          what="the policy names its repository's failure")  # fmt: skip
     assert "latestRef" not in pol["status"]
     warnings = [e for e in kube.events() if e["type"] == "Warning" and e["involvedObject"]["kind"] == "ImageRepository"]
     assert warnings and warnings[0]["reason"] == "AuthenticationFailed"
