@@ -47,7 +47,7 @@ from gitopskit.notify import EventType as NotifyType
 from gitopskit.openpgp import OpenPGPKey
 from gitopskit.sharding import AutoShards
 from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
-from gitopskit.workspace import GitAuth, Identity, Workspace, flux_git_auth
+from gitopskit.workspace import GitAuth, Identity, SSHSigningKey, Workspace, flux_git_auth
 from imagebot import refs
 from imagebot.config import flux
 from imagebot.controller import status as S
@@ -56,7 +56,7 @@ from imagebot.gitops.gotemplate import GoMessage
 from imagebot.gitops.writer import Delivery, Mode, Status, deliver
 from imagebot.policy import build
 from imagebot.policy.filter import Exclusions
-from imagebot.registry.auth import Credentials
+from imagebot.registry.auth import NO_CREDENTIALS, Credentials, CredentialSource, StaticCredentials
 from imagebot.registry.client import RegistryClient, RegistrySettings
 from imagebot.update import EditRequest
 
@@ -144,16 +144,6 @@ def _flux_failure(exc: flux.FluxError, invalid_reason: str) -> Failed:
     if problems and all(_is_reference_problem(p) for p in problems):
         return Failed(S.Reason.AUTHENTICATION_FAILED, str(exc))
     return Failed(invalid_reason, str(exc), stalled=True)
-
-
-class _Static:
-    """The credentials of one ImageRepository's Secret, for its registry client."""
-
-    def __init__(self, creds: fs.RegistryCredentials | None) -> None:
-        self.creds = Credentials(creds.username, creds.password) if creds is not None else None
-
-    def lookup(self, registry: str) -> Credentials | None:
-        return self.creds
 
 
 class ImageController:
@@ -462,7 +452,7 @@ class ImageController:
         settings = RegistrySettings(
             access.host,
             plain_http=access.insecure,
-            credentials=_Static(access.credentials),
+            credentials=_credentials(access.credentials),
             timeout=min(15.0, deadline),
             deadline=deadline,
             tls=access.tls,  # the certSecretRef's CA and client certificate, from memory
@@ -649,15 +639,14 @@ class ImageController:
 
     def _workspace(self, key: ObjKey, auto: flux.Automation) -> Workspace:
         auth = self._git_auth(auto)
-        pgp = None
-        if auto.signing_key is not None:
-            if auto.signing_key.type is not fs.SigningKeyType.GPG:
-                raise Failed(S.Reason.INVALID_SOURCE, f"{auto.ref}.spec.git.commit.signingKey.type: "
-                             f"{auto.signing_key.type.value!r} is not supported yet (use gpg); nothing committed",
-                             stalled=True)  # fmt: skip
+        pgp, ssh = None, None
+        if auto.signing_key is not None:  # every commit signed with the key, held in memory
             origin = f"{auto.ref}.spec.git.commit.signingKey"
-            pgp = OpenPGPKey(auto.signing_key.key, auto.signing_key.passphrase, origin)
-        identity = Identity(auto.author_name, auto.author_email, openpgp=pgp)  # every commit signed with the key
+            if auto.signing_key.type is fs.SigningKeyType.SSH:
+                ssh = SSHSigningKey(auto.signing_key.key, auto.signing_key.passphrase, origin)
+            else:
+                pgp = OpenPGPKey(auto.signing_key.key, auto.signing_key.passphrase, origin)
+        identity = Identity(auto.author_name, auto.author_email, openpgp=pgp, ssh=ssh)
         wkey = (str(key), auto.url, auto.branch)
         with self._lock:
             ws = self._workspaces.get(wkey)
@@ -706,3 +695,8 @@ class ImageController:
             request_json(self.api, "POST", f"/api/v1/namespaces/{ns}/events", body=body, timeout=10)
         except Exception as exc:
             log.debug("event not recorded: %s", exc)
+
+
+def _credentials(creds: fs.RegistryCredentials | None) -> CredentialSource:
+    """An ImageRepository's Secret credentials for its registry client (anonymous without)."""
+    return NO_CREDENTIALS if creds is None else StaticCredentials(Credentials(creds.username, creds.password))

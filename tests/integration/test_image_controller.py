@@ -586,3 +586,41 @@ def test_a_git_bearer_token_secret_is_sent_as_a_bearer_header(
     until(lambda: "tok:1.0.1" in read_file(bare, "main", "tok.yaml"), what="the commit over bearer auth")
     auto = kube.get("ImageUpdateAutomation", "cfg")
     assert GIT_BEARER not in json.dumps(auto)
+
+
+def test_an_ssh_signing_key_signs_the_automation_commit_and_a_wrong_password_pushes_nothing(
+    kube: Cluster, controller: ImageController, registry_plain: RegistryServer, git_http: GitHttp, tmp_path: Path
+) -> None:
+    ns, reg = kube.ns, registry_plain
+    key = tmp_path / "sig"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "open sesame", "-C", "sig", "-f", str(key)], check=True,
+                   capture_output=True)  # fmt: skip
+    reg.pusher().push("team/sig", ["1.0.0", "1.0.1"])
+    kube.create(secret("git-auth", {"username": GIT_USER, "password": GIT_PASSWORD}))
+    kube.create(secret("ssh-sig", {"identity": key.read_text(), "password": "open sesame"}))
+    kube.create(secret("ssh-sig-wrong", {"identity": key.read_text(), "password": "wrong"}))
+    kube.create(flux("ImageRepository", "sig", {"image": f"{reg.host}/team/sig", "interval": "1h", "insecure": True}))
+    kube.create(flux("ImagePolicy", "sig", {"imageRepositoryRef": {"name": "sig"}, "policy": {"semver": {"range": "^1"}}}))
+    bares = {}
+    for name, secret_name in (("good", "ssh-sig"), ("wrong", "ssh-sig-wrong")):
+        marker = f'image: {reg.host}/team/sig:1.0.0 # {{"$imagepolicy": "{ns}:sig"}}\n'
+        bares[name] = make_bare(git_http.root, f"ssh-{name}-{ns}", {"sig.yaml": marker})
+        kube.create(flux("GitRepository", name, {"url": git_http.url(bares[name]), "interval": "1h", "ref": {"branch": "main"},
+                                                 "secretRef": {"name": "git-auth"}}, "source.toolkit.fluxcd.io/v1"))  # fmt: skip
+        kube.create(flux("ImageUpdateAutomation", name, {
+            "interval": "1h", "sourceRef": {"kind": "GitRepository", "name": name},
+            "git": {"commit": {"author": {"name": "bot", "email": "bot@example.org"},
+                               "signingKey": {"type": "ssh", "secretRef": {"name": secret_name}}},
+                    "push": {"branch": "main"}},
+            "update": {"path": "./", "strategy": "Setters"},
+        }))  # fmt: skip
+    until(lambda: "sig:1.0.1" in read_file(bares["good"], "main", "sig.yaml"), what="the signed commit")
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f"bot@example.org {(tmp_path / 'sig.pub').read_text().strip()}\n")
+    verified = subprocess.run(["git", "-C", str(bares["good"]), "-c", f"gpg.ssh.allowedSignersFile={signers}", "verify-commit",
+                               "main"], capture_output=True, text=True)  # fmt: skip
+    assert verified.returncode == 0 and 'Good "git" signature for bot@example.org' in verified.stderr, verified.stderr
+    wrong = until(lambda: (o := kube.get("ImageUpdateAutomation", "wrong")) and ready(o).get("status") == "False" and o,
+                  what="the wrong password refused")  # fmt: skip
+    assert ready(wrong)["reason"] == "GitOperationFailed" and "wrong password" in ready(wrong)["message"], ready(wrong)
+    assert len(log(bares["wrong"], "main")) == 1, "nothing pushed"
