@@ -442,7 +442,8 @@ def test_the_controller_process_serves_health_and_metrics_and_stops_cleanly_on_s
         until(lambda: get("/readyz")[0] == 200, what="/readyz")
         assert get("/healthz") == (200, "ok\n")
         until(lambda: ready(kube.get("ImageRepository", "bad")).get("reason") == "ReadOperationFailed", what="a failed scan")
-        assert 'imagebot_reconciles_total{kind="ImageRepository",result="failed"}' in get("/metrics")[1]
+        failed = 'imagebot_reconciles_total{kind="ImageRepository",result="failed"}'
+        until(lambda: failed in get("/metrics")[1], what="the failure counted")  # counted after the status write
         taken = subprocess.run([*cmd[:-2], "--cache", str(tmp_path / "c2")], capture_output=True, text=True, timeout=60)
         assert taken.returncode == 2 and taken.stderr.count("\n") == 1 and "--listen" in taken.stderr, taken.stderr
     finally:
