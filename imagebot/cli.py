@@ -15,7 +15,7 @@ from imagebot.errors import FAILURES, EditError, ExitCode, PolicyError, UsageErr
 from imagebot.policy import DEFAULT_EXCLUDES, PolicyKind, PolicySpec, Selection, build
 from imagebot.refs import ImageRef
 from imagebot.registry.commands import add_registry_flags, cmd_digest, cmd_tags, list_tags_for
-from imagebot.update.model import ChangeSet, EditRequest, ImageUpdate
+from imagebot.update.model import ChangeSet, EditRequest, ImageUpdate, ProblemKind
 
 EXIT_CODES = """exit codes:
   0  ok
@@ -191,8 +191,10 @@ def parse_image_args(items: Sequence[str]) -> tuple[ImageUpdate, ...]:
 
 
 def cmd_set(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
-    from imagebot.update import ProblemKind, report, walk
+    from imagebot.update import report, walk
 
+    if getattr(args, "discover", None):
+        return _cmd_discover(args, out, err)
     request = EditRequest(policies=parse_policy_args(args.policy), images=parse_image_args(args.image))
     if not request.policies and not request.images:
         raise UsageError("nothing to set: give at least one --policy REF=IMAGE or --image NAME=IMAGE")
@@ -226,6 +228,50 @@ def cmd_set(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -
     for flag in unmatched:
         print(f"imagebot: {flag} matched nothing under {args.path}: no marker or image reference names it", file=err)
     return int(ExitCode.NOTHING if unmatched else ExitCode.OK)
+
+
+def _cmd_discover(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``set --discover LEVEL``: list each distinct repository once, edit every reference within its policy."""
+    from imagebot.registry.commands import registries_from_args
+    from imagebot.registry.scanner import Scanner
+    from imagebot.update import discover, report, walk
+
+    if args.policy or args.image:
+        raise UsageError("--discover takes no --policy/--image: it finds the references itself")
+    root = Path(args.path)
+    if not root.is_dir():
+        raise UsageError(f"{args.path}: not a directory")
+    texts, read_problems = walk.read_tree(root)
+    keep = discover.Filter(tuple(args.include), tuple(args.exclude))
+    found: dict[str, list[discover.Found]] = {}
+    for label, text in texts.items():
+        refs_, _ = discover.find_references(label, text)
+        refs_ = [f for f in refs_ if keep.admits(f.name)]
+        if refs_:
+            found[label] = refs_
+    names = [f.name for fs in found.values() for f in fs if f.digest is None]
+    results = Scanner(registries_from_args(args)).scan(names)
+    listings = {repo: (r.tags if r.ok else (r.error or "failed")) for repo, r in results.items()}
+    planned = discover.plan(texts, found, listings, discover.Level(args.discover))
+    cs = ChangeSet(planned.edits)
+    written: list[str] = []
+    if args.dry_run:
+        if not args.json:
+            print(report.unified_diff(cs), file=out, end="")
+    else:
+        try:
+            written = walk.apply(root, cs)
+        except OSError as exc:
+            raise EditError(f"could not write: {exc}") from exc
+    if args.json:
+        print(report.as_json(cs, written), file=out)
+    elif not args.dry_run:
+        print(report.as_text(cs), file=out)
+    for p in (*read_problems, *planned.skipped, *cs.problems):
+        print(f"imagebot: note: {p.file}{f':{p.line}' if p.line else ''}: {p.kind}: {p.message}", file=err)
+    if any(p.kind is ProblemKind.VERIFY for p in cs.problems):
+        return int(ExitCode.EDIT)
+    return int(ExitCode.OK if cs.changed_files else ExitCode.NOTHING)
 
 
 def _unmatched(cs: ChangeSet, request: EditRequest) -> list[str]:
@@ -314,6 +360,15 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--image", action="append", default=[], metavar="NAME=IMAGE", help="repository = new image")
     st.add_argument("--dry-run", action="store_true", help="print a unified diff and write nothing")
     st.add_argument("--json", action="store_true", help="print the change set as JSON")
+    st.add_argument(
+        "--discover",
+        choices=("patch", "minor", "major"),
+        help="no --image/--policy: move every image reference found to the newest semver tag within its current "
+        "major.minor (patch), major (minor) or any (major); non-semver tags and digest pins are skipped and reported",
+    )
+    st.add_argument("--include", action="append", default=[], metavar="GLOB", help="with --discover: only these repositories")
+    st.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="with --discover: not these repositories")
+    add_registry_flags(st)
     st.set_defaults(func=cmd_set)
 
     from imagebot.gitops.commands import ENV_HELP, add_update_flags

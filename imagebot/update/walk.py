@@ -172,3 +172,22 @@ def apply(root: Path, changeset: ChangeSet, durable: bool = True) -> list[str]:
         written.append(edit.file)
         log.debug("wrote %s (%d changes)", edit.file, len(edit.changes))
     return written
+
+
+def read_tree(root: Path) -> tuple[dict[str, str], list[Problem]]:
+    """The text of every candidate file under ``root`` (for discovery, which has no names to screen by)."""
+    texts: dict[str, str] = {}
+    problems: list[Problem] = []
+    for item in iter_files(root):
+        if isinstance(item, Problem):
+            problems.append(item)
+            continue
+        try:
+            with item.real.open("rb") as fh:
+                data = fh.read(MAX_BYTES + 1)
+            if len(data) > MAX_BYTES:
+                raise OSError(f"larger than the limit of {MAX_BYTES:,} bytes")
+            texts[item.label] = data.decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(item.label, None, ProblemKind.IO, f"not scanned: {exc}"))
+    return texts, problems
