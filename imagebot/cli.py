@@ -230,30 +230,43 @@ def cmd_set(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -
     return int(ExitCode.NOTHING if unmatched else ExitCode.OK)
 
 
-def _cmd_discover(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """``set --discover LEVEL``: list each distinct repository once, edit every reference within its policy."""
+def _discover_planner(args: argparse.Namespace, err: TextIO) -> Callable[[Path], ChangeSet]:
+    """Discovery as a planner of a tree: list each distinct repository once, edit every reference within its policy.
+    What it leaves alone (not semver, pinned, a failed listing) is said on ``err``."""
     from imagebot.registry.commands import registries_from_args
     from imagebot.registry.scanner import Scanner
-    from imagebot.update import discover, report, walk
+    from imagebot.update import discover, walk
 
     if args.policy or args.image:
         raise UsageError("--discover takes no --policy/--image: it finds the references itself")
+    keep = discover.Filter(tuple(args.include), tuple(args.exclude))
+    scanner = Scanner(registries_from_args(args))
+
+    def planner(root: Path) -> ChangeSet:
+        texts, read_problems = walk.read_tree(root)
+        found: dict[str, list[discover.Found]] = {}
+        for label, text in texts.items():
+            refs_ = [f for f in discover.find_references(label, text)[0] if keep.admits(f.name)]
+            if refs_:
+                found[label] = refs_
+        results = scanner.scan(f.name for fs in found.values() for f in fs if f.digest is None)
+        listings = {repo: (r.tags if r.ok else (r.error or "failed")) for repo, r in results.items()}
+        planned = discover.plan(texts, found, listings, discover.Level(args.discover))
+        for p in (*read_problems, *planned.skipped):
+            print(f"imagebot: note: {p.file}{f':{p.line}' if p.line else ''}: {p.kind}: {p.message}", file=err)
+        return ChangeSet(planned.edits)
+
+    return planner
+
+
+def _cmd_discover(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``set --discover LEVEL`` on a local tree."""
+    from imagebot.update import report, walk
+
     root = Path(args.path)
     if not root.is_dir():
         raise UsageError(f"{args.path}: not a directory")
-    texts, read_problems = walk.read_tree(root)
-    keep = discover.Filter(tuple(args.include), tuple(args.exclude))
-    found: dict[str, list[discover.Found]] = {}
-    for label, text in texts.items():
-        refs_, _ = discover.find_references(label, text)
-        refs_ = [f for f in refs_ if keep.admits(f.name)]
-        if refs_:
-            found[label] = refs_
-    names = [f.name for fs in found.values() for f in fs if f.digest is None]
-    results = Scanner(registries_from_args(args)).scan(names)
-    listings = {repo: (r.tags if r.ok else (r.error or "failed")) for repo, r in results.items()}
-    planned = discover.plan(texts, found, listings, discover.Level(args.discover))
-    cs = ChangeSet(planned.edits)
+    cs = _discover_planner(args, err)(root)
     written: list[str] = []
     if args.dry_run:
         if not args.json:
@@ -267,7 +280,7 @@ def _cmd_discover(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(report.as_json(cs, written), file=out)
     elif not args.dry_run:
         print(report.as_text(cs), file=out)
-    for p in (*read_problems, *planned.skipped, *cs.problems):
+    for p in cs.problems:
         print(f"imagebot: note: {p.file}{f':{p.line}' if p.line else ''}: {p.kind}: {p.message}", file=err)
     if any(p.kind is ProblemKind.VERIFY for p in cs.problems):
         return int(ExitCode.EDIT)
@@ -285,10 +298,21 @@ def cmd_update(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO
     from imagebot.gitops.commands import run_update
 
     request = EditRequest(policies=parse_policy_args(args.policy), images=parse_image_args(args.image))
-    return run_update(args, request, out, err)
+    return run_update(args, request, out, err, _discover_planner(args, err) if args.discover else None)
 
 
 Command = Callable[[argparse.Namespace, TextIO, TextIO, TextIO], int]
+
+
+def _add_discover_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--discover",
+        choices=("patch", "minor", "major"),
+        help="no --image/--policy: move every image reference found to the newest semver tag within its current "
+        "major.minor (patch), major (minor) or any (major); non-semver tags and digest pins are skipped and reported",
+    )
+    p.add_argument("--include", action="append", default=[], metavar="GLOB", help="with --discover: only these repositories")
+    p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="with --discover: not these repositories")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -360,14 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--image", action="append", default=[], metavar="NAME=IMAGE", help="repository = new image")
     st.add_argument("--dry-run", action="store_true", help="print a unified diff and write nothing")
     st.add_argument("--json", action="store_true", help="print the change set as JSON")
-    st.add_argument(
-        "--discover",
-        choices=("patch", "minor", "major"),
-        help="no --image/--policy: move every image reference found to the newest semver tag within its current "
-        "major.minor (patch), major (minor) or any (major); non-semver tags and digest pins are skipped and reported",
-    )
-    st.add_argument("--include", action="append", default=[], metavar="GLOB", help="with --discover: only these repositories")
-    st.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="with --discover: not these repositories")
+    _add_discover_flags(st)
     add_registry_flags(st)
     st.set_defaults(func=cmd_set)
 
@@ -385,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_update_flags(up)
     up.add_argument("--policy", action="append", default=[], metavar="REF=IMAGE", help="NS:NAME or NAME = new image")
     up.add_argument("--image", action="append", default=[], metavar="NAME=IMAGE", help="repository = new image")
+    _add_discover_flags(up)
+    add_registry_flags(up)
     up.set_defaults(func=cmd_update)
 
     from imagebot.runtime.commands import add_flags

@@ -6,13 +6,14 @@ import argparse
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 from gitopskit.workspace import GitAuth, Identity, Workspace, safe_url
 from imagebot.errors import ExitCode, UsageError
 from imagebot.gitops.writer import Delivery, Mode, Result, Status, deliver
-from imagebot.update import EditRequest, report
+from imagebot.update import ChangeSet, EditRequest, report
 
 ENV_HELP = """credentials (from the environment, never from arguments):
   IMAGEBOT_GIT_USERNAME, IMAGEBOT_GIT_TOKEN   HTTPS (sent as an http.extraHeader, never in the URL)
@@ -86,8 +87,14 @@ def result_json(r: Result) -> str:
     )
 
 
-def run_update(args: argparse.Namespace, request: EditRequest, out: TextIO, err: TextIO) -> int:
-    if not request.policies and not request.images:
+def run_update(
+    args: argparse.Namespace,
+    request: EditRequest,
+    out: TextIO,
+    err: TextIO,
+    planner: Callable[[Path], ChangeSet] | None = None,
+) -> int:
+    if not request.policies and not request.images and planner is None:
         raise UsageError("nothing to update: give at least one --policy REF=IMAGE or --image NAME=IMAGE")
     mode = Mode.PULL_REQUEST if args.pull_request else Mode.PUSH_BRANCH if args.push_branch else Mode.PUSH
     identity = Identity(
@@ -108,7 +115,7 @@ def run_update(args: argparse.Namespace, request: EditRequest, out: TextIO, err:
     delivery = Delivery(
         mode, args.branch, args.path, args.push_branch, args.environment, args.group, tuple(args.label), tuple(args.reviewer)
     )
-    result = deliver(ws, delivery, request, forge, dry_run=args.dry_run)
+    result = deliver(ws, delivery, request, forge, dry_run=args.dry_run, planner=planner)
     if args.json:
         print(result_json(result), file=out)
     elif result.status is Status.NO_CHANGE:

@@ -108,6 +108,7 @@ def deliver(
     forge: Forge | None = None,
     *,
     dry_run: bool = False,
+    planner: Callable[[Path], ChangeSet] | None = None,
     attempts: int = 8,
     sleep: Callable[[float], None] = time.sleep,
     rnd: random.Random | None = None,
@@ -118,11 +119,11 @@ def deliver(
         raise UsageError("push-branch mode needs a branch to push to")
     rnd = rnd or random.Random()
     request, refused = refuse_invalid(request)
-    if not request.policies and not request.images:
+    if not request.policies and not request.images and planner is None:
         return Result(Status.NO_CHANGE, delivery.branch, skipped=refused)
     with ws.exclusive():  # sync, edit, commit and push on a work tree no one else touches meanwhile
         for attempt in range(1, attempts + 1):
-            result = _attempt(ws, delivery, request, forge, dry_run, attempt)
+            result = _attempt(ws, delivery, request, forge, dry_run, attempt, planner)
             if result is not None:
                 return replace(result, skipped=refused + result.skipped) if refused else result
             wait = rnd.uniform(0, min(2.0, 0.05 * 2**attempt))
@@ -142,7 +143,15 @@ def _root(ws: Workspace, delivery: Delivery) -> Path:
     return root
 
 
-def _attempt(ws: Workspace, d: Delivery, request: EditRequest, forge: Forge | None, dry_run: bool, attempt: int) -> Result | None:
+def _attempt(
+    ws: Workspace,
+    d: Delivery,
+    request: EditRequest,
+    forge: Forge | None,
+    dry_run: bool,
+    attempt: int,
+    planner: Callable[[Path], ChangeSet] | None = None,
+) -> Result | None:
     target = d.branch
     lease: str | None = None
     if d.mode is Mode.PUSH_BRANCH:
@@ -159,7 +168,7 @@ def _attempt(ws: Workspace, d: Delivery, request: EditRequest, forge: Forge | No
     else:
         ws.sync(d.branch)
     root = _root(ws, d)
-    cs = _edit(root, request)
+    cs = _edit(root, request) if planner is None else planner(root)  # discovery plans from the tree it just synced
     if not cs.changed_files:  # nothing written: this plan is the read of what the branch holds
         return Result(Status.NO_CHANGE, target, changes=cs, attempts=attempt, skipped=confirm(cs, request))
     rendered = render(cs.changes, requested_images(request), d.templates, d.environment, d.group, d.why)

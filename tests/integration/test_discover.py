@@ -4,12 +4,14 @@ against a registry of ours; non-semver tags, digest pins and a failing registry 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
 
 from imagebot.cli import main
 from imagebot.update.discover import Level, newest
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, log, make_bare, read_file
 from tests.fixtures.pager import Pager
 
 PIN = "sha256:" + "a" * 64
@@ -149,3 +151,40 @@ def test_newest_follows_renovate_levels_and_skips_non_semver() -> None:
     assert newest("1.2.3", tags, Level.MAJOR) == "2.0.0"
     assert newest("latest", tags, Level.MAJOR) is None
     assert newest("2.0.0", tags, Level.MAJOR) is None
+
+
+@pytest.mark.git
+def test_update_discover_commits_once_and_a_second_run_does_nothing(
+    git_http: GitHttp, pager: Pager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pager.repos["ok/init"] = ["1.0.0", "1.1.0", "2.0.0"]
+    pager.repos["ok/web"] = ["1.2.3", "1.3.0", "2.0.0"]
+    pager.repos["ok/job"] = ["v2.0.1", "v2.5.0"]
+    pager.repos["ok/chart"] = ["3.1.0", "3.2.0"]
+    seed = tmp_path / "seed"
+    _tree(seed, pager.host)
+    files = {p.relative_to(seed).as_posix(): p.read_text() for p in seed.rglob("*.yaml")}
+    repo = make_bare(git_http.root, f"disc{os.urandom(4).hex()}", files)
+    monkeypatch.setenv("IMAGEBOT_GIT_USERNAME", GIT_USER)
+    monkeypatch.setenv("IMAGEBOT_GIT_TOKEN", GIT_PASSWORD)
+    argv = ["update", "--repo", git_http.url(repo), "--cache-dir", str(tmp_path / "cache"), "--discover", "minor"]
+    argv += ["--insecure-registry", pager.host, "--timeout", "20"]
+    out, err = io.StringIO(), io.StringIO()
+    assert main(argv, out=out, err=err) == 0, err.getvalue()
+    host = pager.host
+    want = {
+        "prod/deploy.yaml": files["prod/deploy.yaml"]
+        .replace("ok/init:1.0.0", "ok/init:1.1.0")
+        .replace("ok/web:1.2.3", "ok/web:1.3.0"),
+        "prod/cron.yaml": files["prod/cron.yaml"].replace("ok/job:v2.0.1", "ok/job:v2.5.0"),
+        "staging/kustomization.yaml": files["staging/kustomization.yaml"].replace("newTag: 1.2.3", "newTag: 1.3.0"),
+        "staging/values.yaml": files["staging/values.yaml"].replace('"3.1.0"', '"3.2.0"'),
+    }
+    for path, text in want.items():
+        assert read_file(repo, "main", path) == text, path
+    assert f"{host}/ok/side:latest is not a semver tag" in err.getvalue()
+    assert len(log(repo, "main")) == 2  # one commit
+    out2, err2 = io.StringIO(), io.StringIO()
+    assert main(argv, out=out2, err=err2) == 0, err2.getvalue()
+    assert out2.getvalue() == "no change\n"
+    assert len(log(repo, "main")) == 2
