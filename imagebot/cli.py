@@ -249,7 +249,7 @@ def _discover_planner(args: argparse.Namespace, err: TextIO) -> Callable[[Path],
             refs_ = [f for f in discover.find_references(label, text)[0] if keep.admits(f.name)]
             if refs_:
                 found[label] = refs_
-        results = scanner.scan(f.name for fs in found.values() for f in fs if f.digest is None)
+        results = scanner.scan(f.name for fs in found.values() for f in fs if discover.movable(f))
         listings = {repo: (r.tags if r.ok else (r.error or "failed")) for repo, r in results.items()}
         planned = discover.plan(texts, found, listings, discover.Level(args.discover))
         for p in (*read_problems, *planned.skipped):

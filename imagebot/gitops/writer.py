@@ -30,6 +30,7 @@ from imagebot.gitops.message import Rendered, Templates, change_records, render
 from imagebot.refs import ImageRef
 from imagebot.update import ChangeSet, EditRequest, ProblemKind, report, walk
 from imagebot.update.confirm import Skipped, confirm, refuse_invalid
+from imagebot.update.discover import summary
 from imagebot.update.model import Why
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,9 @@ def _attempt(
     if not cs.changed_files:  # nothing written: this plan is the read of what the branch holds
         return Result(Status.NO_CHANGE, target, changes=cs, attempts=attempt, skipped=confirm(cs, request))
     rendered = render(cs.changes, requested_images(request), d.templates, d.environment, d.group, d.why)
+    if planner is not None and d.templates == Templates():  # discovery: the moves grouped by environment directory
+        title, body = summary(cs.changes)
+        rendered = Rendered(title, f"{title}\n\n{body}", body)
     if d.go_message is not None:
         text = d.go_message.render(change_records(cs.changes, requested_images(request)))
         rendered = Rendered(rendered.title, text, rendered.body)

@@ -21,7 +21,7 @@ from imagebot.policy.semver import parse_tag
 from imagebot.refs import ImageRef, try_parse
 from imagebot.update.engine import edit_text
 from imagebot.update.images import is_kustomization
-from imagebot.update.model import EditRequest, FileEdit, HelmKeys, ImageUpdate, Problem, ProblemKind
+from imagebot.update.model import Change, EditRequest, FileEdit, HelmKeys, ImageUpdate, Problem, ProblemKind
 from imagebot.update.plan import child
 from imagebot.update.yamlscan import Scan, YamlSyntaxError, scan
 
@@ -115,6 +115,11 @@ def _helm(file: str, parsed: Scan, out: list[Found]) -> None:
         out.append(Found(file, tag.line, ref, tag.value, digest.value if digest is not None and digest.value else None))
 
 
+def movable(f: Found) -> bool:
+    """Whether a reference can move at all (a semver tag, no digest pin): only those need a listing."""
+    return f.digest is None and f.tag is not None and parse_tag(f.tag) is not None
+
+
 def newest(current: str, tags: Iterable[str], level: Level) -> str | None:
     """The newest release tag above ``current`` within ``level``; None when none is (or ``current`` is not semver)."""
     key = parse_tag(current)
@@ -202,3 +207,24 @@ def environment(file: str) -> str:
     """The environment a file belongs to: its first directory under the discovery root."""
     head, sep, _ = file.partition("/")
     return head if sep else "."
+
+
+def summary(changes: Iterable[Change]) -> tuple[str, str]:
+    """A discovery commit's title and body: the moves grouped by environment (the first directory under the
+    root), each ``name: old → new`` once per environment, with its files."""
+    by_env: dict[str, dict[tuple[str, str, str], set[str]]] = {}
+    for c in changes:
+        old, new = try_parse(c.old), try_parse(c.new)
+        old_v = old.tag if old is not None and old.tag else c.old
+        new_v = new.tag if new is not None and new.tag else c.new
+        by_env.setdefault(environment(c.file), {}).setdefault((c.subject, old_v, new_v), set()).add(c.file)
+    moves = sum(len(m) for m in by_env.values())
+    envs = sorted(by_env)
+    title = f"chore(images): discovered {moves} update{'s' if moves != 1 else ''} in {', '.join(envs)}"
+    lines: list[str] = []
+    for env in envs:
+        lines.append(f"{env}:")
+        for (name, old_v, new_v), files in sorted(by_env[env].items()):
+            lines.append(f"- {name}: {old_v} → {new_v} ({', '.join(sorted(files))})")
+        lines.append("")
+    return title, "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -122,7 +123,7 @@ def test_discovery_moves_exactly_the_semver_references_within_the_policy(tree: P
     assert "ok/pinned is pinned by digest" in err
     assert "down/app: registry:" in err
     assert pager.hits["ok/web"] == 1  # one listing per repository, shared by its two references
-    assert "pinned" not in str(dict(pager.hits))  # a pinned reference needs no listing
+    assert "pinned" not in str(dict(pager.hits)) and "side" not in str(dict(pager.hits))  # pinned, not semver: no listing
     # a second run finds nothing to move
     code, _, _ = _run(tree, level)
     assert code == 1
@@ -184,6 +185,19 @@ def test_update_discover_commits_once_and_a_second_run_does_nothing(
         assert read_file(repo, "main", path) == text, path
     assert f"{host}/ok/side:latest is not a semver tag" in err.getvalue()
     assert len(log(repo, "main")) == 2  # one commit
+    message = subprocess.run(
+        ["git", "-c", "safe.directory=*", "-C", str(repo), "log", "-1", "--format=%B"], capture_output=True, text=True
+    ).stdout
+    assert message.strip() + "\n" == (
+        "chore(images): discovered 5 updates in prod, staging\n\n"
+        "prod:\n"
+        f"- {host}/ok/init: 1.0.0 → 1.1.0 (prod/deploy.yaml)\n"
+        f"- {host}/ok/job: v2.0.1 → v2.5.0 (prod/cron.yaml)\n"
+        f"- {host}/ok/web: 1.2.3 → 1.3.0 (prod/deploy.yaml)\n\n"
+        "staging:\n"
+        f"- {host}/ok/chart: 3.1.0 → 3.2.0 (staging/values.yaml)\n"
+        f"- {host}/ok/web: 1.2.3 → 1.3.0 (staging/kustomization.yaml)\n"
+    )
     out2, err2 = io.StringIO(), io.StringIO()
     assert main(argv, out=out2, err=err2) == 0, err2.getvalue()
     assert out2.getvalue() == "no change\n"
