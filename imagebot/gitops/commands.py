@@ -14,6 +14,7 @@ from gitopskit.workspace import GitAuth, Identity, Workspace, safe_url
 from imagebot.errors import ExitCode, UsageError
 from imagebot.gitops.writer import Delivery, Mode, Result, Status, deliver
 from imagebot.update import ChangeSet, EditRequest, report
+from imagebot.update.model import Why
 
 ENV_HELP = """credentials (from the environment, never from arguments):
   IMAGEBOT_GIT_USERNAME, IMAGEBOT_GIT_TOKEN   HTTPS (sent as an http.extraHeader, never in the URL)
@@ -112,8 +113,12 @@ def run_update(
         from imagebot.forge.github import GitHubForge
 
         forge = GitHubForge(repo, token, args.github_api, throttle=os.environ.get("IMAGEBOT_GITHUB_THROTTLE", "1") != "0")
+    # what a hand-given edit knows: the environment and that it was asked for (no policy, scan or signature check)
+    why = Why(environment=args.environment, reason="requested with imagebot update")
+    subjects = [*request.policies, *(u.name.name for u in request.images)]
     delivery = Delivery(
-        mode, args.branch, args.path, args.push_branch, args.environment, args.group, tuple(args.label), tuple(args.reviewer)
+        mode, args.branch, args.path, args.push_branch, args.environment, args.group, tuple(args.label), tuple(args.reviewer),
+        why={s: why for s in subjects},
     )
     result = deliver(ws, delivery, request, forge, dry_run=args.dry_run, planner=planner)
     if args.json:

@@ -124,8 +124,10 @@ def section(e: Explained) -> str:
     lines = [f"#### `{e.image}` {md(e.old)} → {md(e.new)}{env}", ""]
     if w.old_digest or w.new_digest:
         lines.append(f"- **digest**: `{_short(w.old_digest) or '—'}` → `{w.new_digest or '—'}`")
-    if w.policy or w.reason:
-        lines.append(f"- **policy**: {md(w.policy) or '—'}{(' — ' + md(w.reason)) if w.reason else ''}")
+    if w.policy:
+        lines.append(f"- **policy**: {md(w.policy)}{(' — ' + md(w.reason)) if w.reason else ''}")
+    elif w.reason:
+        lines.append(f"- **why**: {md(w.reason)}")
     if w.passed_over:
         shown = "; ".join(f"{md(p.tag)}: {md(p.reason)}" for p in w.passed_over[:MAX_PASSED])
         more = len(w.passed_over) - MAX_PASSED
@@ -159,8 +161,10 @@ def trailers(items: tuple[Explained, ...]) -> str:
             out.append(f"Image-Environment: {_one_line(w.environment)}")
         out.append(f"Image-From: {_one_line(e.old)}{('@' + w.old_digest) if w.old_digest else ''}")
         out.append(f"Image-To: {_one_line(e.new)}{('@' + w.new_digest) if w.new_digest else ''}")
-        if w.policy or w.reason:
-            out.append(f"Image-Policy: {_one_line(w.policy or '—')}{(': ' + _one_line(w.reason)) if w.reason else ''}")
+        if w.policy:
+            out.append(f"Image-Policy: {_one_line(w.policy)}{(': ' + _one_line(w.reason)) if w.reason else ''}")
+        elif w.reason:
+            out.append(f"Image-Reason: {_one_line(w.reason)}")
         for p in w.passed_over[:MAX_PASSED]:
             out.append(f"Image-Passed-Over: {_one_line(p.tag)}: {_one_line(p.reason)}")
         if w.signature:

@@ -4,6 +4,7 @@ push (trailers read back with `git log`) and one by pull request (the GitHub sta
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from imagebot.cli import main
 from imagebot.config.load import load
 from imagebot.gitops.writer import Status
 from imagebot.runtime.runner import Runner
@@ -162,3 +164,29 @@ def test_annotations_that_cannot_be_read_never_block_the_update(
     assert "- annotations unavailable: " in pr["body"], pr["body"]
     msg = subprocess.run(["git", "-C", str(bare), "log", "-1", "--format=%B", "main"], capture_output=True, text=True, check=True)
     assert "Image-Annotations: unavailable: " in msg.stdout
+
+
+def test_imagebot_update_says_what_it_knows_in_trailers(
+    git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand-given edit has no policy, scan or signature check: its trailers name the environment, the versions
+    and that it was asked for — and how to roll it back."""
+    files = {"apps/deploy.yaml": deploy("ghcr.io/org/app", "prod").replace("ex:app-prod", "apps:app")}
+    bare = make_bare(git_http.root, f"ex{os.urandom(4).hex()}", files)
+    monkeypatch.setenv("IMAGEBOT_GIT_USERNAME", GIT_USER)
+    monkeypatch.setenv("IMAGEBOT_GIT_TOKEN", GIT_PASSWORD)
+    argv = ["update", "--repo", git_http.url(bare), "--cache-dir", str(tmp_path / "cache"), "--environment", "prod",
+            "--policy", "apps:app=ghcr.io/org/app:1.1.0"]  # fmt: skip
+    out, err = io.StringIO(), io.StringIO()
+    assert main(argv, out=out, err=err) == 0, err.getvalue()
+    trailers = subprocess.run(
+        ["git", "-C", str(bare), "log", "-1", "--format=%(trailers:unfold)", "main"], capture_output=True, text=True, check=True
+    ).stdout
+    assert trailers.splitlines()[:5] == [
+        "Image: ghcr.io/org/app",
+        "Image-Environment: prod",
+        "Image-From: 1.0.0",
+        "Image-To: 1.1.0",
+        "Image-Reason: requested with imagebot update",
+    ], trailers
+    assert trailers.strip().splitlines()[-1].startswith("Rollback: git revert <this commit>")
