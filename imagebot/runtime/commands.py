@@ -18,7 +18,7 @@ from typing import TextIO
 
 from gitopskit.notify import Emitter, NotifyConfigError
 from imagebot.config.load import load, positive_duration
-from imagebot.config.model import Config
+from imagebot.config.model import Config, Environment
 from imagebot.errors import ConfigError, ExitCode, UsageError
 from imagebot.runtime.runner import Runner
 from imagebot.runtime.state import InstanceLock, RuntimeState
@@ -100,6 +100,21 @@ def add_flags(sub: argparse._SubParsersAction, exit_codes: str) -> None:  # type
     s.add_argument("--config", required=True, nargs="+", metavar="FILE")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
+    for name, helptext in (
+        ("hold", "stop updates of IMAGE in ENV until released (recorded in the state, honoured by every pass)"),
+        ("release", "lift an operator's hold of IMAGE in ENV"),
+        ("approve", "promote the source's current tag (or --tag) to ENV now, skipping the rest of its soak"),
+    ):
+        o = sub.add_parser(name, help=helptext, epilog=exit_codes, formatter_class=fmt)
+        o.add_argument("image", metavar="IMAGE", help="the image's name in the config")
+        o.add_argument("environment", metavar="ENV")
+        o.add_argument("--config", required=True, nargs="+", metavar="FILE")
+        o.add_argument("--by", default=os.environ.get("USER") or "cli", metavar="NAME", help="who (default: $USER)")
+        if name == "hold":
+            o.add_argument("--reason", default="", metavar="TEXT")
+        if name == "approve":
+            o.add_argument("--tag", metavar="TAG", help="the tag approved (default: the source environment's current tag)")
+        o.set_defaults(func=cmd_override, action=name)
 
 
 def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
@@ -224,24 +239,85 @@ def _terminate(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _environment(cfg: Config, image: str, env: str) -> Environment:
+    """The configured environment, or exit 2 naming what exists."""
+    img = next((i for i in cfg.images if i.name == image), None)
+    if img is None:
+        raise UsageError(f"no image {image!r} in the config; images: {', '.join(i.name for i in cfg.images) or '(none)'}")
+    found = next((e for e in img.environments if e.name == env), None)
+    if found is None:
+        raise UsageError(f"image {image} has no environment {env!r}; environments: {', '.join(e.name for e in img.environments)}")
+    return found
+
+
+_NAME_LIMIT = 200  # who, reason and tag are shown on every status line and dashboard row
+
+
+def _text(flag: str, value: str) -> str:
+    value = value.strip()
+    if len(value) > _NAME_LIMIT or any(ord(ch) < 32 for ch in value):
+        raise UsageError(f"{flag}: at most {_NAME_LIMIT} characters, no control characters")
+    return value
+
+
+def cmd_override(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    cfg = load([Path(f) for f in args.config])
+    env = _environment(cfg, args.image, args.environment)
+    who = _text("--by", args.by) or "cli"
+    with _state_errors(cfg.state_file):
+        state = RuntimeState(cfg.state_file)
+        now = time.time()
+        if args.action == "hold":
+            state.hold(args.image, env.name, who=who, reason=_text("--reason", args.reason), now=now)
+            print(f"{args.image} {env.name}: on hold by {who}", file=out)
+        elif args.action == "release":
+            if not state.release(args.image, env.name, who=who, now=now):
+                print(f"{args.image} {env.name}: was not on hold", file=out)
+            else:
+                print(f"{args.image} {env.name}: released by {who}; the next pass updates it", file=out)
+        else:
+            tag = approve(state, args.image, env, args.tag, who, now)
+            print(f"{args.image} {env.name}: {tag} approved by {who}; the next pass promotes it", file=out)
+    return int(ExitCode.OK)
+
+
+def approve(state: RuntimeState, image: str, env: Environment, tag: str | None, who: str, now: float) -> str:
+    """Approve ``tag`` (default: the source's current tag) for ``env``'s promotion; UsageError when there is none."""
+    if not env.promote_from:
+        raise UsageError(f"{image} {env.name} does not promote from another environment: nothing to approve")
+    if tag is not None and (not tag.strip() or len(tag) > 128 or any(ord(ch) <= 32 for ch in tag)):
+        raise UsageError(f"--tag {tag!r}: not a tag")
+    approved = state.approve(image, env.name, source=env.promote_from, tag=tag, who=who, now=now)
+    if approved is None:
+        raise UsageError(f"{image} {env.promote_from} has no current tag yet: nothing to approve")
+    return approved
+
+
 def cmd_status(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     cfg = load([Path(f) for f in args.config])
     with _state_errors(cfg.state_file):
-        rows = RuntimeState(cfg.state_file).all()
+        state = RuntimeState(cfg.state_file)
+        rows = state.all()
+        overrides = state.all_overrides()
     if args.json:
-        print(
-            json.dumps(
-                [r.__dict__ if hasattr(r, "__dict__") else {k: getattr(r, k) for k in r.__slots__} for r in rows], indent=2
-            ),
-            file=out,
-        )
+        docs = []
+        for r in rows:
+            doc = {k: getattr(r, k) for k in r.__slots__}
+            o = overrides.get((r.image, r.environment))
+            doc["hold"] = {k: getattr(o.hold, k) for k in o.hold.__slots__} if o and o.hold else None
+            doc["approval"] = {k: getattr(o.approval, k) for k in o.approval.__slots__} if o and o.approval else None
+            docs.append(doc)
+        print(json.dumps(docs, indent=2), file=out)
         return 0
     for r in rows:
+        o = overrides.get((r.image, r.environment))
         print(
             f"{r.image} {r.environment}: current {r.tag or '-'}{'@' + r.digest[:19] if r.digest else ''}"
             f"  pending {r.pending or '-'}  ({r.reason})"
             + (f"  last commit {r.last_commit[:12]}" if r.last_commit else "")
-            + (f"  PR {r.last_pr}" if r.last_pr else ""),
+            + (f"  PR {r.last_pr}" if r.last_pr else "")
+            + (f"  HELD by {o.hold.who}: {o.hold.reason or '-'}" if o and o.hold else "")
+            + (f"  APPROVED {o.approval.tag} by {o.approval.who}" if o and o.approval else ""),
             file=out,
         )
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from imagebot.config.model import Environment
 from imagebot.policy import build
@@ -31,6 +32,34 @@ class Decision:
     remaining: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """An operator's hold (``imagebot hold``, the dashboard): no update until released."""
+
+    who: str
+    reason: str
+    since: float
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """An operator's early approval of one promotion: exactly this tag skips the rest of its soak."""
+
+    tag: str
+    who: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    hold: Hold | None = None
+    approval: Approval | None = None
+
+
+def _utc(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def decide(
     env: Environment,
     tags: list[str],
@@ -38,9 +67,13 @@ def decide(
     now: float,
     current: Current | None,
     peers: Mapping[str, Current],
+    overrides: Overrides | None = None,
 ) -> Decision:
     if env.hold:
         return Decision(None, None, "on hold: updates stopped for this environment")
+    if overrides is not None and overrides.hold is not None:
+        h = overrides.hold
+        return Decision(None, None, f"on hold by {h.who} since {_utc(h.since)}: {h.reason or 'no reason given'}")
     if env.promote_from:
         src = peers.get(env.promote_from)
         if src is None or src.tag is None:
@@ -48,6 +81,9 @@ def decide(
         if current is not None and (current.tag, current.digest) == (src.tag, src.digest):
             return Decision(None, None, f"already at {env.promote_from}'s {src.tag}")
         age = now - src.since
+        approval = overrides.approval if overrides is not None else None
+        if age < env.soak_seconds and approval is not None and approval.tag == src.tag:
+            return Decision(src.tag, src.digest, f"promoted from {env.promote_from}: approved early by {approval.who}")
         if age < env.soak_seconds:
             left = env.soak_seconds - age
             return Decision(None, None, f"{src.tag} soaking in {env.promote_from}", src.tag, left)

@@ -427,6 +427,7 @@ class Runner:
             if first_seen is None:
                 first_seen = self.scan_state.known_tags(repo.canonical_name)
             peers = {e.name: c for e in image.environments if (c := self.state.current(image.name, e.name)) is not None}
+            overrides = self.state.overrides(image.name)  # operators' holds and approvals, read here: decide stays pure
         except Exception as exc:
             log.exception("reading the state for %s failed", image.name)
             out.failures.append(Failure("", ExitCode.USAGE, "state", f"{image.name}: state unreadable: {_describe(exc)}"))
@@ -437,7 +438,7 @@ class Runner:
                 out.waiting.append((env, retry))
                 continue
             try:
-                d = decide(env, list(out.scan.tags), first_seen, now, peers.get(env.name), peers)
+                d = decide(env, list(out.scan.tags), first_seen, now, peers.get(env.name), peers, overrides.get(env.name))
                 digest, note, signed = d.digest, "", Signed()
                 if env.verify is not None and env.promote_from is None and d.tag is not None:
                     d, verified, note = self._gate(image, env, env.verify, out.scan.tags, first_seen, now, peers, signed)

@@ -10,11 +10,12 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from imagebot.errors import ConfigError
 from imagebot.registry.state import write_lock, write_transaction
-from imagebot.runtime.decide import Current
+from imagebot.runtime.decide import Approval, Current, Hold, Overrides
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS selections (
@@ -23,7 +24,37 @@ CREATE TABLE IF NOT EXISTS selections (
   pending TEXT, reason TEXT, last_commit TEXT, last_pr TEXT, updated REAL NOT NULL DEFAULT 0,
   PRIMARY KEY (image, environment)
 );
+CREATE TABLE IF NOT EXISTS holds (
+  image TEXT NOT NULL, environment TEXT NOT NULL, who TEXT NOT NULL, reason TEXT NOT NULL, since REAL NOT NULL,
+  PRIMARY KEY (image, environment)
+);
+CREATE TABLE IF NOT EXISTS approvals (
+  image TEXT NOT NULL, environment TEXT NOT NULL, tag TEXT NOT NULL, who TEXT NOT NULL, at REAL NOT NULL,
+  PRIMARY KEY (image, environment)
+);
+CREATE TABLE IF NOT EXISTS operator_log (
+  at REAL NOT NULL, image TEXT NOT NULL, environment TEXT NOT NULL, action TEXT NOT NULL, who TEXT NOT NULL,
+  detail TEXT NOT NULL
+);
 """
+
+OPERATOR_LOG_KEPT = 1000  # operator actions kept for the dashboard's timeline (oldest dropped)
+
+
+class OperatorAction(StrEnum):
+    HOLD = "hold"
+    RELEASE = "release"
+    APPROVE = "approve"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedAction:
+    at: float
+    image: str
+    environment: str
+    action: str
+    who: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +142,8 @@ class RuntimeState:
                 "UPDATE selections SET tag=?, digest=?, since=? WHERE image=? AND environment=?",
                 (tag, digest, now, image, env),
             )
+            # an approval is for one promotion: spent once the environment runs that tag
+            c.execute("DELETE FROM approvals WHERE image=? AND environment=? AND tag=?", (image, env, tag))
 
     def note(self, image: str, env: str, *, reason: str, now: float) -> None:
         """Say why nothing happened (a failure): the current tag and what is pending stay as they are."""
@@ -166,6 +199,57 @@ class RuntimeState:
             .fetchall()
         )
         return [Selection(*r) for r in rows]
+
+    # -- operator overrides: written by `imagebot hold/release/approve` and the dashboard, read by each pass
+
+    def overrides(self, image: str) -> dict[str, Overrides]:
+        """Per environment of ``image``: its hold and approval, if any."""
+        c = self._conn()
+        holds = {r[0]: Hold(r[1], r[2], r[3]) for r in
+                 c.execute("SELECT environment, who, reason, since FROM holds WHERE image=?", (image,))}  # fmt: skip
+        approvals = {r[0]: Approval(r[1], r[2], r[3]) for r in
+                     c.execute("SELECT environment, tag, who, at FROM approvals WHERE image=?", (image,))}  # fmt: skip
+        return {e: Overrides(holds.get(e), approvals.get(e)) for e in holds.keys() | approvals.keys()}
+
+    def all_overrides(self) -> dict[tuple[str, str], Overrides]:
+        out: dict[tuple[str, str], Overrides] = {}
+        for image in {r[0] for r in self._conn().execute("SELECT image FROM holds UNION SELECT image FROM approvals")}:
+            out.update({(image, e): o for e, o in self.overrides(image).items()})
+        return out
+
+    def hold(self, image: str, env: str, *, who: str, reason: str, now: float) -> None:
+        with self._transaction() as c:
+            c.execute("INSERT OR REPLACE INTO holds VALUES (?, ?, ?, ?, ?)", (image, env, who, reason, now))
+            self._log(c, now, image, env, OperatorAction.HOLD, who, reason)
+
+    def release(self, image: str, env: str, *, who: str, now: float) -> bool:
+        """False when the environment was not held (nothing written)."""
+        with self._transaction() as c:
+            if c.execute("DELETE FROM holds WHERE image=? AND environment=?", (image, env)).rowcount == 0:
+                return False
+            self._log(c, now, image, env, OperatorAction.RELEASE, who, "")
+        return True
+
+    def approve(self, image: str, env: str, *, source: str, tag: str | None, who: str, now: float) -> str | None:
+        """Approve ``tag`` (default: ``source``'s current tag) for ``env``; None when there is no tag to approve."""
+        with self._transaction() as c:
+            if tag is None:
+                row = c.execute("SELECT tag FROM selections WHERE image=? AND environment=?", (image, source)).fetchone()
+                tag = row[0] if row else None
+                if tag is None:
+                    return None
+            c.execute("INSERT OR REPLACE INTO approvals VALUES (?, ?, ?, ?, ?)", (image, env, tag, who, now))
+            self._log(c, now, image, env, OperatorAction.APPROVE, who, tag)
+        return tag
+
+    @staticmethod
+    def _log(c: sqlite3.Connection, now: float, image: str, env: str, action: OperatorAction, who: str, detail: str) -> None:
+        c.execute("INSERT INTO operator_log VALUES (?, ?, ?, ?, ?, ?)", (now, image, env, str(action), who, detail))
+        c.execute("DELETE FROM operator_log WHERE rowid <= (SELECT MAX(rowid) FROM operator_log) - ?", (OPERATOR_LOG_KEPT,))
+
+    def operator_log(self) -> list[LoggedAction]:
+        rows = self._conn().execute("SELECT at, image, environment, action, who, detail FROM operator_log ORDER BY at DESC")
+        return [LoggedAction(*r) for r in rows]
 
 
 class InstanceLock:

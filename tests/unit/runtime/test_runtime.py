@@ -318,3 +318,25 @@ BODY = b'{"image": "ghcr.io/acme/app", "tag": "1.2.3"}'
 def test_webhook_senders_that_cannot_sign_present_the_secret(headers: dict[str, str], query: str, ok: bool) -> None:
     assert webhooks.authorized("s3cret", BODY, headers, query) is ok
     assert webhooks.authorized("", BODY, headers, query) is False, "no secret configured: nothing is accepted"
+
+
+def test_an_operators_hold_stops_every_update_and_says_who_since_when_and_why() -> None:
+    from imagebot.runtime.decide import Hold, Overrides
+
+    held = Overrides(hold=Hold("alice", "incident 42", since=0.0))
+    d = decide(env(), TAGS, SEEN, 10_000, None, {}, held)
+    assert (d.tag, d.reason) == (None, "on hold by alice since 1970-01-01 00:00 UTC: incident 42")
+    prod = env(policy=None, promote_from="staging", soak_seconds=0)
+    assert decide(prod, TAGS, SEEN, 10_000, None, {"staging": Current("1.2.0", None, 0)}, held).tag is None
+    assert decide(env(), TAGS, SEEN, 10_000, None, {}, Overrides()).tag == "1.2.0", "no hold: updates as usual"
+
+
+def test_an_approval_cuts_the_soak_short_for_exactly_its_tag() -> None:
+    from imagebot.runtime.decide import Approval, Overrides
+
+    prod = env(policy=None, promote_from="staging", soak_seconds=24 * 3600)
+    staging = Current("1.2.0", "sha256:" + "a" * 64, since=1000)
+    ok = decide(prod, TAGS, SEEN, 2000, None, {"staging": staging}, Overrides(approval=Approval("1.2.0", "bob", 1500)))
+    assert (ok.tag, ok.digest, ok.reason) == ("1.2.0", staging.digest, "promoted from staging: approved early by bob")
+    other = decide(prod, TAGS, SEEN, 2000, None, {"staging": staging}, Overrides(approval=Approval("1.1.0", "bob", 1500)))
+    assert other.tag is None and other.pending == "1.2.0", "an approval of another tag does not promote this one"
