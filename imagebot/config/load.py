@@ -22,7 +22,17 @@ from imagebot.config.fields import Errors, parse_duration, positive_duration
 from imagebot.config.fields import Reader as _Reader
 from imagebot.config.fields import policy_spec as _policy
 from imagebot.config.fields import shown as _shown
-from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, RegistryConfig, Target, VerifySpec
+from imagebot.config.model import (
+    Config,
+    DiscoverConfig,
+    DiscoverLevel,
+    Environment,
+    GitConfig,
+    ImageConfig,
+    RegistryConfig,
+    Target,
+    VerifySpec,
+)
 from imagebot.config.yamlload import MAX_BYTES, YamlLoadError, load_all
 from imagebot.errors import ConfigError
 from imagebot.gitops.message import Templates, template_problem
@@ -118,6 +128,7 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
             "webhookSecretEnv",
             "cacheDir",
             "notifications",
+            "discover",
         },
     )
     if top.get("kind", str, "Config", required=True) != "Config":
@@ -236,6 +247,7 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
     except NotifyConfigError as exc:
         where, _, why = str(exc).partition(": ")
         errors.add(file, top.node, "notifications", where, why)
+    discover = _discover(top, {g.name for g in gits}) if top.has("discover") else None
     if environment:
         problem = _state_problem(state)
         if problem:
@@ -256,7 +268,23 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
         Path(cache) if cache else None,
         file,
         notifications,
+        discover=discover,
     )
+
+
+def _discover(top: _Reader, gits: set[str]) -> DiscoverConfig | None:
+    """``discover: {git, path, policy: {semver: patch|minor|major}, include: [GLOB], exclude: [GLOB]}``."""
+    d = top.sub("discover", {"git", "path", "policy", "include", "exclude"})
+    git = d.text("git", next(iter(gits)) if len(gits) == 1 else None, required=len(gits) != 1)
+    if git is not None and git not in gits:
+        d.error("git", f"{git!r} names no entry of git:")
+    p = d.sub("policy", {"semver"}, required=True)
+    level = p.choice("semver", DiscoverLevel)
+    if level is None and not p.has("semver"):
+        p.error(None, "give semver: patch, minor or major")
+    if git is None or level is None:
+        return None
+    return DiscoverConfig(git, d.text("path", ""), level, d.strings("include"), d.strings("exclude"))
 
 
 def _template(r: _Reader, key: str, default: str) -> str:

@@ -129,6 +129,26 @@ class Environment:
     verify: VerifySpec | None = None  # the signature gate (the image's, unless the environment sets its own)
 
 
+class DiscoverLevel(StrEnum):
+    """How far discovery moves a reference from its current tag (Renovate's default levels)."""
+
+    PATCH = "patch"
+    MINOR = "minor"
+    MAJOR = "major"
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoverConfig:
+    """``discover:``: every reference under ``path`` of ``git`` without an ``images:`` entry moves within ``level``;
+    ``include`` / ``exclude`` are shell globs (fnmatch) over the repository name."""
+
+    git: str
+    path: str
+    level: DiscoverLevel
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class ImageConfig:
     name: str
@@ -149,6 +169,7 @@ class Config:
     cache_dir: Path | None = None
     source: str = ""
     notifications: NotifyConfig = field(default_factory=NotifyConfig)  # the `notifications:` section (README)
+    discover: DiscoverConfig | None = None  # the `discover:` section (README, Discovery)
     warnings: tuple[str, ...] = ()  # valid, but something only the cluster can provide (config validate prints them)
 
     def git_by_name(self, name: str) -> GitConfig:

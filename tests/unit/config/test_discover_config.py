@@ -1,0 +1,46 @@
+"""The `discover:` section: a level of patch|minor|major, include/exclude globs, the git entry it edits."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from imagebot.cli import main
+from imagebot.config.load import load
+from imagebot.config.model import DiscoverConfig, DiscoverLevel
+from tests.unit.config.test_validation import native
+
+
+def _validate(tmp_path: Path, doc: dict[str, Any]) -> tuple[int, str]:
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    out, err = io.StringIO(), io.StringIO()
+    return main(["config", "validate", str(f)], out=out, err=err), err.getvalue()
+
+
+def test_discover_section_loads(tmp_path: Path) -> None:
+    doc = native(tmp_path)
+    doc["discover"] = {"path": "envs", "policy": {"semver": "minor"}, "include": ["ghcr.io/acme/*"], "exclude": ["*/debug"]}
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    config = load([f], environment=False)
+    assert config.discover == DiscoverConfig("c", "envs", DiscoverLevel.MINOR, ("ghcr.io/acme/*",), ("*/debug",))
+
+
+def test_bad_discover_policy_is_exit_2_naming_the_allowed_values(tmp_path: Path) -> None:
+    doc = native(tmp_path)
+    doc["discover"] = {"path": "envs", "policy": {"semver": "latest"}}
+    code, err = _validate(tmp_path, doc)
+    assert code == 2
+    assert "discover.policy.semver" in err and "'latest' is not one of the allowed values: patch, minor, major" in err
+
+
+def test_discover_needs_a_policy_and_a_known_git_entry(tmp_path: Path) -> None:
+    doc = native(tmp_path)
+    doc["discover"] = {"git": "nope", "bogus": 1}
+    code, err = _validate(tmp_path, doc)
+    assert code == 2
+    assert "'nope' names no entry of git:" in err and "bogus" in err and "discover" in err and "policy" in err
