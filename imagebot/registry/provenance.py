@@ -117,12 +117,13 @@ class ProvenanceReader:
         self.state = state
 
     def read(self, client: RegistryClient, repository: str, path: str, reference: str) -> Provenance:
-        if valid_digest(reference):
-            cached = self.state.provenance(repository, reference)
+        try:
+            # a tag is resolved first (one HEAD): a tag proposed pass after pass (its PR not merged yet) is then cached
+            digest = reference if valid_digest(reference) else client.manifest_digest(path, reference)
+            cached = self.state.provenance(repository, digest)
             if cached is not None:
                 return cached
-        try:
-            digest, found = fetch(client, path, reference)
+            digest, found = fetch(client, path, digest)
         except RegistryError as exc:
             log.info("annotations of %s@%s unavailable: %s", repository, reference[:19], exc)
             return Provenance(unavailable=str(exc)[:300])

@@ -145,6 +145,8 @@ def test_a_pull_request_body_and_push_trailers_explain_the_change(
     before = client.requests_made
     again = runner._provenance.read(client, repo, runner.cfg.images[0].repository.canonical_path, new_digest)
     assert again.revision == NEW_REV and client.requests_made == before
+    by_tag = runner._provenance.read(client, repo, runner.cfg.images[0].repository.canonical_path, "1.1.0")
+    assert by_tag == again and client.requests_made == before + 1, "a tag costs one HEAD to find its digest"
 
 
 def test_annotations_that_cannot_be_read_never_block_the_update(
