@@ -4,7 +4,8 @@ The state (SQLite, written by ``imagebot run/serve``) holds per image × environ
 since when, what is pending and why, the last commit and pull request; and per repository the tags seen with
 their first-seen time. The config says what the state does not: each environment's policy (so the newest
 allowed tag and every excluded tag's reason are computed by imagebot's own policy code), promotion source and
-soak (the countdown), and hold. The file is opened read-only (``mode=ro``): the dashboard never writes it.
+soak (the countdown), and hold. The pages open the file read-only (``mode=ro``); only the Hold / Release / Approve
+actions write it, through imagebot's own state API (:meth:`ImageState.act`), as ``imagebot hold`` etc. do.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import json
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,11 @@ class ImageEnv:
     tags: tuple[TagSeen, ...]  # newest first seen first (at most SHOWN)
     tags_total: int = 0
     excluded_total: int = 0
+    held_by: str = ""  # an operator's hold (imagebot hold, this dashboard): who, since when, why
+    held_since: float = 0.0
+    held_reason: str = ""
+    approved: str = ""  # an operator's early approval: the tag and who
+    approved_by: str = ""
 
     @property
     def key(self) -> str:
@@ -68,6 +75,34 @@ class ImageEnv:
 
 class StateUnreadable(Exception):
     """The state file cannot be read (missing, not SQLite, locked for too long)."""
+
+
+class ActionRefused(Exception):
+    """An operator action that cannot be done (unknown image or environment, nothing to approve); the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorAction:
+    at: float
+    image: str
+    environment: str
+    action: str
+    who: str
+    detail: str
+
+
+def _overrides(c: sqlite3.Connection) -> tuple[dict[tuple[str, str], Any], dict[tuple[str, str], Any]]:
+    """Holds and approvals per (image, environment); none in a state file older than them."""
+    tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    holds = {(r[0], r[1]): r[2:] for r in c.execute("SELECT image, environment, who, since, reason FROM holds")} if (
+        "holds" in tables) else {}  # fmt: skip
+    approvals = {(r[0], r[1]): r[2:] for r in c.execute("SELECT image, environment, tag, who FROM approvals")} if (
+        "approvals" in tables) else {}  # fmt: skip
+    return holds, approvals
 
 
 def _tags_seen(c: sqlite3.Connection) -> dict[str, list[TagSeen]]:
@@ -137,6 +172,7 @@ class ImageState:
                 "FROM selections ORDER BY image, environment"
             ).fetchall()
             tags = _tags_seen(c)
+            holds, approvals = _overrides(c)
         except sqlite3.Error as exc:
             raise StateUnreadable(f"{self.state}: {exc}") from None
         finally:
@@ -151,8 +187,67 @@ class ImageState:
             keys += [(img.name, e.name) for e in img.environments if (img.name, e.name) not in found]
         for image, env in sorted(keys):
             r = found.get((image, env)) or (image, env, None, None, 0.0, None, "not yet run", None, None, 0.0)
-            out.append(self._row(r, images.get(image), env, tags, found, now))
+            row = self._row(r, images.get(image), env, tags, found, now)
+            h, a = holds.get((image, env)), approvals.get((image, env))
+            if h is not None:
+                row = replace(row, held_by=h[0], held_since=h[1], held_reason=h[2])
+            if a is not None:
+                row = replace(row, approved=a[0], approved_by=a[1])
+            out.append(row)
         return out
+
+    def actions(self, limit: int = 200) -> list[OperatorAction]:
+        """Operators' holds, releases and approvals, newest first (for the timeline); none without the file."""
+        if self.state is None or not self.state.is_file():
+            return []
+        try:
+            c = self._connect()
+        except StateUnreadable:
+            return []
+        try:
+            if not c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='operator_log'").fetchone():
+                return []
+            rows = c.execute(
+                "SELECT at, image, environment, action, who, detail FROM operator_log ORDER BY at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        except sqlite3.Error:
+            return []
+        finally:
+            c.close()
+        return [OperatorAction(*r) for r in rows]
+
+    def act(self, action: str, image: str, env: str, who: str, reason: str = "") -> str:
+        """Hold, release or approve ``image`` in ``env`` as ``who``, through imagebot's state API (the CLI's writes);
+        returns what was done. The pair must be one the page lists (configured or recorded)."""
+        from imagebot.runtime.state import RuntimeState
+
+        if self.state is None:
+            raise ActionRefused(409, "no imagebot state given (dashboard serve --imagebot-state PATH or --imagebot-config FILE)")
+        try:
+            row = next((r for r in self.rows(time.time()) if (r.image, r.environment) == (image, env)), None)
+        except StateUnreadable as exc:
+            raise ActionRefused(503, str(exc)) from None
+        if row is None:
+            raise ActionRefused(404, f"no image {image} with environment {env} in imagebot's state or config")
+        if action == "approve" and not row.promote_from:
+            why = "" if self.config is not None else " (or the dashboard has no --imagebot-config to say so)"
+            raise ActionRefused(400, f"{image} {env} does not promote from another environment{why}: nothing to approve")
+        try:
+            state = RuntimeState(self.state)
+            now = time.time()
+            if action == "hold":
+                state.hold(image, env, who=who, reason=reason, now=now)
+                return f"{image} {env} on hold by {who}"
+            if action == "release":
+                if not state.release(image, env, who=who, now=now):
+                    return f"{image} {env} was not on hold"
+                return f"{image} {env} released by {who}"
+            tag = state.approve(image, env, source=row.promote_from, tag=None, who=who, now=now)
+        except (OSError, sqlite3.Error) as exc:
+            raise ActionRefused(503, f"imagebot's state file cannot be written: {exc}") from None
+        if tag is None:
+            raise ActionRefused(409, f"{image} {row.promote_from} has no current tag yet: nothing to approve")
+        return f"{image} {env}: {tag} approved by {who}"
 
     def _row(
         self, r: Any, img: Any, env_name: str, tags: dict[str, list[TagSeen]], found: dict[Any, Any], now: float

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from kubernetes.client.exceptions import ApiException
@@ -25,7 +25,7 @@ from kubernetes.client.exceptions import ApiException
 from dashboard import views as V
 from dashboard.auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Auth, Who, new_browser_id
 from dashboard.cluster import APP_KINDS, ClusterView
-from dashboard.images import ImageEnv, ImageState, StateUnreadable
+from dashboard.images import ActionRefused, ImageEnv, ImageState, StateUnreadable
 from dashboard.sse import Broadcaster, frame
 from gitopskit import httpd
 from gitopskit.informer import Key
@@ -52,6 +52,7 @@ SECURITY_HEADERS = (
 CONTENT_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 ACTIONS = ("sync", "suspend", "resume")
+IMAGE_ACTIONS = ("hold", "release", "approve")  # imagebot's operator overrides, per image × environment
 ROWS_PER_BURST = 50  # app rows pushed one by one per publish; more, and the list pages fetch their rows again
 
 
@@ -436,7 +437,9 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             if path == "/activity":
                 apps = [(o, V.app_row(o, d._repos())) for o in d.view.app_objects()]
                 rows, _ = d.image_rows()
-                self._page("activity.html", "status activity", entries=V.activity(apps, d.view.all_events(), rows))
+                actions = d.images.actions() if d.images is not None else []
+                entries = V.activity(apps, d.view.all_events(), rows, actions=actions)
+                self._page("activity.html", "status activity", entries=entries)
                 return
             if path == "/login":
                 self._page("login.html", "status", problem="", next=_next((parse_qs(url.query).get("next") or ["/"])[0]))
@@ -501,6 +504,9 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             parts = url.path.split("/")
             if len(parts) == 6 and parts[1] == "apps" and parts[5] in ACTIONS:
                 self._action(parts[2], parts[3], parts[4], parts[5], form)
+                return
+            if len(parts) == 5 and parts[1] == "images" and parts[4] in IMAGE_ACTIONS:
+                self._image_action(unquote(parts[2]), unquote(parts[3]), parts[4], form)
                 return
             self._error(404, "no such action")
 
@@ -568,6 +574,33 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
                             "application/json")  # fmt: skip
                 return
             self._reply(303, b"", headers=(("Location", _next(form.get("next") or V.app_href(kind, ns, name))),))
+
+        def _image_action(self, image: str, env: str, action: str, form: dict[str, str]) -> None:
+            who = self._who()
+            if not d.auth.writable:
+                self._error(403, "this dashboard is read-only")
+                return
+            if who is None:
+                self._error(401, "log in with the dashboard's token to act")
+                return
+            if d.images is None:
+                self._error(409, "no imagebot state given (dashboard serve --imagebot-state PATH or --imagebot-config FILE)")
+                return
+            reason = " ".join(form.get("reason", "").split())[:200]  # one line, bounded: shown on every row
+            actor = f"{who.name} ({'dashboard' if who.via == 'session' else 'dashboard API'})"
+            try:
+                done = d.images.act(action, image, env, actor, reason)
+            except ActionRefused as exc:
+                self._error(exc.status, str(exc))
+                return
+            log.info("%s %s/%s by %s: %s", action, image, env, actor, done)
+            d.sse.publish("images", "changed", {})
+            d.sse.publish("activity", "changed", {})
+            if "application/json" in (self.headers.get("Accept") or "") or who.via == "bearer":
+                self._reply(200, json.dumps({"action": action, "image": image, "environment": env, "by": actor,
+                                             "result": done}).encode(), "application/json")  # fmt: skip
+                return
+            self._reply(303, b"", headers=(("Location", _next(form.get("next") or "/images")),))
 
     return Handler
 

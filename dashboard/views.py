@@ -519,7 +519,8 @@ def app_href(kind: str, namespace: str, name: str) -> str:
 
 
 def activity(
-    apps: Iterable[tuple[Obj, AppRow]], events: Iterable[Obj], images: Iterable[Any], limit: int = 500
+    apps: Iterable[tuple[Obj, AppRow]], events: Iterable[Obj], images: Iterable[Any], limit: int = 500,
+    actions: Iterable[Any] = (),
 ) -> list[Entry]:
     """One timeline, newest first: syncs (status history), failures (a Ready=False condition), the reconciler's
     Events (syncs with prunes, drift corrected or reported with who changed it), the dashboard's actions (with
@@ -564,6 +565,11 @@ def activity(
             since = _time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(img.since)) if img.since else when
             out.append(Entry(since, Activity.COMMIT, f"{img.image} {img.environment}: commit {img.last_commit[:12]}",
                              f"{img.tag}{'@' + img.digest[:19] if img.digest else ''}", "", "imagebot"))  # fmt: skip
+    for a in actions:  # operators' holds, releases and approvals (imagebot's CLI or this dashboard), with who
+        what = {"hold": "on hold", "release": "released", "approve": f"{a.detail} approved early"}.get(a.action, a.action)
+        detail = a.detail if a.action == "hold" else ""
+        out.append(Entry(_time.strftime("%Y-%m-%dT%H:%M:%SZ", _time.gmtime(a.at)), Activity.ACTION,
+                         f"{a.image} {a.environment}: {what} by {a.who}", detail, "/images", a.who))  # fmt: skip
     out.sort(key=lambda e: e.time, reverse=True)
     return out[:limit]
 

@@ -119,3 +119,47 @@ def test_without_a_state_file_the_page_says_so(cluster: TestCluster, tmp_path: P
         assert 'id="images-problem"' in page and "no such file" in page
     finally:
         server.stop()
+
+
+def test_hold_release_and_approve_need_the_token_and_csrf_write_imagebots_state_and_show_who(
+    dash: tuple[DashboardServer, Path],
+) -> None:
+    from tests.dashboard.test_server import TOKEN, login
+
+    server, state = dash
+    base = f"{server.url}/images/app"
+    anonymous = requests.Session()
+    page = anonymous.get(f"{server.url}/images", timeout=30).text
+    assert 'data-test="action-hold" disabled' in row(page, "app/dev"), "no login: the buttons are disabled"
+    csrf = page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+    assert anonymous.post(f"{base}/dev/hold", data={"csrf": csrf}, allow_redirects=False, timeout=30).status_code == 401
+    wrong = {"Authorization": "Bearer wrong-token-0123456789"}
+    assert requests.post(f"{base}/prod/approve", headers=wrong, timeout=30).status_code == 401
+    s, csrf = login(server)
+    for data in ({}, {"csrf": "0" * 64}):  # logged in, but no or a wrong CSRF token
+        assert s.post(f"{base}/dev/hold", data=data, allow_redirects=False, timeout=30).status_code == 403
+    assert RuntimeState(state).overrides("app") == {}, "nothing refused was written"
+
+    r = s.post(f"{base}/dev/hold", data={"csrf": csrf, "reason": "incident 42"}, allow_redirects=False, timeout=30)
+    assert r.status_code == 303 and r.headers["Location"] == "/images"
+    hold = RuntimeState(state).overrides("app")["dev"].hold
+    assert hold is not None and (hold.who, hold.reason) == ("token (dashboard)", "incident 42")
+    dev = row(s.get(f"{server.url}/images", timeout=30).text, "app/dev")
+    assert "on hold by token (dashboard)" in dev and "incident 42" in dev and 'data-test="action-release"' in dev
+    assert s.post(f"{base}/dev/release", data={"csrf": csrf}, allow_redirects=False, timeout=30).status_code == 303
+    assert RuntimeState(state).overrides("app") == {}
+
+    assert 'data-test="action-approve"' in row(s.get(f"{server.url}/images", timeout=30).text, "app/prod")
+    r = requests.post(f"{base}/prod/approve", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert r.status_code == 200 and r.json()["by"] == "token (dashboard API)", r.text
+    approval = RuntimeState(state).overrides("app")["prod"].approval
+    assert approval is not None and (approval.tag, approval.who) == ("1.2.0-rc.1", "token (dashboard API)")
+    assert "1.2.0-rc.1 approved by token (dashboard API)" in row(s.get(f"{server.url}/images", timeout=30).text, "app/prod")
+
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    assert requests.post(f"{base}/dev/approve", headers=bearer, timeout=30).status_code == 400, "dev promotes from nothing"
+    assert requests.post(f"{server.url}/images/nope/dev/hold", headers=bearer, timeout=30).status_code == 404
+    timeline = s.get(f"{server.url}/activity", timeout=30).text
+    for line in ("app dev: on hold by token (dashboard)", "app dev: released by token (dashboard)",
+                 "app prod: 1.2.0-rc.1 approved early by token (dashboard API)"):  # fmt: skip
+        assert line in timeline, timeline
