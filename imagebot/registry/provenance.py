@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sqlite3
 from typing import Any
 
 from imagebot.errors import RegistryError
@@ -124,8 +125,11 @@ class ProvenanceReader:
             if cached is not None:
                 return cached
             digest, found = fetch(client, path, digest)
-        except RegistryError as exc:
+        except (RegistryError, OSError, sqlite3.Error) as exc:  # e.g. a locked state file: the update goes on
             log.info("annotations of %s@%s unavailable: %s", repository, reference[:19], exc)
             return Provenance(unavailable=str(exc)[:300])
-        self.state.record_provenance(repository, digest, found)
+        try:
+            self.state.record_provenance(repository, digest, found)
+        except sqlite3.Error as exc:  # not cached this time: read again next time
+            log.info("annotations of %s@%s not cached: %s", repository, digest[:19], exc)
         return found
