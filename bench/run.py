@@ -27,6 +27,7 @@ SUITES: list[tuple[str, str, str]] = [
     ("P2 rewrite", "bench.rewrite_repo", "run"),
     ("scan + P7 memory", "bench.scan_registry", "all_figures"),
     ("P1 Renovate + cold run --once", "bench.renovate_peer", "run"),
+    ("P18 discovery vs Renovate", "bench.discover_peer", "run"),
     ("P3 webhook", "bench.webhook_latency", "run"),
     ("git delivery", "bench.git_delivery", "main"),
     ("P4-P6 reconcile", "bench.reconcile", "run"),
