@@ -20,6 +20,9 @@ SESSION_COOKIE = "dashboard_session"
 CSRF_COOKIE = "dashboard_csrf"
 SESSION_SECONDS = 12 * 3600
 MAX_SESSIONS = 10_000
+# A token is a password guessed online (login form, Bearer): 12 random characters are beyond any guessing rate the
+# server can serve; a shorter one is more likely a typo or a placeholder than a secret. README says the same number.
+MIN_TOKEN_CHARS = 12
 
 
 class TokenError(ValueError):
@@ -34,8 +37,8 @@ class Who:
 
 def parse_tokens(text: str, where: str) -> dict[str, str]:
     """Token → who. One token per line: ``TOKEN`` (who: ``token``), or ``NAME TOKEN`` to name its holder in
-    the activity timeline; blank lines and ``#`` comments are skipped. A token shorter than 12 characters is
-    refused (guessable)."""
+    the activity timeline; blank lines and ``#`` comments are skipped. A token (NAME not counted) shorter than
+    MIN_TOKEN_CHARS is refused (guessable)."""
     out: dict[str, str] = {}
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -45,8 +48,9 @@ def parse_tokens(text: str, where: str) -> dict[str, str]:
         if len(parts) > 2:
             raise TokenError(f"{where}:{n}: give TOKEN or NAME TOKEN, not {len(parts)} fields")
         name, token = (parts[0], parts[1]) if len(parts) == 2 else ("token", parts[0])
-        if len(token) < 12:
-            raise TokenError(f"{where}:{n}: the token is shorter than 12 characters")
+        if len(token) < MIN_TOKEN_CHARS:
+            what = "the token (after the name)" if len(parts) == 2 else "the token"
+            raise TokenError(f"{where}:{n}: {what} has {len(token)} characters; at least {MIN_TOKEN_CHARS} are needed")
         out[token] = name
     if not out:
         raise TokenError(f"{where}: no token in it")

@@ -19,6 +19,7 @@ import pytest
 import requests
 from kubernetes.client.exceptions import ApiException
 
+from dashboard.auth import MIN_TOKEN_CHARS, TokenError, parse_tokens
 from gitopskit.kube import request_json
 from tests.fixtures.browser import DashboardServer, start_dashboard
 from tests.fixtures.cluster import TestCluster
@@ -385,8 +386,14 @@ def test_a_thousand_apps_render_paginated_and_whole(cluster: TestCluster, tmp_pa
 # ------------------------------------------------------------------------------------------------ the command
 @pytest.mark.parametrize(
     ("content", "why"),
-    [("", "no token in it"), ("short\n", "shorter than 12"), ("a b c\n", "give TOKEN or NAME TOKEN")],
-    ids=["empty", "short", "three-fields"],
+    [
+        ("", "no token in it"),
+        ("short\n", "tok:1: the token has 5 characters; at least 12 are needed"),
+        # the name is not counted: 16 characters on the line, 11 in the token
+        ("ops 0123456789a\n", "tok:1: the token (after the name) has 11 characters; at least 12 are needed"),
+        ("a b c\n", "give TOKEN or NAME TOKEN"),
+    ],
+    ids=["empty", "short", "short-after-name", "three-fields"],
 )
 def test_a_bad_token_file_is_a_usage_error_in_one_line(tmp_path: Path, content: str, why: str) -> None:
     f = tmp_path / "tok"
@@ -396,6 +403,21 @@ def test_a_bad_token_file_is_a_usage_error_in_one_line(tmp_path: Path, content: 
     p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert p.returncode == 2, p.stderr
     assert why in p.stderr and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_the_readme_states_the_token_length_the_code_enforces() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("**Auth and safety**") :][:600]
+    assert f"the token at least {MIN_TOKEN_CHARS} characters, NAME not counted" in section
+    assert parse_tokens("x" * MIN_TOKEN_CHARS, "t") and _refuses("x" * (MIN_TOKEN_CHARS - 1))
+
+
+def _refuses(text: str) -> bool:
+    try:
+        parse_tokens(text, "t")
+    except TokenError:
+        return True
+    return False
 
 
 def test_the_kubernetes_api_errors_of_an_action_are_a_clear_page(dash: DashboardServer, ns: str, cluster: TestCluster) -> None:

@@ -123,7 +123,7 @@ def test_tokens_name_their_holders_and_compare_whole() -> None:
     assert auth.check_token("aaaaaaaaaaaaaaaa") == "alice" and auth.check_token("bbbbbbbbbbbbbbbb") == "token"
     assert auth.check_token("aaaaaaaaaaaaaaa") is None and auth.check_token("") is None
     assert not Auth(tokens, read_only=True).writable
-    with pytest.raises(TokenError, match="f:1: the token is shorter"):
+    with pytest.raises(TokenError, match="f:1: the token has 5 characters; at least 12"):
         parse_tokens("short", "f")
 
 
