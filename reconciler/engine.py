@@ -621,6 +621,7 @@ class Engine:
         items = [i for i in items if not (i.kind is DriftKind.CHANGED and i.manager == self.cluster.field_manager)]
         with self._lock:
             before = {k[1]: self.drift.pop(k) for k in [k for k in self.drift if k[0] == key]}
+            items = [_dated(i, before.get(i.pointer)) for i in items]
             for i in items:
                 self.drift[(key, i.pointer)] = i
         if not items:
@@ -705,3 +706,14 @@ class Engine:
                 self.on_event(etype, obj, time.monotonic(), correct)
             except ClusterError as exc:
                 log.error("could not correct drift: %s", exc)
+
+
+def _dated(item: DriftItem, seen: DriftItem | None) -> DriftItem:
+    """The drift with a time: the API server records none for an update through a subresource (``kubectl scale``
+    writes /scale), so such drift is dated when first seen, and keeps that date when re-delivered (else each
+    status update of the object would be news)."""
+    if item.time:
+        return item
+    if seen is not None and replace(seen, time="") == item:
+        return seen
+    return replace(item, time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))

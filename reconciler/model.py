@@ -128,7 +128,7 @@ class DriftItem:
     live: Any
     manager: str  # the field manager that set the live value ("" if unknown)
     operation: str
-    time: str  # RFC 3339 from managedFields
+    time: str  # RFC 3339 from managedFields (none for a subresource's update: the engine dates it when seen)
     policy: FieldPolicy
 
     def describe(self, redact: bool = False) -> str:

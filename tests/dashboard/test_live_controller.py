@@ -88,6 +88,9 @@ def test_a_manual_scale_is_corrected_and_appears_live_with_who_changed_what(runn
     row = found.group(0)
     assert 'data-field="/spec/replicas"' in row and 'data-manager="kubectl"' in row
     assert "<code>1</code> → <code>4</code>" in row and "correct" in row
+    # "When": the time kubectl set the field, from the object's managedFields (was empty for a corrected drift)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+    assert re.search(r'<time datetime="\d{4}-\d\d-\d\dT[^"]+">[^<]+</time>', cells[4]), row
     until(lambda: (request_json(api, "GET", f"/apis/apps/v1/namespaces/{ns}/deployments/web") or {})["spec"]["replicas"] == 1,
           30, "the scale undone")  # fmt: skip
     timeline = requests.get(f"{dash.url}/activity", timeout=30).text
