@@ -29,10 +29,12 @@ PEER = Path.home() / ".cache" / "imagebot" / "peers" / "renovate"
 
 def install_renovate() -> Path | None:
     binary = PEER / "node_modules" / ".bin" / "renovate"
-    if binary.exists():
+    done = PEER / ".installed"  # npm links the binary before the install ends: an interrupted one has it too
+    if binary.exists() and done.exists():
         return binary
     if shutil.which("npm") is None:
         return None
+    shutil.rmtree(PEER, ignore_errors=True)  # whatever an interrupted install left
     PEER.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
         ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", "renovate@39"],
@@ -41,7 +43,10 @@ def install_renovate() -> Path | None:
         text=True,
         timeout=900,
     )
-    return binary if proc.returncode == 0 and binary.exists() else None
+    if proc.returncode != 0 or not binary.exists():
+        return None
+    done.touch()
+    return binary
 
 
 def _deps_with_updates(report: Path) -> int:
