@@ -439,7 +439,7 @@ class Workspace:
         when = self._fetched.get(branch)
         if when is not None and time.monotonic() - when < fresh_for:
             return
-        self._git("fetch", "--depth", "1", "--no-tags", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+        self._fetch_ref(branch)
         self._fetched[branch] = time.monotonic()
 
     def _open_or_clone(self) -> None:
@@ -507,8 +507,12 @@ class Workspace:
         """The commit of ``branch`` as last fetched (refs/remotes/origin), without fetching."""
         return self._git("rev-parse", "--verify", f"refs/remotes/origin/{branch}^{{commit}}")
 
-    def fetch(self, branch: str) -> str:
+    def _fetch_ref(self, branch: str) -> None:
+        """The remote tip of ``branch`` into refs/remotes/origin/``branch`` (shallow, no tags)."""
         self._git("fetch", "--depth", "1", "--no-tags", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+
+    def fetch(self, branch: str) -> str:
+        self._fetch_ref(branch)
         return self._git("rev-parse", "--verify", f"refs/remotes/origin/{branch}^{{commit}}")
 
     def tree_of(self, rev: str) -> str:
