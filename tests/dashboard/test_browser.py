@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -31,10 +31,28 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.cluster, pytest.mark.git, pytest.mark.registry]
 
 
+# chromedriver reports an element whose node a live update replaced between find and read either as stale or, when
+# the node id was already reused, as this "unknown error" (a plain WebDriverException): both mean "look again".
+_DETACHED = "does not belong to the document"
+
+
 def wait(browser: WebDriver, cond: Callable[[WebDriver], Any], what: str, timeout: float = 60) -> Any:
     """Poll COND until it is truthy; a page swapped under us (live update) is simply looked at again."""
-    return WebDriverWait(browser, timeout, poll_frequency=0.1, ignored_exceptions=(NoSuchElementException,
-                         StaleElementReferenceException)).until(cond, f"timed out waiting for {what}")  # fmt: skip
+
+    def look(b: WebDriver) -> Any:
+        try:
+            return cond(b)
+        except WebDriverException as e:
+            if isinstance(e, (NoSuchElementException, StaleElementReferenceException)) or _DETACHED in (e.msg or ""):
+                return False
+            raise
+
+    return WebDriverWait(browser, timeout, poll_frequency=0.1).until(look, f"timed out waiting for {what}")
+
+
+def click(browser: WebDriver, selector: str) -> None:
+    """Click SELECTOR, finding it again if a live update replaced it under the click."""
+    wait(browser, lambda b: css(b, selector).click() or True, f"a click on {selector}")
 
 
 def css(browser: WebDriver, selector: str) -> Any:
@@ -80,14 +98,14 @@ def test_the_pages_show_the_app_its_objects_the_images_and_the_activity(browser:
     objects = {o.get_attribute("data-object") for o in all_of(browser, '[data-test="object"]')}
     assert {f"Deployment/{loop.ns}/web", f"Deployment/{loop.ns}/web-dev", f"ConfigMap/{loop.ns}/settings"} <= objects
 
-    css(browser, "#nav-images").click()
+    click(browser, "#nav-images")
     wait(browser, lambda b: all_of(b, '[data-test="image-row"]'), "the Images page's rows")
     current = {r.get_attribute("data-key"): css(r, '[data-test="image-current"] code').text
                for r in all_of(browser, '[data-test="image-row"]')}  # fmt: skip
     by_env = {k.rsplit("/", 1)[-1] if "/" in k else k: v for k, v in current.items()}
     assert "1.1.0" in current.values() and "1.2.0-rc.1" in current.values(), by_env  # prod ^1, dev takes pre-releases
 
-    css(browser, "#nav-activity").click()
+    click(browser, "#nav-activity")
     kinds = wait(browser, lambda b: {a.get_attribute("data-kind") for a in all_of(b, '[data-test="activity"]')}, "the timeline")
     assert {"commit", "sync"} <= kinds, kinds
 
@@ -102,7 +120,7 @@ def test_sync_now_applies_a_new_commit_and_the_page_shows_it_without_a_reload(br
     wait(browser, lambda b: css(b, "#who").is_displayed(), "signed in")
     open_live(browser, app_url(loop))
     assert new[:12] not in css(browser, "#app-revision").text, "not applied before the click"
-    css(browser, "#action-sync").click()
+    click(browser, "#action-sync")
     # the form posts and comes back to this page (a navigation: the mark is gone); from there the change comes live
     wait(browser, lambda b: not not_reloaded(b) and css(b, "#live-status").get_attribute("data-state") == "open",
          "the page back after the form, live")  # fmt: skip
@@ -121,10 +139,10 @@ def test_sync_now_applies_a_new_commit_and_the_page_shows_it_without_a_reload(br
 def test_suspend_and_resume_show_live(browser: WebDriver, loop: Loop) -> None:
     login(browser, loop)
     open_live(browser, app_url(loop))
-    css(browser, "#action-suspend").click()
+    click(browser, "#action-suspend")
     wait(browser, lambda b: css(b, "#app-suspended").get_attribute("data-value") == "true", "suspended")
     assert loop.app_object()["spec"]["suspend"] is True
-    css(browser, "#action-resume").click()
+    click(browser, "#action-resume")
     wait(browser, lambda b: css(b, "#app-suspended").get_attribute("data-value") == "false", "resumed")
     assert loop.app_object()["spec"]["suspend"] is False
 
@@ -152,7 +170,7 @@ def test_an_action_without_the_token_is_refused(browser: WebDriver, loop: Loop) 
     assert css(browser, "#actions-login").is_displayed()
     # the form itself, sent anyway (with this browser's valid CSRF token): the server refuses it
     browser.execute_script("document.getElementById('action-sync').disabled = false;")
-    css(browser, "#action-sync").click()
+    click(browser, "#action-sync")
     wait(browser, lambda b: "log in" in b.find_element(By.TAG_NAME, "main").text.lower(), "the refusal")
     refused = browser.execute_async_script("""
         const done = arguments[arguments.length - 1];
