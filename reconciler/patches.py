@@ -20,11 +20,12 @@ import copy
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from gitopskit import yamlsafe
+from gitopskit.goregex import GoRegex, GoRegexError, compile_go
 from reconciler.errors import RenderError
 from reconciler.model import Manifest, ResourceKey, group_of
 
@@ -91,13 +92,13 @@ def parse_selector(text: str, where: str) -> tuple[Requirement, ...]:
     return tuple(out)
 
 
-def _regex(text: str, where: str) -> re.Pattern[str] | None:
-    """Validated where it enters (matched whole, as kustomize anchors it)."""
+def _regex(text: str, where: str) -> GoRegex | None:
+    """Validated where it enters, compiled once (a Go regexp, as kustomize's; matched whole, as it anchors them)."""
     if not text:
         return None
     try:
-        return re.compile(f"(?:{text})")
-    except re.error as exc:
+        return compile_go(f"(?:{text})")
+    except GoRegexError as exc:
         raise PatchError(f"{where}: {text!r} is not a regular expression: {exc}") from None
 
 
@@ -110,14 +111,19 @@ class Target:
     namespace: str = ""
     label_selector: tuple[Requirement, ...] = ()
     annotation_selector: tuple[Requirement, ...] = ()
+    _rx: tuple[GoRegex | None, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (self.group, self.version, self.kind, self.name, self.namespace)
+        object.__setattr__(self, "_rx", tuple(_regex(text, "target") for text in fields))
 
     def matches(self, m: Manifest) -> bool:
         api = m.api_version
         version = api.split("/")[-1]
         meta = m.body.get("metadata") or {}
-        for pattern, value in ((self.group, group_of(api)), (self.version, version), (self.kind, m.kind),
-                               (self.name, m.key.name), (self.namespace, m.key.namespace)):  # fmt: skip
-            if pattern and not re.fullmatch(pattern, value):
+        values = (group_of(api), version, m.kind, m.key.name, m.key.namespace)
+        for rx, value in zip(self._rx, values, strict=True):
+            if rx is not None and rx.fullmatch(value) is None:
                 return False
         labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
         return all(r.matches(labels) for r in self.label_selector) and all(

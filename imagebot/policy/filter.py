@@ -1,9 +1,9 @@
 """Tag filters (Flux ``filterTags``) and the exclusion list (Flux ``exclusionList``).
 
-Regexes use Python's :mod:`re` with unanchored search, as Flux uses Go's ``regexp``, and
-``re.ASCII`` so that ``\\d``, ``\\w``, ``\\s`` and ``\\b`` are ASCII-only as in Go (a fullwidth
-digit is no digit).
-Go's ``(?<name>…)`` named-group syntax is accepted and translated to ``(?P<name>…)``.
+Regexes are Go's (:mod:`gitopskit.goregex`: RE2, the engine Go's ``regexp`` implements) with unanchored
+search, as Flux uses them: ``\\d``, ``\\w``, ``\\s`` and ``\\b`` are ASCII-only (a fullwidth digit is no
+digit), ``(?<name>…)`` and ``(?P<name>…)`` name groups, and matching takes time linear in the tag — a
+pattern that would backtrack catastrophically in Python's ``re`` (``^(a+)+$``) cannot stall the process.
 The extract template follows Go's ``Regexp.ExpandString``: ``$1``, ``${1}``, ``$name``,
 ``${name}``; ``$$`` is a literal ``$``; a name is the longest run of letters, digits and
 ``_`` (so ``$1x`` names group ``1x``); an unknown or unmatched group expands to nothing;
@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from gitopskit.goregex import GoRegex, GoRegexError, compile_go
 from imagebot.errors import PolicyError
 
 # cosign's signature/attestation/SBOM tags, and the OCI 1.1 referrers tag schema
@@ -27,18 +28,15 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     r"^sha(?:256|512)-[0-9a-f]{64}(?:\.[A-Za-z0-9_-]+)?$",
 )
 
-_GO_NAMED_GROUP = re.compile(r"(?<!\\)\(\?<(?=[A-Za-z_])")
 _TEMPLATE_TOKEN = re.compile(r"\$(?:\$|\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
 
-def compile_regex(pattern: str, what: str) -> re.Pattern[str]:
-    """Compile a user regex (Go named groups translated) or raise a PolicyError saying where."""
-    translated = _GO_NAMED_GROUP.sub("(?P<", pattern)
+def compile_regex(pattern: str, what: str) -> GoRegex:
+    """Compile a user regex as Go would or raise a PolicyError saying where."""
     try:
-        return re.compile(translated, re.ASCII)
-    except re.error as exc:
-        pos = f" at position {exc.pos}" if exc.pos is not None else ""
-        raise PolicyError(f"invalid {what} regex {pattern!r}: {exc.msg}{pos}") from None
+        return compile_go(pattern)
+    except GoRegexError as exc:
+        raise PolicyError(f"invalid {what} regex {pattern!r}: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +69,7 @@ class TagFilter:
 
     pattern: str
     template: str = ""
-    _rx: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _rx: GoRegex = field(init=False, repr=False, compare=False)
     _pieces: tuple[_Piece, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -108,17 +106,17 @@ class Exclusions:
     """Regexes of tags never considered; ``excludes(tag)`` → the matching regex or None."""
 
     patterns: tuple[str, ...] = DEFAULT_EXCLUDES
-    _compiled: tuple[tuple[str, re.Pattern[str]], ...] = field(init=False, repr=False, compare=False)
+    _compiled: tuple[tuple[str, GoRegex], ...] = field(init=False, repr=False, compare=False)
 
-    _any: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _any: GoRegex | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         compiled = tuple((p, compile_regex(p, "--exclude")) for p in self.patterns)
         object.__setattr__(self, "_compiled", compiled)
         # One combined search screens every tag; the matching regex is named only on a hit.
         try:
-            combined = re.compile("|".join(f"(?:{rx.pattern})" for _, rx in compiled)) if compiled else None
-        except re.error:  # e.g. the same group name in two patterns
+            combined = compile_go("|".join(f"(?:{rx.pattern})" for _, rx in compiled)) if compiled else None
+        except GoRegexError:  # e.g. the same group name in two patterns
             combined = None
         object.__setattr__(self, "_any", combined)
 
