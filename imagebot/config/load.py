@@ -247,7 +247,7 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
     except NotifyConfigError as exc:
         where, _, why = str(exc).partition(": ")
         errors.add(file, top.node, "notifications", where, why)
-    discover = _discover(top, {g.name for g in gits}) if top.has("discover") else None
+    discover = _discovers(top, {g.name for g in gits}, errors, file)
     if environment:
         problem = _state_problem(state)
         if problem:
@@ -272,9 +272,40 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
     )
 
 
-def _discover(top: _Reader, gits: set[str]) -> DiscoverConfig | None:
-    """``discover: {git, path, policy: {semver: patch|minor|major}, include: [GLOB], exclude: [GLOB]}``."""
-    d = top.sub("discover", {"git", "path", "policy", "include", "exclude"})
+def _discovers(top: _Reader, gits: set[str], errors: Errors, file: str) -> tuple[DiscoverConfig, ...]:
+    """``discover:``: one entry (a mapping) or a list of them; two entries on one git path would fight over it."""
+    node = top.get("discover", (dict, list), None)
+    if node is None:
+        return ()
+    if isinstance(node, dict):
+        readers = [top.sub("discover", _DISCOVER_KEYS)]
+    else:
+        readers = [_Reader(errors, file, n, f"discover[{i}]", _DISCOVER_KEYS) for i, n in enumerate(node)]
+    out: list[DiscoverConfig] = []
+    for d in readers:
+        entry = _discover(d, gits)
+        if entry is None:
+            continue
+        clash = next((o for o in out if o.git == entry.git and _nested(o.path, entry.path)), None)
+        if clash is not None:  # both would edit the files they share
+            d.error("path", f"overlaps the discover entry for {clash.path or '.'} of git {entry.git}")
+            continue
+        out.append(entry)
+    return tuple(out)
+
+
+def _nested(a: str, b: str) -> bool:
+    """Whether one repository path holds the other (or they are the same)."""
+    a, b = a.strip("/"), b.strip("/")
+    return not a or not b or a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+_DISCOVER_KEYS = {"git", "path", "policy", "include", "exclude", "mode", "pushBranch", "labels", "reviewers"}
+
+
+def _discover(d: _Reader, gits: set[str]) -> DiscoverConfig | None:
+    """``{git, path, policy: {semver: patch|minor|major}, include: [GLOB], exclude: [GLOB], mode, pushBranch, labels,
+    reviewers}`` (the delivery keys as in an environment's target)."""
     git = d.text("git", next(iter(gits)) if len(gits) == 1 else None, required=len(gits) != 1)
     if git is not None and git not in gits:
         d.error("git", f"{git!r} names no entry of git:")
@@ -282,9 +313,15 @@ def _discover(top: _Reader, gits: set[str]) -> DiscoverConfig | None:
     level = p.choice("semver", DiscoverLevel)
     if level is None and not p.has("semver"):
         p.error(None, "give semver: patch, minor or major")
+    mode = d.choice("mode", Mode, Mode.PUSH)
+    push_branch = d.text("pushBranch")
+    if mode is Mode.PUSH_BRANCH and not push_branch:
+        d.error("pushBranch", "required with mode push-branch")
     if git is None or level is None:
         return None
-    return DiscoverConfig(git, d.text("path", ""), level, d.strings("include"), d.strings("exclude"))
+    path = d.text("path", "")
+    labels, reviewers = d.strings("labels"), d.strings("reviewers")
+    return DiscoverConfig(git, path, level, d.strings("include"), d.strings("exclude"), mode, push_branch, labels, reviewers)
 
 
 def _template(r: _Reader, key: str, default: str) -> str:

@@ -139,14 +139,23 @@ class DiscoverLevel(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class DiscoverConfig:
-    """``discover:``: every reference under ``path`` of ``git`` without an ``images:`` entry moves within ``level``;
-    ``include`` / ``exclude`` are shell globs (fnmatch) over the repository name."""
+    """One ``discover:`` entry: every reference under ``path`` of ``git`` without an ``images:`` entry moves within
+    ``level``; ``include`` / ``exclude`` are shell globs (fnmatch) over the repository name; delivered like a target."""
 
     git: str
     path: str
     level: DiscoverLevel
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    mode: Mode = Mode.PUSH
+    push_branch: str | None = None
+    labels: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """What its state rows and pull-request branch are named by: the git entry and the path."""
+        return f"{self.git}:{self.path.strip('/') or '.'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +178,7 @@ class Config:
     cache_dir: Path | None = None
     source: str = ""
     notifications: NotifyConfig = field(default_factory=NotifyConfig)  # the `notifications:` section (README)
-    discover: DiscoverConfig | None = None  # the `discover:` section (README, Discovery)
+    discover: tuple[DiscoverConfig, ...] = ()  # the `discover:` entries (README, Discovery)
     warnings: tuple[str, ...] = ()  # valid, but something only the cluster can provide (config validate prints them)
 
     def git_by_name(self, name: str) -> GitConfig:

@@ -174,7 +174,7 @@ def _attempt(
         return Result(Status.NO_CHANGE, target, changes=cs, attempts=attempt, skipped=confirm(cs, request))
     rendered = render(cs.changes, requested_images(request), d.templates, d.environment, d.group, d.why)
     if planner is not None and d.templates == Templates():  # discovery: the moves grouped by environment directory
-        title, body = summary(cs.changes)
+        title, body = summary(cs.changes, d.path)
         rendered = Rendered(title, f"{title}\n\n{body}", body)
     if d.go_message is not None:
         text = d.go_message.render(change_records(cs.changes, requested_images(request)))

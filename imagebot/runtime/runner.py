@@ -23,6 +23,7 @@ from gitopskit.openpgp import OpenPGPKey
 from gitopskit.workspace import GitAuth, Identity, SSHSigningKey, Workspace, cache_key, flux_git_auth, safe_url
 from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, Purpose, VerifySpec
 from imagebot.errors import FAILURES, ClusterOnlyError, ExitCode, exit_code_of
+from imagebot.forge.base import Forge
 from imagebot.gitops.gotemplate import GoMessage
 from imagebot.gitops.writer import Delivery, Result, Status, deliver
 from imagebot.refs import ImageRef
@@ -291,6 +292,11 @@ class Runner:
         self.peers = FailureTracker(cfg.notifications.failing_after)  # registries and git remotes failing for long
         self._announced: dict[tuple[str, str], str] = {}  # (image, env) → the soaking tag last announced
         self._proposed: dict[tuple[str, str], str] = {}  # (image, env) → the tag its pull request last proposed
+        self.discovery = None
+        if cfg.discover:  # imported only then: it builds on this module
+            from imagebot.runtime.discovery import Discovery
+
+            self.discovery = Discovery(self)
 
     def _next(self, image: ImageConfig) -> float:
         """When ``image`` should next be processed: its interval after the last good scan, or earlier
@@ -305,7 +311,8 @@ class Runner:
 
     def until_next(self, now: float) -> float:
         """Seconds until an image is due or a failed key may be retried (for the loops' sleep)."""
-        return max(0.0, min((self._next(i) for i in self.cfg.images), default=now + 3600.0) - now)
+        found = [self.discovery.next_at(e) for e in self.discovery.entries] if self.discovery is not None else []
+        return max(0.0, min((*(self._next(i) for i in self.cfg.images), *found), default=now + 3600.0) - now)
 
     def run_pass(self, only: Iterable[str] | None = None, received: float | None = None) -> PassReport:
         """Due images, or exactly the repositories in ``only`` (a webhook: new tags are there now,
@@ -360,8 +367,17 @@ class Runner:
             for thread in prefetching.values():  # never left running past the pass (it holds the workspace)
                 if thread is not None:
                     thread.join()
+        if self.discovery is not None:  # after the images: their deliveries never wait on a tree's listings
+            self.discovery.run(self.discovery.due(now, wanted), report, now)
         self._rate_limit_metrics({i.repository.canonical_registry for i in images})
         return report
+
+    def _forge(self, g: GitConfig) -> Forge:
+        from imagebot.forge.github import GitHubForge  # PyGithub costs ~0.3 s to import: only when a PR is due
+
+        token = os.environ.get(g.github_token_env or "IMAGEBOT_GITHUB_TOKEN", "")
+        throttle = os.environ.get("IMAGEBOT_GITHUB_THROTTLE", "1") != "0"
+        return GitHubForge(g.github_repo or "", token, g.github_api, throttle=throttle)
 
     def _workspace_for(self, g: GitConfig) -> Workspace:
         ws = self._workspaces.get(g.name)
@@ -636,13 +652,7 @@ class Runner:
         policies = {i.env.setter: i.ref for i in items if i.env.setter}
         updates = tuple(ImageUpdate(i.image.repository, i.ref) for i in items if not i.env.setter)
         request = EditRequest(policies=policies, images=updates)
-        forge = None
-        if target.mode.value == "pull-request":
-            from imagebot.forge.github import GitHubForge  # PyGithub costs ~0.3 s to import: only when a PR is due
-
-            token = os.environ.get(g.github_token_env or "IMAGEBOT_GITHUB_TOKEN", "")
-            repo = g.github_repo or ""
-            forge = GitHubForge(repo, token, g.github_api, throttle=os.environ.get("IMAGEBOT_GITHUB_THROTTLE", "1") != "0")
+        forge = self._forge(g) if target.mode.value == "pull-request" else None
         delivery = Delivery(
             target.mode,
             g.branch,

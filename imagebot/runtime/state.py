@@ -159,6 +159,21 @@ class RuntimeState:
         c.execute("INSERT OR IGNORE INTO selections (image, environment, updated) VALUES (?, ?, ?)", (image, env, now))
         c.execute("UPDATE selections SET reason=?, updated=? WHERE image=? AND environment=?", (reason, now, image, env))
 
+    def forget(self, rows: list[tuple[str, str]]) -> None:
+        """Drop these (image, environment) rows: what they described is no longer in Git (discovery)."""
+        if not rows:
+            return
+        queue: list[tuple[Callable[..., None], tuple[object, ...]]] | None = getattr(self._local, "queue", None)
+        if queue is not None:
+            queue.append((self._forget, (rows,)))
+            return
+        with self._transaction() as c:
+            self._forget(c, rows)
+
+    @staticmethod
+    def _forget(c: sqlite3.Connection, rows: list[tuple[str, str]]) -> None:
+        c.executemany("DELETE FROM selections WHERE image=? AND environment=?", rows)
+
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
         """This thread's records and notes are queued, in order, and written in one transaction at

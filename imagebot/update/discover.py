@@ -209,15 +209,22 @@ def environment(file: str) -> str:
     return head if sep else "."
 
 
-def summary(changes: Iterable[Change]) -> tuple[str, str]:
-    """A discovery commit's title and body: the moves grouped by environment (the first directory under the
-    root), each ``name: old → new`` once per environment, with its files."""
+def _under(base: str, path: str) -> str:
+    return path if not base else base if path == "." else f"{base}/{path}"
+
+
+def summary(changes: Iterable[Change], base: str = "") -> tuple[str, str]:
+    """A discovery commit's title and body: the moves grouped by environment path (``base`` and the first
+    directory under it, e.g. ``envs/prod``), each ``name: old → new`` once per environment, with its files
+    (repository paths)."""
+    base = base.strip("/")
     by_env: dict[str, dict[tuple[str, str, str], set[str]]] = {}
     for c in changes:
         old, new = try_parse(c.old), try_parse(c.new)
         old_v = old.tag if old is not None and old.tag else c.old
         new_v = new.tag if new is not None and new.tag else c.new
-        by_env.setdefault(environment(c.file), {}).setdefault((c.subject, old_v, new_v), set()).add(c.file)
+        env = _under(base, environment(c.file))
+        by_env.setdefault(env, {}).setdefault((c.subject, old_v, new_v), set()).add(_under(base, c.file))
     moves = sum(len(m) for m in by_env.values())
     envs = sorted(by_env)
     title = f"chore(images): discovered {moves} update{'s' if moves != 1 else ''} in {', '.join(envs)}"

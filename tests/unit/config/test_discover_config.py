@@ -11,6 +11,7 @@ import yaml
 from imagebot.cli import main
 from imagebot.config.load import load
 from imagebot.config.model import DiscoverConfig, DiscoverLevel
+from imagebot.gitops.writer import Mode
 from tests.unit.config.test_validation import native
 
 
@@ -27,7 +28,7 @@ def test_discover_section_loads(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text(yaml.safe_dump(doc))
     config = load([f], environment=False)
-    assert config.discover == DiscoverConfig("c", "envs", DiscoverLevel.MINOR, ("ghcr.io/acme/*",), ("*/debug",))
+    assert config.discover == (DiscoverConfig("c", "envs", DiscoverLevel.MINOR, ("ghcr.io/acme/*",), ("*/debug",)),)
 
 
 def test_bad_discover_policy_is_exit_2_naming_the_allowed_values(tmp_path: Path) -> None:
@@ -44,3 +45,32 @@ def test_discover_needs_a_policy_and_a_known_git_entry(tmp_path: Path) -> None:
     code, err = _validate(tmp_path, doc)
     assert code == 2
     assert "'nope' names no entry of git:" in err and "bogus" in err and "discover" in err and "policy" in err
+
+
+def test_discover_takes_a_list_of_entries_with_their_delivery(tmp_path: Path) -> None:
+    doc = native(tmp_path)
+    doc["discover"] = [
+        {"path": "envs", "policy": {"semver": "patch"}},
+        {"path": "clusters/", "policy": {"semver": "major"}, "mode": "pull-request", "labels": ["deps"], "reviewers": ["ops"]},
+    ]
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    envs, clusters = load([f], environment=False).discover
+    assert envs == DiscoverConfig("c", "envs", DiscoverLevel.PATCH)
+    assert clusters.mode is Mode.PULL_REQUEST and clusters.labels == ("deps",) and clusters.reviewers == ("ops",)
+    assert (envs.name, clusters.name) == ("c:envs", "c:clusters")
+
+
+def test_overlapping_discover_paths_and_a_push_branch_without_its_branch_are_exit_2(tmp_path: Path) -> None:
+    doc = native(tmp_path)
+    doc["discover"] = [
+        {"path": "envs", "policy": {"semver": "patch"}},
+        {"path": "envs/prod", "policy": {"semver": "minor"}},
+        {"path": "", "policy": {"semver": "minor"}},
+        {"path": "envs2", "policy": {"semver": "minor"}, "mode": "push-branch"},
+    ]
+    code, err = _validate(tmp_path, doc)
+    assert code == 2
+    assert "discover[1].path: overlaps the discover entry for envs of git c" in err
+    assert "discover[2].path: overlaps the discover entry for envs of git c" in err
+    assert "discover[3].pushBranch: required with mode push-branch" in err

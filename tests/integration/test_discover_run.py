@@ -1,0 +1,225 @@
+"""`discover:` in the polling runtime (`imagebot run --once`, the runner serve drives) on real parts: the Debian
+registry, a hostile registry of ours (one repository it does not know: a failing listing), a bare repository over
+smart HTTP and the GitHub stand-in backed by it.
+
+One pass moves every discovered reference within its level in one pull request whose body groups the moves by
+environment path; the repository configured under `images:` follows its own policy only; the failing repository is
+that repository's failure (reported, counted, shown in status) while the rest is delivered; a second pass writes
+nothing; the state holds what Git holds."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from imagebot.cli import main
+from imagebot.config.load import load
+from imagebot.errors import ExitCode
+from imagebot.gitops.writer import Status
+from imagebot.runtime.runner import Runner
+from imagebot.runtime.state import RuntimeState
+from tests.fixtures.fake_github import TOKEN, FakeGitHub
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, log, make_bare, read_file
+from tests.fixtures.hostile import HostileRegistry
+from tests.fixtures.registry import RegistryServer
+
+pytestmark = pytest.mark.git
+
+
+def app(images: list[str]) -> str:
+    containers = "".join(f"        - name: c{n}\n          image: {image}\n" for n, image in enumerate(images))
+    head = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n"
+    return f"{head}spec:\n  template:\n    spec:\n      containers:\n{containers}"
+
+
+CONFIG = """apiVersion: imagebot.dev/v1
+kind: Config
+interval: 1h
+stateFile: {state}
+cacheDir: {cache}
+registries:
+  - {{host: "{plain}", plainHTTP: true}}
+  - {{host: "{hostile}", plainHTTP: true}}
+git:
+  - name: config
+    url: {url}
+    auth: {{usernameEnv: DR_GIT_USER, tokenEnv: DR_GIT_TOKEN}}
+    github: {{api: "{api}", repo: org/config, tokenEnv: DR_GITHUB_TOKEN}}
+images:
+  - name: api
+    repository: {plain}/{p}/api
+    environments:
+      staging:
+        policy: {{semver: "~1.0"}}
+        target: {{git: config, path: envs/staging}}
+discover:
+  - git: config
+    path: envs
+    policy: {{semver: minor}}
+    mode: {mode}
+    labels: [discovered]
+"""
+
+
+@dataclass
+class World:
+    bare: Path
+    config: Path
+    github: FakeGitHub
+    hostile: HostileRegistry
+    plain: str
+    p: str  # this test's repository prefix on the session's registry
+
+    def runner(self) -> Runner:
+        return Runner(load([self.config]))
+
+    def rows(self) -> dict[tuple[str, str], tuple[str | None, str | None, str]]:
+        state = RuntimeState(load([self.config]).state_file)
+        return {(r.image, r.environment): (r.tag, r.pending, r.reason) for r in state.all()}
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [e for e in self.github.log if e[0] != "GET"]
+
+
+def world_for(mode: str, registry: RegistryServer, git_http: GitHttp, tmp: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    p = f"dr{os.urandom(3).hex()}"
+    plain = registry.host
+    pusher = registry.pusher()
+    pusher.push(f"{p}/web", ["1.0.0", "1.0.3", "1.2.0", "2.0.0"], distinct=True)
+    pusher.push(f"{p}/api", ["1.0.0", "1.0.5", "1.1.0", "2.0.0"], distinct=True)
+    pusher.push(f"{p}/worker", ["v1.2.0", "v1.4.1", "v2.0.0"], distinct=True)
+    hostile = HostileRegistry({"ok/tool": ["3.0.0", "3.1.0"]})  # "gone/app" is unknown to it: a failing listing
+    h = hostile.host
+    files = {
+        "envs/staging/app.yaml": app([f"{plain}/{p}/web:1.0.0", f"{plain}/{p}/api:1.0.0", f"{h}/ok/tool:3.0.0"]),
+        "envs/prod/app.yaml": app([f"{plain}/{p}/web:1.0.3", f"{plain}/{p}/api:1.0.0", f"{h}/gone/app:1.0.0"]),
+        "envs/prod/worker.yaml": app([f"{plain}/{p}/worker:v1.2.0", f"{h}/ok/tool:3.0.0", f"{plain}/{p}/web:latest"]),
+        "other/app.yaml": app([f"{plain}/{p}/web:1.0.0"]),  # outside the discovery path: never touched
+    }
+    bare = make_bare(git_http.root, f"dr{os.urandom(4).hex()}", files)
+    github = FakeGitHub({"org/config": bare}, prefix="/api/v3")
+    for k, v in {"DR_GIT_USER": GIT_USER, "DR_GIT_TOKEN": GIT_PASSWORD, "DR_GITHUB_TOKEN": TOKEN}.items():
+        monkeypatch.setenv(k, v)
+    config = tmp / "imagebot.yaml"
+    values = {"state": tmp / "state.db", "cache": tmp / "cache", "plain": plain, "hostile": h, "url": git_http.url(bare)}
+    config.write_text(CONFIG.format(**values, api=github.base, p=p, mode=mode))
+    return World(bare, config, github, hostile, plain, p)
+
+
+@pytest.fixture
+def pr_world(
+    registry_plain: RegistryServer, git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    w = world_for("pull-request", registry_plain, git_http, tmp_path, monkeypatch)
+    try:
+        yield w
+    finally:
+        w.github.stop()
+        w.hostile.stop()
+
+
+@pytest.fixture
+def push_world(
+    registry_plain: RegistryServer, git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[World]:
+    w = world_for("push", registry_plain, git_http, tmp_path, monkeypatch)
+    try:
+        yield w
+    finally:
+        w.github.stop()
+        w.hostile.stop()
+
+
+def run_once(w: World) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(["run", "--once", "--config", str(w.config)], out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_run_once_opens_one_pr_grouped_by_environment_path_and_leaves_configured_images_alone(pr_world: World) -> None:
+    w, plain, p, h = pr_world, pr_world.plain, pr_world.p, pr_world.hostile.host
+    start = log(w.bare, "main")
+    code, out, err = run_once(w)
+    assert code == ExitCode.REGISTRY, (out, err)  # the failing repository's code, after everything else was done
+    assert "discover config:envs: pr-opened" in out, out
+
+    # the configured image: its own policy (~1.0), pushed to main; discovery never touches it, in any environment
+    staging_main = read_file(w.bare, "main", "envs/staging/app.yaml")
+    assert f"{plain}/{p}/api:1.0.5\n" in staging_main and f"{plain}/{p}/web:1.0.0\n" in staging_main
+    assert len(log(w.bare, "main")) == len(start) + 1, "main: the configured image's commit only"
+
+    head = "imagebot/discover/envs"
+    staging = read_file(w.bare, head, "envs/staging/app.yaml")
+    prod = read_file(w.bare, head, "envs/prod/app.yaml")
+    worker = read_file(w.bare, head, "envs/prod/worker.yaml")
+    assert f"{plain}/{p}/web:1.2.0\n" in staging and f"{h}/ok/tool:3.1.0\n" in staging
+    assert f"{plain}/{p}/api:1.0.5\n" in staging, "the PR is made on main as the configured image left it"
+    assert f"{plain}/{p}/web:1.2.0\n" in prod and f"{plain}/{p}/api:1.0.0\n" in prod, "api is configured: not discovered"
+    assert f"{h}/gone/app:1.0.0\n" in prod, "its registry failed: kept"
+    assert f"{plain}/{p}/worker:v1.4.1\n" in worker and f"{plain}/{p}/web:latest\n" in worker
+    assert read_file(w.bare, head, "other/app.yaml") == read_file(w.bare, "main", "other/app.yaml"), "outside the path"
+    assert w.hostile.hits["ok/tool"] == 1, "one listing per repository, however many references"
+
+    (pr,) = w.github.pulls.values()
+    assert pr["labels"] == ["discovered"]
+    assert pr["title"] == "chore(images): discovered 5 updates in envs/prod, envs/staging"
+    assert pr["body"].strip() + "\n" == (
+        "envs/prod:\n"
+        f"- {h}/ok/tool: 3.0.0 → 3.1.0 (envs/prod/worker.yaml)\n"
+        f"- {plain}/{p}/web: 1.0.3 → 1.2.0 (envs/prod/app.yaml)\n"
+        f"- {plain}/{p}/worker: v1.2.0 → v1.4.1 (envs/prod/worker.yaml)\n\n"
+        "envs/staging:\n"
+        f"- {h}/ok/tool: 3.0.0 → 3.1.0 (envs/staging/app.yaml)\n"
+        f"- {plain}/{p}/web: 1.0.0 → 1.2.0 (envs/staging/app.yaml)\n"
+    )
+
+    # status: the discovered references, as Git holds them (the PR's tag is pending until merged), and the failure
+    rows = w.rows()
+    assert rows[(f"discover:{plain}/{p}/web", "config:envs/staging")][:2] == ("1.0.0", "1.2.0")
+    assert rows[(f"discover:{plain}/{p}/web", "config:envs/prod")][:2] == ("1.0.3, latest", "1.2.0")
+    gone = rows[(f"discover:{h}/gone/app", "config:envs/prod")]
+    assert gone[:2] == ("1.0.0", None) and "registry" in gone[2], gone
+    assert not any(image == f"discover:{plain}/{p}/api" for image, _ in rows), "configured: never a discovered row"
+    assert rows[("api", "staging")][0] == "1.0.5"
+    status = io.StringIO()
+    assert main(["status", "--config", str(w.config)], out=status, err=io.StringIO()) == 0
+    assert f"discover:{plain}/{p}/web config:envs/staging: current 1.0.0  pending 1.2.0" in status.getvalue()
+    assert f"discover:{h}/gone/app config:envs/prod: current 1.0.0" in status.getvalue()
+
+    # a second pass (a long-running runner this time) with nothing new writes nothing
+    main_head, pr_head, writes = log(w.bare, "main"), log(w.bare, head), w.writes()
+    runner = w.runner()
+    report = runner.run_pass()
+    assert dict(report.results)["discover config:envs"].status is Status.PR_UNCHANGED
+    assert log(w.bare, "main") == main_head and log(w.bare, head) == pr_head and w.writes() == writes
+    assert any("gone/app" in e for e in report.errors) and report.codes == [ExitCode.REGISTRY]
+    assert runner.metrics.registry.get_sample_value("imagebot_errors_total", {"kind": "registry"}) == 1
+    scans = runner.metrics.registry.get_sample_value
+    assert scans("imagebot_scans_total", {"result": "ok"}) == 4 and scans("imagebot_scans_total", {"result": "error"}) == 1
+
+
+def test_push_mode_records_what_the_branch_holds_and_a_second_pass_is_a_no_op(push_world: World) -> None:
+    w, plain, p = push_world, push_world.plain, push_world.p
+    w.hostile.repos["gone/app"] = ["1.0.0", "1.0.1"]  # every registry answers this time
+    runner = w.runner()
+    report = runner.run_pass()
+    assert not report.errors, report.errors
+    result = dict(report.results)["discover config:envs"]
+    assert result.status is Status.PUSHED
+    assert read_file(w.bare, "main", "envs/prod/app.yaml").count(f"{plain}/{p}/web:1.2.0\n") == 1
+    message = json.dumps(log(w.bare, "main"))
+    assert "discovered 6 updates in envs/prod, envs/staging" in message
+    rows = w.rows()
+    assert rows[(f"discover:{plain}/{p}/web", "config:envs/staging")][:2] == ("1.2.0", None)
+    assert rows[(f"discover:{w.hostile.host}/gone/app", "config:envs/prod")][:2] == ("1.0.1", None)
+
+    head = log(w.bare, "main")
+    again = runner.run_pass(only=[f"{plain}/{p}/web"])  # a webhook for a discovered repository runs its entry
+    assert dict(again.results)["discover config:envs"].status is Status.NO_CHANGE and log(w.bare, "main") == head
+    assert w.rows()[(f"discover:{plain}/{p}/web", "config:envs/staging")][:2] == ("1.2.0", None)
