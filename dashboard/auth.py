@@ -115,7 +115,8 @@ class Auth:
         return hmac.new(self._key, b"csrf:" + browser.encode(), hashlib.sha256).hexdigest()
 
     def csrf_ok(self, browser: str, given: str) -> bool:
-        return bool(browser) and hmac.compare_digest(self.csrf_for(browser), given)
+        # as bytes: compare_digest raises TypeError on a str with a non-ASCII character (a forged token can have one)
+        return bool(browser) and hmac.compare_digest(self.csrf_for(browser).encode(), given.encode())
 
 
 def new_browser_id() -> str:

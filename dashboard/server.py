@@ -54,6 +54,10 @@ NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 ACTIONS = ("sync", "suspend", "resume")
 IMAGE_ACTIONS = ("hold", "release", "approve")  # imagebot's operator overrides, per image × environment
 ROWS_PER_BURST = 50  # app rows pushed one by one per publish; more, and the list pages fetch their rows again
+# An event stream's topics: a page asks for two or three ("status apps", "status app:KIND/NS/NAME"). Bounded, as each
+# of up to 2,000 open streams keeps its set: 32 KiB of tiny topics per stream had 400 anonymous streams hold 250 MB.
+STREAM_TOPICS = ("status", "apps", "images", "activity")
+MAX_STREAM_TOPICS = 8
 
 
 def _fmt_time(value: Any) -> str:
@@ -465,8 +469,13 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             self._page("app.html", f"status app:{row.key}", d=detail, r=row)
 
         def _events(self, qs: dict[str, list[str]]) -> None:
-            topics = {t for t in " ".join(qs.get("topics") or ["status"]).split() if len(t) < 300}
-            topics.add("status")
+            topics = set(" ".join(qs.get("topics") or ["status"]).split()) | {"status"}
+            bad = next((t for t in sorted(topics) if t not in STREAM_TOPICS and not _app_topic(t)), None)
+            if bad is not None or len(topics) > MAX_STREAM_TOPICS:
+                why = f"unknown topic {bad[:80]!r}" if bad is not None else f"more than {MAX_STREAM_TOPICS} topics"
+                self._reply(400, f"{why}: give {', '.join(STREAM_TOPICS)} or app:KIND/NAMESPACE/NAME\n".encode(),
+                            "text/plain; charset=utf-8")  # fmt: skip
+                return
             st = d.status
             first = frame("status", {"stale": st.stale, "text": st.text, "controllers": st.controllers})
             sock = self.detach()
@@ -603,6 +612,13 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             self._reply(303, b"", headers=(("Location", _next(form.get("next") or "/images")),))
 
     return Handler
+
+
+def _app_topic(topic: str) -> bool:
+    """``app:KIND/NAMESPACE/NAME`` of a kind the dashboard shows, with Kubernetes names."""
+    kind, _, rest = topic.removeprefix("app:").partition("/") if topic.startswith("app:") else ("", "", "")
+    ns, _, name = rest.partition("/")
+    return kind in APP_KINDS and bool(NAME.match(ns)) and bool(NAME.match(name))
 
 
 def _next(target: str) -> str:
