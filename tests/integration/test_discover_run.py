@@ -169,15 +169,17 @@ def test_run_once_opens_one_pr_grouped_by_environment_path_and_leaves_configured
     (pr,) = w.github.pulls.values()
     assert pr["labels"] == ["discovered"]
     assert pr["title"] == "chore(images): discovered 5 updates in envs/prod, envs/staging"
-    assert pr["body"].strip() + "\n" == (
-        "envs/prod:\n"
-        f"- {h}/ok/tool: 3.0.0 → 3.1.0 (envs/prod/worker.yaml)\n"
-        f"- {plain}/{p}/web: 1.0.3 → 1.2.0 (envs/prod/app.yaml)\n"
-        f"- {plain}/{p}/worker: v1.2.0 → v1.4.1 (envs/prod/worker.yaml)\n\n"
-        "envs/staging:\n"
-        f"- {h}/ok/tool: 3.0.0 → 3.1.0 (envs/staging/app.yaml)\n"
-        f"- {plain}/{p}/web: 1.0.0 → 1.2.0 (envs/staging/app.yaml)\n"
-    )
+    prod_moves = [
+        f"- {h}/ok/tool: 3.0.0 → 3.1.0 (envs/prod/worker.yaml)",
+        f"- {plain}/{p}/web: 1.0.3 → 1.2.0 (envs/prod/app.yaml)",
+        f"- {plain}/{p}/worker: v1.2.0 → v1.4.1 (envs/prod/worker.yaml)",
+    ]
+    staging_moves = [
+        f"- {h}/ok/tool: 3.0.0 → 3.1.0 (envs/staging/app.yaml)",
+        f"- {plain}/{p}/web: 1.0.0 → 1.2.0 (envs/staging/app.yaml)",
+    ]  # sorted by name within an environment: the two registries' ports decide which comes first
+    want = ["envs/prod:", *sorted(prod_moves), "", "envs/staging:", *sorted(staging_moves)]
+    assert pr["body"].strip().split("\n") == want
 
     # status: the discovered references, as Git holds them (the PR's tag is pending until merged), and the failure
     rows = w.rows()
