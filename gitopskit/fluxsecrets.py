@@ -84,6 +84,19 @@ class Secret:
             raise SecretError(f"Secret {self.ref}: key {key!r} is empty")
         return value
 
+    def header_value(self, key: str, *, required: bool = True) -> str | None:
+        """A value sent as an HTTP header (a bearer token): non-empty, with no line break or control character.
+        git passes ``http.extraHeader`` to curl as it is, so ``tok\\r\\nX-Other: 1`` became a second header and a
+        trailing newline (``kubectl create secret --from-file`` of an ``echo``ed file) ended the request head early;
+        Go's net/http (Flux) refuses such a value too."""
+        value = self.nonempty(key, required=required)
+        if value is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise SecretError(
+                f"Secret {self.ref}: key {key!r} holds a line break or control character (a trailing newline? "
+                "write the Secret with --from-literal, or strip the file)"
+            )
+        return value
+
 
 def secret_from_object(obj: Mapping[str, Any]) -> Secret:
     """A Secret from its API JSON: ``data`` values are base64 (strictly checked); ``stringData`` (only in
@@ -316,7 +329,7 @@ def git_credentials(secret: Secret, url: str) -> GitCredentials:
     scheme = urlsplit(url).scheme.lower() if "://" in url else "ssh"  # scp-like git@host:path is SSH
     if scheme in ("http", "https"):
         ca = _pem_certs(secret, "ca.crt", required=False) or _pem_certs(secret, "caFile", required=False) or ""
-        token = secret.nonempty("bearerToken", required=False)
+        token = secret.header_value("bearerToken", required=False)
         user = secret.text("username", required=False)
         if token is not None:
             if user is not None:

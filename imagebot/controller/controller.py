@@ -596,8 +596,8 @@ class ImageController:
             why = f"Secret {key.namespace}/{secret_name} ({GITHUB_TOKEN_SECRET}) not found"
             raise Failed(S.Reason.AUTHENTICATION_FAILED, why)
         try:
-            token = fs.secret_from_object(obj).data.get("token", b"").decode()
-        except (fs.SecretError, UnicodeDecodeError) as exc:
+            token = fs.secret_from_object(obj).header_value("token", required=False) or ""  # sent as a header
+        except fs.SecretError as exc:
             raise Failed(S.Reason.AUTHENTICATION_FAILED, f"Secret {key.namespace}/{secret_name}: {exc}") from None
         if not token:
             raise Failed(S.Reason.AUTHENTICATION_FAILED, f"Secret {key.namespace}/{secret_name}: key 'token' missing or empty")
