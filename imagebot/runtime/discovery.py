@@ -27,7 +27,7 @@ from imagebot.gitops.message import Templates
 from imagebot.gitops.writer import Delivery, Mode, Result, Status, deliver
 from imagebot.refs import ImageRef, try_parse
 from imagebot.registry.scanner import ScanResult
-from imagebot.runtime.runner import PassReport, Runner, flux_delivery  # the runner imports this module lazily
+from imagebot.runtime.runner import _AUTH_REFUSED, PassReport, Runner, flux_delivery  # the runner imports this module lazily
 from imagebot.update import ChangeSet, EditRequest, walk
 from imagebot.update import discover as disc
 from imagebot.update.model import Problem
@@ -52,6 +52,14 @@ def _env_path(entry: DiscoverConfig, file: str) -> str:
     if not base:
         return env
     return base if env == "." else f"{base}/{env}"
+
+
+def _in_scope(entry: DiscoverConfig, image: str, environment: str) -> bool:
+    """Whether a state row is one of ``entry``'s (a discovered reference under its path in its git)."""
+    base = entry.path.strip("/")
+    scope = f"{entry.git}:{base}"
+    inside = environment.startswith(scope) if not base else environment == scope or environment.startswith(scope + "/")
+    return image.startswith(ROW_PREFIX) and inside
 
 
 def group_of(entry: DiscoverConfig) -> str:
@@ -168,7 +176,7 @@ class Discovery:
                 log.exception("discover %s: delivery failed", entry.name)
             message = f"discover {entry.name}: delivery to {g.name} failed: {exc}"
             needed = [u for u in g.unresolved if u.purpose is Purpose.GIT_AUTH]
-            if needed and code is ExitCode.GIT:
+            if needed and code is ExitCode.GIT and _AUTH_REFUSED.search(str(exc)):  # file mode: the Secret was needed
                 message = needed[0].needed(f"discover {entry.name}: the remote asked for credentials")
             report.fail(code, message)
             r.metrics.errors.labels(code.name.lower()).inc()
@@ -234,21 +242,22 @@ class Discovery:
             else:
                 reason = "; ".join(sorted(row["why"])) or f"up to date within {entry.level}"
                 r.state.record(image, env, reason=reason, pending=None, now=now, tag=held or "", digest=digest)
-        scope = f"{entry.git}:{entry.path.strip('/')}"
         gone = [
             (row.image, row.environment)
             for row in r.state.all()
-            if row.image.startswith(ROW_PREFIX)
-            and (row.environment == scope or row.environment.startswith(scope if scope.endswith(":") else scope + "/"))
-            and (row.image, row.environment) not in rows
+            if _in_scope(entry, row.image, row.environment) and (row.image, row.environment) not in rows
         ]
         r.state.forget(gone)  # references no longer in the tree: Git holds nothing of theirs
 
     def _note_failure(self, entry: DiscoverConfig, seen: Seen, message: str, now: float) -> None:
-        for file, refs_ in seen.found.items():
-            for f in refs_:
-                image, env = row_image(f.name.canonical_name), row_environment(entry, file)
-                self.runner.state.note(image, env, reason=f"failed: {message}", now=now)
+        """Status says why: on the rows this plan found, else (nothing read: the sync failed) on the entry's rows."""
+        rows = {(row_image(f.name.canonical_name), row_environment(entry, file)) for file, fs in seen.found.items() for f in fs}
+        if not rows:
+            rows = {
+                (row.image, row.environment) for row in self.runner.state.all() if _in_scope(entry, row.image, row.environment)
+            }
+        for image, env in sorted(rows):
+            self.runner.state.note(image, env, reason=f"failed: {message}", now=now)
 
     def _announce(self, entry: DiscoverConfig, result: Result) -> None:
         name = f"discover {entry.name}"

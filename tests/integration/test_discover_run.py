@@ -25,7 +25,7 @@ from imagebot.gitops.writer import Status
 from imagebot.runtime.runner import Runner
 from imagebot.runtime.state import RuntimeState
 from tests.fixtures.fake_github import TOKEN, FakeGitHub
-from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, log, make_bare, read_file
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, commit_files, log, make_bare, read_file
 from tests.fixtures.hostile import HostileRegistry
 from tests.fixtures.registry import RegistryServer
 
@@ -225,3 +225,12 @@ def test_push_mode_records_what_the_branch_holds_and_a_second_pass_is_a_no_op(pu
     again = runner.run_pass(only=[f"{plain}/{p}/web"])  # a webhook for a discovered repository runs its entry
     assert dict(again.results)["discover config:envs"].status is Status.NO_CHANGE and log(w.bare, "main") == head
     assert w.rows()[(f"discover:{plain}/{p}/web", "config:envs/staging")][:2] == ("1.2.0", None)
+
+    # someone takes the worker out of the tree: its row goes (Git no longer holds it), the others stay
+    assert (f"discover:{plain}/{p}/worker", "config:envs/prod") in w.rows()
+    commit_files(w.bare, "main", {"envs/prod/worker.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w\n"})
+    third = runner.run_pass(only=[f"{plain}/{p}/worker"])
+    assert dict(third.results)["discover config:envs"].status is Status.NO_CHANGE
+    rows = w.rows()
+    assert (f"discover:{plain}/{p}/worker", "config:envs/prod") not in rows
+    assert rows[(f"discover:{plain}/{p}/web", "config:envs/prod")][:2] == ("1.2.0", None)
