@@ -58,7 +58,9 @@ from imagebot.policy import build
 from imagebot.policy.filter import Exclusions
 from imagebot.registry.auth import NO_CREDENTIALS, Credentials, CredentialSource, StaticCredentials
 from imagebot.registry.client import RegistryClient, RegistrySettings
+from imagebot.registry.signatures import MemoryVerdicts, SignatureChecker
 from imagebot.update import EditRequest
+from imagebot.verify import DEFAULT_LIMIT, Verification, VerifyError, first_verified, secret_keys
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ GITHUB_REPOSITORY = "imagebot.dev/github-repository"  # owner/name
 GITHUB_API = "imagebot.dev/github-api"  # default https://api.github.com (GitHub Enterprise: https://HOST/api/v3)
 GITHUB_TOKEN_SECRET = "imagebot.dev/github-token-secret"  # a Secret of the namespace, key "token"
 PR_LABELS = "imagebot.dev/pull-request-labels"  # comma-separated
+# … on an ImagePolicy
+COSIGN_SECRET = "imagebot.dev/cosign-secret"  # a Secret of the namespace: its *.pub entries are the trusted cosign keys
 
 REPOSITORY, POLICY, AUTOMATION = "ImageRepository", "ImagePolicy", "ImageUpdateAutomation"
 PLURAL = {REPOSITORY: "imagerepositories", POLICY: "imagepolicies", AUTOMATION: "imageupdateautomations"}
@@ -105,6 +109,7 @@ class Scan:
     at: float  # wall-clock time of the scan
     generation: int
     access: flux.RegistryAccess
+    signatures: tuple[str, ...] = ()  # the listing's sha256-<hex>[.sig] tags (exclusionList or not): a signature's news
 
 
 class Metrics:
@@ -116,6 +121,15 @@ class Metrics:
         self.duration = Histogram("imagebot_reconcile_seconds", "One reconcile", ["kind"], registry=r)
         self.tags = Gauge("imagebot_repository_tags", "Tags held per ImageRepository", labels, registry=r)
         self.pushes = Counter("imagebot_controller_pushes_total", "Commits pushed by automations", registry=r)
+        self.signature_checks = Counter(
+            "imagebot_signature_checks_total", "Signature verdicts by where they came from", ["source"], registry=r
+        )
+        self.unverified = Counter(
+            "imagebot_signature_rejections_total",
+            "Allowed tags an ImagePolicy passed over because their cosign signature did not verify",
+            ["namespace", "name", "reason"],
+            registry=r,
+        )
 
 
 class Failed(Exception):
@@ -179,6 +193,7 @@ class ImageController:
         self._clients: dict[tuple[Any, ...], RegistryClient] = {}
         self._workspaces: dict[tuple[str, str, str], Workspace] = {}
         self._written: dict[ObjKey, dict[str, Any]] = {}  # the last status patch written per key
+        self.verdicts = MemoryVerdicts()  # cosign verdicts per (repository, digest, key set): a rescan refetches none
         self._stop = threading.Event()
         self.notifier: Emitter = NullEmitter()  # notifications (`--notify-config`): commits pushed, peers failing long
         self.peers = FailureTracker(600.0)
@@ -259,7 +274,12 @@ class ImageController:
                 elif kind == REPOSITORY:
                     self._enqueue_policies(k.namespace, k.name)  # their repository is gone: they say so
                 return
-            if prev is not None and S.generation(prev) == S.generation(obj) and S.requested_at(prev) == S.requested_at(obj):
+            if (
+                prev is not None
+                and S.generation(prev) == S.generation(obj)
+                and S.requested_at(prev) == S.requested_at(obj)
+                and _annotations(prev) == _annotations(obj)  # imagebot's annotations change no generation
+            ):
                 # a status write (ours, or another writer's): a policy's new latestRef is news for the automations
                 if kind == POLICY and (obj.get("status") or {}).get("latestRef") != (prev.get("status") or {}).get("latestRef"):
                     self._enqueue_automations(k.namespace)
@@ -428,7 +448,8 @@ class ImageController:
         tags = tuple(t for t in listing.tags if excluded.excludes(t) is None)  # Flux filters at scan time
         if len(tags) > MAX_TAGS:
             raise Failed(S.Reason.READ_FAILED, f"{len(tags)} tags: more than the {MAX_TAGS:,} one repository may hold")
-        scan = Scan(repo.image.canonical_name, str(obj["spec"]["image"]), tags, now, S.generation(obj), repo.access)
+        marks = tuple(t for t in listing.tags if t.startswith("sha256-"))
+        scan = Scan(repo.image.canonical_name, str(obj["spec"]["image"]), tags, now, S.generation(obj), repo.access, marks)
         with self._lock:
             self.scans[rk] = scan
         self.metrics.tags.labels(key.kind, key.namespace, key.name).set(len(tags))
@@ -479,13 +500,19 @@ class ImageController:
                 raise Waiting(f"ImageRepository {repo_name} is not ready: {why.get('reason')}: {why.get('message')}")
             raise Waiting(f"ImageRepository {repo_name} has not been scanned yet")
         try:  # the repository's exclusionList was applied when it was scanned
-            tag = build(replace(pol.spec, excludes=())).select(scan.tags)
+            select = build(replace(pol.spec, excludes=())).select
+            tag = select(scan.tags)
         except ImagebotError as exc:
             raise Failed(S.Reason.INVALID_POLICY, str(exc), stalled=True) from None
         if tag is None:
             raise Failed(S.Reason.FAILED, f"no tag of {scan.canonical} ({len(scan.tags)} tags) satisfies the policy")
         digest = ""
-        if pol.digest_reflection is not flux.DigestReflection.NEVER:
+        cosign_secret = ((obj.get("metadata") or {}).get("annotations") or {}).get(COSIGN_SECRET)
+        if cosign_secret is not None:  # only a tag whose digest a key of the Secret signed
+            tag, digest = self._signed_tag(key, cosign_secret, scan, select)
+            if pol.digest_reflection is flux.DigestReflection.NEVER:
+                digest = ""
+        elif pol.digest_reflection is not flux.DigestReflection.NEVER:
             old = (obj.get("status") or {}).get("latestRef") or {}
             if pol.digest_reflection is flux.DigestReflection.IF_NOT_PRESENT and old.get("tag") == tag and old.get("digest"):
                 digest = str(old["digest"])
@@ -504,6 +531,48 @@ class ImageController:
         if pol.digest_reflection is flux.DigestReflection.ALWAYS and pol.interval:
             return Result(requeue_after=pol.interval)
         return None  # looked at again when its repository's tags change
+
+    def _signed_tag(self, key: ObjKey, secret: object, scan: Scan, select: Callable[[list[str]], str | None]) -> tuple[str, str]:
+        """The newest tag ``select`` allows whose digest carries a cosign signature by a key of the Secret
+        ``imagebot.dev/cosign-secret`` names (every ``*.pub`` entry), and that digest; newer tags that fail are
+        passed over (at most DEFAULT_LIMIT signature fetches per reconcile: verdicts are cached per digest)."""
+        where = f"metadata.annotations[{COSIGN_SECRET}]"
+        if not isinstance(secret, str) or not secret.strip():
+            raise Failed(S.Reason.INVALID_POLICY, f"{where}: must name a Secret of namespace {key.namespace}", stalled=True)
+        ref = f"{key.namespace}/{secret}"
+        obj = self._get(f"/api/v1/namespaces/{key.namespace}/secrets/{secret}", "Secret")
+        if obj is None:
+            raise Failed(S.Reason.AUTHENTICATION_FAILED, f"Secret {ref} ({COSIGN_SECRET}) not found")
+        try:
+            keys = secret_keys(fs.secret_from_object(obj).data, ref)
+        except (fs.SecretError, VerifyError) as exc:
+            raise Failed(S.Reason.AUTHENTICATION_FAILED, f"{where}: {exc}") from None
+        image = refs.parse_name(scan.canonical)
+        client = self._client(scan.access)
+        checker = SignatureChecker(_OneClient(client), keys, self.verdicts, self.clock)
+        digests: dict[str, str] = {}
+
+        def check(tag: str) -> tuple[Verification, bool]:
+            digests[tag], verdict, fetched = checker.check(image, tag, scan.signatures)
+            self.metrics.signature_checks.labels("registry" if fetched else "cache").inc()
+            if not verdict.ok:
+                self.metrics.unverified.labels(key.namespace, key.name, str(verdict.status)).inc()
+            return verdict, fetched
+
+        try:
+            gated = first_verified(select, scan.tags, check, DEFAULT_LIMIT)
+        except ImagebotError as exc:
+            raise Failed(S.Reason.READ_FAILED, f"signatures of {scan.canonical}: {exc}") from None
+        if gated.winner is None:
+            why = f": {gated.reasons()}" if gated.rejected else ""
+            if gated.exhausted:  # requeued with backoff: the next reconcile starts below the cached failures
+                raise Failed(S.Reason.FAILED, f"no tag of {scan.canonical} signed by a key of Secret {ref} within "
+                                              f"{DEFAULT_LIMIT} signature checks{why}")  # fmt: skip
+            raise Failed(S.Reason.FAILED, f"no tag of {scan.canonical} satisfying the policy is signed by a key of "
+                                          f"Secret {ref}{why}")  # fmt: skip
+        if gated.rejected:
+            log.info("%s: %s selected, newer tags passed over: %s", key, gated.winner, gated.reasons())
+        return gated.winner, digests[gated.winner]
 
     # ImageUpdateAutomation --------------------------------------------------------------------------------
     def _automation(self, key: ObjKey, obj: dict[str, Any]) -> Result:
@@ -695,6 +764,21 @@ class ImageController:
             request_json(self.api, "POST", f"/api/v1/namespaces/{ns}/events", body=body, timeout=10)
         except Exception as exc:
             log.debug("event not recorded: %s", exc)
+
+
+def _annotations(obj: Mapping[str, Any]) -> Any:
+    meta = obj.get("metadata")
+    return meta.get("annotations") if isinstance(meta, Mapping) else None
+
+
+@dataclass(frozen=True, slots=True)
+class _OneClient:
+    """The registry client of one ImageRepository's access, as the signature checker asks for it."""
+
+    registry: RegistryClient
+
+    def client(self, host: str) -> RegistryClient:
+        return self.registry
 
 
 def _credentials(creds: fs.RegistryCredentials | None) -> CredentialSource:

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from imagebot.refs import ImageRef
 from imagebot.registry import Registries
@@ -112,14 +113,48 @@ def fetch(client: RegistryClient, path: str, digest: str) -> Found:
     return Found(tuple(evidence), tuple(malformed), client.requests_made - before)
 
 
+class Verdicts(Protocol):
+    """Where verdicts are cached: the scanner's state (``run``), or :class:`MemoryVerdicts` (the controller)."""
+
+    def signature(self, repository: str, digest: str, keyset: str) -> tuple[Verification, float, str] | None: ...
+
+    def record_signature(
+        self, repository: str, digest: str, keyset: str, verdict: Verification, now: float, marks: str
+    ) -> None: ...
+
+
+class Clients(Protocol):
+    def client(self, host: str) -> RegistryClient: ...
+
+
+class MemoryVerdicts:
+    """Verdicts in this process's memory (thread-safe), at most ``limit``: the oldest recorded goes first."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self._rows: dict[tuple[str, str, str], tuple[Verification, float, str]] = {}
+        self._lock = threading.Lock()
+
+    def signature(self, repository: str, digest: str, keyset: str) -> tuple[Verification, float, str] | None:
+        with self._lock:
+            return self._rows.get((repository, digest, keyset))
+
+    def record_signature(self, repository: str, digest: str, keyset: str, verdict: Verification, now: float, marks: str) -> None:
+        with self._lock:
+            self._rows.pop((repository, digest, keyset), None)
+            self._rows[(repository, digest, keyset)] = (verdict, now, marks)
+            while len(self._rows) > self.limit:
+                del self._rows[next(iter(self._rows))]
+
+
 class SignatureChecker:
     """Verdicts for tags of one configuration's keys: digest lookup, cache, fetch, verify. Thread-safe."""
 
     def __init__(
         self,
-        registries: Registries,
+        registries: Registries | Clients,
         keys: Sequence[PublicKey],
-        state: ScanState | None = None,
+        state: ScanState | Verdicts | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.registries = registries

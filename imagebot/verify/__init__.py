@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imagebot.verify.cosign import PublicKey, Status, Verification, VerifyError, keyset_id, load_keys
+from imagebot.verify.cosign import PublicKey, Status, Verification, VerifyError, keyset_id, load_keys, secret_keys
 from imagebot.verify.gate import DEFAULT_LIMIT, Gated, explain, first_verified
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "first_verified",
     "keyset_id",
     "load_keys",
+    "secret_keys",
 ]

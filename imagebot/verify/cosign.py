@@ -27,7 +27,7 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -133,6 +133,17 @@ def load_keys(pem: bytes, name: str) -> tuple[PublicKey, ...]:
         der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         out.append(PublicKey(where, "sha256:" + hashlib.sha256(der).hexdigest(), key))
     return tuple(out)
+
+
+def secret_keys(data: Mapping[str, bytes], secret: str) -> tuple[PublicKey, ...]:
+    """Every key of a Secret's ``*.pub`` entries (sorted by entry name), the convention of Flux's
+    OCIRepository ``spec.verify.secretRef``; other entries are ignored. Raises VerifyError naming the Secret
+    and the entry when one is unusable, or when there is no ``*.pub`` entry at all."""
+    names = sorted(k for k in data if k.endswith(".pub"))
+    if not names:
+        have = ", ".join(sorted(data)[:10]) or "none"
+        raise VerifyError(f"Secret {secret}: no *.pub entry holding a cosign public key (entries: {have})")
+    return tuple(k for n in names for k in load_keys(data[n], f"Secret {secret} entry {n}"))
 
 
 def keyset_id(keys: Iterable[PublicKey]) -> str:

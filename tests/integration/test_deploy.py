@@ -306,6 +306,9 @@ def test_every_request_the_image_controller_makes_is_granted_by_its_namespaced_r
     realistic_set(kube, registry_basic, git_http.url(bare), USER, PASSWORD, GIT_PASSWORD)
     kube.create(flux("ImageRepository", "no-secret", {"image": "127.0.0.1:1/x", "interval": "1h", "secretRef": {"name": "x"},
                                                       "serviceAccountName": "puller"}))  # fmt: skip
+    gated = flux("ImagePolicy", "signed", {"imageRepositoryRef": {"name": "app"}, "policy": {"semver": {"range": "^1"}}})
+    gated["metadata"]["annotations"] = {"imagebot.dev/cosign-secret": "cosign-pub"}  # its Secret read with GET
+    kube.create(gated)
 
     api = cluster.api_client()
     seen = _record(api)
@@ -317,6 +320,7 @@ def test_every_request_the_image_controller_makes_is_granted_by_its_namespaced_r
         until(lambda: len(log(bare, "main")) >= 2, what="a commit on the remote")
         until(lambda: kube.get("ImageUpdateAutomation", "config").get("status", {}).get("lastPushCommit"), what="status")
         until(lambda: kube.get("ImageRepository", "no-secret").get("status", {}).get("conditions"), what="failure")
+        until(lambda: "cosign-pub" in str(kube.get("ImagePolicy", "signed").get("status")), what="the cosign Secret named")
     finally:
         ctl.stop()
     asked = {a for m, u in seen if (a := _attributes(m, u)) is not None}

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from imagebot.refs import parse_name
 from imagebot.registry import signatures
-from imagebot.registry.signatures import RECHECK_SECONDS, Found, SignatureChecker, signature_tags
+from imagebot.registry.signatures import RECHECK_SECONDS, Found, MemoryVerdicts, SignatureChecker, signature_tags
 from imagebot.registry.state import ScanState
 from imagebot.verify import load_keys
 from imagebot.verify.cosign import SimpleSigning
@@ -89,3 +89,22 @@ def test_another_key_set_is_another_verdict(tmp_path: Path, fetched: list[str]) 
     assert checker(tmp_path, now).check_digest(IMAGE, SIGNED)[0].ok
     verdict, fresh = checker(tmp_path, now, keypair()[1]).check_digest(IMAGE, SIGNED)
     assert fresh and not verdict.ok and fetched == [SIGNED, SIGNED]
+
+
+def test_the_controllers_memory_cache_keeps_verdicts_per_key_set_and_forgets_the_oldest_past_its_limit(
+    fetched: list[str],
+) -> None:
+    now = [1000.0]
+    store = MemoryVerdicts(limit=2)
+    mine = SignatureChecker(Registries(), load_keys(KEY[1], "k.pub"), store, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert mine.check_digest(IMAGE, SIGNED)[1]
+    assert not mine.check_digest(IMAGE, SIGNED)[1], "the second from the cache"
+    assert fetched == [SIGNED]
+    now[0] += 10 * RECHECK_SECONDS
+    assert not mine.check_digest(IMAGE, UNSIGNED)[0].ok
+    assert not mine.check_digest(IMAGE, SIGNED)[1], "a verified digest is never fetched again"
+    other = SignatureChecker(Registries(), load_keys(keypair()[1], "o.pub"), store, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert other.check_digest(IMAGE, SIGNED)[1], "another key set: another verdict"
+    assert not mine.check_digest(IMAGE, UNSIGNED)[1]
+    assert mine.check_digest(IMAGE, SIGNED)[1], "past the limit the oldest verdict went first"
+    assert fetched == [SIGNED, UNSIGNED, SIGNED, SIGNED]

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagebot.verify import Status, VerifyError, keyset_id, load_keys
+from imagebot.verify import Status, VerifyError, keyset_id, load_keys, secret_keys
 from imagebot.verify.cosign import (
     DsseBundle,
     Malformed,
@@ -247,3 +247,15 @@ def test_ed25519_signatures_made_by_cosign_verify(layout: str) -> None:
     assert verify(digest, [ev], keys).ok
     assert verify(OTHER, [ev], keys).status is Status.DIGEST_MISMATCH
     assert verify(digest, [ev], COSIGN_KEYS).status is Status.KEY_MISMATCH
+
+
+def test_a_secrets_pub_entries_are_the_keys_and_its_problems_name_the_secret_and_entry() -> None:
+    a = ec.generate_private_key(ec.SECP256R1()).public_key()
+    b = ed25519.Ed25519PrivateKey.generate().public_key()
+    pem = [k.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo) for k in (a, b)]
+    keys = secret_keys({"z.pub": pem[0], "a.pub": pem[1], "cosign.key": b"private: not read", "README": b"x"}, "ns/keys")
+    assert [k.name for k in keys] == ["Secret ns/keys entry a.pub", "Secret ns/keys entry z.pub"]
+    with pytest.raises(VerifyError, match=r"Secret ns/keys: no \*\.pub entry .*\(entries: cosign\.key\)"):
+        secret_keys({"cosign.key": b"x"}, "ns/keys")
+    with pytest.raises(VerifyError, match=r"Secret ns/keys entry bad\.pub: no PEM 'PUBLIC KEY' block"):
+        secret_keys({"good.pub": pem[0], "bad.pub": b"hello"}, "ns/keys")
