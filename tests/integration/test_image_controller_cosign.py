@@ -94,10 +94,10 @@ def test_the_annotated_policy_picks_the_newest_signed_tag_and_a_rescan_refetches
     assert pol["status"]["latestRef"]["tag"] == "1.1.0", pol["status"]
     assert settled(kube, "plain", "True")["status"]["latestRef"]["tag"] == "1.3.0", "without the annotation: no gate"
     ns = kube.ns
-    assert sample(ctl, "imagebot_signature_rejections_total", namespace=ns, name="signed", reason="no signature") == 1
-    assert sample(ctl, "imagebot_signature_rejections_total", namespace=ns, name="signed", reason="key mismatch") == 1
+    assert sample(ctl, "imagebot_signature_rejections_total", namespace=ns, name="signed", reason="no signature") >= 1
+    assert sample(ctl, "imagebot_signature_rejections_total", namespace=ns, name="signed", reason="key mismatch") >= 1
     fetched = sample(ctl, "imagebot_signature_checks_total", source="registry")
-    assert fetched == 3
+    assert fetched == 3, "1.3.0, 1.2.0 and 1.1.0: each digest fetched once, however often the policy was reconciled"
 
     # `flux reconcile image policy`: the verdicts are cached per digest, nothing is fetched again
     kube.annotate("ImagePolicy", "signed", "reconcile.fluxcd.io/requestedAt", "again")
