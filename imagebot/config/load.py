@@ -29,6 +29,8 @@ from imagebot.config.model import (
     Environment,
     GitConfig,
     ImageConfig,
+    Purpose,
+    Reference,
     RegistryConfig,
     Target,
     VerifySpec,
@@ -71,16 +73,24 @@ def _state_problem(state: Path) -> str | None:
 
 
 
-def _verify(r: _Reader, environment: bool) -> VerifySpec | None:
-    """``verify: {cosign: {key: FILE, keys: [FILE…], maxPerPass: N}}``; each key file is read when ``environment``."""
+def _verify(r: _Reader, environment: bool, warnings: Errors) -> VerifySpec | None:
+    """``verify: {cosign: {key: FILE, keys: [FILE…], secretRef: {name, namespace}, maxPerPass: N}}``; each key file
+    is read when ``environment``. A secretRef is only the cluster's: a warning here, an error when a tag must be
+    verified (the runner's ``_checker``)."""
     v = r.sub("verify", {"cosign"})
     c = v.sub("cosign", {"key", "keys", "secretRef", "maxPerPass"}, required=True)
+    secret = None
     if c.has("secretRef"):
-        c.error("secretRef", "cannot be read from files: mount the Secret and give its public key file as key")
+        s = c.sub("secretRef", {"name", "namespace"})
+        name, namespace = s.text("name", required=True), s.text("namespace", required=True)
+        if name and namespace:
+            secret = Reference("Secret", namespace, name, c.where, "secretRef", Purpose.COSIGN_KEYS)
+            why = "is read from the cluster, which `imagebot run` cannot reach: an update this gate must verify fails"
+            warnings.add(c.file, c.node, "secretRef", f"{c.where}.secretRef", f"{secret.target} ({secret.purpose}) {why}")
     names = ([c.text("key")] if c.has("key") else []) + list(c.strings("keys"))
     paths = tuple(Path(n) for n in names if n)
     if not paths and not c.has("secretRef"):
-        c.error(None, "give the public key: key: FILE, or keys: [FILE, …]")
+        c.error(None, "give the public key: key: FILE, keys: [FILE, …], or secretRef: {name, namespace}")
     if environment:
         for n, path in enumerate(paths):
             where = "key" if c.has("key") and n == 0 else "keys"
@@ -91,7 +101,7 @@ def _verify(r: _Reader, environment: bool) -> VerifySpec | None:
             except VerifyError as exc:
                 c.error(where, str(exc))
     limit = c.number("maxPerPass", int, 10)
-    return VerifySpec(paths, limit) if paths else None
+    return VerifySpec(paths, limit, secret) if paths or secret else None
 
 
 def _target(t: _Reader, git_names: set[str]) -> Target | None:
@@ -111,6 +121,7 @@ def _target(t: _Reader, git_names: set[str]) -> Target | None:
 
 def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | None:
     """``environment``: also check what the bot will touch on this machine (files, state directory)."""
+    warnings = Errors()  # valid, but only the cluster could provide it (config validate prints them)
     top = _Reader(
         errors,
         file,
@@ -198,7 +209,7 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
         repo = im.parsed("repository", refs.parse_name, required=True)
         excludes = DEFAULT_EXCLUDES + im.strings("exclude")
         image_interval = im.duration("interval", interval, positive=True)
-        image_verify = _verify(im, environment) if im.has("verify") else None
+        image_verify = _verify(im, environment, warnings) if im.has("verify") else None
         envs_node = im.sub("environments", None, required=True)
         envs = []
         for env_name in envs_node.node:
@@ -227,7 +238,7 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
                 en.get("allowDowngrade", bool, False),
                 en.get("hold", bool, False),
                 en.get("digest", bool, False),
-                _verify(en, environment) if en.has("verify") else image_verify,
+                _verify(en, environment, warnings) if en.has("verify") else image_verify,
             )
             if target is not None:
                 envs.append(env)
@@ -269,6 +280,7 @@ def _native(doc: Any, file: str, errors: Errors, environment: bool) -> Config | 
         file,
         notifications,
         discover=discover,
+        warnings=tuple(warnings.items),
     )
 
 

@@ -22,6 +22,7 @@ class Purpose(StrEnum):
     PULL_SECRETS = "image pull secrets"
     GIT_AUTH = "git credentials"
     SIGNING = "commit signing key"
+    COSIGN_KEYS = "cosign public keys"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,10 +109,11 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class VerifySpec:
-    """``verify: {cosign: {key | keys}}``: only tags with a valid cosign signature by one of these keys."""
+    """``verify: {cosign: {key | keys | secretRef}}``: only tags with a valid cosign signature by one of these keys."""
 
     keys: tuple[Path, ...]  # PEM public key files (ECDSA P-256 or Ed25519)
     max_per_pass: int = 10  # signature fetches per environment and pass (cached verdicts are free)
+    secret: Reference | None = None  # a Secret's *.pub entries: only the cluster holds them (an error only when needed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -506,7 +506,7 @@ class Runner:
         the newer tags passed over with their reasons.
 
         A promotion is not gated here: it takes the tag and digest its source environment selected."""
-        checker = self._checkers[spec.keys]
+        checker = self._checker(spec)
         digests: dict[str, str] = {}
         current = peers.get(env.name)
 
@@ -539,13 +539,25 @@ class Runner:
             return replace(d, reason=d.reason + why), None, note
         return replace(d, reason=f"{d.reason} (signature verified){why}"), digests[gated.winner], note
 
+    def _checker(self, spec: VerifySpec) -> SignatureChecker:
+        """The gate's checker; a ``secretRef`` fails here — when a tag must be verified, not before (the cluster
+        holds the Secret, and ``config validate`` warned)."""
+        if spec.secret is not None:
+            s = spec.secret
+            raise ClusterOnlyError(
+                f"{s.owner}.{s.field}: {s.target} ({s.purpose}) is read from the cluster, which `imagebot run` cannot "
+                "reach: nothing is selected (mount the Secret and give its *.pub file as key, or use `imagebot controller` "
+                "with the imagebot.dev/cosign-secret annotation)"
+            )
+        return self._checkers[spec.keys]
+
     def _gate_promotion(
         self, image: ImageConfig, env: Environment, spec: VerifySpec, d: Decision, tags: tuple[str, ...], signed: Signed
     ) -> tuple[Decision, str | None]:
         """A promotion into a gated environment: the source's digest (or, unpinned, the tag's now) must verify
         with this environment's keys, else nothing is promoted — a source without a gate passes no unsigned tag on."""
         assert d.tag is not None
-        checker = self._checkers[spec.keys]
+        checker = self._checker(spec)
         if d.digest is not None:
             digest = d.digest
             verdict, fetched = checker.check_digest(image.repository, digest, tags)

@@ -308,3 +308,67 @@ def test_a_gated_environment_never_takes_an_unsigned_tag_by_promotion(
     report = runner.run_pass(only=[repo])
     assert not report.errors, report.errors
     assert f"{image}:1.1.0@{d['1.1.0']}" in read_file(bare, "main", "prod/deploy.yaml")
+
+
+SECRET_REF = """apiVersion: imagebot.dev/v1
+kind: Config
+interval: 1h
+stateFile: {state}
+cacheDir: {cache}
+registries:
+  - host: {registry}
+    plainHTTP: true
+git:
+  - name: config
+    url: {url}
+    auth: {{usernameEnv: SIG_GIT_USER, tokenEnv: SIG_GIT_TOKEN}}
+images:
+  - name: app
+    repository: {image}
+    environments:
+      dev:
+        policy: {{semver: "^1"}}
+        target: {{git: config, path: dev}}
+      stage:
+        policy: {{semver: "^1"}}
+        target: {{git: config, path: stage}}
+        verify: {{cosign: {{secretRef: {{name: cosign-pub, namespace: release}}}}}}
+      prod:
+        policy: {{semver: "^1"}}
+        hold: true
+        target: {{git: config, path: prod}}
+        verify: {{cosign: {{secretRef: {{name: cosign-pub, namespace: release}}}}}}
+"""
+
+
+def test_a_secret_ref_gate_warns_at_validation_and_fails_run_only_where_a_tag_must_be_verified(
+    registry_plain: RegistryServer, git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"sig/ref{os.urandom(3).hex()}"
+    registry_plain.pusher().push(name, ["1.0.0", "1.1.0"], distinct=True)
+    image = f"{registry_plain.host}/{name}"
+    files = {f"{env}/deploy.yaml": DEPLOY.format(image=image) for env in ("dev", "stage", "prod")}
+    bare = make_bare(git_http.root, f"sig{os.urandom(4).hex()}", files)
+    monkeypatch.setenv("SIG_GIT_USER", GIT_USER)
+    monkeypatch.setenv("SIG_GIT_TOKEN", GIT_PASSWORD)
+    cfg = tmp_path / "imagebot.yaml"
+    cfg.write_text(SECRET_REF.format(state=tmp_path / "state.db", cache=tmp_path / "cache", registry=registry_plain.host,
+                                     url=git_http.url(bare), image=image))  # fmt: skip
+
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["config", "validate", str(cfg)], out=out, err=err) == 0, err.getvalue()
+    warned = err.getvalue()
+    assert warned.count("warning: ") == 2 and "images[0].environments.stage.verify.cosign.secretRef" in warned, warned
+    assert "Secret release/cosign-pub (cosign public keys) is read from the cluster" in warned
+    assert "valid: 1 image(s), 3 environment(s), 1 git target(s), 2 warning(s)" in out.getvalue()
+
+    out, err = io.StringIO(), io.StringIO()
+    assert main(["run", "--once", "--config", str(cfg)], out=out, err=err) == 2
+    report = Runner(load([cfg])).run_pass()
+    assert len(report.errors) == 1, "\n".join(report.errors)
+    failure = report.errors[0]
+    assert failure.startswith("app stage: images[0].environments.stage.verify.cosign.secretRef: Secret release/"), failure
+    assert "`imagebot run` cannot reach" in failure and "Traceback" not in err.getvalue()
+    assert ":1.1.0" in read_file(bare, "main", "dev/deploy.yaml"), "the ungated environment is updated"
+    assert read_file(bare, "main", "stage/deploy.yaml") == files["stage/deploy.yaml"], "nothing selected without the keys"
+    assert read_file(bare, "main", "prod/deploy.yaml") == files["prod/deploy.yaml"]  # held: no tag to verify, no failure
