@@ -97,30 +97,49 @@ def theirs(binary: Path, host: str, work: Path) -> tuple[float, int, str]:
     return seconds, _deps_with_updates(work / "report.json"), failure
 
 
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def _version(binary: Path) -> str:
+    try:
+        out = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    return out.stdout.strip() or "?"
+
+
 def run(peer: bool = True) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
         server = start_registry("plain", t / "reg", make_pki(t / "pki"))
         try:
             seed(server, t / "reg/data")
+            load0 = _load()
             mine = ours(server.host, t / "ours")
             result: dict[str, object] = {"p18_discover_ours_s": mine}
-            print(f"P18 discover + lookup + edit + commit, {REPOS} images x {TAGS} tags, cold: imagebot {mine:5.2f} s")
+            print(
+                f"P18 discover + lookup + edit + commit, {REPOS} images x {TAGS} tags, cold: imagebot {mine:5.2f} s"
+                f" (load {load0:.1f} -> {_load():.1f} on {os.cpu_count()} cores)"
+            )
             binary = install_renovate() if peer else None
             if binary is None:
                 result["p18_renovate"] = "not measured (Renovate not installed)"
                 print("   Renovate: NOT MEASURED — could not be installed")
                 return result
             (t / "peer").mkdir()
+            version, load0 = _version(binary), _load()
             seconds, found, failure = theirs(binary, server.host, t / "peer")
+            result.update({"p18_renovate_version": version, "p18_renovate_updates_seen": found})
             if failure or found < REPOS:
                 result["p18_renovate"] = failure or f"Renovate ran ({seconds:.1f}s) but found updates for {found}/{REPOS}"
                 print(f"   Renovate: {result['p18_renovate']}")
                 return result
             result.update({"p18_renovate_s": seconds, "p18_ratio": seconds / mine})
             print(
-                f"   Renovate default discovery (kubernetes manager), lookup only: {seconds:5.1f} s"
-                f" -> imagebot end to end is {seconds / mine:4.0f}x faster"
+                f"   Renovate {version} default discovery (kubernetes manager), lookup only, updates found for"
+                f" {found}/{REPOS}: {seconds:5.1f} s (load {load0:.1f} -> {_load():.1f})"
+                f" -> imagebot end to end is {seconds / mine:4.1f}x faster"
             )
             return result
         finally:
