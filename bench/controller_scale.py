@@ -13,6 +13,8 @@ floor  what the test apiserver alone needs for the same 5,000 server-side applie
     python -m bench.controller_scale              (all of it)
     python -m bench.controller_scale --c1         (C1 and the floor only: the controller's cold start)
     python -m bench.controller_scale --c1 --py-spy OUT.svg   (the controller under py-spy, a flame graph)
+    python -m bench.controller_scale --c3         (C1 and C3 only, with where C3's time goes: the controller's
+                                                   own time per correction, from its log)
 
 Beside each cold start: the CPU seconds the controller, the apiserver and etcd spent in it (from /proc).
 """
@@ -24,6 +26,7 @@ import base64
 import io
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -171,17 +174,22 @@ def setup(t: Path) -> tuple[Any, Any, Any, str]:
     return cluster, git_http, api, url
 
 
-def cold_start(cluster: Any, api: Any, t: Path, py_spy: str = "") -> tuple[subprocess.Popen[bytes], dict[str, float]]:
-    """C1: the controller as a process, from start to all 100 Ready; the process is left running."""
+def cold_start(
+    cluster: Any, api: Any, t: Path, py_spy: str = "", log: Path | None = None
+) -> tuple[subprocess.Popen[bytes], dict[str, float]]:
+    """C1: the controller as a process, from start to all 100 Ready; the process is left running (its INFO log
+    in ``log`` when given)."""
     server = ServerCpu(cluster.run_dir)
     t0 = time.monotonic()
     env = {**os.environ, "RECONCILER_WEBHOOK_SECRET": "bench"}
-    argv = [sys.executable, "-m", "reconciler", "controller", "--kubeconfig", str(cluster.kubeconfig), "--namespace",
-            "apps", "--workers", "8", "--cache", str(t / "cache")]  # fmt: skip
+    argv = [sys.executable, "-m", "reconciler", *(["--log-level", "INFO"] if log else []), "controller",
+            "--kubeconfig", str(cluster.kubeconfig), "--namespace", "apps", "--workers", "8",
+            "--cache", str(t / "cache")]  # fmt: skip
     if py_spy:
         argv = [str(Path(sys.executable).with_name("py-spy")), "record", "-r", "50", "-o", py_spy, "--", *argv]
     watch = ReadyWatch(api, "apps")
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = log.open("wb") if log else subprocess.DEVNULL
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
     try:
         if not watch.wait(APPS, 600):
             raise RuntimeError(f"only {len(watch.ready)} of {APPS} apps Ready after 600 s")
@@ -250,10 +258,9 @@ def run(c1_only: bool = False, py_spy: str = "") -> dict[str, float]:
     return results
 
 
-def rest(cluster: Any, api: Any, t: Path, proc: subprocess.Popen[bytes]) -> dict[str, float]:
-    """C3 (on the running controller, which is then stopped), C2 in process, and the two peers of C1."""
+def c3(api: Any) -> dict[str, float]:
+    """C3: 100 concurrent drifts by a person, one per app, each timed from its write to the Git value read back."""
 
-    # C3: 100 concurrent drifts by a person, one per app
     def drift(i: int) -> float:
         ns, name = f"ctl-{i % NAMESPACES}", f"a{i}-c1"
         path = f"/api/v1/namespaces/{ns}/configmaps/{name}"
@@ -268,7 +275,58 @@ def rest(cluster: Any, api: Any, t: Path, proc: subprocess.Popen[bytes]) -> dict
 
     with ThreadPoolExecutor(max_workers=APPS) as pool:
         lat = sorted(pool.map(drift, range(APPS)))
-    p50, p99 = statistics.median(lat), lat[int(len(lat) * 0.99) - 1]
+    return {"c3_p50_s": statistics.median(lat), "c3_p99_s": lat[int(len(lat) * 0.99) - 1], "c3_max_s": lat[-1]}
+
+
+def corrections(log: Path) -> list[float]:
+    """The controller's own time per correction (its log: watch event handled → correction applied), in s, in the
+    log's order."""
+    out = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.search(r"corrected .* in (\d+) ms", line)
+        if m:
+            out.append(int(m.group(1)) / 1000)
+    return out
+
+
+def run_c3(rounds: int) -> None:
+    """C1 then C3 ``rounds`` times on the same controller (a drift, corrected, then the next round), with the
+    controller's own time per correction beside each: where C3's time goes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        cluster = git_http = None
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            cluster, git_http, api, _ = setup(t)
+            log = t / "controller.log"
+            proc, c1 = cold_start(cluster, api, t, log=log)
+            print(f"C1 {c1['c1_cold_s']:5.1f}s  [load {load_avg()}]", flush=True)
+            time.sleep(2)  # the Ready-time status writes and first health passes settle
+            for n in range(rounds):
+                before = len(corrections(log))
+                load = load_avg()
+                r = c3(api)
+                time.sleep(0.5)  # the log's last lines
+                own = sorted(corrections(log)[before:])
+                own_s = "no log lines"
+                if own:
+                    own_s = (f"controller's own per correction: p50 {statistics.median(own) * 1000:4.0f} ms, "
+                             f"max {own[-1] * 1000:4.0f} ms, sum {sum(own):5.2f} s over {len(own)}")  # fmt: skip
+                print(f"C3 round {n + 1}: p50 {r['c3_p50_s'] * 1000:5.0f} ms, p99 {r['c3_p99_s'] * 1000:5.0f} ms, "
+                      f"max {r['c3_max_s'] * 1000:5.0f} ms; {own_s}  [load {load}]", flush=True)  # fmt: skip
+        finally:
+            if proc is not None:
+                proc.kill()
+            if git_http is not None:
+                git_http.stop()
+            if cluster is not None:
+                stop_cluster(t / "kube")
+
+
+def rest(cluster: Any, api: Any, t: Path, proc: subprocess.Popen[bytes]) -> dict[str, float]:
+    """C3 (on the running controller, which is then stopped), C2 in process, and the two peers of C1."""
+
+    results = c3(api)
     proc.terminate()
     proc.wait(30)
 
@@ -337,7 +395,7 @@ def rest(cluster: Any, api: Any, t: Path, proc: subprocess.Popen[bytes]) -> dict
     return {
         "c1_sequential_sync_s": sequential, "c1_kubectl_s": kubectl,
         "c2_resync_s": resync, "c2_api_calls": resync_calls, "c2_writes": resync_writes, "c2_lists": resync_lists,
-        "c3_p50_s": p50, "c3_p99_s": p99,
+        **results,
     }  # fmt: skip
 
 
@@ -370,5 +428,10 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(prog="python -m bench.controller_scale")
     ap.add_argument("--c1", action="store_true", help="the cold start and the floor only")
     ap.add_argument("--py-spy", default="", metavar="OUT", help="run the controller under py-spy record, graph to OUT")
+    ap.add_argument("--c3", type=int, nargs="?", const=1, default=0, metavar="ROUNDS",
+                    help="the cold start, then C3 (ROUNDS times), with the controller's own time per correction")  # fmt: skip
     a = ap.parse_args()
-    run(a.c1, a.py_spy)
+    if a.c3:
+        run_c3(a.c3)
+    else:
+        run(a.c1, a.py_spy)
