@@ -305,7 +305,9 @@ def run_c3(rounds: int) -> None:
             for n in range(rounds):
                 before = len(corrections(log))
                 load = load_avg()
+                server, ctl0 = ServerCpu(cluster.run_dir), cpu_s(proc.pid)
                 r = c3(api)
+                ctl_cpu, used = cpu_s(proc.pid) - ctl0, server.used()
                 time.sleep(0.5)  # the log's last lines
                 own = sorted(corrections(log)[before:])
                 own_s = "no log lines"
@@ -313,7 +315,8 @@ def run_c3(rounds: int) -> None:
                     own_s = (f"controller's own per correction: p50 {statistics.median(own) * 1000:4.0f} ms, "
                              f"max {own[-1] * 1000:4.0f} ms, sum {sum(own):5.2f} s over {len(own)}")  # fmt: skip
                 print(f"C3 round {n + 1}: p50 {r['c3_p50_s'] * 1000:5.0f} ms, p99 {r['c3_p99_s'] * 1000:5.0f} ms, "
-                      f"max {r['c3_max_s'] * 1000:5.0f} ms; {own_s}  [load {load}]", flush=True)  # fmt: skip
+                      f"max {r['c3_max_s'] * 1000:5.0f} ms; {own_s}; CPU-s controller {ctl_cpu:4.2f}, "
+                      f"apiserver {used['apiserver']:4.2f}, etcd {used['etcd']:4.2f}  [load {load}]", flush=True)  # fmt: skip
         finally:
             if proc is not None:
                 proc.kill()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +45,66 @@ class Cluster(Protocol):
     def apply(self, manifest: Manifest, force: bool = True, dry_run: bool = False) -> dict[str, Any]: ...
 
     def delete(self, api_version: str, key: ResourceKey) -> None: ...
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class EventRecorder:
+    """Kubernetes Events written in the background, as client-go's event broadcaster writes them: whoever records
+    one (a drift worker that has just corrected, an app's sync) goes on at once instead of waiting for a round trip
+    of its own; the Event keeps the time it was recorded. Events are best effort: a full queue drops one (counted,
+    logged) rather than hold anyone up."""
+
+    def __init__(self, write: Callable[..., None], capacity: int = 1000) -> None:
+        self._write = write
+        self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(capacity)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def record(
+        self, namespace: str, involved: dict[str, Any], reason: str, message: str, type_: str = "Normal",
+        annotations: dict[str, str] | None = None,
+    ) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+                self._thread.start()
+        try:
+            self._queue.put_nowait((namespace, involved, reason, message, type_, annotations, _now()))
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+                n = self.dropped
+            if n == 1 or n % 100 == 0:
+                log.warning("events arrive faster than they can be written: %d dropped so far (%s)", n, reason)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            namespace, involved, reason, message, type_, annotations, at = item
+            try:
+                self._write(namespace, involved, reason, message, type_, annotations, at)
+            except Exception as exc:  # one unwritable Event must not end the writer
+                log.debug("event not recorded: %s", exc)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """No more Events; those queued are written within ``timeout`` (else left). True when all were."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is None:
+            return True
+        try:
+            self._queue.put(None, timeout=timeout)
+        except queue.Full:
+            return False
+        thread.join(timeout)
+        return not thread.is_alive()
 
 
 def _message(exc: ApiException) -> str:
@@ -299,10 +360,11 @@ class KubeCluster:
 
     def event(
         self, namespace: str, involved: dict[str, Any], reason: str, message: str, type_: str = "Normal",
-        annotations: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None, at: str = "",
     ) -> None:
-        """Record a Kubernetes Event (best effort: an Event that cannot be written is logged)."""
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        """Record a Kubernetes Event (best effort: an Event that cannot be written is logged); ``at``: when it
+        happened (now when not given)."""
+        now = at or _now()
         meta: dict[str, Any] = {"generateName": "reconciler-", "namespace": namespace}
         if annotations:
             meta["annotations"] = annotations

@@ -89,7 +89,7 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     from gitopskit.lease import LeaderElector, LeaseLock, LeaseTiming
-    from reconciler.controller import APPLY_WORKERS, AppController
+    from reconciler.controller import APPLY_WORKERS, DRIFT_WORKERS, AppController
     from reconciler.sharding import AutoShards
 
     if args.shards and (args.shard or args.leader_elect):
@@ -105,9 +105,10 @@ def cmd_controller(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from reconciler.notices import load_notify_config
 
         notify_cfg = load_notify_config(args.notify_config)  # a bad file fails before anything starts
-    # a connection for every request in flight (each worker's app applies APPLY_WORKERS at once) and every watch
-    # (they hold theirs): a full pool opens a new TLS connection per request beyond it, costing both sides CPU
-    api = _api(args, pool=args.workers * APPLY_WORKERS + 32)
+    # a connection for every request in flight (each worker's app applies APPLY_WORKERS at once, the drift workers
+    # one each) and every watch (they hold theirs): a full pool opens a new TLS connection per request beyond it,
+    # costing both sides CPU
+    api = _api(args, pool=args.workers * APPLY_WORKERS + DRIFT_WORKERS + 32)
     identity = args.leader_identity or f"{socket.gethostname()}-{os.getpid()}"
     elector = shards = None
     if args.leader_elect:

@@ -155,6 +155,9 @@ class Engine:
         self.lookup: Callable[[str, str, str, list[ResourceKey]], dict[ResourceKey, dict[str, Any]] | None] | None = None
         self._server_defaults: dict[ResourceKey, tuple[str, frozenset[str]]] = {}  # key -> (resourceVersion, pointers)
         self.notices = AppNotices()  # drift seen / corrected as notifications (the controller and `run` set the notifier)
+        # writes a Kubernetes Event (namespace, involved object, reason, message[, type, annotations]): the cluster's,
+        # or the controller's background EventRecorder so that no correction or sync waits for its Events
+        self.record_event: Callable[..., None] = cluster.event
         self.subject = settings.app  # the app's name in notifications
         self._deadline: float | None = None
 
@@ -493,7 +496,7 @@ class Engine:
             msg += f"; removed fields added out of band from {', '.join(str(a.key) for a in cleaned[:10])}"
         if pruned:
             msg += f"; pruned {', '.join(str(k) for k in pruned[:10])}"
-        self.cluster.event(ns, involved, "Synced", msg)
+        self.record_event(ns, involved, "Synced", msg)
 
     def _save_inventory(self, desired: list[Manifest], previous: Inventory, p: Plan, revision: str) -> None:
         """Declared objects, plus prune candidates kept (protected, opted out, pruning off or refused) until
@@ -653,7 +656,7 @@ class Engine:
         shown = items[:DRIFT_EVENT_MAX]
         message = "; ".join(f"{i.key}: {i.describe(redact=secret(i))} [{i.policy}]" for i in shown)
         records = json.dumps([i.record(redact=secret(i)) for i in shown], sort_keys=True)
-        self.cluster.event(ns, involved, reason, message, annotations={DRIFT_ANNOTATION: records})
+        self.record_event(ns, involved, reason, message, annotations={DRIFT_ANNOTATION: records})
 
     def correct(self, manifest: Manifest, items: list[DriftItem], received: float, live: dict[str, Any] | None) -> None:
         todo = [i for i in items if i.policy is FieldPolicy.CORRECT]
