@@ -139,13 +139,23 @@ def render(
         title = _ENV.from_string(templates.title).render(ctx).strip()
         commit = _ENV.from_string(templates.commit).render({**ctx, "title": title, "details": "\n".join(sections)})
         body_template = _ENV.from_string(templates.body)
-        kept = len(sections)
-        while True:
+
+        def body_with(kept: int) -> str:
             details = "\n".join(sections[:kept]) + (explain.omitted_note(len(sections) - kept) if kept < len(sections) else "")
-            body = body_template.render({**ctx, "title": title, "details": details})
-            if len(body) <= limit or kept == 0:
-                break
-            kept -= 1
+            return body_template.render({**ctx, "title": title, "details": details})
+
+        body = body_with(len(sections))
+        if len(body) > limit and sections:
+            # the most sections that fit, by bisection: a body grows with the sections it keeps, and rendering it once
+            # per dropped section was quadratic (200 images: 67 renders, ~0.5 s of a cold run)
+            lo, hi = 0, len(sections) - 1  # body_with(hi + 1) is known to be over the limit
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if len(body_with(mid)) <= limit:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            body = body_with(lo)
     except TemplateError as exc:
         raise ConfigError(f"message template error: {exc}") from None
     return Rendered(title, commit.rstrip() + "\n", explain.cut(body, limit))

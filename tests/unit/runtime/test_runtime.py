@@ -340,3 +340,33 @@ def test_an_approval_cuts_the_soak_short_for_exactly_its_tag() -> None:
     assert (ok.tag, ok.digest, ok.reason) == ("1.2.0", staging.digest, "promoted from staging: approved early by bob")
     other = decide(prod, TAGS, SEEN, 2000, None, {"staging": staging}, Overrides(approval=Approval("1.1.0", "bob", 1500)))
     assert other.tag is None and other.pending == "1.2.0", "an approval of another tag does not promote this one"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        PolicySpec(PolicyKind.SEMVER, "^1"),
+        PolicySpec(PolicyKind.SEMVER, "~1.2"),
+        PolicySpec(PolicyKind.SEMVER, ">=1.0.0-0 <2"),
+        PolicySpec(PolicyKind.SEMVER, "^1", pattern=r"^v(?P<v>.*)-linux$", extract="$v"),
+    ],
+)
+def test_passed_over_lists_exactly_the_refused_tags_newer_than_the_winner(spec: PolicySpec) -> None:
+    from imagebot.policy import build
+    from imagebot.policy.base import Outcome
+    from imagebot.policy.semver import parse_tag
+    from imagebot.runtime.why import policy_passed_over
+
+    tags = [f"{m}.{n}.{p}{s}" for m in (0, 1, 2) for n in (1, 2, 3) for p in (0, 5) for s in ("", "-rc.1", "-debug")]
+    tags += [f"v{t}-linux" for t in tags] + ["latest", "sha256-" + "a" * 64, "1.2.5.sig", "1.9.0", "1.9.0"]
+    policy = build(spec)
+    winner = policy.select(tags)
+    assert winner is not None
+    # the definition, over every tag: the refused ones whose version ranks above the winner's, newest first
+    verdicts = policy.explain(tags).verdicts
+    top = parse_tag(next(v.value for v in verdicts if v.tag == winner))
+    refused = (Outcome.EXCLUDED, Outcome.NO_MATCH, Outcome.OUT_OF_RANGE, Outcome.INVALID)
+    newer = [(k, v) for v in verdicts if v.outcome in refused and (k := parse_tag(v.value)) is not None and top and k > top]
+    expected = [(v.tag, v.reason) for _, v in sorted(newer, key=lambda kv: kv[0], reverse=True)]
+    got = [(p.tag, p.reason) for p in policy_passed_over(env(policy=spec), tags, winner)]
+    assert got == expected and (spec.pattern is not None or got)
