@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from imagebot.errors import RegistryError
@@ -70,8 +71,11 @@ def parse(*layers: dict[str, Any] | None, plats: tuple[str, ...] = ()) -> Proven
     return Provenance(platforms=plats, **found)
 
 
-def fetch(client: RegistryClient, path: str, reference: str) -> tuple[str, Provenance]:
-    """The image's digest and provenance; RegistryError when a read fails."""
+def fetch(
+    client: RegistryClient, path: str, reference: str, known: Callable[[str], Provenance | None] | None = None
+) -> tuple[str, Provenance]:
+    """The image's digest and provenance; RegistryError when a read fails. ``known`` answers for a digest already
+    read: asked once the manifest (by tag: its digest is the hash of what came back) is in, it saves the rest."""
     what = f"annotations of {path}@{reference[:19]}"
     scope = f"repository:{path}:pull"
     base = f"{client.settings.base_url}/v2/{path}"
@@ -95,6 +99,9 @@ def fetch(client: RegistryClient, path: str, reference: str) -> tuple[str, Prove
 
         want = reference if valid_digest(reference) else None
         digest, top = get(f"{base}/manifests/{reference}", _ACCEPT, want)
+        cached = known(digest) if known is not None else None
+        if cached is not None:
+            return digest, cached
         layers: list[dict[str, Any] | None] = [top]
         plats: tuple[str, ...] = ()
         if isinstance(top.get("manifests"), list):  # an index: the first platform's manifest has the rest
@@ -119,12 +126,22 @@ class ProvenanceReader:
 
     def read(self, client: RegistryClient, repository: str, path: str, reference: str) -> Provenance:
         try:
-            # a tag is resolved first (one HEAD): a tag proposed pass after pass (its PR not merged yet) is then cached
-            digest = reference if valid_digest(reference) else client.manifest_digest(path, reference)
-            cached = self.state.provenance(repository, digest)
-            if cached is not None:
-                return cached
-            digest, found = fetch(client, path, digest)
+            # a tag is read by its manifest (whose hash is its digest), not by a HEAD first: one request fewer when
+            # the digest is new; a tag proposed pass after pass (its PR not merged yet) then stops at the cache
+            if valid_digest(reference):
+                cached = self.state.provenance(repository, reference)
+                if cached is not None:
+                    return cached
+            hits: list[Provenance] = []
+
+            def known(digest: str) -> Provenance | None:
+                hit = self.state.provenance(repository, digest)
+                hits.extend([hit] if hit is not None else [])
+                return hit
+
+            digest, found = fetch(client, path, reference, known)
+            if hits:
+                return found
         except (RegistryError, OSError, sqlite3.Error) as exc:  # e.g. a locked state file: the update goes on
             log.info("annotations of %s@%s unavailable: %s", repository, reference[:19], exc)
             return Provenance(unavailable=str(exc)[:300])

@@ -146,7 +146,13 @@ def test_a_pull_request_body_and_push_trailers_explain_the_change(
     again = runner._provenance.read(client, repo, runner.cfg.images[0].repository.canonical_path, new_digest)
     assert again.revision == NEW_REV and client.requests_made == before
     by_tag = runner._provenance.read(client, repo, runner.cfg.images[0].repository.canonical_path, "1.1.0")
-    assert by_tag == again and client.requests_made == before + 1, "a tag costs one HEAD to find its digest"
+    assert by_tag == again and client.requests_made == before + 1, "a tag costs its manifest, which names its digest"
+    # a tag whose digest is new: its manifest and config, no HEAD before them
+    body, mt = pusher.image(name, labels={"org.opencontainers.image.revision": "f" * 40})
+    pusher.manifest(name, "1.2.0", body, mt)
+    before = client.requests_made
+    fresh = runner._provenance.read(client, repo, runner.cfg.images[0].repository.canonical_path, "1.2.0")
+    assert fresh.revision == "f" * 40 and client.requests_made == before + 2
 
 
 def test_annotations_that_cannot_be_read_never_block_the_update(
