@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from imagebot.errors import RegistryError
+from imagebot.errors import ImagebotError, RegistryError
 from imagebot.refs import ImageRef
 from imagebot.registry import Registries
 from imagebot.registry.state import ScanState
@@ -73,5 +73,15 @@ class Scanner:
         if not unique:
             return {}
         with ThreadPoolExecutor(max_workers=min(self.workers, len(unique)), thread_name_prefix="scan") as pool:
-            results = list(pool.map(self.scan_one, unique.values()))
+            results = list(pool.map(self._guarded, unique.values()))
         return {r.repository: r for r in results}
+
+    def _guarded(self, image: ImageRef) -> ScanResult:
+        """One repository of a batch: a failure that is not the registry's answer (a caFile gone since validation,
+        credentials only the cluster has) is still that repository's, never the batch's."""
+        try:
+            return self.scan_one(image)
+        except Exception as exc:
+            why = str(exc) if isinstance(exc, ImagebotError) else f"{type(exc).__name__}: {exc}"
+            log.warning("scan of %s failed: %s", image.canonical_name, why)
+            return ScanResult(image.canonical_name, (), (), f"registry {image.canonical_registry}: {why}", 0.0)

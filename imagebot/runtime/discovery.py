@@ -112,7 +112,7 @@ class Discovery:
         """List the repositories not listed yet in this pass; each failure is that repository's."""
         r = self.runner
         missing = [ref for name, ref in repos.items() if name not in listings]
-        for name, result in r.scanner.scan(missing).items():
+        for name, result in r.scanner.scan(missing).items():  # every failure answered as that repository's
             listings[name] = result
             registry = repos[name].canonical_registry
             r.metrics.scans.labels("ok" if result.ok else "error").inc()

@@ -234,3 +234,27 @@ def test_push_mode_records_what_the_branch_holds_and_a_second_pass_is_a_no_op(pu
     rows = w.rows()
     assert (f"discover:{plain}/{p}/worker", "config:envs/prod") not in rows
     assert rows[(f"discover:{plain}/{p}/web", "config:envs/prod")][:2] == ("1.2.0", None)
+
+
+def test_a_repository_whose_registry_cannot_even_be_reached_is_only_that_repositorys_failure(
+    push_world: World, tmp_path: Path
+) -> None:
+    """Not a registry's answer: its caFile vanished after validation (an OSError, not a RegistryError)."""
+    w, plain, p = push_world, push_world.plain, push_world.p
+    w.hostile.repos["gone/app"] = ["1.0.0"]
+    ca = tmp_path / "ca.pem"
+    ca.write_text("placeholder\n")
+    alias = plain.replace("127.0.0.1", "localhost")
+    w.config.write_text(w.config.read_text().replace("registries:\n", f'registries:\n  - {{host: "{alias}", caFile: "{ca}"}}\n'))
+    commit_files(w.bare, "main", {"envs/qa/app.yaml": app([f"{alias}/{p}/web:1.0.0", f"{plain}/{p}/worker:v1.2.0"])})
+    runner = w.runner()
+    ca.unlink()
+    report = runner.run_pass()
+    assert dict(report.results)["discover config:envs"].status is Status.PUSHED
+    qa = read_file(w.bare, "main", "envs/qa/app.yaml")
+    assert f"{alias}/{p}/web:1.0.0\n" in qa and f"{plain}/{p}/worker:v1.4.1\n" in qa, "the rest still moves"
+    assert f"{plain}/{p}/web:1.2.0\n" in read_file(w.bare, "main", "envs/staging/app.yaml")
+    assert report.codes == [ExitCode.REGISTRY] and f"{alias}/{p}/web" in report.errors[0], report.errors
+    ca.write_text("placeholder\n")  # the config loads again (for the state's path)
+    reason = w.rows()[(f"discover:{alias}/{p}/web", "config:envs/qa")][2]
+    assert "ca.pem" in reason, reason

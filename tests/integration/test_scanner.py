@@ -62,3 +62,15 @@ def test_a_state_file_with_a_row_per_tag_is_folded_into_tagsets_once(tmp_path: P
     assert ScanState(db).known_tags("r/a") == known  # reopened: nothing folded twice
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT name FROM sqlite_master WHERE name = 'tags'").fetchone() is None
+
+
+def test_a_repository_whose_client_cannot_be_built_fails_alone(pager: Pager, tmp_path: Path) -> None:
+    """Not a registry's answer: the host's caFile is gone (an OSError where the client is made)."""
+    pager.repos["ok/good"] = ["1"]
+    default = RegistrySettings(host="", plain_http=True, retry=RetryPolicy(attempts=1))
+    broken = RegistrySettings(host="localhost:1", ca_file=tmp_path / "gone.pem")
+    scanner = Scanner(Registries(default, {"localhost:1": broken}))
+    out = scanner.scan([refs.parse(f"{pager.host}/ok/good"), refs.parse("localhost:1/ok/bad")])
+    assert out[f"{pager.host}/ok/good"].tags == ("1",)
+    bad = out["localhost:1/ok/bad"]
+    assert not bad.ok and bad.error is not None and "gone.pem" in bad.error and bad.error.startswith("registry localhost:1: ")
