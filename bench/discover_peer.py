@@ -43,8 +43,22 @@ def _files(host: str) -> dict[str, str]:
     return {f"{'prod' if r % 2 else 'staging'}/app{r:03d}.yaml": DEPLOY.format(r=r, host=host) for r in range(REPOS)}
 
 
-def ours(host: str, work: Path) -> float:
-    """Median seconds of a cold `imagebot update --discover minor` that moves all 200 references in one commit."""
+RUN_CONFIG = """apiVersion: imagebot.dev/v1
+kind: Config
+stateFile: {state}
+cacheDir: {cache}
+registries:
+  - {{host: "{host}", plainHTTP: true}}
+git:
+  - {{name: fleet, url: "{url}", auth: {{usernameEnv: IMAGEBOT_GIT_USERNAME, tokenEnv: IMAGEBOT_GIT_TOKEN}}}}
+images: []
+discover: {{git: fleet, policy: {{semver: minor}}}}
+"""
+
+
+def ours(host: str, work: Path, runtime: bool = False) -> float:
+    """Median seconds of a cold `imagebot update --discover minor` (``runtime``: a cold `imagebot run --once` with a
+    `discover:` entry, fresh state) that moves all 200 references in one commit."""
     http = GitHttp(work / "git")
     try:
         bare = make_bare(http.root, "fleet", _files(host))
@@ -55,11 +69,15 @@ def ours(host: str, work: Path) -> float:
             git("-C", str(bare), "update-ref", "refs/heads/main", tip)  # the same job every time
             argv = [sys.executable, "-m", "imagebot", "update", "--repo", http.url(bare), "--cache-dir", str(work / f"c{i}")]
             argv += ["--discover", "minor", "--insecure-registry", host]
+            if runtime:
+                cfg = work / f"imagebot{i}.yaml"
+                cfg.write_text(RUN_CONFIG.format(state=work / f"s{i}.db", cache=work / f"c{i}", host=host, url=http.url(bare)))
+                argv = [sys.executable, "-m", "imagebot", "run", "--once", "--config", str(cfg), "--log-level", "WARNING"]
             t0 = time.perf_counter()
             proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
             times.append(time.perf_counter() - t0)
             if proc.returncode != 0:
-                raise RuntimeError(f"imagebot update --discover failed: {proc.stderr[-500:]}")
+                raise RuntimeError(f"imagebot {argv[3]} failed: {proc.stderr[-500:]}")
             moved = git("-C", str(bare), "show", "main:prod/app001.yaml")
             assert ":1.29.9\n" in moved, moved
             assert git("-C", str(bare), "rev-list", "--count", "main").strip() == "2"
@@ -122,6 +140,8 @@ def run(peer: bool = True) -> dict[str, object]:
                 f"P18 discover + lookup + edit + commit, {REPOS} images x {TAGS} tags, cold: imagebot {mine:5.2f} s"
                 f" (load {load0:.1f} -> {_load():.1f} on {os.cpu_count()} cores)"
             )
+            result["p18_discover_run_once_s"] = run_once = ours(server.host, t / "ours-run", runtime=True)
+            print(f"   the same as a `discover:` entry of `imagebot run --once` (cold, fresh state): {run_once:5.2f} s")
             binary = install_renovate() if peer else None
             if binary is None:
                 result["p18_renovate"] = "not measured (Renovate not installed)"

@@ -123,7 +123,8 @@ def cmd_validate(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: Text
         print(f"warning: {warning}", file=err)
     envs = sum(len(i.environments) for i in cfg.images)
     warned = f", {len(cfg.warnings)} warning(s)" if cfg.warnings else ""
-    print(f"valid: {len(cfg.images)} image(s), {envs} environment(s), {len(cfg.git)} git target(s){warned}", file=out)
+    found = f", {len(cfg.discover)} discover entr{'y' if len(cfg.discover) == 1 else 'ies'}" if cfg.discover else ""
+    print(f"valid: {len(cfg.images)} image(s), {envs} environment(s), {len(cfg.git)} git target(s){found}{warned}", file=out)
     return int(ExitCode.OK)
 
 

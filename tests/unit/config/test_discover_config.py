@@ -74,3 +74,13 @@ def test_overlapping_discover_paths_and_a_push_branch_without_its_branch_are_exi
     assert "discover[1].path: overlaps the discover entry for envs of git c" in err
     assert "discover[2].path: overlaps the discover entry for envs of git c" in err
     assert "discover[3].pushBranch: required with mode push-branch" in err
+
+
+def test_config_validate_counts_the_discover_entries(tmp_path: Path) -> None:
+    doc = native(tmp_path)
+    doc["discover"] = [{"path": "a", "policy": {"semver": "patch"}}, {"path": "b", "policy": {"semver": "minor"}}]
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    out = io.StringIO()
+    assert main(["config", "validate", "--no-environment", str(f)], out=out, err=io.StringIO()) == 0
+    assert out.getvalue().rstrip().endswith(", 2 discover entries")
