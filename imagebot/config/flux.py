@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -61,16 +61,19 @@ from imagebot.config.model import (
     Reference,
     RegistryConfig,
     Target,
+    VerifySpec,
 )
 from imagebot.config.yamlload import Map, line_of
 from imagebot.errors import ConfigError
 from imagebot.gitops import gotemplate
 from imagebot.gitops.writer import Mode
 from imagebot.policy import DEFAULT_EXCLUDES, PolicySpec
+from imagebot.verify import VerifyError, secret_keys
 
 FLUX_IMAGE = "image.toolkit.fluxcd.io/"
 FLUX_SOURCE = "source.toolkit.fluxcd.io/"
 DEFAULT_NAMESPACE = "flux-system"  # file mode: an object without a namespace
+COSIGN_SECRET = "imagebot.dev/cosign-secret"  # on an ImagePolicy: a Secret of its namespace, its *.pub entries the keys
 DEFAULT_INTERVAL = 300.0
 
 __all__ = [
@@ -201,6 +204,8 @@ class Policy:
     interval: float | None = None  # spec.interval (with digestReflectionPolicy Always)
     suspend: bool = False
     warnings: tuple[FluxProblem, ...] = ()
+    cosign_secret: str | None = None  # imagebot.dev/cosign-secret: the signature gate's Secret (in the namespace)
+    verify: VerifySpec | None = None  # that gate, once the Secret is looked up (file mode)
 
     @property
     def setter(self) -> str:
@@ -486,10 +491,34 @@ def image_policy(obj: Mapping[str, Any], repository: Repository | None = None, o
     digest = s.choice("digestReflectionPolicy", DigestReflection, DigestReflection.NEVER)
     interval = s.duration("interval", 0.0, positive=True) if s.has("interval") else None
     suspend = s.get("suspend", bool, False)
+    notes = Reader(sink, origin, obj if isinstance(obj, dict) else Map(), str(ref), None).sub("metadata", None)
+    cosign = notes.sub("annotations", None).text(COSIGN_SECRET) if notes.has("annotations") else None
     warnings = sink.raise_errors()
     assert spec is not None
     spec = PolicySpec(spec.kind, spec.argument, spec.pattern, spec.extract, excludes)
-    return Policy(ref, repo_key, spec, digest, interval, suspend, warnings)
+    return Policy(ref, repo_key, spec, digest, interval, suspend, warnings, cosign)
+
+
+def cosign_gate(pol: Policy, secrets: Mapping[tuple[str, str], fs.Secret], origin: str, line: int | None) -> Policy:
+    """File mode's reading of ``imagebot.dev/cosign-secret``: the keys of the Secret when it is among the loaded
+    files (its problems are errors), else a warning and a gate that fails when a tag must be verified."""
+    if pol.cosign_secret is None:
+        return pol
+    ns, name = pol.ref.namespace, pol.cosign_secret
+    where = f"metadata.annotations[{COSIGN_SECRET}]"
+    ref = Reference("Secret", ns, name, str(pol.ref), where, Purpose.COSIGN_KEYS)
+    secret = secrets.get((ns, name))
+    if secret is None:
+        problem = FluxProblem(pol.ref, where, f"{ref.target} ({ref.purpose}) is read from the cluster: not among the loaded "
+                              "files", Severity.WARNING, origin, line)  # fmt: skip
+        gate = VerifySpec((), secret=ref, unresolved=ref.needed("a tag must be verified; nothing is selected"))
+        return replace(pol, verify=gate, warnings=(*pol.warnings, problem))
+    try:
+        secret_keys(secret.data, f"{ns}/{name}")
+    except VerifyError as exc:
+        raise FluxError([FluxProblem(pol.ref, where, str(exc), Severity.ERROR, origin, line)]) from None
+    pems = tuple((k, v) for k, v in sorted(secret.data.items()) if k.endswith(".pub"))
+    return replace(pol, verify=VerifySpec((), secret=ref, pems=pems))
 
 
 # --- ImageUpdateAutomation ---------------------------------------------------------------------------------
@@ -711,7 +740,7 @@ class Translation:
             for auto_name, target in ns_targets:
                 env_name = p.ref.name if len(ns_targets) == 1 else f"{p.ref.name}@{auto_name}"
                 digest = p.digest_reflection is not DigestReflection.NEVER
-                env = Environment(env_name, p.spec, target, setter=p.setter, digest=digest)
+                env = Environment(env_name, p.spec, target, setter=p.setter, digest=digest, verify=p.verify)
                 cur = images.get(repo.ref.key)
                 envs = (*(cur.environments if cur else ()), env)
                 images[repo.ref.key] = ImageConfig(f"{repo.ref.namespace}/{repo.ref.name}", repo.image, envs, repo.interval)
@@ -829,7 +858,8 @@ def translate(objects: Sequence[Any], resolved: Resolved | None = None, origins:
             continue
         try:
             pol = image_policy(d, repo, origin_of[i])
-        except FluxError as exc:  # pragma: no cover - the same object read twice
+            pol = cosign_gate(pol, secrets, origin_of[i], _line(d, "metadata", "annotations"))
+        except FluxError as exc:
             problems += exc.problems
             continue
         problems += pol.warnings

@@ -79,7 +79,7 @@ def _verify(r: _Reader, environment: bool, warnings: Errors) -> VerifySpec | Non
     verified (the runner's ``_checker``)."""
     v = r.sub("verify", {"cosign"})
     c = v.sub("cosign", {"key", "keys", "secretRef", "maxPerPass"}, required=True)
-    secret = None
+    secret, unresolved = None, ""
     if c.has("secretRef"):
         s = c.sub("secretRef", {"name", "namespace"})
         name, namespace = s.text("name", required=True), s.text("namespace", required=True)
@@ -87,6 +87,11 @@ def _verify(r: _Reader, environment: bool, warnings: Errors) -> VerifySpec | Non
             secret = Reference("Secret", namespace, name, c.where, "secretRef", Purpose.COSIGN_KEYS)
             why = "is read from the cluster, which `imagebot run` cannot reach: an update this gate must verify fails"
             warnings.add(c.file, c.node, "secretRef", f"{c.where}.secretRef", f"{secret.target} ({secret.purpose}) {why}")
+            unresolved = (
+                f"{c.where}.secretRef: {secret.target} ({secret.purpose}) is read from the cluster, which `imagebot run` "
+                "cannot reach: nothing is selected (mount the Secret and give its *.pub file as key, or use "
+                "`imagebot controller` with the imagebot.dev/cosign-secret annotation)"
+            )
     names = ([c.text("key")] if c.has("key") else []) + list(c.strings("keys"))
     paths = tuple(Path(n) for n in names if n)
     if not paths and not c.has("secretRef"):
@@ -101,7 +106,7 @@ def _verify(r: _Reader, environment: bool, warnings: Errors) -> VerifySpec | Non
             except VerifyError as exc:
                 c.error(where, str(exc))
     limit = c.number("maxPerPass", int, 10)
-    return VerifySpec(paths, limit, secret) if paths or secret else None
+    return VerifySpec(paths, limit, secret, unresolved=unresolved) if paths or secret else None
 
 
 def _target(t: _Reader, git_names: set[str]) -> Target | None:

@@ -109,11 +109,14 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class VerifySpec:
-    """``verify: {cosign: {key | keys | secretRef}}``: only tags with a valid cosign signature by one of these keys."""
+    """``verify: {cosign: {key | keys | secretRef}}`` (or a Flux ImagePolicy's ``imagebot.dev/cosign-secret``): only
+    tags with a valid cosign signature by one of these keys."""
 
     keys: tuple[Path, ...]  # PEM public key files (ECDSA P-256 or Ed25519)
     max_per_pass: int = 10  # signature fetches per environment and pass (cached verdicts are free)
-    secret: Reference | None = None  # a Secret's *.pub entries: only the cluster holds them (an error only when needed)
+    secret: Reference | None = None  # the Secret whose *.pub entries are keys too
+    pems: tuple[tuple[str, bytes], ...] = ()  # that Secret's entries (name, PEM), when it was among the loaded files
+    unresolved: str = ""  # else the failure when a tag must be verified: only the cluster holds the Secret
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,7 +77,7 @@ GITHUB_API = "imagebot.dev/github-api"  # default https://api.github.com (GitHub
 GITHUB_TOKEN_SECRET = "imagebot.dev/github-token-secret"  # a Secret of the namespace, key "token"
 PR_LABELS = "imagebot.dev/pull-request-labels"  # comma-separated
 # … on an ImagePolicy
-COSIGN_SECRET = "imagebot.dev/cosign-secret"  # a Secret of the namespace: its *.pub entries are the trusted cosign keys
+COSIGN_SECRET = flux.COSIGN_SECRET  # a Secret of the namespace: its *.pub entries are the trusted cosign keys
 
 REPOSITORY, POLICY, AUTOMATION = "ImageRepository", "ImagePolicy", "ImageUpdateAutomation"
 PLURAL = {REPOSITORY: "imagerepositories", POLICY: "imagepolicies", AUTOMATION: "imageupdateautomations"}

@@ -48,7 +48,7 @@ from imagebot.runtime.state import RuntimeState
 from imagebot.runtime.why import why_of
 from imagebot.update import EditRequest, ImageUpdate
 from imagebot.update.model import Passed, Provenance, Why
-from imagebot.verify import PublicKey, Verification, VerifyError, first_verified, load_keys
+from imagebot.verify import PublicKey, Verification, VerifyError, first_verified, load_keys, secret_keys
 
 log = logging.getLogger(__name__)
 # git's words for a remote that wants credentials it was not given (HTTP 401/403, prompts disabled, SSH keys)
@@ -229,13 +229,15 @@ def _identity(g: GitConfig) -> Identity:
     return Identity(g.author_name, g.author_email, openpgp=OpenPGPKey(key.key, key.passphrase, origin))
 
 
-def _read_keys(paths: tuple[Path, ...]) -> tuple[PublicKey, ...]:
+def _read_keys(spec: VerifySpec) -> tuple[PublicKey, ...]:
     keys: list[PublicKey] = []
-    for path in paths:
+    for path in spec.keys:
         try:
             keys.extend(load_keys(path.read_bytes(), str(path)))
         except OSError as exc:
             raise VerifyError(f"verify.cosign key {path}: {exc.strerror or exc}") from None
+    if spec.pems and spec.secret is not None:  # a loaded Secret's *.pub entries (checked when the files were loaded)
+        keys.extend(secret_keys(dict(spec.pems), f"{spec.secret.namespace}/{spec.secret.name}"))
     return tuple(keys)
 
 
@@ -285,7 +287,7 @@ class Runner:
         self.fence: Callable[[], None] = lambda: None  # before every push / PR call (serve --leader-elect)
         # one checker per key set, keys read now: an unreadable or unsupported key is exit 2 at start
         self._checkers = {
-            spec.keys: SignatureChecker(self.registries, _read_keys(spec.keys), self.scan_state, clock)
+            (spec.keys, spec.pems): SignatureChecker(self.registries, _read_keys(spec), self.scan_state, clock)
             for spec in {e.verify for i in cfg.images for e in i.environments if e.verify is not None}
         }
         self.notifier: Emitter = NullEmitter()  # notifications (commands.py starts one when the config has sinks)
@@ -542,14 +544,9 @@ class Runner:
     def _checker(self, spec: VerifySpec) -> SignatureChecker:
         """The gate's checker; a ``secretRef`` fails here — when a tag must be verified, not before (the cluster
         holds the Secret, and ``config validate`` warned)."""
-        if spec.secret is not None:
-            s = spec.secret
-            raise ClusterOnlyError(
-                f"{s.owner}.{s.field}: {s.target} ({s.purpose}) is read from the cluster, which `imagebot run` cannot "
-                "reach: nothing is selected (mount the Secret and give its *.pub file as key, or use `imagebot controller` "
-                "with the imagebot.dev/cosign-secret annotation)"
-            )
-        return self._checkers[spec.keys]
+        if spec.unresolved:
+            raise ClusterOnlyError(spec.unresolved)
+        return self._checkers[(spec.keys, spec.pems)]
 
     def _gate_promotion(
         self, image: ImageConfig, env: Environment, spec: VerifySpec, d: Decision, tags: tuple[str, ...], signed: Signed
