@@ -124,6 +124,16 @@ class _Entry:
         self.waiters: dict[Any, Callable[[], None]] = {}
         self.answers: dict[Any, Snapshot | BaseException] = {}
         self.users: set[Any] = set()
+        self.failures = 0  # consecutive failed fetches, the last one's time and error
+        self.failed_at = 0.0
+        self.error: BaseException | None = None
+
+
+def _refetch_after(failures: int) -> float:
+    """How long a failed source's error stands before the next fetch: 1 s doubling to 5 min, as the queue backs off.
+    (A key's own backoff cannot space the fetches: the FetchPending of each new fetch ends that reconcile cleanly,
+    which resets it — an app on a remote answering 401 or a redirect was fetched again every second, forever.)"""
+    return min(300.0, 2.0 ** min(max(failures - 1, 0), 16))
 
 
 class SourceCache:
@@ -186,6 +196,9 @@ class SourceCache:
             if e.snap is not None and self.clock() - e.at < max_age:
                 self._reading[who] = e.snap.root
                 return e.snap
+            # the last fetch's failure stands until it is due again; a request (max_age 0) or a changed Secret fetches now
+            if e.error is not None and max_age > 0 and auth == e.auth and self.clock() - e.failed_at < _refetch_after(e.failures):
+                raise e.error.with_traceback(None)
             e.waiters[who] = wake
             if e.running:
                 raise FetchPending(spec.url)
@@ -210,6 +223,9 @@ class SourceCache:
             e.running = False
             if not isinstance(result, BaseException):
                 e.at, e.snap = self.clock(), result
+                e.failures, e.error = 0, None
+            else:
+                e.failures, e.failed_at, e.error = e.failures + 1, self.clock(), result
             waiters, e.waiters = e.waiters, {}
             for who in waiters:
                 e.answers[who] = result
@@ -237,7 +253,7 @@ class SourceCache:
     def invalidate(self) -> None:
         with self._lock:
             for e in self._entries.values():
-                e.at = float("-inf")
+                e.at, e.error = float("-inf"), None
 
     def _unmark(self, path: Path) -> None:
         n = self._making.get(path, 0) - 1
