@@ -11,6 +11,7 @@ matching in time linear in the text.
 
 from __future__ import annotations
 
+import functools
 from typing import Protocol
 
 import re2  # type: ignore[import-untyped,unused-ignore]
@@ -39,6 +40,7 @@ class GoRegex(Protocol):
     def fullmatch(self, text: str, /) -> GoMatch | None: ...
 
 
+@functools.lru_cache(maxsize=4096)  # compiled regexes are immutable and thread-safe: 10,000 patches share a few
 def compile_go(pattern: str) -> GoRegex:
     """Compile ``pattern`` as Go's ``regexp.Compile`` would, or raise GoRegexError."""
     try:
