@@ -459,6 +459,8 @@ class ImageController:
             if prev is not None:
                 self._event(obj, S.Reason.SUCCEEDED, f"successful scan: found {len(tags)} tags", S.EventType.NORMAL)
             self._enqueue_policies(key.namespace, key.name)
+        elif prev.signatures != marks:  # a signature pushed after its image (its .sig tag excluded from the tags)
+            self._enqueue_policies(key.namespace, key.name)
         return Result(requeue_after=repo.interval)
 
     def _client(self, access: flux.RegistryAccess) -> RegistryClient:

@@ -33,7 +33,7 @@ def signed(registry_basic: RegistryServer, tmp_path_factory: pytest.TempPathFact
     tool.sign(ref + d["1.0.0"], good, legacy=True)
     tool.sign(ref + d["1.1.0"], good)
     tool.sign(ref + d["1.2.0"], other)
-    return {"name": name, "digests": d, "good": good, "other": other, "registry": registry_basic}
+    return {"name": name, "digests": d, "good": good, "other": other, "registry": registry_basic, "tool": tool}
 
 
 @pytest.fixture
@@ -150,3 +150,27 @@ def test_a_missing_or_keyless_secret_is_ready_false_naming_it_and_latest_ref_sta
     kube.create(secret("absent", {"cosign.pub": pem(signed["good"])}))
     kube.annotate("ImagePolicy", "signed", COSIGN_SECRET, "absent")
     assert settled(kube, "signed", "True")["status"]["latestRef"]["tag"] == "1.1.0"
+
+
+def test_a_signature_pushed_after_its_image_is_found_at_the_next_scan(
+    gate: tuple[Cluster, ImageController], signed: dict[str, Any]
+) -> None:
+    kube, _ = gate
+    reg: RegistryServer = signed["registry"]
+    name = f"sig/late{os.urandom(3).hex()}"
+    d = reg.pusher().push(name, ["2.0.0", "2.1.0"], distinct=True)
+    tool: Cosign = signed["tool"]
+    tool.sign(f"{reg.host}/{name}@{d['2.0.0']}", signed["good"], legacy=True)
+    kube.create(flux("ImageRepository", "late", {
+        "image": f"{reg.host}/{name}", "interval": "1h", "secretRef": {"name": "regcred"},
+        "certSecretRef": {"name": "registry-ca"}, "exclusionList": ["^.*\\.sig$"],
+    }))  # fmt: skip
+    kube.create(secret("cosign-pub", {"cosign.pub": pem(signed["good"])}))
+    pol = flux("ImagePolicy", "late", {"imageRepositoryRef": {"name": "late"}, "policy": {"semver": {"range": "^2"}}})
+    pol["metadata"]["annotations"] = {COSIGN_SECRET: "cosign-pub"}
+    kube.create(pol)
+    assert settled(kube, "late", "True")["status"]["latestRef"]["tag"] == "2.0.0"
+    # 2.1.0 signed now: its sha256-<hex>.sig tag is excluded from the scan's tags, yet it is news for the policy
+    tool.sign(f"{reg.host}/{name}@{d['2.1.0']}", signed["good"], legacy=True)
+    kube.annotate("ImageRepository", "late", "reconcile.fluxcd.io/requestedAt", "signed")
+    until(lambda: kube.get("ImagePolicy", "late")["status"]["latestRef"]["tag"] == "2.1.0", what="2.1.0 once signed")
