@@ -50,11 +50,12 @@ from gitopskit.workqueue import Backoff, Controller, Result, WorkQueue
 from gitopskit.workspace import GitAuth, Identity, SSHSigningKey, Workspace, flux_git_auth
 from imagebot import refs
 from imagebot.config import flux
+from imagebot.config import fluxextras as fx
+from imagebot.controller import promotion as P
 from imagebot.controller import status as S
 from imagebot.errors import FAILURES, ImagebotError
 from imagebot.gitops.gotemplate import GoMessage
 from imagebot.gitops.writer import Delivery, Mode, Status, deliver
-from imagebot.policy import build
 from imagebot.policy.filter import Exclusions
 from imagebot.registry.auth import NO_CREDENTIALS, Credentials, CredentialSource, StaticCredentials
 from imagebot.registry.client import RegistryClient, RegistrySettings
@@ -194,6 +195,7 @@ class ImageController:
         self._workspaces: dict[tuple[str, str, str], Workspace] = {}
         self._written: dict[ObjKey, dict[str, Any]] = {}  # the last status patch written per key
         self.verdicts = MemoryVerdicts()  # cosign verdicts per (repository, digest, key set): a rescan refetches none
+        self._told: dict[ObjKey, str] = {}  # per policy: the waiting tag last told in an Event
         self._stop = threading.Event()
         self.notifier: Emitter = NullEmitter()  # notifications (`--notify-config`): commits pushed, peers failing long
         self.peers = FailureTracker(600.0)
@@ -283,6 +285,7 @@ class ImageController:
                 # a status write (ours, or another writer's): a policy's new latestRef is news for the automations
                 if kind == POLICY and (obj.get("status") or {}).get("latestRef") != (prev.get("status") or {}).get("latestRef"):
                     self._enqueue_automations(k.namespace)
+                    self._enqueue_promoters(k.namespace, k.name)
                 elif kind == REPOSITORY and S.ready_of(obj).get("reason") != S.ready_of(prev).get("reason"):
                     self._enqueue_policies(k.namespace, k.name)  # a policy waiting on it says what it waits for
                 return
@@ -501,20 +504,16 @@ class ImageController:
             if why.get("status") == "False":  # say why, so the policy's own status leads to the cause
                 raise Waiting(f"ImageRepository {repo_name} is not ready: {why.get('reason')}: {why.get('message')}")
             raise Waiting(f"ImageRepository {repo_name} has not been scanned yet")
-        try:  # the repository's exclusionList was applied when it was scanned
-            select = build(replace(pol.spec, excludes=())).select
-            tag = select(scan.tags)
-        except ImagebotError as exc:
-            raise Failed(S.Reason.INVALID_POLICY, str(exc), stalled=True) from None
-        if tag is None:
-            raise Failed(S.Reason.FAILED, f"no tag of {scan.canonical} ({len(scan.tags)} tags) satisfies the policy")
-        digest = ""
+        pick = self._pick(key, obj, pol, scan)  # the tag under imagebot's guards (annotations: promotion.py)
+        if not isinstance(pick, Pick):
+            return pick  # no tag to resolve to yet: the status says why
+        tag, digest = pick.tag, pick.digest
         cosign_secret = ((obj.get("metadata") or {}).get("annotations") or {}).get(COSIGN_SECRET)
-        if cosign_secret is not None:  # only a tag whose digest a key of the Secret signed
-            tag, digest = self._signed_tag(key, cosign_secret, scan, select)
+        if cosign_secret is not None and pick.new:  # only a tag whose digest a key of the Secret signed
+            tag, digest = self._signed_tag(key, cosign_secret, scan, pick.select)
             if pol.digest_reflection is flux.DigestReflection.NEVER:
                 digest = ""
-        elif pol.digest_reflection is not flux.DigestReflection.NEVER:
+        elif not digest and pol.digest_reflection is not flux.DigestReflection.NEVER:
             old = (obj.get("status") or {}).get("latestRef") or {}
             if pol.digest_reflection is flux.DigestReflection.IF_NOT_PRESENT and old.get("tag") == tag and old.get("digest"):
                 digest = str(old["digest"])
@@ -523,13 +522,16 @@ class ImageController:
                     digest = self._client(scan.access).manifest_digest(refs.parse_name(scan.canonical).canonical_path, tag)
                 except ImagebotError as exc:
                     raise Failed(S.Reason.READ_FAILED, f"digest of {scan.canonical}:{tag}: {exc}") from None
-        status = S.policy_status(obj, scan.image, tag, digest)
+        status = pick.status(S.policy_status(obj, scan.image, tag, digest), obj)
         old_ref = (obj.get("status") or {}).get("latestRef") or {}
         if self._write_status(key, obj, status) and old_ref != status["latestRef"]:
             # the automations of the namespace are enqueued by the informer's event for this write (their reconcile
             # reads latestRef from the cache: enqueued now, they could read the old one)
             what = f"from {old_ref.get('tag')} to {tag}" if old_ref.get("tag") else f"to {tag}"
             self._event(obj, S.Reason.SUCCEEDED, f"Latest image tag for {scan.image} resolved {what}", S.EventType.NORMAL)
+        self._remember(key, obj, pick, tag, digest)
+        if pick.remaining:
+            return Result(requeue_after=pick.remaining)  # the soak or the minimum age ends then
         if pol.digest_reflection is flux.DigestReflection.ALWAYS and pol.interval:
             return Result(requeue_after=pol.interval)
         return None  # looked at again when its repository's tags change
@@ -575,6 +577,130 @@ class ImageController:
         if gated.rejected:
             log.info("%s: %s selected, newer tags passed over: %s", key, gated.winner, gated.reasons())
         return gated.winner, digests[gated.winner]
+
+    def _pick(self, key: ObjKey, obj: dict[str, Any], pol: flux.Policy, scan: Scan) -> Pick | Result | None:
+        """The policy's tag under imagebot's guards (its ``imagebot.dev/*`` annotations: promotion + soak, minimum
+        age, downgrade guard, hold), decided by file mode's core; a Result when there is no tag to resolve to yet
+        (the status written here says why)."""
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        try:
+            extras = fx.parse(annotations, key.name)
+            stored = P.read_first_seen(annotations)
+        except fx.ExtrasError as exc:
+            raise Failed(S.Reason.INVALID_POLICY, str(exc), stalled=True) from None
+        latest = (obj.get("status") or {}).get("latestRef") or {}
+        current = None
+        if isinstance(latest, dict) and latest.get("tag"):
+            current = (str(latest["tag"]), str(latest.get("digest") or ""))
+        source = self._source(key, extras) if extras.promote_from else None
+        spec, now = replace(pol.spec, excludes=()), self.clock()  # the repository's exclusionList was applied at its scan
+        try:
+            choice = P.choose(key.name, spec, extras, scan.tags, current, source, stored, now)
+        except ImagebotError as exc:
+            raise Failed(S.Reason.INVALID_POLICY, str(exc), stalled=True) from None
+        if choice.tag is None and choice.why is None and (current is None or choice.message.startswith("no tag qualifies")):
+            raise Failed(S.Reason.FAILED, f"no tag of {scan.canonical} ({len(scan.tags)} tags) satisfies the policy")
+        if extras.promote_from and choice.tag is not None and choice.tag not in scan.tags:
+            raise Failed(S.Reason.FAILED, f"{choice.tag} (promoted from {extras.promote_from}) is not a tag of {scan.canonical}")
+        def select(tags: list[str]) -> str | None:  # the gate walks down from the choice to (at worst) the current tag
+            tag = P.choose(key.name, spec, extras, tags, current, source, stored, now).tag
+            return tag if tag is not None else (current[0] if current is not None and current[0] in tags else None)
+
+        pick = Pick(choice.tag or (current[0] if current else ""), choice.digest, choice, extras, current and current[0], select)
+        if pick.tag:
+            return pick
+        # nothing resolved yet and a reason to wait (soaking, too young, held): say so, look again when it may move
+        self._write_status(key, obj, S.failure(obj, str(choice.why), choice.message))
+        self._remember(key, obj, pick, "", "")
+        return Result(requeue_after=choice.remaining) if choice.remaining else None
+
+    def _source(self, key: ObjKey, extras: fx.Extras) -> P.Source:
+        """The ImagePolicy ``imagebot.dev/promote-from`` names: its latestRef and since when it has had it (recorded
+        on it now when it has no record yet — a soak never starts before the controller saw the tag)."""
+        name = str(extras.promote_from)
+        obj = self._object(ObjKey(POLICY, key.namespace, name))
+        where = f"metadata.annotations[{fx.PROMOTE_FROM}]"
+        if obj is None:
+            raise Failed(S.Reason.INVALID_POLICY, f"{where}: ImagePolicy {key.namespace}/{name} not found")
+        latest = (obj.get("status") or {}).get("latestRef") or {}
+        if not isinstance(latest, dict) or not latest.get("tag"):
+            return P.Source(name, None, "", 0.0)
+        tag, digest = str(latest["tag"]), str(latest.get("digest") or "")
+        try:
+            since = P.since_of(P.read_history((obj.get("metadata") or {}).get("annotations") or {}), tag, digest)
+        except fx.ExtrasError as exc:
+            raise Failed(S.Reason.INVALID_POLICY, f"ImagePolicy {key.namespace}/{name}: {exc}") from None
+        if since is None:
+            since = self._record_since(ObjKey(POLICY, key.namespace, name), tag, digest)
+        return P.Source(name, tag, digest, since)
+
+    def _record_since(self, key: ObjKey, tag: str, digest: str) -> float:
+        """Since when ``key`` has had this latestRef, from its ``imagebot.dev/latest-since`` (read fresh); recorded
+        as now when missing, with the object's resourceVersion as a precondition (a concurrent writer: read again)."""
+        now = self.clock()
+        for _ in range(3):
+            obj = self._get(key.path, POLICY)
+            if obj is None:
+                return now
+            meta = obj.get("metadata") or {}
+            latest = (obj.get("status") or {}).get("latestRef") or {}
+            if not isinstance(latest, dict) or (latest.get("tag"), str(latest.get("digest") or "")) != (tag, digest):
+                return now  # it moved meanwhile: its own reconcile records the new one
+            try:
+                history = P.read_history(meta.get("annotations") or {})
+            except fx.ExtrasError:
+                history = ()  # a hand-edited record is replaced by a valid one
+            since = P.since_of(history, tag, digest)
+            if since is not None:
+                return since
+            value = P.with_entry(history, tag, digest, now)
+            body = {"metadata": {"resourceVersion": meta.get("resourceVersion"), "annotations": {fx.LATEST_SINCE: value}}}
+            self._fence(key.namespace)
+            try:
+                request_json(self.api, "PATCH", key.path, body=body, content_type="application/merge-patch+json", timeout=30)
+                return now
+            except ApiException as exc:
+                if exc.status != 409:
+                    log.warning("%s: %s not written: HTTP %s", key, fx.LATEST_SINCE, exc.status)
+                    return now
+        return now
+
+    def _remember(self, key: ObjKey, obj: dict[str, Any], pick: Pick, tag: str, digest: str) -> None:
+        """After a policy's reconcile: what must survive a restart goes to the cluster (the min-age record on the
+        policy; since when it has its latestRef, when another policy promotes from it), and a waiting tag is an
+        Event once per tag and reason."""
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        seen = pick.choice.first_seen
+        value = P.dump_first_seen(seen) if seen is not None else None
+        if annotations.get(fx.FIRST_SEEN) != value:
+            self._fence(key.namespace)
+            try:
+                request_json(self.api, "PATCH", key.path, body={"metadata": {"annotations": {fx.FIRST_SEEN: value}}},
+                             content_type="application/merge-patch+json", timeout=30)  # fmt: skip
+            except ApiException as exc:
+                log.warning("%s: %s not written: HTTP %s", key, fx.FIRST_SEEN, exc.status)
+        if tag and self._promoted_from(key.namespace, key.name):
+            self._record_since(key, tag, digest)
+        told = f"{pick.choice.why} {pick.choice.pending or pick.choice.message}" if pick.choice.why else ""
+        with self._lock:
+            changed = self._told.get(key, "") != told
+            self._told[key] = told
+        if changed and told:
+            self._event(obj, str(pick.choice.why), pick.choice.message, S.EventType.NORMAL)
+
+    def _promoted_from(self, namespace: str, name: str) -> list[ObjKey]:
+        """The ImagePolicies of the namespace whose ``imagebot.dev/promote-from`` names ``name``."""
+        out = []
+        for inf in self.informers[POLICY]:
+            for obj in inf.objects(namespace):
+                if ((obj.get("metadata") or {}).get("annotations") or {}).get(fx.PROMOTE_FROM) == name:
+                    k = Key.of(obj)
+                    out.append(ObjKey(POLICY, k.namespace, k.name))
+        return out
+
+    def _enqueue_promoters(self, namespace: str, name: str) -> None:
+        for k in self._promoted_from(namespace, name):
+            self.queue.add(k)
 
     # ImageUpdateAutomation --------------------------------------------------------------------------------
     def _automation(self, key: ObjKey, obj: dict[str, Any]) -> Result:
@@ -781,6 +907,38 @@ class _OneClient:
 
     def client(self, host: str) -> RegistryClient:
         return self.registry
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """An ImagePolicy's tag under imagebot's guards, and what its status says about a tag that waits."""
+
+    tag: str
+    digest: str  # a promotion's: exactly the source's ("" to read it as the policy's digestReflectionPolicy says)
+    choice: P.Choice
+    extras: fx.Extras
+    current: str | None  # the latestRef's tag before this reconcile
+    select: Callable[[list[str]], str | None]  # the same decision over fewer tags (the signature gate walks down it)
+
+    @property
+    def new(self) -> bool:
+        """A tag of the policy's own choosing that it did not have: the one a signature gate must pass."""
+        mine = not self.extras.promote_from and not self.extras.held  # a promotion or a pinned hold is not gated here
+        return mine and self.choice.tag is not None and self.choice.tag != self.current
+
+    @property
+    def remaining(self) -> float:
+        return self.choice.remaining
+
+    def status(self, status: dict[str, Any], obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Flux's policy status, its Ready condition saying why a newer tag waits or was refused (Ready stays True
+        while a tag waits: the latestRef is good; a refused downgrade is Ready=False)."""
+        why = self.choice.why
+        if why is None:
+            return status
+        message = f"{status['conditions'][0]['message']}; {self.choice.message}"
+        return {**status, "conditions": S.conditions(obj, why is not P.Why.DOWNGRADE, str(why), message)}
+
 
 
 def _credentials(creds: fs.RegistryCredentials | None) -> CredentialSource:

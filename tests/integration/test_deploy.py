@@ -321,6 +321,17 @@ def test_every_request_the_image_controller_makes_is_granted_by_its_namespaced_r
         until(lambda: kube.get("ImageUpdateAutomation", "config").get("status", {}).get("lastPushCommit"), what="status")
         until(lambda: kube.get("ImageRepository", "no-secret").get("status", {}).get("conditions"), what="failure")
         until(lambda: "cosign-pub" in str(kube.get("ImagePolicy", "signed").get("status")), what="the cosign Secret named")
+        # imagebot's own settings (after the commit: these policies have no marker in the files): a promotion (the
+        # controller records since when its source has its tag) and a minimum age (it records when it first saw the
+        # tags) — both annotations it writes on ImagePolicies
+        for name, extra in (("app-prod", {"imagebot.dev/promote-from": "app", "imagebot.dev/soak": "0s"}),
+                            ("app-aged", {"imagebot.dev/min-age": "1h"})):  # fmt: skip
+            pol = flux("ImagePolicy", name, {"imageRepositoryRef": {"name": "app"}, "policy": {"semver": {"range": "^1.0"}}})
+            pol["metadata"]["annotations"] = extra
+            kube.create(pol)
+        until(lambda: (kube.get("ImagePolicy", "app-prod").get("status") or {}).get("latestRef"), what="a promotion")
+        until(lambda: "imagebot.dev/first-seen" in kube.get("ImagePolicy", "app-aged")["metadata"].get("annotations", {}),
+              what="the min-age record")  # fmt: skip
     finally:
         ctl.stop()
     asked = {a for m, u in seen if (a := _attributes(m, u)) is not None}
