@@ -380,6 +380,8 @@ class ImageController:
 
     # ------------------------------------------------------------------ one reconcile
     def reconcile(self, key: ObjKey) -> Result | None:
+        if not self.wait_synced(0):  # as controller-runtime waits for its caches: a GitRepository or ImagePolicy not
+            return Result(requeue_after=0.2)  # listed yet is not "not found" (a restart wrote that, and an Event)
         if not self.mine(key.namespace):
             if self.shards is not None and key.kind == REPOSITORY:
                 with self._lock:  # another replica holds this namespace now: its tags are that replica's to keep
@@ -750,7 +752,9 @@ class ImageController:
             message = f"pull request #{result.pr.number} {verb}: {result.pr.url} (branch '{target}')"
         else:
             message = "repository up-to-date"
-        skipped = [f"{s.subject}: {s.reason}" for s in result.skipped]
+        # a policy of the namespace that no marker under update.path names is not this automation's (as in Flux: the
+        # namespace's other automations, or a policy whose marker is not in Git yet); a named one not written is
+        skipped = [f"{s.subject}: {s.reason}" for s in result.skipped if not s.unmatched]
         if skipped:
             raise Failed(S.Reason.UPDATE_FAILED, "not written: " + "; ".join(skipped[:10]))
         status = S.automation_status(obj, started, message, observed, revision, sha, self.clock())
