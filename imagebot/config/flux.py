@@ -50,6 +50,7 @@ from typing import Any
 
 from gitopskit import fluxsecrets as fs
 from imagebot import refs
+from imagebot.config import fluxextras
 from imagebot.config.fields import Reader, policy_spec
 from imagebot.config.model import (
     Config,
@@ -206,6 +207,7 @@ class Policy:
     warnings: tuple[FluxProblem, ...] = ()
     cosign_secret: str | None = None  # imagebot.dev/cosign-secret: the signature gate's Secret (in the namespace)
     verify: VerifySpec | None = None  # that gate, once the Secret is looked up (file mode)
+    extras: fluxextras.Extras = field(default_factory=fluxextras.Extras)  # imagebot's annotations (promotion, min-age, …)
 
     @property
     def setter(self) -> str:
@@ -493,10 +495,20 @@ def image_policy(obj: Mapping[str, Any], repository: Repository | None = None, o
     suspend = s.get("suspend", bool, False)
     notes = Reader(sink, origin, obj if isinstance(obj, dict) else Map(), str(ref), None).sub("metadata", None)
     cosign = notes.sub("annotations", None).text(COSIGN_SECRET) if notes.has("annotations") else None
+    extras = fluxextras.Extras()
+    try:  # the controller's reading of the same annotations, with the same messages
+        extras = fluxextras.parse(notes.node.get("annotations") if notes.has("annotations") else None, ref.name)
+    except fluxextras.ExtrasError as exc:  # spelt as the controller spells it: metadata.annotations[KEY]
+        ann = notes.sub("annotations", None)
+        sink.add(origin, ann.node, exc.annotation, f"{ref}.{exc}".split("]: ", 1)[0] + "]", str(exc).split("]: ", 1)[-1])
+    for key, why in ((fluxextras.HOLD_TAG, "file mode holds at the current tag"),
+                     (fluxextras.APPROVE, "file mode approves with `imagebot approve`")):  # fmt: skip
+        if key in (notes.node.get("annotations") or {}) and not any(p.severity is Severity.ERROR for p in sink.problems):
+            sink.warn(notes.sub("annotations", None), key, f"honoured by `imagebot controller` only: {why}")
     warnings = sink.raise_errors()
     assert spec is not None
     spec = PolicySpec(spec.kind, spec.argument, spec.pattern, spec.extract, excludes)
-    return Policy(ref, repo_key, spec, digest, interval, suspend, warnings, cosign)
+    return Policy(ref, repo_key, spec, digest, interval, suspend, warnings, cosign, extras=extras)
 
 
 def cosign_gate(pol: Policy, secrets: Mapping[tuple[str, str], fs.Secret], origin: str, line: int | None) -> Policy:
@@ -740,7 +752,11 @@ class Translation:
             for auto_name, target in ns_targets:
                 env_name = p.ref.name if len(ns_targets) == 1 else f"{p.ref.name}@{auto_name}"
                 digest = p.digest_reflection is not DigestReflection.NEVER
-                env = Environment(env_name, p.spec, target, setter=p.setter, digest=digest, verify=p.verify)
+                x = p.extras
+                promote = _promote_from(p, self.policies, auto_name if len(ns_targets) > 1 else None)
+                env = Environment(env_name, None if promote else p.spec, target, setter=p.setter, digest=digest, verify=p.verify,
+                                  promote_from=promote, soak_seconds=x.soak_seconds, min_age_seconds=x.min_age_seconds,
+                                  allow_downgrade=x.allow_downgrade, hold=x.held)  # fmt: skip
                 cur = images.get(repo.ref.key)
                 envs = (*(cur.environments if cur else ()), env)
                 images[repo.ref.key] = ImageConfig(f"{repo.ref.namespace}/{repo.ref.name}", repo.image, envs, repo.interval)
@@ -749,6 +765,23 @@ class Translation:
             raise FluxError(clash)
         ordered = tuple(images[r.ref.key] for r in self.repositories if r.ref.key in images)
         return Config(ordered, tuple(gits), registries, warnings=tuple(str(p) for p in problems))
+
+
+def _promote_from(p: Policy, policies: Sequence[Policy], automation: str | None) -> str | None:
+    """The environment an ImagePolicy's ``imagebot.dev/promote-from`` names in file mode: its source's environment,
+    which must be one of the same ImageRepository (file mode's environments are an image's)."""
+    name = p.extras.promote_from
+    if name is None:
+        return None
+    where = f"metadata.annotations[{fluxextras.PROMOTE_FROM}]"
+    src = next((q for q in policies if q.ref.namespace == p.ref.namespace and q.ref.name == name), None)
+    if src is None:
+        raise FluxError([FluxProblem(p.ref, where, f"ImagePolicy {p.ref.namespace}/{name} is not among the loaded files")])
+    if src.repository != p.repository:
+        why = (f"file mode promotes between ImagePolicies of one ImageRepository; {name} selects from "
+               f"{src.repository[0]}/{src.repository[1]} (`imagebot controller` promotes across them)")  # fmt: skip
+        raise FluxError([FluxProblem(p.ref, where, why)])
+    return name if automation is None else f"{name}@{automation}"
 
 
 def _registries(repositories: Sequence[Repository]) -> tuple[tuple[RegistryConfig, ...], list[FluxProblem]]:

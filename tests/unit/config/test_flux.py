@@ -309,3 +309,54 @@ def _ok(s: dict[str, Any]) -> bool:
             isinstance(s["metadata"].get("namespace"), str)
     except (fs.SecretError, TypeError, AttributeError):
         return False
+
+
+def _with_annotations(docs: list[Any], policy: str, annotations: dict[str, str]) -> list[Any]:
+    out = copy.deepcopy(docs)
+    for d in out:
+        if d["kind"] == "ImagePolicy" and d["metadata"]["name"] == policy:
+            d["metadata"]["annotations"] = annotations
+    return out
+
+
+def test_imagebots_annotations_on_a_policy_map_to_the_environment_guards_in_file_mode(tmp_path: Path) -> None:
+    """The annotations `imagebot controller` reads are file mode's environment settings too (decide() applies both)."""
+    docs = _with_annotations(DOCS, "podinfo-builds", {"imagebot.dev/promote-from": "podinfo", "imagebot.dev/soak": "24h"})
+    docs = _with_annotations(docs, "minio", {"imagebot.dev/min-age": "2h", "imagebot.dev/allow-downgrade": "true",
+                                             "imagebot.dev/hold": "incident 42"})  # fmt: skip
+    f = write(tmp_path, docs)
+    code, _, err = validate(f)
+    assert code == 0, err
+    cfg = load([f], environment=False)
+    podinfo, minio = cfg.images
+    builds = podinfo.environments[1]
+    assert (builds.promote_from, builds.soak_seconds, builds.policy) == ("podinfo", 24 * 3600, None)
+    (env,) = minio.environments
+    assert (env.min_age_seconds, env.allow_downgrade, env.hold) == (7200, True, True)
+    assert podinfo.environments[0].allow_downgrade is False, "the guard is on by default, as in the native config"
+
+
+@pytest.mark.parametrize(
+    ("annotations", "message"),
+    [
+        ({"imagebot.dev/soak": "1d"}, "metadata.annotations[imagebot.dev/soak]: invalid duration '1d'"),
+        ({"imagebot.dev/promote-from": "nowhere"}, "ImagePolicy flux-system/nowhere is not among the loaded files"),
+        ({"imagebot.dev/promote-from": "minio"}, "file mode promotes between ImagePolicies of one ImageRepository"),
+        ({"imagebot.dev/min-agee": "1h"}, "metadata.annotations[imagebot.dev/min-agee]: unknown imagebot annotation"),
+    ],
+)
+def test_a_bad_imagebot_annotation_is_refused_naming_it_as_the_controller_does(
+    tmp_path: Path, annotations: dict[str, str], message: str
+) -> None:
+    code, out, err = validate(write(tmp_path, _with_annotations(DOCS, "podinfo-builds", annotations)))
+    assert (code, out) == (2, ""), err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_hold_tag_and_approve_are_warnings_in_file_mode(tmp_path: Path) -> None:
+    docs = _with_annotations(DOCS, "podinfo-builds", {"imagebot.dev/promote-from": "podinfo", "imagebot.dev/approve": "5.0.3"})
+    docs = _with_annotations(docs, "minio", {"imagebot.dev/hold": "", "imagebot.dev/hold-tag": "RELEASE.2024-01-01T00-00-00Z"})
+    code, _, err = validate(write(tmp_path, docs))
+    assert code == 0, err
+    assert "imagebot.dev/hold-tag: honoured by `imagebot controller` only: file mode holds at the current tag" in err, err
+    assert "imagebot.dev/approve: honoured by `imagebot controller` only" in err, err
