@@ -575,6 +575,8 @@ class AppController:
 
     # ------------------------------------------------------------------ one reconcile
     def reconcile(self, key: AppKey) -> Result | None:
+        if not self.wait_synced(0):  # as /readyz: a GitRepository not listed yet is not "not found" (that was Stalled)
+            return Result(requeue_after=0.2)
         if not self.mine(key):
             return None  # another replica's (or a standby's): gaining the lease or the slot enqueues every app
         self._current.key = str(key)
