@@ -40,7 +40,7 @@ class GoRegex(Protocol):
     def fullmatch(self, text: str, /) -> GoMatch | None: ...
 
 
-@functools.lru_cache(maxsize=4096)  # compiled regexes are immutable and thread-safe: 10,000 patches share a few
+@functools.lru_cache(maxsize=16384)  # compiled regexes are immutable and thread-safe; patches repeat theirs
 def compile_go(pattern: str) -> GoRegex:
     """Compile ``pattern`` as Go's ``regexp.Compile`` would, or raise GoRegexError."""
     try:

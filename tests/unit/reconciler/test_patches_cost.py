@@ -73,3 +73,25 @@ def test_a_failing_patch_after_others_fails_the_render_and_leaves_the_input_alon
     with pytest.raises(Exception, match=r"spec\.patches\[2\].*test failed"):
         t([original])
     assert original.body == before
+
+
+def test_the_same_patches_read_again_at_the_next_reconcile_parse_no_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    loads = [0]
+    real = P.yamlsafe.load_all
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        loads[0] += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(P.yamlsafe, "load_all", counting)
+    raw = [{"patch": f"- {{op: add, path: /metadata/labels/cost-{i}, value: v}}", "target": {"kind": "Deployment"}}
+           for i in range(200)]  # fmt: skip
+    first = P.parse_patches(raw)
+    assert loads[0] == 200
+    again = P.parse_patches(raw)  # the next reconcile reads the same spec
+    assert loads[0] == 200, "YAML parsed again"
+    assert [p.doc for p in again] == [p.doc for p in first]
+    big = [{"patch": "metadata: {annotations: {a: '" + "x" * 10_000 + "'}}", "target": {"kind": "Deployment"}}]
+    P.parse_patches(big)
+    P.parse_patches(big)
+    assert loads[0] == 202, "a large patch is not kept (the cache stays small)"
