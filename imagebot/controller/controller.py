@@ -8,7 +8,9 @@
 - ImageRepository → scan (imagebot.registry) → status ``lastScanResult``; the tags stay in this process's memory
   (never in status), and the policies naming the repository are enqueued when they change.
 - ImagePolicy → select (imagebot.policy) over its repository's tags → ``latestRef``; a new ``latestRef`` enqueues
-  the namespace's ImageUpdateAutomations (Flux v1 without policySelector: every policy of the namespace).
+  the namespace's ImageUpdateAutomations (Flux v1 without policySelector: every policy of the namespace) and the
+  policies promoting from it. imagebot's guards (``imagebot.dev/*`` annotations: promotion + soak, minimum age,
+  downgrade guard, hold) are file mode's decide() (promotion.py); the times they need are annotations in the cluster.
 - ImageUpdateAutomation → clone / edit the setter markers / commit / push (imagebot.gitops.writer) with the
   ``latestRef`` of every ImagePolicy of its namespace → ``lastPushCommit``, ``observedPolicies``, …
 - Secrets (registry dockerconfigjson, ServiceAccount imagePullSecrets, certSecretRef, the GitRepository's

@@ -6,6 +6,7 @@ reconcile with Flux's ``reconcile.fluxcd.io/requestedAt``."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -228,3 +229,49 @@ def test_min_age_refuses_a_fresh_tag_and_a_deleted_newer_tag_does_not_downgrade(
     assert ready(refused)["status"] == "False" and ready(refused)["reason"] == "DowngradeRefused"
     assert tag_of(refused) == "1.5.0"
     until(lambda: tag_of(policy(kube, "lenient")) == "1.4.0", what="allow-downgrade follows the registry")
+
+
+def test_a_soak_survives_kill_9_of_the_controller_process(
+    kube: Cluster, cluster: TestCluster, registry_plain: RegistryServer, tmp_path: Path
+) -> None:
+    """The real process, killed with SIGKILL mid-soak: the next one reads the soak's start from the cluster (here an
+    annotated ``since`` 50 minutes in the past, as a first process would have written it) and does not restart it."""
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from imagebot.controller.promotion import rfc3339
+
+    ns, reg = kube.ns, registry_plain
+    image = f"{reg.host}/{ns}/shop"
+    reg.pusher().push(f"{ns}/shop", ["1.5.0"], distinct=True)
+    kube.create(flux("ImageRepository", "shop", {"image": image, "interval": "1h", "insecure": True}))
+    started = rfc3339(time.time() - 50 * 60)
+    create_policy(kube, "staging", {"imagebot.dev/latest-since": json.dumps([{"tag": "1.5.0", "digest": "", "since": started}])})
+    create_policy(kube, "prod", {"imagebot.dev/promote-from": "staging", "imagebot.dev/soak": "1h"})
+    cmd = [sys.executable, "-m", "imagebot", "controller", "--kubeconfig", str(cluster.kubeconfig), "--namespace", ns,
+           "--cache", str(tmp_path / "cache")]  # fmt: skip
+
+    def left_minutes(obj: dict[str, Any]) -> int:
+        m = re.search(r"soaking in staging: (?:(\d+)h)?(\d+)m", ready(obj).get("message", ""))
+        assert m is not None, ready(obj)
+        return int(m.group(1) or 0) * 60 + int(m.group(2))
+
+    first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert left_minutes(wait_message(kube, "prod", "1.5.0 soaking in staging")) <= 10
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    second = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        kube.annotate("ImagePolicy", "prod", "reconcile.fluxcd.io/requestedAt", "after-kill")
+        until(lambda: (policy(kube, "prod").get("status") or {}).get("lastHandledReconcileAt") == "after-kill",
+              what="the second process reconciled prod")  # fmt: skip
+        assert left_minutes(policy(kube, "prod")) <= 10, "the soak kept its start across kill -9"
+        history = policy(kube, "staging")["metadata"]["annotations"]["imagebot.dev/latest-since"]
+        assert json.loads(history) == [{"tag": "1.5.0", "digest": "", "since": started}], "kept as it was"
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(60) == 0
