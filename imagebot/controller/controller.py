@@ -684,7 +684,12 @@ class ImageController:
             except ApiException as exc:
                 log.warning("%s: %s not written: HTTP %s", key, fx.FIRST_SEEN, exc.status)
         if tag and self._promoted_from(key.namespace, key.name):
-            self._record_since(key, tag, digest)
+            try:  # recorded already (the cached object's record): nothing to read or write
+                known = P.since_of(P.read_history(annotations), tag, digest) is not None
+            except fx.ExtrasError:
+                known = False
+            if not known:
+                self._record_since(key, tag, digest)
         told = f"{pick.choice.why} {pick.choice.pending or pick.choice.message}" if pick.choice.why else ""
         with self._lock:
             changed = self._told.get(key, "") != told
