@@ -593,8 +593,8 @@ class ImageController:
         except fx.ExtrasError as exc:
             raise Failed(S.Reason.INVALID_POLICY, str(exc), stalled=True) from None
         latest = (obj.get("status") or {}).get("latestRef") or {}
-        current = None
-        if isinstance(latest, dict) and latest.get("tag"):
+        current = None  # a latestRef of another image (imageRepositoryRef changed) is no current tag to guard
+        if isinstance(latest, dict) and latest.get("tag") and latest.get("name") == scan.image:
             current = (str(latest["tag"]), str(latest.get("digest") or ""))
         source = self._source(key, extras) if extras.promote_from else None
         spec, now = replace(pol.spec, excludes=()), self.clock()  # the repository's exclusionList was applied at its scan

@@ -230,6 +230,14 @@ def test_min_age_refuses_a_fresh_tag_and_a_deleted_newer_tag_does_not_downgrade(
     assert tag_of(refused) == "1.5.0"
     until(lambda: tag_of(policy(kube, "lenient")) == "1.4.0", what="allow-downgrade follows the registry")
 
+    # another image is no downgrade: the policy now selecting from a repository at 1.0.0 moves there
+    reg.pusher().push(f"{ns}/other", ["1.0.0"], distinct=True)
+    kube.create(flux("ImageRepository", "other", {"image": f"{reg.host}/{ns}/other", "interval": "1h", "insecure": True}))
+    path = f"{IMAGE_PATH}/namespaces/{ns}/imagepolicies/latest"
+    request_json(kube.api, "PATCH", path, body={"spec": {"imageRepositoryRef": {"name": "other"}}},
+                 content_type="application/merge-patch+json")  # fmt: skip
+    until(lambda: tag_of(policy(kube, "latest")) == "1.0.0", what="latest at the other image's 1.0.0")
+
 
 def test_a_soak_survives_kill_9_of_the_controller_process(
     kube: Cluster, cluster: TestCluster, registry_plain: RegistryServer, tmp_path: Path
