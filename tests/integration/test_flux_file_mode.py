@@ -6,6 +6,7 @@ with a line naming the object and field."""
 from __future__ import annotations
 
 import base64
+import copy
 import io
 import json
 import os
@@ -22,7 +23,7 @@ import pytest
 import yaml
 
 from imagebot.cli import main
-from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, git, make_bare, read_file
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, commit_files, git, make_bare, read_file
 from tests.fixtures.registry import PASSWORD, USER, RegistryServer
 
 pytestmark = pytest.mark.git
@@ -316,3 +317,30 @@ def test_an_ssh_key_with_a_wrong_password_is_refused_and_nothing_is_pushed(
     ), text
     assert "open sesame" not in text and "PRIVATE KEY" not in text
     assert git("-C", str(setup["bare"]), "rev-parse", "main") == before
+
+
+def test_imagebots_annotations_are_honoured_by_a_file_mode_run(
+    setup: dict[str, Any], registry_basic: RegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ImagePolicy annotations `imagebot controller` reads steer `imagebot run` the same way (decide() in both):
+    a promotion takes its source's tag once it soaked (here 0s: the next pass), a minimum age holds a fresh tag back."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    docs = objects(registry_basic, setup["url"], setup["image"])
+    prod = copy.deepcopy(docs[2])
+    prod["metadata"] = {"name": "podinfo-prod", "namespace": "flux-system",
+                        "annotations": {"imagebot.dev/promote-from": "podinfo", "imagebot.dev/soak": "0s"}}  # fmt: skip
+    aged = copy.deepcopy(docs[2])
+    aged["metadata"] = {"name": "podinfo-aged", "namespace": "flux-system", "annotations": {"imagebot.dev/min-age": "2h"}}
+    setup["flux"].write_text(yaml.safe_dump_all([*docs, prod, aged], sort_keys=False))
+    bare, image = setup["bare"], setup["image"]
+    files = {"clusters/production/podinfo.yaml": DEPLOY.format(image=image)}
+    for name in ("podinfo-prod", "podinfo-aged"):
+        files[f"clusters/production/{name}.yaml"] = DEPLOY.format(image=image).replace(":podinfo", f":{name}")
+    commit_files(bare, "main", files, "one Deployment per policy")
+    secrets = secrets_file(setup, "git-auth", "regcred", "registry-ca")
+    assert run(setup["flux"], secrets)[0] == 0
+    assert ":5.0.3 " in read_file(bare, "main", "clusters/production/podinfo.yaml")
+    assert ":5.0.0 " in read_file(bare, "main", "clusters/production/podinfo-prod.yaml"), "promoted in a later pass"
+    assert run(setup["flux"], secrets)[0] == 0
+    assert ":5.0.3 " in read_file(bare, "main", "clusters/production/podinfo-prod.yaml"), "the source's tag, soaked"
+    assert ":5.0.0 " in read_file(bare, "main", "clusters/production/podinfo-aged.yaml"), "every tag is younger than 2h"
