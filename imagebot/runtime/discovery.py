@@ -9,7 +9,11 @@ repository's: recorded, counted and shown in status, while the others still move
 
 State rows (image ``discover:REPOSITORY``, environment ``GIT:ENV-PATH``) record only what Git holds: the tag
 the branch has after the push, or, with a pull request, the tag still on the branch and the proposed one as
-pending; rows of references that left the tree are dropped.
+pending; rows of references that left the tree are dropped. A repository whose listing failed backs off (the
+runner's backoff, keyed by its row) unless a webhook names it.
+
+The runner imports this module only when the config has a ``discover:`` entry, so importing the runner here
+makes no cycle.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from imagebot.gitops.message import Templates
 from imagebot.gitops.writer import Delivery, Mode, Result, Status, deliver
 from imagebot.refs import ImageRef, try_parse
 from imagebot.registry.scanner import ScanResult
-from imagebot.runtime.runner import _AUTH_REFUSED, PassReport, Runner, flux_delivery  # the runner imports this module lazily
+from imagebot.runtime.runner import _AUTH_REFUSED, PassReport, Runner, _utc, flux_delivery
 from imagebot.update import ChangeSet, EditRequest, walk
 from imagebot.update import discover as disc
 from imagebot.update.model import Problem
@@ -85,6 +89,7 @@ class Discovery:
         self.entries = runner.cfg.discover
         self._last: dict[str, float] = {}
         self.repositories: dict[str, set[str]] = {}  # entry → the repositories its last pass found (webhooks)
+        self._only: set[str] = set()  # the repositories a webhook named in this pass: listed even when backing off
 
     def next_at(self, entry: DiscoverConfig) -> float:
         return self._last.get(entry.name, -1e18) + self.runner.cfg.interval_seconds
@@ -95,9 +100,11 @@ class Discovery:
             return [e for e in self.entries if self.repositories.get(e.name, set()) & only]
         return [e for e in self.entries if self.next_at(e) <= now]
 
-    def run(self, entries: Iterable[DiscoverConfig], report: PassReport, now: float) -> None:
-        """One pass over ``entries``: a listing per repository shared by all of them, each entry delivered on its own."""
+    def run(self, entries: Iterable[DiscoverConfig], report: PassReport, now: float, only: set[str] | None = None) -> None:
+        """One pass over ``entries``: a listing per repository shared by all of them, each entry delivered on its own.
+        A repository backing off after failures is not listed (unless a webhook named it: ``only``)."""
         listings: dict[str, ScanResult] = {}
+        self._only = only or set()
         for entry in entries:
             self._last[entry.name] = now
             try:
@@ -111,10 +118,24 @@ class Discovery:
     def _scan(self, repos: dict[str, ImageRef], listings: dict[str, ScanResult], report: PassReport, now: float) -> None:
         """List the repositories not listed yet in this pass; each failure is that repository's."""
         r = self.runner
-        missing = [ref for name, ref in repos.items() if name not in listings]
+        missing = []
+        for name, ref in repos.items():
+            if name in listings:
+                continue
+            retry = r.backoff.waiting((row_image(name), ""), now) if name not in self._only else None
+            if retry is None:
+                missing.append(ref)
+            else:  # not listed: the failure stands until its retry is due
+                why = f"backing off after {retry.failures} failure(s), next attempt {_utc(retry.at)}: {retry.error}"
+                listings[name] = ScanResult(name, (), (), why, 0.0)
         for name, result in r.scanner.scan(missing).items():  # every failure answered as that repository's
             listings[name] = result
             registry = repos[name].canonical_registry
+            key = (row_image(name), "")
+            if result.ok:
+                r.backoff.succeeded(key)
+            else:
+                r.backoff.failed(key, now, result.error or "scan failed")
             r.metrics.scans.labels("ok" if result.ok else "error").inc()
             r.metrics.scan_seconds.observe(result.seconds)
             if result.ok:

@@ -370,7 +370,7 @@ class Runner:
                 if thread is not None:
                     thread.join()
         if self.discovery is not None:  # after the images: their deliveries never wait on a tree's listings
-            self.discovery.run(self.discovery.due(now, wanted), report, now)
+            self.discovery.run(self.discovery.due(now, wanted), report, now, wanted)
         self._rate_limit_metrics({i.repository.canonical_registry for i in images})
         return report
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +77,8 @@ class World:
     plain: str
     p: str  # this test's repository prefix on the session's registry
 
-    def runner(self) -> Runner:
-        return Runner(load([self.config]))
+    def runner(self, clock: Callable[[], float] = time.time) -> Runner:
+        return Runner(load([self.config]), clock)
 
     def rows(self) -> dict[tuple[str, str], tuple[str | None, str | None, str]]:
         state = RuntimeState(load([self.config]).state_file)
@@ -258,3 +259,22 @@ def test_a_repository_whose_registry_cannot_even_be_reached_is_only_that_reposit
     ca.write_text("placeholder\n")  # the config loads again (for the state's path)
     reason = w.rows()[(f"discover:{alias}/{p}/web", "config:envs/qa")][2]
     assert "ca.pem" in reason, reason
+
+
+def test_a_failing_discovered_repository_backs_off_unless_a_webhook_names_it(push_world: World) -> None:
+    w, plain, p, h = push_world, push_world.plain, push_world.p, push_world.hostile.host
+    now = [1000.0]
+    runner = w.runner(lambda: now[0])
+    first = runner.run_pass()
+    assert first.codes == [ExitCode.REGISTRY] and w.hostile.hits["gone/app"] == 1
+    again = runner.run_pass(only=[f"{plain}/{p}/web"])  # a webhook for another repository, before the retry is due
+    assert w.hostile.hits["gone/app"] == 1 and not again.errors, "backing off: not listed, not a new failure"
+    assert "backing off after 1 failure(s)" in w.rows()[(f"discover:{h}/gone/app", "config:envs/prod")][2]
+    runner.run_pass(only=[f"{h}/gone/app"])  # a webhook naming it: listed at once
+    assert w.hostile.hits["gone/app"] == 2
+    now[0] += 7200.0  # the interval passed, and the retry is due
+    w.hostile.repos["gone/app"] = ["1.0.0", "1.0.2"]
+    last = runner.run_pass()
+    assert not last.errors and w.hostile.hits["gone/app"] == 3
+    assert f"{h}/gone/app:1.0.2\n" in read_file(w.bare, "main", "envs/prod/app.yaml")
+    assert runner.backoff.get((f"discover:{h}/gone/app", "")) is None, "a success forgets the failures"
