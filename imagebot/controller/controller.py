@@ -610,7 +610,8 @@ class ImageController:
             tag = P.choose(key.name, spec, extras, tags, current, source, stored, now).tag
             return tag if tag is not None else (current[0] if current is not None and current[0] in tags else None)
 
-        pick = Pick(choice.tag or (current[0] if current else ""), choice.digest, choice, extras, current and current[0], select)
+        digest = choice.digest if pol.digest_reflection is not flux.DigestReflection.NEVER else ""  # a promotion's, as reflected
+        pick = Pick(choice.tag or (current[0] if current else ""), digest, choice, extras, current and current[0], select)
         if pick.tag:
             return pick
         # nothing resolved yet and a reason to wait (soaking, too young, held): say so, look again when it may move

@@ -99,8 +99,8 @@ def unannotate(kube: Cluster, name: str, *keys: str) -> None:
     request_json(kube.api, "PATCH", path, body=body, content_type="application/merge-patch+json")
 
 
-def create_policy(kube: Cluster, name: str, annotations: dict[str, str]) -> None:
-    obj = flux("ImagePolicy", name, {"imageRepositoryRef": {"name": "shop"}, "policy": {"semver": {"range": "^1"}}})
+def create_policy(kube: Cluster, name: str, annotations: dict[str, str], **spec: Any) -> None:
+    obj = flux("ImagePolicy", name, {"imageRepositoryRef": {"name": "shop"}, "policy": {"semver": {"range": "^1"}}, **spec})
     obj["metadata"]["annotations"] = annotations
     kube.create(obj)
 
@@ -126,7 +126,7 @@ def test_prod_takes_stagings_tag_after_the_soak_which_a_restart_does_not_reset_a
     kube.create(flux("GitRepository", "cfg", {"url": git_http.url(bare), "interval": "1h", "ref": {"branch": "main"},
                                               "secretRef": {"name": "git-auth"}}, "source.toolkit.fluxcd.io/v1"))  # fmt: skip
     kube.create(flux("ImageRepository", "shop", {"image": image, "interval": "1h", "insecure": True}))
-    create_policy(kube, "staging", {})
+    create_policy(kube, "staging", {}, digestReflectionPolicy="IfNotPresent")
     create_policy(kube, "prod", {"imagebot.dev/promote-from": "staging", "imagebot.dev/soak": "1h"})
     kube.create(flux("ImageUpdateAutomation", "cfg", {
         "interval": "1h", "sourceRef": {"kind": "GitRepository", "name": "cfg"},
@@ -145,13 +145,15 @@ def test_prod_takes_stagings_tag_after_the_soak_which_a_restart_does_not_reset_a
     clock.t = T0 + 2 * H
     poke(kube, "ImagePolicy", "prod")
     until(lambda: tag_of(policy(kube, "prod")) == "1.4.0", what="prod promoted to 1.4.0")
+    assert policy(kube, "staging")["status"]["latestRef"]["digest"].startswith("sha256:")
+    assert "digest" not in policy(kube, "prod")["status"]["latestRef"], "prod reflects no digest (Never): the tag only"
     until(lambda: ":1.4.0 " in read_file(bare, "main", "prod.yaml"), what="prod's 1.4.0 committed")
 
     # a new tag: staging takes it at once, prod keeps 1.4.0 (Ready) and says how long 1.5.0 still soaks
     reg.pusher().push(f"{ns}/shop", ["1.5.0"], distinct=True)
     poke(kube, "ImageRepository", "shop")
     until(lambda: tag_of(policy(kube, "staging")) == "1.5.0", what="staging at 1.5.0")
-    until(lambda: ":1.5.0 " in read_file(bare, "main", "staging.yaml"), what="staging's 1.5.0 committed")
+    until(lambda: ":1.5.0@sha256:" in read_file(bare, "main", "staging.yaml"), what="staging's 1.5.0 committed, pinned")
     waiting = wait_message(kube, "prod", "1.5.0 soaking in staging: 1h00m left")
     assert ready(waiting)["status"] == "True" and ready(waiting)["reason"] == "PromotionSoaking" and tag_of(waiting) == "1.4.0"
     events = [e["message"] for e in kube.events() if e["involvedObject"]["name"] == "prod"]
