@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
+from gitopskit.informer import EventType
 from gitopskit.kube import request_json
 from reconciler.cluster import EventRecorder, KubeCluster
 from reconciler.controller import AppController
 from reconciler.controller_cli import APP_PATH
-from reconciler.model import Manifest
+from reconciler.model import Manifest, ResourceKey
 from tests.fixtures.cluster import TestCluster
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare
 from tests.integration.test_crds import install
@@ -128,3 +129,26 @@ def test_the_event_recorder_writes_in_the_background_in_order_and_drops_rather_t
     assert at.endswith("Z"), "the time it was recorded, not when written"
     rec.record("ns", {}, "late", "after close")
     assert [w[2] for w in written] == ["R0", "R1", "R2"]
+
+
+def test_events_of_one_object_waiting_for_a_drift_worker_collapse_into_its_newest(tmp_path: Path) -> None:
+    ctl = AppController(None, ("ns",), cache=tmp_path / "cache")  # not started: the events wait for a worker
+
+    def cm_at(name: str, rv: int) -> dict[str, Any]:
+        meta = {"name": name, "namespace": "ns", "resourceVersion": str(rv)}
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+
+    a = [cm_at("a", n) for n in range(3)]
+    ctl._on_managed(EventType.ADDED, a[0], None)
+    ctl._on_managed(EventType.MODIFIED, a[1], a[0])
+    ctl._on_managed(EventType.MODIFIED, cm_at("b", 7), cm_at("b", 6))
+    ctl._on_managed(EventType.MODIFIED, a[2], a[1])
+    assert len(ctl.drift_queue) == 2, "one queued key per object, however many events"
+    got = ctl._drift_events[ResourceKey("", "ConfigMap", "ns", "a")]
+    assert (got.etype, got.obj, got.prev) == (EventType.MODIFIED, a[2], None), "the newest state, the oldest prev"
+    first = got.received
+    ctl._on_managed(EventType.DELETED, a[2], a[2])
+    assert ctl._drift_events[ResourceKey("", "ConfigMap", "ns", "a")].received == first, "latency counts from the oldest"
+    assert ctl.drift.process_one(0) and ctl.drift.process_one(0)  # no app claims them: handled, nothing left
+    assert ctl._drift_events == {} and len(ctl.drift_queue) == 0
+    ctl.stop(5)
