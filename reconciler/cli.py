@@ -332,9 +332,13 @@ def _notifier(args: argparse.Namespace, engine: Engine) -> Any:
 
 
 def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from reconciler.cluster import EventRecorder
+
     mode = FieldPolicy.CORRECT if args.mode == "correct" else FieldPolicy.REPORT
     engine = _engine(args, mode)
     notifier = _notifier(args, engine)
+    events = EventRecorder(engine.cluster.event)  # no correction waits for its Event (one watch thread per kind)
+    engine.record_event = events.record
     source = Source(args.source, args.revision, args.path)
     stop = threading.Event()
     trigger = threading.Event()
@@ -385,6 +389,7 @@ def cmd_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             server.shutdown()
         if notifier is not None:
             notifier.close(NOTIFY_GRACE)  # what is queued goes out before the exit (a dead sink waits no longer)
+        events.close(NOTIFY_GRACE)  # the Events recorded, as well
     return 0
 
 

@@ -23,6 +23,7 @@ from tests.fixtures.cluster import TestCluster
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare
 from tests.integration.test_crds import install
 from tests.reconciler.test_controller import cm, ready, until
+from tests.reconciler.test_reconciler import app_cli, configmap, write_source
 
 HOLD = 60.0  # how long a blocked correction or Event waits to be let go (the old code waits this out, then fails)
 
@@ -152,3 +153,24 @@ def test_events_of_one_object_waiting_for_a_drift_worker_collapse_into_its_newes
     assert ctl.drift.process_one(0) and ctl.drift.process_one(0)  # no app claims them: handled, nothing left
     assert ctl._drift_events == {} and len(ctl.drift_queue) == 0
     ctl.stop(5)
+
+
+@pytest.mark.cluster
+def test_reconciler_run_writes_its_events_off_the_loops_threads_and_all_of_them_before_it_exits(
+    cluster: TestCluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`reconciler run` corrects drift on one watch thread per kind: a correction's Event written there would
+    hold up the next drift of that kind, so its Events go to a background writer — flushed before the exit."""
+    writers: list[tuple[str, str]] = []
+    real_event = KubeCluster.event
+
+    def event(self: KubeCluster, namespace: str, involved: dict[str, Any], reason: str, *a: Any, **kw: Any) -> None:
+        writers.append((reason, threading.current_thread().name))
+        real_event(self, namespace, involved, reason, *a, **kw)
+
+    monkeypatch.setattr(KubeCluster, "event", event)
+    src = write_source(tmp_path / "src", configmap("a", k="1"))
+    assert app_cli(cluster, "run", src, "ev", namespace, "--once")[0] == 0
+    assert writers == [("Synced", "events")], "written by the background writer, and before run returned"
+    items = request_json(cluster.api_client(), "GET", f"/api/v1/namespaces/{namespace}/events")["items"]
+    assert [e["reason"] for e in items] == ["Synced"]
