@@ -317,12 +317,12 @@ def _nested(a: str, b: str) -> bool:
     return not a or not b or a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
-_DISCOVER_KEYS = {"git", "path", "policy", "include", "exclude", "mode", "pushBranch", "labels", "reviewers"}
+_DISCOVER_KEYS = {"git", "path", "policy", "include", "exclude", "mode", "pushBranch", "labels", "reviewers", "interval"}
 
 
 def _discover(d: _Reader, gits: set[str]) -> DiscoverConfig | None:
     """``{git, path, policy: {semver: patch|minor|major}, include: [GLOB], exclude: [GLOB], mode, pushBranch, labels,
-    reviewers}`` (the delivery keys as in an environment's target)."""
+    reviewers, interval}`` (the delivery keys as in an environment's target; the interval defaults to the config's)."""
     git = d.text("git", next(iter(gits)) if len(gits) == 1 else None, required=len(gits) != 1)
     if git is not None and git not in gits:
         d.error("git", f"{git!r} names no entry of git:")
@@ -338,7 +338,10 @@ def _discover(d: _Reader, gits: set[str]) -> DiscoverConfig | None:
         return None
     path = d.text("path", "")
     labels, reviewers = d.strings("labels"), d.strings("reviewers")
-    return DiscoverConfig(git, path, level, d.strings("include"), d.strings("exclude"), mode, push_branch, labels, reviewers)
+    interval = d.duration("interval", 0.0, positive=True) if d.has("interval") else None
+    return DiscoverConfig(
+        git, path, level, d.strings("include"), d.strings("exclude"), mode, push_branch, labels, reviewers, interval or None
+    )
 
 
 def _template(r: _Reader, key: str, default: str) -> str:

@@ -156,6 +156,7 @@ class DiscoverConfig:
     push_branch: str | None = None
     labels: tuple[str, ...] = ()
     reviewers: tuple[str, ...] = ()
+    interval_seconds: float | None = None  # None: the config's interval
 
     @property
     def name(self) -> str:

@@ -92,7 +92,7 @@ class Discovery:
         self._only: set[str] = set()  # the repositories a webhook named in this pass: listed even when backing off
 
     def next_at(self, entry: DiscoverConfig) -> float:
-        return self._last.get(entry.name, -1e18) + self.runner.cfg.interval_seconds
+        return self._last.get(entry.name, -1e18) + (entry.interval_seconds or self.runner.cfg.interval_seconds)
 
     def due(self, now: float, only: set[str] | None) -> list[DiscoverConfig]:
         """Entries whose interval has passed, or (a webhook) those whose last pass found one of ``only``."""

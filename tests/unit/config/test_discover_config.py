@@ -84,3 +84,32 @@ def test_config_validate_counts_the_discover_entries(tmp_path: Path) -> None:
     out = io.StringIO()
     assert main(["config", "validate", "--no-environment", str(f)], out=out, err=io.StringIO()) == 0
     assert out.getvalue().rstrip().endswith(", 2 discover entries")
+
+
+def test_a_discover_entry_runs_on_its_own_interval_else_the_configs(tmp_path: Path) -> None:
+    from imagebot.runtime.runner import Runner
+
+    doc = native(tmp_path)
+    doc["interval"] = "1h"
+    doc["stateFile"] = str(tmp_path / "state.db")
+    doc["discover"] = [
+        {"path": "a", "policy": {"semver": "patch"}, "interval": "1m"},
+        {"path": "b", "policy": {"semver": "minor"}},
+    ]
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump(doc))
+    cfg = load([f], environment=False)
+    assert [e.interval_seconds for e in cfg.discover] == [60.0, None]
+    runner = Runner(cfg)
+    d = runner.discovery
+    assert d is not None and [e.name for e in d.due(0.0, None)] == ["c:a", "c:b"]  # never run: both due
+    d._last = {"c:a": 0.0, "c:b": 0.0}
+    assert d.due(59.0, None) == [] and [e.name for e in d.due(60.0, None)] == ["c:a"]
+    assert [e.name for e in d.due(3600.0, None)] == ["c:a", "c:b"]
+
+
+def test_a_discover_interval_must_be_a_positive_duration(tmp_path: Path) -> None:
+    doc = native(tmp_path)
+    doc["discover"] = {"path": "a", "policy": {"semver": "patch"}, "interval": "0s"}
+    code, err = _validate(tmp_path, doc)
+    assert code == 2 and "discover.interval" in err
