@@ -57,17 +57,21 @@ class EventRecorder:
     of its own; the Event keeps the time it was recorded. Events are best effort: a full queue drops one (counted,
     logged) rather than hold anyone up."""
 
-    def __init__(self, write: Callable[..., None], capacity: int = 1000) -> None:
+    def __init__(self, write: Callable[..., None], capacity: int = 1000, owns: Callable[[str], bool] | None = None) -> None:
         self._write = write
+        # an Event recorded for an app (``record(app=...)``) is written only while this replica still owns the app
+        # at write time: one that lost the app's shard or lease meanwhile writes none for it
+        self._owns = owns
         self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(capacity)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
         self.dropped = 0
+        self.fenced = 0  # Events not written: their app was no longer this replica's
 
     def record(
         self, namespace: str, involved: dict[str, Any], reason: str, message: str, type_: str = "Normal",
-        annotations: dict[str, str] | None = None,
+        annotations: dict[str, str] | None = None, app: str = "",
     ) -> None:
         with self._lock:
             if self._closed:
@@ -76,7 +80,7 @@ class EventRecorder:
                 self._thread = threading.Thread(target=self._run, name="events", daemon=True)
                 self._thread.start()
         try:
-            self._queue.put_nowait((namespace, involved, reason, message, type_, annotations, _now()))
+            self._queue.put_nowait((namespace, involved, reason, message, type_, annotations, _now(), app))
         except queue.Full:
             with self._lock:
                 self.dropped += 1
@@ -86,8 +90,13 @@ class EventRecorder:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            namespace, involved, reason, message, type_, annotations, at = item
+            namespace, involved, reason, message, type_, annotations, at, app = item
             try:
+                if app and self._owns is not None and not self._owns(app):
+                    with self._lock:
+                        self.fenced += 1
+                    log.debug("event %s for %s not written: this replica no longer owns it", reason, app)
+                    continue
                 self._write(namespace, involved, reason, message, type_, annotations, at)
             except Exception as exc:  # one unwritable Event must not end the writer
                 log.debug("event not recorded: %s", exc)

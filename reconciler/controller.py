@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -47,7 +48,7 @@ from reconciler import apps as A
 from reconciler import sourceignore
 from reconciler.cluster import EventRecorder, KubeCluster
 from reconciler.controller_cli import APP_PATH, ARGO_PATH, KS_PATH
-from reconciler.engine import Engine, Settings
+from reconciler.engine import Engine, KeyFence, Settings
 from reconciler.errors import ReconcilerError, SourceError, UsageError
 from reconciler.health import object_health
 from reconciler.model import TRACKING_LABEL, Action, Health, Manifest, ResourceKey
@@ -374,7 +375,10 @@ class AppController:
         self.shard = shard
         self.field_manager = field_manager
         self.cluster = KubeCluster(api, field_manager)
-        self.events = EventRecorder(self.cluster.event)  # every engine's Events, written off the workers' threads
+        # every engine's Events, written off the workers' threads — each only while this replica still owns its app
+        # (the writer's thread is no app's: the shard fence of the write itself cannot tell)
+        self.events = EventRecorder(self.cluster.event, owns=self._owns)
+        self.fence = KeyFence()  # the objects syncs are deleting/recreating or pruned: no engine's drift path corrects them
         self.cluster.fence = elector.fence if elector is not None else self._fence_current if shards is not None else None
         self.metrics = Metrics()
         base = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagebot" / "controller"
@@ -423,6 +427,10 @@ class AppController:
     def mine(self, key: AppKey) -> bool:
         """Does this replica reconcile ``key`` now (leader of its shard, or holder of its slot)?"""
         return self.is_leader() and (self.shards is None or self.shards.owns(str(key)))
+
+    def _owns(self, app: str) -> bool:
+        """Does this replica write for the app named ``app`` (``str(AppKey)``) now: the Event writer's check."""
+        return self.is_leader() and (self.shards is None or self.shards.owns(app))
 
     def _fence_current(self) -> None:
         key = getattr(self._current, "key", None)
@@ -929,7 +937,8 @@ class AppController:
             engine = Engine(self.cluster, settings)
             engine.live_cache = self._live_cache
             engine.notices, engine.subject = self.notices, _subject(key)
-            engine.record_event = self.events.record
+            engine.record_event = functools.partial(self.events.record, app=str(key))
+            engine.fence = self.fence
             engine.prepare = self._prepare
             engine.lookup = self._lookup
             if entry is not None:  # keep what the old engine knew: the watch compares against it until the sync

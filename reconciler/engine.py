@@ -14,8 +14,10 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,68 @@ IMMUTABLE = ("field is immutable", "cannot change", "cannot be changed", "update
 STATUS_LIST_MAX = 100  # entries of a list kept in the status (the rest counted): the status must stay small
 DRIFT_ANNOTATION = "reconciler.imagebot.dev/drift"  # on a drift Event: its items as JSON (DriftItem.record)
 DRIFT_EVENT_MAX = 20  # items one drift Event carries
+PRUNED_REMEMBERED = 10_000  # pruned objects whose deletion the drift path keeps ignoring (the oldest forgotten first)
+
+
+class KeyFence:
+    """The fence between a sync's own deletions and the drift path, which would "correct" them back: a sync marks
+    an object it deletes (a forced recreate, from its delete to its create; a prune) with ``replacing`` — which
+    first waits for a correction of that object already under way — and the drift path handles an object's event
+    only through ``correcting``, which refuses a marked object, and a deletion the sync's prune made. Shared by
+    every engine of a controller: a drift worker may still hold an app's previous engine, whose desired state
+    still names what the new one prunes."""
+
+    def __init__(self, remember: int = PRUNED_REMEMBERED) -> None:
+        self._cond = threading.Condition()
+        self._marked: Tally[ResourceKey] = Tally()
+        self._busy: Tally[ResourceKey] = Tally()  # corrections under way
+        self._pruned: dict[ResourceKey, None] = {}  # insertion-ordered: the oldest go first past ``remember``
+        self._remember = remember
+
+    @contextmanager
+    def replacing(self, key: ResourceKey) -> Iterator[None]:
+        with self._cond:
+            self._marked[key] += 1
+            while self._busy[key]:  # a correction begun before the mark ends before the delete
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._marked[key] -= 1
+                if self._marked[key] <= 0:
+                    del self._marked[key]
+
+    def pruned(self, key: ResourceKey) -> None:
+        """The sync's prune deletes ``key``: its deletion is never drift (until a sync wants it again)."""
+        with self._cond:
+            self._pruned.pop(key, None)
+            self._pruned[key] = None
+            while len(self._pruned) > self._remember:
+                del self._pruned[next(iter(self._pruned))]
+
+    def wanted(self, keys: list[ResourceKey]) -> None:
+        """A sync declares ``keys`` again: their deletion is drift again."""
+        with self._cond:
+            for k in keys:
+                self._pruned.pop(k, None)
+
+    @contextmanager
+    def correcting(self, key: ResourceKey, deleted: bool) -> Iterator[bool]:
+        """True (and held until the end) when the drift path may handle this event of ``key`` now."""
+        with self._cond:
+            ok = not self._marked[key] and not (deleted and key in self._pruned)
+            if ok:
+                self._busy[key] += 1
+        try:
+            yield ok
+        finally:
+            if ok:
+                with self._cond:
+                    self._busy[key] -= 1
+                    if self._busy[key] <= 0:
+                        del self._busy[key]
+                    self._cond.notify_all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +223,9 @@ class Engine:
         # or the controller's background EventRecorder so that no correction or sync waits for its Events
         self.record_event: Callable[..., None] = cluster.event
         self.subject = settings.app  # the app's name in notifications
+        # what this engine's syncs delete (a forced recreate, a prune) the drift path leaves alone (a controller
+        # shares one between its engines)
+        self.fence = KeyFence()
         self._deadline: float | None = None
 
     @property
@@ -298,7 +365,9 @@ class Engine:
             self._check_deadline("pruning")
             for a in p.prunes:
                 if a.action is Action.PRUNE:
-                    self.cluster.delete(inventory.entries[a.key], a.key)
+                    with self.fence.replacing(a.key):
+                        self.fence.pruned(a.key)
+                        self.cluster.delete(inventory.entries[a.key], a.key)
                     self.metrics.prunes.labels(a.key.kind).inc()
                     pruned.append(a.key)
             self._save_inventory(desired, inventory, p, revision)
@@ -347,6 +416,7 @@ class Engine:
         return replace(p, applies=tuple(applies))
 
     def _publish(self, desired: list[Manifest], revision: str) -> None:
+        self.fence.wanted([m.key for m in desired])
         with self._lock:
             self.desired = {m.key: m for m in desired}
             self.revision = revision
@@ -476,13 +546,15 @@ class Engine:
             if not (self.s.force and "http 422" in text and any(k in text for k in IMMUTABLE)):
                 raise
             log.warning("%s: immutable field changed; force: deleting and creating it again", m.key)
-        self.cluster.delete(m.api_version, m.key)
-        end = time.monotonic() + 60.0  # finalizers may hold it a moment
-        while self.cluster.get(m.api_version, m.key) is not None:
-            if time.monotonic() > end:
-                raise ClusterError(f"force: {m.key} was deleted to be recreated but is still there after 60s (finalizers?)")
-            time.sleep(0.1)
-        return self.cluster.apply(m)
+        # the drift path must not "correct" the deletion (recreating the object before this create, or the old one)
+        with self.fence.replacing(m.key):
+            self.cluster.delete(m.api_version, m.key)
+            end = time.monotonic() + 60.0  # finalizers may hold it a moment
+            while self.cluster.get(m.api_version, m.key) is not None:
+                if time.monotonic() > end:
+                    raise ClusterError(f"force: {m.key} was deleted to be recreated but is still there after 60s (finalizers?)")
+                time.sleep(0.1)
+            return self.cluster.apply(m)
 
     def _events(self, p: Plan, pruned: list[ResourceKey], revision: str) -> None:
         writes = p.writes
@@ -613,6 +685,15 @@ class Engine:
         key = ResourceKey(
             api.split("/")[0] if "/" in api else "", obj.get("kind", ""), meta.get("namespace") or "", meta.get("name", "")
         )
+        with self.fence.correcting(key, etype == "DELETED") as ok:
+            if not ok:  # a sync of ours is deleting/recreating it, or pruned it: nothing drifted
+                log.debug("%s %s: the sync's own replacement or prune, not drift", etype, key)
+                return []
+            return self._on_event(key, etype, obj, received, correct)
+
+    def _on_event(self, key: ResourceKey, etype: str, obj: dict[str, Any], received: float, correct: bool) -> list[DriftItem]:
+        meta = obj.get("metadata") or {}
+        api = obj.get("apiVersion", "")
         with self._lock:
             manifest = self.desired.get(key)
         if manifest is None:
@@ -638,7 +719,8 @@ class Engine:
         if news:
             self.notices.drift(self.subject, key, api, str(meta.get("uid") or ""), news, redact)
         if correct:
-            self.correct(manifest, items, received, None if etype == "DELETED" else obj)
+            deleted = etype == "DELETED"
+            self.correct(manifest, items, received, None if deleted else obj, str(meta.get("uid") or "") if deleted else "")
         reported = [i for i in news if not correct or i.policy is not FieldPolicy.CORRECT]
         if reported:
             self._drift_event("DriftDetected", reported)
@@ -658,12 +740,23 @@ class Engine:
         records = json.dumps([i.record(redact=secret(i)) for i in shown], sort_keys=True)
         self.record_event(ns, involved, reason, message, annotations={DRIFT_ANNOTATION: records})
 
-    def correct(self, manifest: Manifest, items: list[DriftItem], received: float, live: dict[str, Any] | None) -> None:
+    def correct(
+        self, manifest: Manifest, items: list[DriftItem], received: float, live: dict[str, Any] | None, gone_uid: str = ""
+    ) -> None:
+        """Undo ``items``; ``live`` None: the object was deleted (``gone_uid``: the deleted one's uid)."""
         todo = [i for i in items if i.policy is FieldPolicy.CORRECT]
         if not todo:
             return
         if live is None:  # gone from our watch: deleted, or now labelled by another app (then it is theirs)
-            owner = owner_of(self.cluster.get(manifest.api_version, manifest.key), self.s.tracking_label)
+            now = self.cluster.get(manifest.api_version, manifest.key)
+            owner = owner_of(now, self.s.tracking_label)
+            uid = ((now or {}).get("metadata") or {}).get("uid")
+            if owner == self.s.app and gone_uid and uid and uid != gone_uid:
+                # a stale deletion: the object was created again since (a forced recreate); its own events say the rest
+                with self._lock:
+                    for i in todo:
+                        self.drift.pop((manifest.key, i.pointer), None)
+                return
             if owner not in ("", self.s.app):
                 log.error("%s is now claimed by app %r: not re-applied (the next sync reports the conflict)", manifest.key, owner)
                 with self._lock:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from gitopskit.kube import request_json
 from gitopskit.workspace import GitAuth
 from reconciler.controller import AppController
 from reconciler.controller_cli import KS_PATH
+from reconciler.engine import Engine
 from tests.fixtures.cluster import TestCluster
 from tests.fixtures.git import GIT_BEARER, GIT_PASSWORD, GIT_USER, GitHttp, git, make_bare
 from tests.integration.test_crds import install
@@ -341,3 +343,80 @@ def test_wait_with_a_timeout_is_progressing_then_health_check_failed(flux: Flux,
     want = f"Health check failed after 3s: timeout waiting for: [Deployment/{flux.ns}/web status: 'Progressing']"
     assert want in cond["message"]
     assert "Progressing" in seen or seen[0] == "HealthCheckFailed"  # (Ready Unknown, Progressing, while it waited)
+
+
+def test_a_drift_worker_never_corrects_a_forced_recreates_delete_nor_a_prune(
+    flux: Flux, git_http: GitHttp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deterministic, no timing: the sync's delete of a forced recreate holds until a drift worker has handled the
+    DELETED event. Before the fence the worker "corrected" the deletion (recreated the object under the sync, whose
+    wait for it to be gone then spun to its 60 s deadline); a prune's deletion handed to the app's previous engine
+    (which a drift worker may still hold: its desired state names the pruned object) was recreated too."""
+    group = f"{flux.ns}.race.example.com"
+    frozen_crd(flux.api, group)
+    path = f"/apis/{group}/v1/namespaces/{flux.ns}/frozens/f"
+
+    def frozen(value: str) -> str:
+        return json.dumps({"apiVersion": f"{group}/v1", "kind": "Frozen", "metadata": {"name": "f"}, "spec": {"value": value}})
+
+    def live() -> dict[str, Any] | None:
+        try:
+            return request_json(flux.api, "GET", path)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return None
+
+    handled: list[tuple[str, str]] = []  # (event type, name) the drift path has finished with
+    on_event = Engine.on_event
+
+    def spy(self: Engine, etype: str, obj: dict[str, Any], received: float, correct: bool) -> Any:
+        try:
+            return on_event(self, etype, obj, received, correct)
+        finally:
+            handled.append((etype, obj["metadata"]["name"]))
+
+    monkeypatch.setattr(Engine, "on_event", spy)
+    back_under_the_sync: list[bool] = []
+    delete = flux.ctl.cluster.delete
+
+    def held_delete(api_version: str, key: Any, *args: Any, **kwargs: Any) -> Any:
+        out = delete(api_version, key, *args, **kwargs)
+        if key.kind == "Frozen":  # the forced recreate's delete: let the drift worker handle the deletion first
+            until(lambda: ("DELETED", "f") in handled, what="a drift worker to handle the DELETED event")
+            back_under_the_sync.append(live() is not None)
+        return out
+
+    monkeypatch.setattr(flux.ctl.cluster, "delete", held_delete)
+    bare = make_bare(git_http.root, f"race-{flux.ns}", {"apps/a/f.yaml": frozen("1"), "apps/a/b.yaml": cm("b", v="1")})
+    flux.repo("repo", bare, ref={"branch": "main"})
+    flux.ks("a", "./apps/a", force=True)
+    flux.ctl.start()
+    flux.ready_ks("a")
+    old_f = live() or {}
+    uid = old_f["metadata"]["uid"]
+    key = next(k for k in flux.ctl.engines if k.name == "a")
+    old_engine = flux.ctl.engines[key][0]
+    b = flux.cm("b")
+    assert b is not None and old_engine.desired.get(next(k for k in old_engine.desired if k.name == "b")) is not None
+    # a new revision: f's immutable value changes (a forced recreate) and b is gone (pruned); a spec change gives the
+    # app a new engine, so the old one still names b
+    tag_commit(bare, {"apps/a/f.yaml": frozen("2"), "apps/a/b.yaml": ""})
+    request_json(flux.api, "PATCH", f"{KS_PATH}/namespaces/{flux.ns}/kustomizations/a", body={
+        "metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "1"}}, "spec": {"retryInterval": "2m"}},
+                 content_type="application/merge-patch+json")  # fmt: skip
+    until(lambda: back_under_the_sync, what="the forced recreate's delete")
+    assert back_under_the_sync == [False], "the drift path recreated the object between the sync's delete and create"
+    until(lambda: (live() or {}).get("spec") == {"value": "2"}, what="recreated with the new value")
+    assert (live() or {})["metadata"]["uid"] != uid
+    until(lambda: flux.cm("b") is None, what="b pruned")
+    assert flux.ctl.engines[key][0] is not old_engine
+    # the drift worker that took the old engine before the swap handles b's deletion now: not "corrected" back
+    old_engine.on_event("DELETED", b, time.monotonic(), correct=True)
+    assert flux.cm("b") is None, "the prune's deletion was corrected back"
+    # a deletion handled only after the recreate (a worker took it before the new object's event came) is stale
+    engine = flux.ctl.engines[key][0]
+    corrections = len(engine.corrections)
+    assert engine.on_event("DELETED", old_f, time.monotonic(), correct=True)
+    assert len(engine.corrections) == corrections, "a deletion of the object's previous incarnation was corrected"
+    assert "not supported" not in ready(flux.ready_ks("a"))["message"]

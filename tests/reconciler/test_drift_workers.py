@@ -15,9 +15,11 @@ import pytest
 
 from gitopskit.informer import EventType
 from gitopskit.kube import request_json
+from reconciler import apps as A
 from reconciler.cluster import EventRecorder, KubeCluster
-from reconciler.controller import AppController
+from reconciler.controller import AppController, AppKey
 from reconciler.controller_cli import APP_PATH
+from reconciler.engine import KeyFence
 from reconciler.model import Manifest, ResourceKey
 from tests.fixtures.cluster import TestCluster
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare
@@ -174,3 +176,86 @@ def test_reconciler_run_writes_its_events_off_the_loops_threads_and_all_of_them_
     assert writers == [("Synced", "events")], "written by the background writer, and before run returned"
     items = request_json(cluster.api_client(), "GET", f"/api/v1/namespaces/{namespace}/events")["items"]
     assert [e["reason"] for e in items] == ["Synced"]
+
+
+class _Slots:
+    """A stand-in for AutoShards: which apps this replica holds now."""
+
+    def __init__(self, *held: str) -> None:
+        self.held = set(held)
+
+    def owns(self, key: str) -> bool:
+        return key in self.held
+
+    def stop(self) -> None:
+        pass
+
+
+def test_the_event_writer_drops_the_events_of_an_app_this_replica_no_longer_owns_when_it_writes(tmp_path: Path) -> None:
+    """The writer's thread is no app's, so the shards' fence of the write itself cannot tell whose Event it is: an
+    Event queued while the replica owned the app, written after its slot went to another, was written anyway."""
+    slots = _Slots("App/ns/a", "App/ns/b")
+    ctl = AppController(None, ("ns",), cache=tmp_path / "cache", shards=slots)  # type: ignore[arg-type]
+    written: list[str] = []
+    free, writing = threading.Event(), threading.Event()
+
+    def write(namespace: str, involved: dict[str, Any], reason: str, *rest: Any) -> None:
+        writing.set()
+        free.wait(HOLD)
+        written.append(reason)
+
+    ctl.events._write = write
+    obj = {"apiVersion": "reconciler.imagebot.dev/v1alpha1", "kind": "App", "metadata": {"name": "a", "namespace": "ns"},
+           "spec": {"source": {"url": "https://git.example.com/r.git"}}}  # fmt: skip
+    engine_a = ctl._engine(AppKey("App", "ns", "a"), A.from_app(obj), None)
+    engine_b = ctl._engine(AppKey("App", "ns", "b"), A.from_app({**obj, "metadata": {"name": "b", "namespace": "ns"}}), None)
+    engine_a.record_event("ns", {}, "first", "held by the writer")
+    until(writing.is_set, what="the writer to take the first Event")
+    engine_a.record_event("ns", {}, "a-lost", "recorded while a was ours")
+    engine_b.record_event("ns", {}, "b-kept", "b stays ours")
+    ctl.events.record("ns", {}, "no-app", "no app named: written as before")
+    slots.held.discard("App/ns/a")  # the slot of a goes to another replica before those are written
+    free.set()
+    assert ctl.events.close(HOLD)
+    assert written == ["first", "b-kept", "no-app"] and ctl.events.fenced == 1
+    ctl.stop(5)
+
+
+def test_a_sync_marking_an_object_waits_for_a_correction_under_way_and_the_drift_path_then_leaves_it() -> None:
+    """The fence closes the check-then-act gap: a correction that began before the sync's mark (and may apply the
+    object) ends before the sync deletes it; while marked, and after a prune, the drift path handles nothing."""
+    fence = KeyFence(remember=2)
+    key, other = ResourceKey("", "ConfigMap", "ns", "a"), ResourceKey("", "ConfigMap", "ns", "b")
+    marked, release = threading.Event(), threading.Event()
+
+    def sync() -> None:
+        with fence.replacing(key):
+            marked.set()
+            release.wait(HOLD)
+
+    with fence.correcting(key, deleted=False) as ok:
+        assert ok
+        t = threading.Thread(target=sync)
+        t.start()
+        assert not marked.wait(0.2), "the sync marks the object only after the correction under way"
+    until(marked.is_set, what="the sync's mark once the correction ended")
+    with fence.correcting(key, deleted=True) as ok:
+        assert not ok, "the deletion of an object the sync is replacing is not drift"
+    with fence.correcting(other, deleted=True) as ok:
+        assert ok, "another object's is"
+    release.set()
+    t.join(HOLD)
+    with fence.correcting(key, deleted=True) as ok:
+        assert ok, "after the recreate, a deletion is drift again"
+    fence.pruned(key)
+    with fence.correcting(key, deleted=True) as ok:
+        assert not ok, "a prune's deletion is never drift"
+    with fence.correcting(key, deleted=False) as ok:
+        assert ok, "only its deletion is the prune's"
+    fence.wanted([key])
+    with fence.correcting(key, deleted=True) as ok:
+        assert ok, "declared again: its deletion is drift again"
+    for n in range(3):
+        fence.pruned(ResourceKey("", "ConfigMap", "ns", f"p{n}"))
+    with fence.correcting(ResourceKey("", "ConfigMap", "ns", "p0"), deleted=True) as ok:
+        assert ok, "the oldest pruned are forgotten past the bound"
