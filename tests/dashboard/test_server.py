@@ -518,8 +518,17 @@ def test_the_images_page_shows_what_the_imagebot_controller_wrote_on_flux_image_
         "observedPreviousRef": {"name": "registry.example/team/app", "tag": "1.0.0"},
         "conditions": [{"type": "Ready", "status": "True", "reason": "Succeeded", "lastTransitionTime": "2026-11-29T08:00:00Z",
                         "message": "Latest image tag for ^1 resolved to 1.1.0"}]})  # fmt: skip
-    page = wait_listed(dash, f'data-key="{ns}/app-prod"', "/images")
-    row = page[page.index(f'data-key="{ns}/app-prod"'):]
-    row = row[: row.index("</tr>")]
+    def row_of(page: str) -> str:
+        row = page[page.index(f'data-key="{ns}/app-prod"') :]
+        return row[: row.index("</tr>")]
+
+    # the policy and its repository come through two watches: the row may be listed before the repository's status
+    wait_listed(dash, f'data-key="{ns}/app-prod"', "/images")
+
+    def scanned() -> str:
+        row = row_of(requests.get(dash.url + "/images", timeout=30).text)
+        return row if "3 tag(s)" in row else ""
+
+    row = str(until(scanned, what="the repository's scan on the policy's row"))
     assert "semver ^1" in row and "registry.example/team/app:1.1.0" in row and "was <code>registry.example/team/app:1.0.0" in row
     assert "✓ Ready" in row and "3 tag(s)" in row and "newest: 1.1.0, 1.0.0" in row
