@@ -100,12 +100,10 @@
 
   function connect() {
     const es = new EventSource("/events?topics=" + encodeURIComponent(topics));
-    let dropped = false;
-    es.onopen = function () {
-      setState("open", "● live");
-      if (dropped) { dropped = false; schedule(); }  // what changed while disconnected: fetch the page's data again
-    };
-    es.onerror = function () { dropped = true; setState("reconnecting", "○ reconnecting…"); };
+    // every open, the first included: what changed between the page's render and its subscription (or while it was
+    // disconnected) was announced to nobody — fetch the page's data once; an unchanged digest leaves the page as it is
+    es.onopen = function () { setState("open", "● live"); schedule(); };
+    es.onerror = function () { setState("reconnecting", "○ reconnecting…"); };
     es.addEventListener("row", function (e) { const d = JSON.parse(e.data); replaceRow(d.key, d.html); });
     es.addEventListener("gone", function (e) {
       const d = JSON.parse(e.data);

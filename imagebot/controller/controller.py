@@ -527,6 +527,7 @@ class ImageController:
                 except ImagebotError as exc:
                     raise Failed(S.Reason.READ_FAILED, f"digest of {scan.canonical}:{tag}: {exc}") from None
         status = pick.status(S.policy_status(obj, scan.image, tag, digest), obj)
+        self._record_first_seen(key, obj, pick)
         old_ref = (obj.get("status") or {}).get("latestRef") or {}
         if self._write_status(key, obj, status) and old_ref != status["latestRef"]:
             # the automations of the namespace are enqueued by the informer's event for this write (their reconcile
@@ -615,6 +616,7 @@ class ImageController:
         if pick.tag:
             return pick
         # nothing resolved yet and a reason to wait (soaking, too young, held): say so, look again when it may move
+        self._record_first_seen(key, obj, pick)
         self._write_status(key, obj, S.failure(obj, str(choice.why), choice.message))
         self._remember(key, obj, pick, "", "")
         return Result(requeue_after=choice.remaining) if choice.remaining else None
@@ -670,10 +672,9 @@ class ImageController:
                     return now
         return now
 
-    def _remember(self, key: ObjKey, obj: dict[str, Any], pick: Pick, tag: str, digest: str) -> None:
-        """After a policy's reconcile: what must survive a restart goes to the cluster (the min-age record on the
-        policy; since when it has its latestRef, when another policy promotes from it), and a waiting tag is an
-        Event once per tag and reason."""
+    def _record_first_seen(self, key: ObjKey, obj: dict[str, Any], pick: Pick) -> None:
+        """The min-age record on the policy, written before the status that reports from it: a restart in between
+        must not find a status whose ages it cannot read back."""
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
         seen = pick.choice.first_seen
         value = P.dump_first_seen(seen) if seen is not None else None
@@ -684,6 +685,11 @@ class ImageController:
                              content_type="application/merge-patch+json", timeout=30)  # fmt: skip
             except ApiException as exc:
                 log.warning("%s: %s not written: HTTP %s", key, fx.FIRST_SEEN, exc.status)
+
+    def _remember(self, key: ObjKey, obj: dict[str, Any], pick: Pick, tag: str, digest: str) -> None:
+        """After a policy's status is written: since when it has its latestRef, when another policy promotes from it
+        (read back against the written latestRef), and a waiting tag is an Event once per tag and reason."""
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
         if tag and self._promoted_from(key.namespace, key.name):
             try:  # recorded already (the cached object's record): nothing to read or write
                 known = P.since_of(P.read_history(annotations), tag, digest) is not None

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import requests
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from gitopskit.kube import request_json
-from tests.dashboard.conftest import TOKEN, Loop
+from tests.dashboard.conftest import APP_PATH, TOKEN, Loop, until
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, commit_files, log
 from tests.tools.kubectl import kubectl
 
@@ -145,6 +146,35 @@ def test_suspend_and_resume_show_live(browser: WebDriver, loop: Loop) -> None:
     click(browser, "#action-resume")
     wait(browser, lambda b: css(b, "#app-suspended").get_attribute("data-value") == "false", "resumed")
     assert loop.app_object()["spec"]["suspend"] is False
+
+
+def test_a_change_between_the_pages_render_and_its_subscription_is_not_lost(browser: WebDriver, loop: Loop) -> None:
+    """A page subscribes to its event stream after it is rendered: a change in between was announced to nobody, so
+    the page fetches its data once when the stream opens. The page's script is held back (blocked) while the app
+    changes, then loaded: before, the page stayed at what it was rendered with until the next change."""
+    path = f"{APP_PATH}/namespaces/{loop.ns}/apps/{loop.app}"
+
+    def suspend(value: bool) -> None:
+        request_json(loop.api, "PATCH", path, body={"spec": {"suspend": value}}, content_type="application/merge-patch+json")
+
+    login(browser, loop)
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/static/app.js*"]})
+    try:
+        browser.get(app_url(loop))  # rendered; not subscribed (its script never ran)
+        assert css(browser, "#app-suspended").get_attribute("data-value") == "false"
+        suspend(True)
+        headers, shown = {"Authorization": f"Bearer {TOKEN}"}, 'data-test="app-suspended" data-value="true"'
+        until(lambda: shown in requests.get(app_url(loop), headers=headers, timeout=30).text, what="the dashboard's cache")
+    finally:
+        browser.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+    try:
+        assert css(browser, "#app-suspended").get_attribute("data-value") == "false", "the page was rendered before it"
+        browser.execute_script("const s = document.createElement('script'); s.src = '/static/app.js'; document.body.append(s);")
+        wait(browser, lambda b: css(b, "#live-status").get_attribute("data-state") == "open", "the page's event stream")
+        wait(browser, lambda b: css(b, "#app-suspended").get_attribute("data-value") == "true", "the change made before")
+    finally:
+        suspend(False)
 
 
 def test_kubectl_scale_shows_up_live_as_drift_with_its_field_manager(browser: WebDriver, loop: Loop) -> None:
