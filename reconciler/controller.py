@@ -68,8 +68,9 @@ PREPARE_WAIT = 10.0  # seconds an app waits for the shared informers of its kind
 # drift corrections in flight at once, across apps and objects. Each is an API round trip or two (the apply; the
 # DriftCorrected Event goes to the background EventRecorder): handled on the informer's own thread, one event after
 # the other with its Event, 100 drifts at once waited ~200 round trips in turn (issue 15's C3: p99 4 s for a target
-# of 1 s). 16 keeps 100 drifts within ~7 round trips each, and the connections they hold within the client's pool
-DRIFT_WORKERS = 16
+# of 1 s). 8 keeps 100 drifts within ~13 round trips each (C3 p99 0.3-0.6 s, quiet); 16 halved that again but its
+# threads, woken by every ADDED/MODIFIED of a cold start's 5,000 applies, cost C1 ~5 s of its 2 cores (A/B, one run)
+DRIFT_WORKERS = 8
 
 
 @dataclass(frozen=True, slots=True, order=True)
