@@ -128,7 +128,8 @@ class ProvenanceReader:
         try:
             # a tag is read by its manifest (whose hash is its digest), not by a HEAD first: one request fewer when
             # the digest is new; a tag proposed pass after pass (its PR not merged yet) then stops at the cache
-            if valid_digest(reference):
+            by_digest = valid_digest(reference)
+            if by_digest:
                 cached = self.state.provenance(repository, reference)
                 if cached is not None:
                     return cached
@@ -139,7 +140,8 @@ class ProvenanceReader:
                 hits.extend([hit] if hit is not None else [])
                 return hit
 
-            digest, found = fetch(client, path, reference, known)
+            # by digest the cache was asked above: asking it again once the manifest is in would repeat that read
+            digest, found = fetch(client, path, reference, None if by_digest else known)
             if hits:
                 return found
         except (RegistryError, OSError, sqlite3.Error) as exc:  # e.g. a locked state file: the update goes on
