@@ -342,31 +342,38 @@ class Workspace:
             raise GitError(self._describe(args, exc)) from exc
 
     def _run(self, args: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> str:
-        """Run one git command under the overall deadline; stdout, or GitCommandError. A command past its
-        deadline is killed with its whole process group (git's helpers and ssh too) and is a GitError."""
+        """Run one git command under the overall deadline; stdout, or GitCommandError (past the deadline: GitError)."""
+        full = {**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **self._env, **(env or {})}  # messages we can match
+        hint = ": the remote did not answer in time (set GITOPSKIT_GIT_TIMEOUT for a slower remote)"
+        code, out, err = self._exec(args, cwd, full, None, hint)
+        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
+        if code:
+            raise GitCommandError(["git", _verb(args)], code, stderr, stdout)
+        return stdout.removesuffix("\n")
+
+    def _exec(
+        self, args: list[str], cwd: Path, env: Mapping[str, str], stdin: bytes | None, hint: str = ""
+    ) -> tuple[int, bytes, bytes]:
+        """The one way git is run: in a process group of its own, under the overall deadline. Past it the whole
+        group is killed — git's helpers (git-remote-http, ssh) too, which killing git alone would leave running,
+        holding the connection and our pipes — and it is a GitError ending in ``hint``."""
         proc = subprocess.Popen(
             ["git", *args],
             cwd=cwd,
-            env={**os.environ, "LANGUAGE": "C", "LC_ALL": "C", **self._env, **(env or {})},  # messages we can match
-            stdin=subprocess.DEVNULL,
+            env=dict(env),
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,  # one process group to kill
         )
         try:
-            out, err = proc.communicate(timeout=self.limits.timeout)
+            out, err = proc.communicate(stdin, timeout=self.limits.timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise GitError(
-                f"git {_verb(args)} {safe_url(self.url)} timed out after {self.limits.timeout:g}s: the remote did not answer "
-                "in time (set GITOPSKIT_GIT_TIMEOUT for a slower remote)"
-            ) from None
-        stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
-        if proc.returncode:
-            raise GitCommandError(["git", _verb(args)], proc.returncode, stderr, stdout)
-        return stdout.removesuffix("\n")
+            raise GitError(f"git {_verb(args)} {safe_url(self.url)} timed out after {self.limits.timeout:g}s{hint}") from None
+        return proc.returncode, out, err
 
     def _describe(self, args: tuple[str, ...] | list[str], exc: GitCommandError) -> str:
         raw = redact(str(exc.stderr or "")).strip()
@@ -572,14 +579,10 @@ class Workspace:
 
     def _bytes(self, args: list[str], stdin: bytes | None = None) -> bytes:
         """A local git command's exact stdout (object plumbing), under the overall deadline."""
-        try:
-            proc = subprocess.run(["git", *args], cwd=self.dir, input=stdin, capture_output=True, timeout=self.limits.timeout,
-                                  env={**os.environ, "LC_ALL": "C"}, check=False)  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise GitError(f"git {args[0]} timed out after {self.limits.timeout:g}s") from None
-        if proc.returncode:
-            raise GitError(f"git {args[0]} failed: {redact(proc.stderr.decode('utf-8', 'replace')).strip()[:300]}")
-        return proc.stdout
+        code, out, err = self._exec(args, self.dir, {**os.environ, "LC_ALL": "C"}, stdin)
+        if code:
+            raise GitError(f"git {args[0]} failed: {redact(err.decode('utf-8', 'replace')).strip()[:300]}")
+        return out
 
     def push(self, remote_branch: str, lease: str | None = None, force_with_lease: bool = False) -> PushOutcome:
         """Push HEAD to ``remote_branch``. Never forces, except with a lease on the bot's own branch."""

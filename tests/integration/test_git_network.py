@@ -203,3 +203,34 @@ def test_the_overall_deadline_kills_git_and_its_helpers_when_the_stall_limits_wo
     assert isinstance(err, GitError), err
     assert f"git clone {url.replace('git@', '***@')} timed out after 2s" in str(err)
     assert not (tmp_path / "c").exists() or not any(p.name.endswith(".tmp") for p in (tmp_path / "c").iterdir())
+
+
+def _processes_naming(text: str) -> list[str]:
+    """The command lines of live processes that contain ``text`` (a zombie's is empty: it holds nothing)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmd:
+                found.append(cmd)
+    return found
+
+
+@pytest.mark.parametrize("runner", ["_run", "_bytes"], ids=["command", "plumbing"])
+def test_a_command_past_its_deadline_leaves_no_git_helper_behind(silent: _Silent, runner: str, tmp_path: Path) -> None:
+    """Both ways the workspace runs git share the process-group kill: killing git alone left its git-remote-http
+    child talking to the silent remote (until curl's low-speed limit, here 10 minutes), holding our pipes too."""
+    url = f"http://127.0.0.1:{silent.port}/r.git"
+    patient = GitLimits(timeout=2.0, low_speed_time=600, connect_timeout=600)
+    ws = Workspace(url, "main", tmp_path / "c", HTTP_AUTH, limits=patient)
+    ws.dir.mkdir(parents=True)
+    err = _bounded(lambda: getattr(ws, runner)(["ls-remote", "--", url], *(() if runner == "_bytes" else (ws.dir,))))
+    assert isinstance(err, GitError), err
+    assert "timed out after 2s" in str(err)
+    end = time.monotonic() + 10  # SIGKILL is immediate; the bound only absorbs a loaded machine's scheduling
+    while _processes_naming(f"127.0.0.1:{silent.port}") and time.monotonic() < end:
+        time.sleep(0.1)
+    assert _processes_naming(f"127.0.0.1:{silent.port}") == []
