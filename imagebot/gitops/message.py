@@ -86,8 +86,9 @@ def _version(value: str, target: Target) -> str:
 
 def summarize(
     changes: tuple[Change, ...], requested: Mapping[str, ImageRef], why: Mapping[str, Why] | None = None
-) -> tuple[ImageSummary, ...]:
-    """One line per requested image that changed, in a stable order (``why`` by subject: the facts known)."""
+) -> tuple[tuple[ImageSummary, explain.Explained | None], ...]:
+    """One line per requested image that changed, in a stable order (``why`` by subject: the facts known), each
+    with its explanation when its facts are known: explained once, for the summary's compare link and the body."""
     by_subject: dict[str, list[Change]] = {}
     for c in changes:
         by_subject.setdefault(c.subject, []).append(c)
@@ -104,9 +105,10 @@ def summarize(
             image, new, digest = new_ref.name, new_ref.tag or (new_ref.digest or ""), new_ref.digest or ""
         old = ", ".join(olds) or "(unset)"
         facts = (why or {}).get(subject)
-        url = explain.explain(image, old, new, facts).compare_url if facts is not None else ""
+        explained = explain.explain(image, old, new, facts) if facts is not None else None
         files = tuple(sorted({c.file for c in group}))
-        out.append(ImageSummary(image, image.rsplit("/", 1)[-1], old, new, digest, files, facts, url))
+        url = explained.compare_url if explained is not None else ""
+        out.append((ImageSummary(image, image.rsplit("/", 1)[-1], old, new, digest, files, facts, url), explained))
     return tuple(out)
 
 
@@ -201,8 +203,9 @@ def render(
     ``trailers``, ``rollback`` and each image's ``why``/``compare_url``. A body over ``limit`` drops whole
     sections from the end, with a note saying how many."""
     changes = tuple(sorted(changes, key=lambda c: (c.file, c.doc, c.line, c.field)))  # the order a reader scans a diff in
-    images = summarize(changes, requested, why)
-    explained = tuple(explain.explain(i.image, i.old, i.new, i.why) for i in images if i.why is not None)
+    summaries = summarize(changes, requested, why)
+    images = tuple(i for i, _ in summaries)
+    explained = tuple(e for _, e in summaries if e is not None)
     sections = [explain.section(e) for e in explained]
     ctx = {"images": images, "changes": changes, "environment": environment, "group": group,
            "trailers": explain.trailers(explained), "rollback": explain.ROLLBACK_PR if explained else ""}  # fmt: skip

@@ -75,6 +75,20 @@ def test_body_and_trailers_match_the_golden_texts() -> None:
     _golden("commit.txt", r.commit_message)
 
 
+def test_each_image_is_explained_once_for_its_compare_link_and_its_section(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = explain.explain
+
+    def counting(image: str, old: str, new: str, why: Why) -> explain.Explained:
+        calls.append(image)
+        return real(image, old, new, why)
+
+    monkeypatch.setattr(explain, "explain", counting)
+    r = render(CHANGES, REQUESTED, environment="prod", why=WHY)
+    assert sorted(calls) == ["ghcr.io/org/app", "nginx"]
+    assert "/compare/1111111111111111111111111111111111111111...2222222222222222222222222222222222222222" in r.body
+
+
 def test_rendering_does_not_depend_on_change_or_mapping_order() -> None:
     a = render(CHANGES, REQUESTED, environment="prod", why=WHY)
     b = render(tuple(reversed(CHANGES)), dict(reversed(REQUESTED.items())), environment="prod", why=dict(reversed(WHY.items())))
