@@ -4,7 +4,8 @@ variable; in a cluster, a Secret mounted or passed as an environment variable).
 A browser logs in once with the token (form → an HttpOnly, SameSite=Strict session cookie); a script sends
 ``Authorization: Bearer TOKEN``. Every form POST carries a CSRF token bound to a per-browser cookie
 (HMAC of it with a key that lives only in this process), and a POST whose Origin is not this server's is
-refused. Tokens are compared in constant time and never logged or rendered.
+refused. Tokens are compared in constant time and never logged or rendered. Each client's wrong tokens (login form
+and Bearer alike) are counted, and one that keeps guessing is locked out for longer each time (dashboard/throttle.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+
+from dashboard.throttle import Throttle
 
 SESSION_COOKIE = "dashboard_session"
 CSRF_COOKIE = "dashboard_csrf"
@@ -63,6 +66,7 @@ class Auth:
         self._key = secrets.token_bytes(32)
         self._sessions: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
+        self.throttle = Throttle()
 
     @property
     def writable(self) -> bool:
@@ -76,9 +80,21 @@ class Auth:
                 found = name
         return found
 
-    def login(self, token: str) -> str | None:
-        """A new session id for a right token, else None."""
-        who = self.check_token(token)
+    def _checked(self, token: str, client: str) -> str | None:
+        """check_token behind the client's throttle: raises Throttled (token unchecked) while it is locked out."""
+        if not self.tokens:
+            return None  # read-only: no token is right, so there is nothing to guess
+        self.throttle.check(client)
+        name = self.check_token(token)
+        if name is None:
+            self.throttle.failed(client)
+        else:
+            self.throttle.succeeded(client)
+        return name
+
+    def login(self, token: str, client: str) -> str | None:
+        """A new session id for a right token, else None; raises Throttled while ``client`` is locked out."""
+        who = self._checked(token, client)
         if who is None:
             return None
         sid = secrets.token_urlsafe(32)
@@ -103,9 +119,10 @@ class Auth:
             return None
         return got[0]
 
-    def who(self, cookies: dict[str, str], authorization: str) -> Who | None:
+    def who(self, cookies: dict[str, str], authorization: str, client: str) -> Who | None:
+        """The session's or Bearer token's holder, or None; a Bearer token is a guess like a login (Throttled)."""
         if authorization.lower().startswith("bearer "):
-            name = self.check_token(authorization[7:].strip())
+            name = self._checked(authorization[7:].strip(), client)
             return Who(name, "bearer") if name else None
         name = self.session(cookies.get(SESSION_COOKIE, ""))
         return Who(name, "session") if name else None

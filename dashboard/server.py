@@ -27,6 +27,7 @@ from dashboard.auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Auth, W
 from dashboard.cluster import APP_KINDS, ClusterView
 from dashboard.images import ActionRefused, ImageEnv, ImageState, StateUnreadable
 from dashboard.sse import Broadcaster, frame
+from dashboard.throttle import Throttled
 from gitopskit import httpd
 from gitopskit.informer import Key
 from reconciler.apps import app_key
@@ -359,7 +360,7 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             return new_browser_id(), True
 
         def _who(self) -> Who | None:
-            return d.auth.who(self._cookies(), self.headers.get("Authorization") or "")
+            return d.auth.who(self._cookies(), self.headers.get("Authorization") or "", self.client_address[0])
 
         def _reply(self, code: int, body: bytes, ctype: str = "text/html; charset=utf-8",
                    headers: tuple[tuple[str, str], ...] = (), cache: str = "no-store") -> None:  # fmt: skip
@@ -390,16 +391,33 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
                 headers += (self._cookie(CSRF_COOKIE, browser, 30 * 86400),)
             self._reply(200, body, headers=headers)
 
-        def _error(self, code: int, message: str) -> None:
+        def _error(self, code: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
             body = d.render("error.html", code=code, message=message, who=None, writable=False, csrf="", topics="status",
                             fragment=False, path="", query="")  # fmt: skip
-            self._reply(code, body)
+            self._reply(code, body, headers=headers)
+
+        def _throttled(self, exc: Throttled) -> None:
+            """429 with Retry-After: this client sent too many wrong tokens (its token was not checked)."""
+            retry = (("Retry-After", str(exc.retry_after)),)
+            if self.command == "POST" and urlsplit(self.path).path == "/login":
+                browser, _ = self._browser()
+                body = d.render("login.html", who=None, writable=True, csrf=d.auth.csrf_for(browser), topics="status",
+                                fragment=False, path="/login", query="", problem=str(exc), next="/")  # fmt: skip
+                self._reply(429, body, headers=retry)
+                return
+            self._error(429, str(exc), retry)
 
         # ------------------------------------------------------------------ GET
         def do_HEAD(self) -> None:
             self.do_GET()
 
         def do_GET(self) -> None:
+            try:
+                self._get()
+            except Throttled as exc:
+                self._throttled(exc)
+
+        def _get(self) -> None:
             url = urlsplit(self.path)
             path = url.path
             if path in ("/healthz", "/readyz"):
@@ -487,6 +505,12 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
 
         # ------------------------------------------------------------------ POST
         def do_POST(self) -> None:
+            try:
+                self._post()
+            except Throttled as exc:
+                self._throttled(exc)
+
+        def _post(self) -> None:
             url = urlsplit(self.path)
             origin = self.headers.get("Origin")
             host = self.headers.get("Host") or ""
@@ -524,7 +548,7 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             if not d.auth.writable:
                 self._error(403, "this dashboard is read-only: no token is configured")
                 return
-            sid = d.auth.login(form.get("token", ""))
+            sid = d.auth.login(form.get("token", ""), self.client_address[0])
             if sid is None:
                 browser, _ = self._browser()
                 body = d.render("login.html", who=None, writable=True, csrf=d.auth.csrf_for(browser), topics="status",
