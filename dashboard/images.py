@@ -257,7 +257,12 @@ class ImageState:
         excluded: tuple[Excluded, ...] = ()
         hold, promote, soak, soak_ends = False, "", 0.0, 0.0
         seen: list[TagSeen] = []
-        if img is not None:
+        if img is None:  # a reference `discover:` found: its row names the repository
+            from imagebot.runtime.state import discovered_repository
+
+            repository = discovered_repository(image)
+            seen = tags.get(repository, [])
+        else:
             repository = img.repository.canonical_name
             seen = tags.get(repository, [])
             e = next((x for x in img.environments if x.name == env_name), None)

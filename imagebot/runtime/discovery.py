@@ -32,13 +32,14 @@ from imagebot.gitops.writer import Delivery, Mode, Result, Status, deliver
 from imagebot.refs import ImageRef, try_parse
 from imagebot.registry.scanner import ScanResult
 from imagebot.runtime.runner import _AUTH_REFUSED, PassReport, Runner, _utc, flux_delivery
+from imagebot.runtime.state import DISCOVERED
 from imagebot.update import ChangeSet, EditRequest, walk
 from imagebot.update import discover as disc
 from imagebot.update.model import Problem
 
 log = logging.getLogger(__name__)
 
-ROW_PREFIX = "discover:"  # the image column of a discovered reference's state rows
+ROW_PREFIX = DISCOVERED  # the image column of a discovered reference's state rows (the dashboard reads it back)
 
 
 def row_image(repository: str) -> str:

@@ -39,6 +39,12 @@ CREATE TABLE IF NOT EXISTS operator_log (
 """
 
 OPERATOR_LOG_KEPT = 1000  # operator actions kept for the dashboard's timeline (oldest dropped)
+DISCOVERED = "discover:"  # the image column of a discovered reference's rows: discover:REPOSITORY (runtime/discovery.py)
+
+
+def discovered_repository(image: str) -> str:
+    """The repository (canonical name) a discovered reference's row is about, or "" for a configured image's row."""
+    return image.removeprefix(DISCOVERED) if image.startswith(DISCOVERED) else ""
 
 
 class OperatorAction(StrEnum):

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from imagebot.registry.state import ScanState
+from imagebot.runtime.discovery import row_image
 from imagebot.runtime.state import RuntimeState
 from tests.dashboard.test_server import _read_until, _sse, until
 from tests.fixtures.browser import DashboardServer, start_dashboard
@@ -20,6 +21,7 @@ from tests.fixtures.cluster import TestCluster
 pytestmark = [pytest.mark.cluster]
 
 REPO = "registry.example:5000/team/app"
+FOUND = "registry.example:5000/team/found"  # a repository only `discover:` knows (no images: entry)
 
 
 def config(state: Path) -> str:
@@ -60,6 +62,8 @@ def dash(cluster: TestCluster, tmp_path: Path) -> Iterator[tuple[DashboardServer
               digest="sha256:" + "b" * 64, commit="c0ffee" * 6 + "abcd")  # fmt: skip
     rt.record("app", "prod", reason="1.2.0-rc.1 soaking in dev", pending="1.2.0-rc.1", now=now, tag="1.0.0",
               digest="sha256:" + "c" * 64, pr="https://github.example/acme/config/pull/7")  # fmt: skip
+    scan.record_tags(FOUND, ["2.0.0", "2.1.0"], now - 600)
+    rt.record(row_image(FOUND), "config:envs/staging", reason="up to date within minor", pending=None, now=now, tag="2.1.0")
     cfg = tmp_path / "imagebot.yaml"
     cfg.write_text(config(state))
     server = start_dashboard(tmp_path / "dash", cluster.kubeconfig, extra=["--imagebot-config", str(cfg), "--namespace", "none"])
@@ -92,6 +96,13 @@ def test_each_image_environment_shows_current_newest_and_why_pending_with_soak_h
     assert 'href="https://github.example/acme/config/pull/7"' in prod and 'rel="noopener noreferrer"' in prod
     frozen = row(page, "app/frozen")
     assert 'data-value="true"' in frozen and "on hold" in frozen and "not yet run" in frozen
+
+
+def test_a_discovered_reference_shows_its_repository_and_the_tags_seen(dash: tuple[DashboardServer, Path]) -> None:
+    server, _ = dash
+    found = row(requests.get(f"{server.url}/images", timeout=30).text, f"discover:{FOUND}/config:envs/staging")
+    assert f'<span class="muted wrap">{FOUND}</span>' in found
+    assert "<code>2.1.0</code>" in found and "up to date within minor" in found and "2 tag(s) seen" in found
 
 
 def test_the_state_file_is_never_written_and_a_change_by_imagebot_reaches_the_open_page(
