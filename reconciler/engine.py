@@ -699,6 +699,12 @@ class Engine:
         if manifest is None:
             return []
         live = None if etype == "DELETED" else obj
+        # a deletion is judged before anything is said: a stale one, or another app's object now, is no drift of ours
+        if live is None and self._not_our_deletion(key, str(meta.get("uid") or ""), self.cluster.get(manifest.api_version, key)):
+            with self._lock:
+                for k in [k for k in self.drift if k[0] == key]:
+                    del self.drift[k]
+            return []
         items = self._drift_of(manifest, live)
         # a value our own field manager wrote is a sync in flight (or one that raced this event), never drift: correcting
         # it would undo a change of revision; the sync that wrote it is the one to finish or retry it
@@ -719,8 +725,7 @@ class Engine:
         if news:
             self.notices.drift(self.subject, key, api, str(meta.get("uid") or ""), news, redact)
         if correct:
-            deleted = etype == "DELETED"
-            self.correct(manifest, items, received, None if deleted else obj, str(meta.get("uid") or "") if deleted else "")
+            self.correct(manifest, items, received, live)
         reported = [i for i in news if not correct or i.policy is not FieldPolicy.CORRECT]
         if reported:
             self._drift_event("DriftDetected", reported)
@@ -740,29 +745,24 @@ class Engine:
         records = json.dumps([i.record(redact=secret(i)) for i in shown], sort_keys=True)
         self.record_event(ns, involved, reason, message, annotations={DRIFT_ANNOTATION: records})
 
-    def correct(
-        self, manifest: Manifest, items: list[DriftItem], received: float, live: dict[str, Any] | None, gone_uid: str = ""
-    ) -> None:
-        """Undo ``items``; ``live`` None: the object was deleted (``gone_uid``: the deleted one's uid)."""
+    def _not_our_deletion(self, key: ResourceKey, gone_uid: str, now: dict[str, Any] | None) -> bool:
+        """A DELETED event that is no drift: the object was created again since, ours (a forced recreate: a late
+        event of its previous incarnation, whose uid differs; its own events say the rest), or it is now claimed
+        by another app (the next sync reports the conflict)."""
+        owner = owner_of(now, self.s.tracking_label)
+        uid = ((now or {}).get("metadata") or {}).get("uid")
+        if owner == self.s.app and gone_uid and uid and uid != gone_uid:
+            return True
+        if owner not in ("", self.s.app):
+            log.error("%s is now claimed by app %r: not re-applied (the next sync reports the conflict)", key, owner)
+            return True
+        return False
+
+    def correct(self, manifest: Manifest, items: list[DriftItem], received: float, live: dict[str, Any] | None) -> None:
+        """Undo ``items``; ``live`` None: the object was deleted (and is not back: see :meth:`_not_our_deletion`)."""
         todo = [i for i in items if i.policy is FieldPolicy.CORRECT]
         if not todo:
             return
-        if live is None:  # gone from our watch: deleted, or now labelled by another app (then it is theirs)
-            now = self.cluster.get(manifest.api_version, manifest.key)
-            owner = owner_of(now, self.s.tracking_label)
-            uid = ((now or {}).get("metadata") or {}).get("uid")
-            if owner == self.s.app and gone_uid and uid and uid != gone_uid:
-                # a stale deletion: the object was created again since (a forced recreate); its own events say the rest
-                with self._lock:
-                    for i in todo:
-                        self.drift.pop((manifest.key, i.pointer), None)
-                return
-            if owner not in ("", self.s.app):
-                log.error("%s is now claimed by app %r: not re-applied (the next sync reports the conflict)", manifest.key, owner)
-                with self._lock:
-                    for i in todo:
-                        self.drift.pop((manifest.key, i.pointer), None)
-                return
         if live is not None and any(i.kind is DriftKind.ADDED for i in todo):
             added = diffmod.added_fields(manifest, live, self.cluster.field_manager, self.s.rules, self._defaults(manifest, live))
             if added:

@@ -414,9 +414,16 @@ def test_a_drift_worker_never_corrects_a_forced_recreates_delete_nor_a_prune(
     # the drift worker that took the old engine before the swap handles b's deletion now: not "corrected" back
     old_engine.on_event("DELETED", b, time.monotonic(), correct=True)
     assert flux.cm("b") is None, "the prune's deletion was corrected back"
-    # a deletion handled only after the recreate (a worker took it before the new object's event came) is stale
+    # a deletion handled only after the recreate (a worker took it before the new object's event came) is stale:
+    # judged by its uid before anything is said — no DriftDetected notification, no Event, no correction
     engine = flux.ctl.engines[key][0]
+    told: list[Any] = []
+    monkeypatch.setattr(flux.ctl.notices.emitter, "emit", told.append)
+    monkeypatch.setattr(engine, "record_event", lambda *a, **k: told.append(a))
     corrections = len(engine.corrections)
-    assert engine.on_event("DELETED", old_f, time.monotonic(), correct=True)
+    for correct in (True, False):
+        assert engine.on_event("DELETED", old_f, time.monotonic(), correct=correct) == []
     assert len(engine.corrections) == corrections, "a deletion of the object's previous incarnation was corrected"
+    assert told == [], "a deletion of the object's previous incarnation was told as drift"
+    assert not [k for k in engine.drift if k[0].name == "f"]
     assert "not supported" not in ready(flux.ready_ks("a"))["message"]
