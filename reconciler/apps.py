@@ -52,6 +52,11 @@ class InvalidApp(ValueError):
     """The object cannot be run as written; the message names the field (the app becomes Stalled)."""
 
 
+class SourceNotFound(InvalidApp):
+    """The GitRepository the app names does not exist (yet): as in Flux, not ready yet and retried — never Stalled
+    (it is often created just after the app)."""
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class ObjectRef:
     namespace: str
@@ -320,7 +325,7 @@ def _common(obj: dict[str, Any], ref: ObjectRef, annotations: dict[str, Any], la
 
 
 def from_kustomization(obj: dict[str, Any], repo: dict[str, Any] | None) -> AppSpec:
-    """A Flux Kustomization (v1) and the GitRepository its sourceRef names (None: not found → InvalidApp)."""
+    """A Flux Kustomization (v1) and the GitRepository its sourceRef names (None: not found → SourceNotFound)."""
     ref, gen, ann, labels = _meta(obj)
     spec = _get(obj, "spec", dict, {})
     src_kind = _get(obj, "spec.sourceRef.kind", str)
@@ -329,7 +334,7 @@ def from_kustomization(obj: dict[str, Any], repo: dict[str, Any] | None) -> AppS
         raise InvalidApp(f"spec.sourceRef must name a GitRepository (got {src_kind or 'nothing'})")
     if repo is None:
         ns = _get(obj, "spec.sourceRef.namespace", str) or ref.namespace
-        raise InvalidApp(f"GitRepository {ns}/{src_name} not found")
+        raise SourceNotFound(f"GitRepository {ns}/{src_name} not found")
     prune = _get(obj, "spec.prune", bool)
     if prune is None:
         raise InvalidApp("spec.prune is required (true or false), as in Flux")
@@ -363,7 +368,7 @@ def from_app(obj: dict[str, Any], repo: dict[str, Any] | None = None) -> AppSpec
     unsupported = _unsupported(spec, _APP_FIELDS)
     if "sourceRef" in spec:
         if repo is None:
-            raise InvalidApp(f"GitRepository {_get(obj, 'spec.sourceRef.name', str)} not found")
+            raise SourceNotFound(f"GitRepository {_get(obj, 'spec.sourceRef.name', str)} not found")
         source = git_source(repo)
         unsupported += _unsupported(_get(repo, "spec", dict, {}), _GITREPO_FIELDS, "GitRepository spec")
     else:

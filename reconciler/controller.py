@@ -71,6 +71,7 @@ PREPARE_WAIT = 10.0  # seconds an app waits for the shared informers of its kind
 # of 1 s). 8 keeps 100 drifts within ~13 round trips each (C3 p99 0.3-0.6 s, quiet); 16 halved that again but its
 # threads, woken by every ADDED/MODIFIED of a cold start's 5,000 applies, cost C1 ~5 s of its 2 cores (A/B, one run)
 DRIFT_WORKERS = 8
+SOURCE_RETRY = 30.0  # seconds before an app whose GitRepository is missing looks again (its creation wakes it at once)
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -604,6 +605,13 @@ class AppController:
         labels = (key.kind, key.namespace, key.name)
         try:
             spec = self.spec_of(key, obj)
+        except A.SourceNotFound as exc:
+            # Flux: a source not there (yet) is ArtifactFailed and retried, never Stalled; its creation wakes the app
+            # sooner (_on_repo). Told as a failure only when still missing at a retry, not on first sight
+            told = ready_message(obj) == str(exc)
+            self._fail(key, obj, None, A.Reason.ARTIFACT_FAILED, str(exc), notify=told)
+            self.metrics.reconciles.labels(*labels, "failed").inc()
+            return Result(requeue_after=SOURCE_RETRY)
         except A.InvalidApp as exc:
             self._fail(key, obj, None, A.Reason.INVALID, str(exc), stalled=True)
             self.metrics.reconciles.labels(*labels, "invalid").inc()
@@ -787,14 +795,22 @@ class AppController:
         return _flux_status(obj, None if o.progressing else o.ready, reason, message, False, extra, reconciling=o.progressing)
 
     def _fail(
-        self, key: AppKey, obj: dict[str, Any], spec: A.AppSpec | None, reason: A.Reason, message: str, stalled: bool = False
+        self,
+        key: AppKey,
+        obj: dict[str, Any],
+        spec: A.AppSpec | None,
+        reason: A.Reason,
+        message: str,
+        stalled: bool = False,
+        notify: bool = True,
     ) -> None:
         if key.kind == A.Dialect.ARGO:
             status = _argo_failure(obj, reason, message)
         else:
-            status = _flux_status(obj, False, reason, message, stalled, self._handled(spec) if spec else {})
+            handled = self._handled(spec) if spec else {"lastHandledReconcileAt": _requested(obj)} if _requested(obj) else {}
+            status = _flux_status(obj, False, reason, message, stalled, handled)
         self._write_status(key, obj, status)
-        if reason is not A.Reason.DEPENDENCY_NOT_READY:  # waiting on another app is not a failure of this one
+        if notify and reason is not A.Reason.DEPENDENCY_NOT_READY:  # waiting on another app is not a failure of this one
             self.notices.failed(_subject(key), f"{reason}: {message}", object_ref(obj))
 
     def _handled(self, spec: A.AppSpec) -> dict[str, Any]:
@@ -1253,6 +1269,12 @@ def _tracked_by(obj: dict[str, Any]) -> str:
 def _generation(obj: dict[str, Any]) -> int:
     g = (obj.get("metadata") or {}).get("generation")
     return g if isinstance(g, int) else 0
+
+
+def ready_message(obj: dict[str, Any]) -> str:
+    """The message of the object's Ready condition as last written ("" without one)."""
+    conds = (obj.get("status") or {}).get("conditions") or []
+    return next((str(c.get("message") or "") for c in conds if isinstance(c, dict) and c.get("type") == "Ready"), "")
 
 
 def _requested(obj: dict[str, Any]) -> str:
