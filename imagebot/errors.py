@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     EDIT = 4  # an edit failed verification; that file was left untouched
     GIT = 5  # clone/fetch/commit/push failed
     FORGE = 6  # the Git host API (pull requests) failed
+    CLUSTER = 7  # the Kubernetes API server unreachable or refusing (hold/release/approve --policy)
 
 
 class ImagebotError(Exception):
@@ -83,3 +84,9 @@ def exit_code_of(exc: BaseException) -> ExitCode:
 
 class ForgeError(ImagebotError):
     exit_code = ExitCode.FORGE
+
+
+class ClusterError(ImagebotError):
+    """The Kubernetes API server could not be reached, refused a request, or kept changing the object."""
+
+    exit_code = ExitCode.CLUSTER

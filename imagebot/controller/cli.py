@@ -1,4 +1,5 @@
-"""`imagebot controller`: flags, the /healthz /readyz /metrics listener, and a clean stop on SIGTERM/SIGINT."""
+"""`imagebot controller`: flags, the /healthz /readyz /metrics listener, and a clean stop on SIGTERM/SIGINT; and
+`imagebot hold|release|approve --policy NS/NAME` (the annotations the controller reads, written in the cluster)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -142,3 +144,93 @@ def _server(listen: str, ctl: ImageController) -> httpd.Server:
                 self.send(404, b"not found\n")
 
     return httpd.start(listen, Handler)
+
+
+def cmd_policy_override(args: argparse.Namespace, out: TextIO) -> int:
+    """``imagebot hold|release|approve --policy NS/NAME``: the annotations on the ImagePolicy that ``imagebot
+    controller`` reads (imagebot/controller/overrides.py), written with a resourceVersion precondition; exit 0 also
+    when nothing needed writing ("already held"), 2 for an unknown object or a refused action, 7 when the API server
+    is unreachable or refuses."""
+    import time
+
+    import urllib3
+    from kubernetes.client.exceptions import ApiException
+
+    from gitopskit.kube import load_api_client, request_json
+    from imagebot.controller import overrides as O
+    from imagebot.errors import ClusterError
+
+    if args.by is not None:
+        raise UsageError("--by is file mode's record: the API server's audit log records who changed an ImagePolicy")
+    if not 0 < args.timeout < float("inf"):
+        raise UsageError("--timeout must be a number of seconds greater than zero")
+    ref = O.parse_ref(args.policy)
+    action = O.Action(args.action)
+    reason = args.reason if action is O.Action.HOLD else None
+    tag = args.tag if action is not O.Action.RELEASE else None
+    if reason is not None:
+        reason = O.check_reason(reason)
+    if tag is not None:
+        O.check_tag(tag)
+    api = load_api_client(args.kubeconfig, args.context)
+    deadline = time.monotonic() + args.timeout  # the whole command, however many conflicts it meets
+
+    def call(method: str, path: str, body: Any = None, query: list[tuple[str, str]] | None = None) -> Any:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ClusterError(f"{ref}: the API server did not answer within --timeout {args.timeout:g}s")
+        try:
+            return request_json(api, method, path, query, body, "application/merge-patch+json", timeout=left)
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                raise
+            detail = {401: " (the kubeconfig's credentials were refused)",
+                      403: f" (the kubeconfig's user needs get and patch on imagepolicies in {ref.namespace})"}  # fmt: skip
+            said = f"{method} {path}: HTTP {exc.status} {exc.reason or ''}".rstrip()
+            raise ClusterError(said + detail.get(exc.status or 0, "")) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterError(f"the API server is unreachable: {type(exc).__name__}: {exc}") from None
+
+    def get(path: str) -> dict[str, Any] | None:
+        try:
+            found = call("GET", path)
+        except ApiException:
+            return None  # 404 (a 409 is no answer to a GET)
+        if not isinstance(found, dict):
+            raise ClusterError(f"GET {path}: not a JSON object")
+        return found
+
+    def patch(path: str, body: dict[str, Any]) -> None:
+        try:
+            call("PATCH", path, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                raise O.Conflict from None
+            raise ClusterError(f"PATCH {path}: HTTP {exc.status}: the ImagePolicy is gone") from None
+
+    try:
+        _, message = O.apply(action, ref, get, patch, reason=reason, tag=tag)
+    except O.NotFound as exc:
+        raise O.NotFound(f"{exc}{_elsewhere(call, ref)}") from None
+    print(message, file=out)
+    return int(ExitCode.OK)
+
+
+def _elsewhere(call: Callable[..., Any], ref: Any) -> str:
+    """A hint after "no ImagePolicy NAME in namespace NS": the namespaces that have one by that name, or that the
+    API server serves no ImagePolicies at all (best effort: a user may not list across namespaces)."""
+    from kubernetes.client.exceptions import ApiException
+
+    from imagebot.controller.overrides import IMAGE_PATH
+    from imagebot.errors import ImagebotError
+
+    try:
+        query = [("fieldSelector", f"metadata.name={ref.name}"), ("limit", "20")]
+        found = call("GET", f"{IMAGE_PATH}/imagepolicies", query=query)
+    except ApiException as exc:
+        return " (the API server serves no ImagePolicies: are Flux's image CRDs installed?)" if exc.status == 404 else ""
+    except ImagebotError:
+        return ""
+    items = (found or {}).get("items") or [] if isinstance(found, dict) else []
+    spaces = sorted({str((i.get("metadata") or {}).get("namespace")) for i in items if isinstance(i, dict)})
+    return f"; there is one in namespace {', '.join(spaces)}" if spaces else ""

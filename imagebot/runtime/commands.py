@@ -101,19 +101,33 @@ def add_flags(sub: argparse._SubParsersAction, exit_codes: str) -> None:  # type
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
     for name, helptext in (
-        ("hold", "stop updates of IMAGE in ENV until released (recorded in the state, honoured by every pass)"),
-        ("release", "lift an operator's hold of IMAGE in ENV"),
-        ("approve", "promote the source's current tag (or --tag) to ENV now, skipping the rest of its soak"),
+        ("hold", "stop updates of IMAGE in ENV (or of an ImagePolicy: --policy) until released"),
+        ("release", "lift an operator's hold of IMAGE in ENV (or of an ImagePolicy: --policy)"),
+        ("approve", "promote the source's current tag (or --tag) to ENV (or an ImagePolicy) now, skipping the rest of its soak"),
     ):
-        o = sub.add_parser(name, help=helptext, epilog=exit_codes, formatter_class=fmt)
-        o.add_argument("image", metavar="IMAGE", help="the image's name in the config")
-        o.add_argument("environment", metavar="ENV")
-        o.add_argument("--config", required=True, nargs="+", metavar="FILE")
-        o.add_argument("--by", default=os.environ.get("USER") or "cli", metavar="NAME", help="who (default: $USER)")
+        o = sub.add_parser(
+            name,
+            help=helptext,
+            usage="%(prog)s (IMAGE ENV --config FILE... | --policy NAMESPACE/NAME [--kubeconfig K] [--context C]) ...",
+            description="file mode: IMAGE ENV --config FILE... records the override in imagebot's state file;\n"
+            "imagebot controller: --policy NAMESPACE/NAME writes the ImagePolicy's imagebot.dev/ annotations\n"
+            "(a second hold, release or approve that changes nothing writes nothing and exits 0)",
+            epilog=exit_codes + "  7  cluster error (--policy): the API server unreachable or refusing\n",
+            formatter_class=fmt,
+        )
+        o.add_argument("image", nargs="?", metavar="IMAGE", help="the image's name in the config")
+        o.add_argument("environment", nargs="?", metavar="ENV")
+        o.add_argument("--config", nargs="+", metavar="FILE")
+        o.add_argument("--policy", metavar="NAMESPACE/NAME", help="an ImagePolicy in the cluster (imagebot controller)")
+        o.add_argument("--kubeconfig", help="with --policy; default: $KUBECONFIG, ~/.kube/config, then in-cluster")
+        o.add_argument("--context", help="with --policy")
+        o.add_argument("--timeout", type=float, default=30.0, metavar="S", help="with --policy: overall deadline (default 30)")
+        o.add_argument("--by", metavar="NAME", help="file mode: who (default: $USER)")
         if name == "hold":
-            o.add_argument("--reason", default="", metavar="TEXT")
+            o.add_argument("--reason", metavar="TEXT", help="why (--policy: default, the current hold's reason)")
+            o.add_argument("--tag", metavar="TAG", help="--policy only: pin the policy's latestRef at this tag")
         if name == "approve":
-            o.add_argument("--tag", metavar="TAG", help="the tag approved (default: the source environment's current tag)")
+            o.add_argument("--tag", metavar="TAG", help="the tag approved (default: the source's current tag)")
         o.set_defaults(func=cmd_override, action=name)
 
 
@@ -262,14 +276,27 @@ def _text(flag: str, value: str) -> str:
 
 
 def cmd_override(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    if args.policy is not None:
+        if args.image or args.environment or args.config:
+            raise UsageError("--policy names an ImagePolicy in the cluster: it goes without IMAGE ENV and --config")
+        from imagebot.controller.cli import cmd_policy_override
+
+        return cmd_policy_override(args, out)
+    if not (args.image and args.environment and args.config):
+        raise UsageError(f"{args.action}: give IMAGE ENV --config FILE... (file mode) or --policy NAMESPACE/NAME (ImagePolicy)")
+    for flag, value in (("--kubeconfig", args.kubeconfig), ("--context", args.context)):
+        if value is not None:
+            raise UsageError(f"{flag} goes with --policy (file mode reads the state file)")
+    if args.action == "hold" and args.tag is not None:
+        raise UsageError("--tag goes with --policy: file mode holds ENV at its current tag")
     cfg = load([Path(f) for f in args.config])
     env = _environment(cfg, args.image, args.environment)
-    who = _text("--by", args.by) or "cli"
+    who = _text("--by", args.by or os.environ.get("USER") or "cli") or "cli"
     with _state_errors(cfg.state_file):
         state = RuntimeState(cfg.state_file)
         now = time.time()
         if args.action == "hold":
-            state.hold(args.image, env.name, who=who, reason=_text("--reason", args.reason), now=now)
+            state.hold(args.image, env.name, who=who, reason=_text("--reason", args.reason or ""), now=now)
             print(f"{args.image} {env.name}: on hold by {who}", file=out)
         elif args.action == "release":
             if not state.release(args.image, env.name, who=who, now=now):
