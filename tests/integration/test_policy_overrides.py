@@ -155,30 +155,32 @@ def test_bad_input_is_a_message_and_an_exit_code_with_nothing_written(
 ) -> None:
     ns = kube.ns
     k = ("--kubeconfig", str(cluster.kubeconfig))
-    create_policy(kube, "web", {})
-    before = version(policy(kube, "web"))
+    web = f"web-{ns}"  # no other test's namespace has one by this name (the test server keeps their objects)
+    create_policy(kube, web, {})
+    before = version(policy(kube, web))
     cases: list[tuple[tuple[str, ...], int, str]] = [
         (("hold", "--policy", f"{ns}/nope", *k), 2, f"no ImagePolicy nope in namespace {ns}"),
-        (("hold", "--policy", "default/web", *k), 2, f"no ImagePolicy web in namespace default; there is one in namespace {ns}"),
+        (("hold", "--policy", f"default/{web}", *k), 2,
+         f"no ImagePolicy {web} in namespace default; there is one in namespace {ns}"),
         (("hold", "--policy", "web", *k), 2, "--policy 'web': give NAMESPACE/NAME"),
         (("hold", "--policy", "../x/web", *k), 2, "is not a namespace name"),
-        (("hold", "--policy", f"{ns}/web", "--tag", "not a tag", *k), 2, "'not a tag' is not an image tag"),
-        (("hold", "--policy", f"{ns}/web", "--reason", "a\nb", *k), 2, "reason: at most 200 characters on one line"),
-        (("hold", "--policy", f"{ns}/web", "--by", "alice", *k), 2, "--by is file mode's record"),
-        (("hold", "--policy", f"{ns}/web", "app", "dev", *k), 2, "it goes without IMAGE ENV and --config"),
+        (("hold", "--policy", f"{ns}/{web}", "--tag", "not a tag", *k), 2, "'not a tag' is not an image tag"),
+        (("hold", "--policy", f"{ns}/{web}", "--reason", "a\nb", *k), 2, "reason: at most 200 characters on one line"),
+        (("hold", "--policy", f"{ns}/{web}", "--by", "alice", *k), 2, "--by is file mode's record"),
+        (("hold", "--policy", f"{ns}/{web}", "app", "dev", *k), 2, "it goes without IMAGE ENV and --config"),
         (("hold", "app", *k), 2, "give IMAGE ENV --config FILE... (file mode) or --policy NAMESPACE/NAME"),
-        (("release", "--policy", f"{ns}/web", "--kubeconfig", str(tmp_path / "missing")), 2, "no usable kubeconfig"),
+        (("release", "--policy", f"{ns}/{web}", "--kubeconfig", str(tmp_path / "missing")), 2, "no usable kubeconfig"),
     ]
     for argv, want, text in cases:
         code, out, err = cli(*argv)
         assert (code, out) == (want, ""), (argv, code, out, err)
         assert err.startswith("imagebot: error: ") and text in err and err.count("\n") == 1, (argv, err)
-    assert version(policy(kube, "web")) == before, "nothing was written"
+    assert version(policy(kube, web)) == before, "nothing was written"
 
     # an API server that is not there: exit 7, within the deadline
     dead = tmp_path / "dead.kubeconfig"
     dead.write_text(cluster.kubeconfig.read_text().replace(_server(cluster), f"https://127.0.0.1:{free_port()}"))
-    code, out, err = cli("hold", "--policy", f"{ns}/web", "--kubeconfig", str(dead), "--timeout", "10")
+    code, out, err = cli("hold", "--policy", f"{ns}/{web}", "--kubeconfig", str(dead), "--timeout", "10")
     assert (code, out) == (7, "") and err.startswith("imagebot: error: the API server is unreachable"), err
 
 
