@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from imagebot.runtime.webhooks import sign  # noqa: E402
+from tests.fixtures.botconfig import git_env, imagebot_config  # noqa: E402
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, git, make_bare  # noqa: E402
 from tests.fixtures.net import free_port, port_open  # noqa: E402
 from tests.fixtures.oci import Pusher  # noqa: E402
@@ -106,22 +107,7 @@ spec:
 
 
 def bot_config(registry: str, repo_url: str, state: Path, cache: Path) -> str:
-    return f"""apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-debounce: 300ms
-stateFile: {state}
-cacheDir: {cache}
-webhookSecretEnv: IMAGEBOT_WEBHOOK_SECRET
-registries:
-  - host: {registry}
-    plainHTTP: true
-git:
-  - name: config
-    url: {repo_url}
-    branch: main
-    auth: {{usernameEnv: DEMO_GIT_USER, tokenEnv: DEMO_GIT_TOKEN}}
-images:
+    images = f"""images:
   - name: app
     repository: {registry}/demo/app
     environments:
@@ -134,6 +120,8 @@ images:
         setter: demo:app-dev
         target: {{git: config, path: clusters/demo/dev}}
 """
+    return imagebot_config(images, state=state, cache=cache, registries=[registry], url=repo_url, env="DEMO",
+                           settings="debounce: 300ms\nwebhookSecretEnv: IMAGEBOT_WEBHOOK_SECRET")  # fmt: skip
 
 
 def app_objects(repo_url: str) -> str:
@@ -494,7 +482,7 @@ class Demo:
         if check.returncode:
             raise DemoFailed(f"demo config invalid: {check.stderr}")
         self.bot = f"127.0.0.1:{free_port()}"
-        env = {**os.environ, "IMAGEBOT_WEBHOOK_SECRET": SECRET, "DEMO_GIT_USER": GIT_USER, "DEMO_GIT_TOKEN": GIT_PASSWORD}
+        env = {**os.environ, "IMAGEBOT_WEBHOOK_SECRET": SECRET, **git_env("DEMO")}
         self.bot_log = self.work / "imagebot.log"
         proc = self.spawn("imagebot", [str(VENV_BIN / "imagebot"), "serve", "--config", str(cfg), "--listen", self.bot], env)
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from gitopskit.kube import request_json
+from tests.fixtures.botconfig import git_env, imagebot_config
 from tests.fixtures.browser import BrowserUnavailable, DashboardDidNotStart, DashboardServer, chrome, start_dashboard
 from tests.fixtures.cluster import TestCluster
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare
@@ -81,20 +82,7 @@ spec:
 """
 
 
-BOT_CONFIG = """apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-stateFile: {state}
-cacheDir: {cache}
-registries:
-  - host: {registry}
-    plainHTTP: true
-git:
-  - name: config
-    url: {url}
-    branch: main
-    auth: {{usernameEnv: DASH_GIT_USER, tokenEnv: DASH_GIT_TOKEN}}
-images:
+BOT_IMAGES = """images:
   - name: web
     repository: {registry}/dash/web
     environments:
@@ -154,9 +142,11 @@ def loop(cluster: TestCluster, git_http: GitHttp, registry_plain: RegistryServer
     registry_plain.pusher().push("dash/web", ["1.0.0", "1.1.0", "1.2.0-rc.1"], distinct=True)
     cfg = work / "imagebot.yaml"
     state = work / "state.db"
-    cfg.write_text(BOT_CONFIG.format(state=state, cache=work / "bot-cache", registry=host, url=git_http.url(bare)))
-    saved = {k: os.environ.get(k) for k in ("DASH_GIT_USER", "DASH_GIT_TOKEN")}
-    os.environ.update({"DASH_GIT_USER": GIT_USER, "DASH_GIT_TOKEN": GIT_PASSWORD})
+    cfg.write_text(imagebot_config(BOT_IMAGES.format(registry=host), state=state, cache=work / "bot-cache", registries=[host],
+                                   url=git_http.url(bare), env="DASH"))  # fmt: skip
+    credentials = git_env("DASH")
+    saved = {k: os.environ.get(k) for k in credentials}
+    os.environ.update(credentials)
     try:
         result = Runner(load([cfg])).run_pass()
         assert not result.errors, result.errors

@@ -25,8 +25,9 @@ from imagebot.errors import ExitCode
 from imagebot.gitops.writer import Status
 from imagebot.runtime.runner import Runner
 from imagebot.runtime.state import RuntimeState
-from tests.fixtures.fake_github import TOKEN, FakeGitHub
-from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, commit_files, log, make_bare, read_file
+from tests.fixtures.botconfig import git_env, imagebot_config
+from tests.fixtures.fake_github import FakeGitHub
+from tests.fixtures.git import GitHttp, commit_files, log, make_bare, read_file
 from tests.fixtures.hostile import HostileRegistry
 from tests.fixtures.registry import RegistryServer
 
@@ -39,20 +40,7 @@ def app(images: list[str]) -> str:
     return f"{head}spec:\n  template:\n    spec:\n      containers:\n{containers}"
 
 
-CONFIG = """apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-stateFile: {state}
-cacheDir: {cache}
-registries:
-  - {{host: "{plain}", plainHTTP: true}}
-  - {{host: "{hostile}", plainHTTP: true}}
-git:
-  - name: config
-    url: {url}
-    auth: {{usernameEnv: DR_GIT_USER, tokenEnv: DR_GIT_TOKEN}}
-    github: {{api: "{api}", repo: org/config, tokenEnv: DR_GITHUB_TOKEN}}
-images:
+IMAGES = """images:
   - name: api
     repository: {plain}/{p}/api
     environments:
@@ -105,11 +93,12 @@ def world_for(mode: str, registry: RegistryServer, git_http: GitHttp, tmp: Path,
     }
     bare = make_bare(git_http.root, f"dr{os.urandom(4).hex()}", files)
     github = FakeGitHub({"org/config": bare}, prefix="/api/v3")
-    for k, v in {"DR_GIT_USER": GIT_USER, "DR_GIT_TOKEN": GIT_PASSWORD, "DR_GITHUB_TOKEN": TOKEN}.items():
+    for k, v in git_env("DR", github=True).items():
         monkeypatch.setenv(k, v)
     config = tmp / "imagebot.yaml"
-    values = {"state": tmp / "state.db", "cache": tmp / "cache", "plain": plain, "hostile": h, "url": git_http.url(bare)}
-    config.write_text(CONFIG.format(**values, api=github.base, p=p, mode=mode))
+    config.write_text(imagebot_config(IMAGES.format(plain=plain, p=p, mode=mode), state=tmp / "state.db", cache=tmp / "cache",
+                                      registries=[plain, h], url=git_http.url(bare), env="DR", branch=None,
+                                      github_api=github.base))  # fmt: skip
     return World(bare, config, github, hostile, plain, p)
 
 

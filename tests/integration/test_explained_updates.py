@@ -16,7 +16,8 @@ from imagebot.cli import main
 from imagebot.config.load import load
 from imagebot.gitops.writer import Status
 from imagebot.runtime.runner import Runner
-from tests.fixtures.fake_github import TOKEN, FakeGitHub
+from tests.fixtures.botconfig import deployment, git_env, imagebot_config
+from tests.fixtures.fake_github import FakeGitHub
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare
 from tests.fixtures.registry import RegistryServer
 
@@ -27,35 +28,7 @@ NEW_REV = "2" * 40
 PLATFORMS: list[tuple[str, str, str | None]] = [("linux", "amd64", None), ("linux", "arm64", "v8")]
 
 
-def deploy(image: str, env: str) -> str:
-    return f"""apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: app-{env}
-spec:
-  template:
-    spec:
-      containers:
-        - name: app
-          image: {image}:1.0.0 # {{"$imagepolicy": "ex:app-{env}"}}
-"""
-
-
-CONFIG = """apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-stateFile: {state}
-cacheDir: {cache}
-registries:
-  - host: {registry}
-    plainHTTP: true
-git:
-  - name: config
-    url: {url}
-    branch: main
-    auth: {{usernameEnv: EX_GIT_USER, tokenEnv: EX_GIT_TOKEN}}
-    github: {{api: "{api}", repo: org/config, tokenEnv: EX_GITHUB_TOKEN}}
-images:
+IMAGES = """images:
   - name: app
     repository: {image}
     environments:
@@ -77,15 +50,15 @@ def world(
 ) -> Iterator[tuple[Runner, Path, FakeGitHub, str]]:
     name = f"ex{os.urandom(4).hex()}/app"  # this test's own repository: no other test's pushes change what it sees
     image = f"{registry_plain.host}/{name}"
-    files = {"dev/deploy.yaml": deploy(image, "dev"), "staging/deploy.yaml": deploy(image, "staging")}
+    files = {f"{e}/deploy.yaml": deployment(f"{image}:1.0.0", f"ex:app-{e}", f"app-{e}") for e in ("dev", "staging")}
     bare = make_bare(git_http.root, f"ex{os.urandom(4).hex()}", files)
     github = FakeGitHub({"org/config": bare}, prefix="/api/v3")
-    for k, v in {"EX_GIT_USER": GIT_USER, "EX_GIT_TOKEN": GIT_PASSWORD, "EX_GITHUB_TOKEN": TOKEN}.items():
+    for k, v in git_env("EX", github=True).items():
         monkeypatch.setenv(k, v)
     cfg_file = tmp_path / "imagebot.yaml"
-    state, cache, url = tmp_path / "state.db", tmp_path / "cache", git_http.url(bare)
-    host = registry_plain.host
-    cfg_file.write_text(CONFIG.format(state=state, cache=cache, registry=host, url=url, api=github.base, image=image))
+    cfg_file.write_text(imagebot_config(IMAGES.format(image=image), state=tmp_path / "state.db", cache=tmp_path / "cache",
+                                        registries=[registry_plain.host], url=git_http.url(bare), env="EX",
+                                        github_api=github.base))  # fmt: skip
     try:
         yield Runner(load([cfg_file])), bare, github, name
     finally:
@@ -179,7 +152,7 @@ def test_imagebot_update_says_what_it_knows_in_trailers(
 ) -> None:
     """A hand-given edit has no policy, scan or signature check: its trailers name the environment, the versions
     and that it was asked for — and how to roll it back."""
-    files = {"apps/deploy.yaml": deploy("ghcr.io/org/app", "prod").replace("ex:app-prod", "apps:app")}
+    files = {"apps/deploy.yaml": deployment("ghcr.io/org/app:1.0.0", "apps:app", "app-prod")}
     bare = make_bare(git_http.root, f"ex{os.urandom(4).hex()}", files)
     monkeypatch.setenv("IMAGEBOT_GIT_USERNAME", GIT_USER)
     monkeypatch.setenv("IMAGEBOT_GIT_TOKEN", GIT_PASSWORD)

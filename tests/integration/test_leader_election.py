@@ -24,6 +24,7 @@ from imagebot import refs
 from imagebot.gitops.writer import Delivery, deliver
 from imagebot.runtime.leader import LEASE_NAME
 from imagebot.update import EditRequest
+from tests.fixtures.botconfig import deployment, git_env, imagebot_config
 from tests.fixtures.cluster import TestCluster
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, log, make_bare, read_file
 from tests.fixtures.net import free_port, stop_pid
@@ -35,21 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DURATION, DEADLINE, RETRY = 4.0, 2.5, 0.5
 SECRET = "lease-s3cret"
 
-CONFIG = """apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-debounce: 100ms
-stateFile: {state}
-cacheDir: {cache}
-registries:
-  - host: {registry}
-    plainHTTP: true
-git:
-  - name: config
-    url: {url}
-    branch: main
-    auth: {{usernameEnv: LE_GIT_USER, tokenEnv: LE_GIT_TOKEN}}
-images:
+IMAGES = """images:
   - name: app
     repository: {registry}/le/app
     environments:
@@ -57,18 +44,6 @@ images:
         policy: {{semver: "^1"}}
         setter: le:app
         target: {{git: config, path: apps}}
-"""
-
-DEPLOY = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: app
-spec:
-  template:
-    spec:
-      containers:
-        - name: app
-          image: {registry}/le/app:1.0.0 # {{"$imagepolicy": "le:app"}}
 """
 
 
@@ -95,8 +70,7 @@ class Replica:
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "IMAGEBOT_WEBHOOK_SECRET": SECRET,
-            "LE_GIT_USER": GIT_USER,
-            "LE_GIT_TOKEN": GIT_PASSWORD,
+            **git_env("LE"),
         }
         with self.log.open("w") as fh:
             self.proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
@@ -126,14 +100,13 @@ def world(
     remotes, configs = {}, {}
     for name in ("a", "b"):
         remotes[name] = make_bare(
-            git_http.root, f"le-{name}-{os.urandom(4).hex()}", {"apps/deploy.yaml": DEPLOY.format(registry=host)}
+            git_http.root, f"le-{name}-{os.urandom(4).hex()}", {"apps/deploy.yaml": deployment(f"{host}/le/app:1.0.0", "le:app")}
         )
         configs[name] = tmp_path / f"{name}.yaml"
-        configs[name].write_text(
-            CONFIG.format(
-                state=tmp_path / f"{name}.db", cache=tmp_path / f"cache-{name}", registry=host, url=git_http.url(remotes[name])
-            )
-        )
+        url = git_http.url(remotes[name])
+        configs[name].write_text(imagebot_config(IMAGES.format(registry=host), state=tmp_path / f"{name}.db",
+                                                 cache=tmp_path / f"cache-{name}", registries=[host], url=url, env="LE",
+                                                 settings="debounce: 100ms"))  # fmt: skip
     api = cluster.api_client()
 
     def holder() -> str | None:

@@ -17,29 +17,16 @@ from gitopskit.notifier import build_notifier
 from imagebot.cli import main
 from imagebot.config.load import load
 from imagebot.runtime.runner import Runner
-from tests.fixtures.fake_github import TOKEN, FakeGitHub
-from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare
+from tests.fixtures.botconfig import git_env, imagebot_config
+from tests.fixtures.fake_github import FakeGitHub
+from tests.fixtures.git import GitHttp, make_bare
 from tests.fixtures.receiver import Receiver
 from tests.fixtures.registry import RegistryServer
 from tests.integration.test_runtime_loop import deploy
 
 pytestmark = pytest.mark.git
 
-CONFIG = """apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-stateFile: {state}
-cacheDir: {cache}
-registries:
-  - host: {registry}
-    plainHTTP: true
-git:
-  - name: config
-    url: {url}
-    branch: main
-    auth: {{usernameEnv: NB_GIT_USER, tokenEnv: NB_GIT_TOKEN}}
-    github: {{api: "{api}", repo: org/config, tokenEnv: NB_GITHUB_TOKEN}}
-images:
+IMAGES = """images:
   - name: app
     repository: {registry}/{path}
     environments:
@@ -77,17 +64,13 @@ def world(
     bare = make_bare(git_http.root, f"nb{os.urandom(4).hex()}", files)
     github = FakeGitHub({"org/config": bare}, prefix="/api/v3")
     receiver = Receiver()
-    env = {"NB_GIT_USER": GIT_USER, "NB_GIT_TOKEN": GIT_PASSWORD, "NB_GITHUB_TOKEN": TOKEN}
-    env |= {"NB_NOTIFY_URL": receiver.url("/hooks/imagebot"), "NB_NOTIFY_KEY": "k3y"}
+    env = git_env("NB", github=True) | {"NB_NOTIFY_URL": receiver.url("/hooks/imagebot"), "NB_NOTIFY_KEY": "k3y"}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     cfg_file = tmp_path / "imagebot.yaml"
     path = f"nb/app{os.urandom(3).hex()}"  # the registry outlives the test: a repository of its own
-    cfg_file.write_text(
-        CONFIG.format(
-            state=tmp_path / "s.db", cache=tmp_path / "c", registry=host, url=git_http.url(bare), api=github.base, path=path
-        )
-    )
+    cfg_file.write_text(imagebot_config(IMAGES.format(registry=host, path=path), state=tmp_path / "s.db", cache=tmp_path / "c",
+                                        registries=[host], url=git_http.url(bare), env="NB", github_api=github.base))  # fmt: skip
     try:
         yield cfg_file, receiver, registry_plain, bare
     finally:

@@ -10,40 +10,14 @@ from pathlib import Path
 import pytest
 
 from imagebot.cli import main
-from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare, read_file
+from tests.fixtures.botconfig import deployment, git_env, imagebot_config
+from tests.fixtures.git import GitHttp, make_bare, read_file
 from tests.fixtures.registry import RegistryServer
 
 pytestmark = pytest.mark.git
 
 
-def deploy(registry: str, env: str) -> str:
-    return f"""apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: app-{env}
-spec:
-  template:
-    spec:
-      containers:
-        - name: app
-          image: {registry}/ov/app:1.0.0 # {{"$imagepolicy": "ov:app-{env}"}}
-"""
-
-
-CONFIG = """apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-stateFile: {state}
-cacheDir: {cache}
-registries:
-  - host: {registry}
-    plainHTTP: true
-git:
-  - name: config
-    url: {url}
-    branch: main
-    auth: {{usernameEnv: OV_GIT_USER, tokenEnv: OV_GIT_TOKEN}}
-images:
+IMAGES = """images:
   - name: app
     repository: {registry}/ov/app
     environments:
@@ -56,6 +30,11 @@ images:
         setter: ov:app-prod
         target: {{git: config, path: prod}}
 """
+
+
+def config(tmp_path: Path, registry: str, url: str) -> str:
+    return imagebot_config(IMAGES.format(registry=registry), state=tmp_path / "state.db", cache=tmp_path / "cache",
+                           registries=[registry], url=url, env="OV")  # fmt: skip
 
 
 def cli(*args: str) -> tuple[int, str, str]:
@@ -71,12 +50,12 @@ def test_hold_release_and_approve_from_the_cli(
     bare = make_bare(
         git_http.root,
         f"ov{os.urandom(4).hex()}",
-        {"dev/deploy.yaml": deploy(host, "dev"), "prod/deploy.yaml": deploy(host, "prod")},
+        {f"{e}/deploy.yaml": deployment(f"{host}/ov/app:1.0.0", f"ov:app-{e}", f"app-{e}") for e in ("dev", "prod")},
     )
-    monkeypatch.setenv("OV_GIT_USER", GIT_USER)
-    monkeypatch.setenv("OV_GIT_TOKEN", GIT_PASSWORD)
+    for k, v in git_env("OV").items():
+        monkeypatch.setenv(k, v)
     cfg = tmp_path / "imagebot.yaml"
-    cfg.write_text(CONFIG.format(state=tmp_path / "state.db", cache=tmp_path / "cache", registry=host, url=git_http.url(bare)))
+    cfg.write_text(config(tmp_path, host, git_http.url(bare)))
     c = ("--config", str(cfg))
     registry_plain.pusher().push("ov/app", ["1.0.0"])
     assert cli("run", "--once", *c)[0] == 0
@@ -118,8 +97,6 @@ def test_hold_release_and_approve_from_the_cli(
 )
 def test_bad_targets_are_exit_2_naming_what_exists(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     cfg = tmp_path / "imagebot.yaml"
-    cfg.write_text(
-        CONFIG.format(state=tmp_path / "state.db", cache=tmp_path / "cache", registry="127.0.0.1:1", url="http://127.0.0.1:1/x")
-    )
+    cfg.write_text(config(tmp_path, "127.0.0.1:1", "http://127.0.0.1:1/x"))
     code, _, err = cli(*args, "--config", str(cfg))
     assert code == 2 and message in err and "Traceback" not in err, err

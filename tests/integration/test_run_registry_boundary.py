@@ -15,38 +15,15 @@ import pytest
 from imagebot.config.load import load
 from imagebot.errors import ExitCode
 from imagebot.runtime.runner import Runner
-from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, log, make_bare, read_file
+from tests.fixtures.botconfig import deployment, git_env, imagebot_config
+from tests.fixtures.git import GitHttp, log, make_bare, read_file
 from tests.fixtures.net import QuietHandler
 from tests.fixtures.scripted import Hostile, json_answer
 
 pytestmark = pytest.mark.git
 
-DEPLOY = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: app
-spec:
-  template:
-    spec:
-      containers:
-        - name: app
-          image: {registry}/rb/app:1.0.0 # {{"$imagepolicy": "rb:app"}}
-"""
 
-CONFIG = """apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-stateFile: {state}
-cacheDir: {cache}
-registries:
-  - host: {registry}
-    plainHTTP: true
-git:
-  - name: config
-    url: {url}
-    branch: main
-    auth: {{usernameEnv: RB_GIT_USER, tokenEnv: RB_GIT_TOKEN}}
-images:
+IMAGES = """images:
   - name: app
     repository: {registry}/rb/app
     environments:
@@ -63,19 +40,14 @@ TAGS = ["1.0.0", "2.0.0", "zz: x", "zz #x", 'zz"q', "zz\u2028x", "z/../../x", "z
 def runner_for(
     hostile: Hostile, git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, digest: bool
 ) -> tuple[Runner, Path]:
-    bare = make_bare(git_http.root, f"rb{os.urandom(4).hex()}", {"dev/deploy.yaml": DEPLOY.format(registry=hostile.host)})
-    monkeypatch.setenv("RB_GIT_USER", GIT_USER)
-    monkeypatch.setenv("RB_GIT_TOKEN", GIT_PASSWORD)
+    files = {"dev/deploy.yaml": deployment(f"{hostile.host}/rb/app:1.0.0", "rb:app")}
+    bare = make_bare(git_http.root, f"rb{os.urandom(4).hex()}", files)
+    for k, v in git_env("RB").items():
+        monkeypatch.setenv(k, v)
     cfg = tmp_path / "imagebot.yaml"
-    cfg.write_text(
-        CONFIG.format(
-            state=tmp_path / "state.db",
-            cache=tmp_path / "cache",
-            registry=hostile.host,
-            url=git_http.url(bare),
-            digest="true" if digest else "false",
-        )
-    )
+    images = IMAGES.format(registry=hostile.host, digest="true" if digest else "false")
+    cfg.write_text(imagebot_config(images, state=tmp_path / "state.db", cache=tmp_path / "cache", registries=[hostile.host],
+                                   url=git_http.url(bare), env="RB"))  # fmt: skip
     return Runner(load([cfg])), bare
 
 

@@ -17,8 +17,9 @@ from imagebot.gitops.writer import Status
 from imagebot.registry.limits import RetryPolicy
 from imagebot.runtime.runner import Runner
 from imagebot.runtime.state import RuntimeState
-from tests.fixtures.fake_github import TOKEN, FakeGitHub
-from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, log, make_bare, read_file
+from tests.fixtures.botconfig import git_env, imagebot_config
+from tests.fixtures.fake_github import FakeGitHub
+from tests.fixtures.git import GitHttp, log, make_bare, read_file
 from tests.fixtures.registry import RegistryServer
 
 pytestmark = pytest.mark.git
@@ -38,21 +39,7 @@ spec:
 """
 
 
-CONFIG = """apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-stateFile: {state}
-cacheDir: {cache}
-registries:
-  - host: {registry}
-    plainHTTP: true
-git:
-  - name: config
-    url: {url}
-    branch: main
-    auth: {{usernameEnv: RT_GIT_USER, tokenEnv: RT_GIT_TOKEN}}
-    github: {{api: "{api}", repo: org/config, tokenEnv: RT_GITHUB_TOKEN}}
-images:
+IMAGES = """images:
   - name: app
     repository: {registry}/rt/app
     environments:
@@ -78,14 +65,11 @@ def world(
         {"dev/deploy.yaml": deploy(host, "dev"), "staging/deploy.yaml": deploy(host, "staging")},
     )
     github = FakeGitHub({"org/config": bare}, prefix="/api/v3")
-    for k, v in {"RT_GIT_USER": GIT_USER, "RT_GIT_TOKEN": GIT_PASSWORD, "RT_GITHUB_TOKEN": TOKEN}.items():
+    for k, v in git_env("RT", github=True).items():
         monkeypatch.setenv(k, v)
     cfg_file = tmp_path / "imagebot.yaml"
-    cfg_file.write_text(
-        CONFIG.format(
-            state=tmp_path / "state.db", cache=tmp_path / "cache", registry=host, url=git_http.url(bare), api=github.base
-        )
-    )
+    cfg_file.write_text(imagebot_config(IMAGES.format(registry=host), state=tmp_path / "state.db", cache=tmp_path / "cache",
+                                        registries=[host], url=git_http.url(bare), env="RT", github_api=github.base))  # fmt: skip
     try:
         yield Runner(load([cfg_file])), bare, github, registry_plain
     finally:
@@ -212,12 +196,10 @@ def test_run_once_exits_with_the_failures_documented_code(
     if registry_up:
         registry_plain.pusher().push("gitops/app", ["1.0.0", "9.0.0"], distinct=True)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        CONFIG.format(state=tmp_path / "s.db", cache=tmp_path / "cache", registry=host, url="http://127.0.0.1:9/x.git", api="")
-        .replace("/rt/app", "/gitops/app")
-        .replace('    github: {api: "", repo: org/config, tokenEnv: RT_GITHUB_TOKEN}\n', "")
-        .replace(", mode: pull-request, group: apps, labels: [images]", "")
-    )
+    images = IMAGES.format(registry=host).replace("/rt/app", "/gitops/app")
+    images = images.replace(", mode: pull-request, group: apps, labels: [images]", "")
+    cfg.write_text(imagebot_config(images, state=tmp_path / "s.db", cache=tmp_path / "cache", registries=[host],
+                                   url="http://127.0.0.1:9/x.git", env="RT"))  # fmt: skip
     out, err = io.StringIO(), io.StringIO()
     assert main(["run", "--once", "--config", str(cfg)], out=out, err=err) == int(code), err.getvalue()
 

@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from imagebot.cli import main
 from imagebot.config.load import load
 from imagebot.runtime.runner import Runner
+from tests.fixtures.botconfig import deployment, git_env, imagebot_config
 from tests.fixtures.cosign import Cosign, KeyPair, ed25519_key, sign_by_hand
 from tests.fixtures.counting import CountingProxy
-from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare, read_file
+from tests.fixtures.git import GitHttp, make_bare, read_file
 from tests.fixtures.oci import OCI_INDEX, OCI_MANIFEST, Pusher, sha
 from tests.fixtures.registry import PASSWORD, USER, RegistryServer
 
@@ -135,31 +136,7 @@ def test_an_unusable_key_is_a_usage_error(signed: dict[str, object], tmp_path: P
 # ---- run: the gate in the loop, the verdict cache
 
 
-DEPLOY = """apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: app
-spec:
-  template:
-    spec:
-      containers:
-        - name: app
-          image: {image}:1.0.0
-"""
-
-CONFIG = """apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-stateFile: {state}
-cacheDir: {cache}
-registries:
-  - host: {registry}
-    plainHTTP: true
-git:
-  - name: config
-    url: {url}
-    auth: {{usernameEnv: SIG_GIT_USER, tokenEnv: SIG_GIT_TOKEN}}
-images:
+IMAGES = """images:
   - name: app
     repository: {image}
     verify: {{cosign: {{key: {key}}}}}
@@ -169,6 +146,16 @@ images:
         digest: true
         target: {{git: config, path: prod}}
 """
+
+
+def config(images: str, tmp_path: Path, registry: str, url: str) -> str:
+    return imagebot_config(images, state=tmp_path / "state.db", cache=tmp_path / "cache", registries=[registry], url=url,
+                           env="SIG", branch=None)  # fmt: skip
+
+
+def git_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in git_env("SIG").items():
+        monkeypatch.setenv(k, v)
 
 
 def _signature_reads(seen: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -189,20 +176,10 @@ def test_run_selects_the_newest_signed_tag_and_a_rescan_fetches_no_signature_aga
     proxy = CountingProxy(registry_plain.url)
     try:
         image = f"{proxy.host}/{name}"
-        bare = make_bare(git_http.root, f"sig{os.urandom(4).hex()}", {"prod/deploy.yaml": DEPLOY.format(image=image)})
-        monkeypatch.setenv("SIG_GIT_USER", GIT_USER)
-        monkeypatch.setenv("SIG_GIT_TOKEN", GIT_PASSWORD)
+        bare = make_bare(git_http.root, f"sig{os.urandom(4).hex()}", {"prod/deploy.yaml": deployment(f"{image}:1.0.0")})
+        git_credentials(monkeypatch)
         cfg = tmp_path / "imagebot.yaml"
-        cfg.write_text(
-            CONFIG.format(
-                state=tmp_path / "state.db",
-                cache=tmp_path / "cache",
-                registry=proxy.host,
-                url=git_http.url(bare),
-                image=image,
-                key=key.public,
-            )
-        )
+        cfg.write_text(config(IMAGES.format(image=image, key=key.public), tmp_path, proxy.host, git_http.url(bare)))
         runner = Runner(load([cfg]))
         repo = runner.cfg.images[0].repository.canonical_name
 
@@ -242,19 +219,7 @@ def test_run_selects_the_newest_signed_tag_and_a_rescan_fetches_no_signature_aga
         proxy.stop()
 
 
-PROMOTE = """apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-stateFile: {state}
-cacheDir: {cache}
-registries:
-  - host: {registry}
-    plainHTTP: true
-git:
-  - name: config
-    url: {url}
-    auth: {{usernameEnv: SIG_GIT_USER, tokenEnv: SIG_GIT_TOKEN}}
-images:
+PROMOTE = """images:
   - name: app
     repository: {image}
     environments:
@@ -279,21 +244,11 @@ def test_a_gated_environment_never_takes_an_unsigned_tag_by_promotion(
     tool = Cosign(tmp_path / "cosign")
     key = tool.generate_key_pair("release")
     image = f"{registry_plain.host}/{name}"
-    files = {f"{env}/deploy.yaml": DEPLOY.format(image=image) for env in ("staging", "prod")}
+    files = {f"{env}/deploy.yaml": deployment(f"{image}:1.0.0") for env in ("staging", "prod")}
     bare = make_bare(git_http.root, f"sig{os.urandom(4).hex()}", files)
-    monkeypatch.setenv("SIG_GIT_USER", GIT_USER)
-    monkeypatch.setenv("SIG_GIT_TOKEN", GIT_PASSWORD)
+    git_credentials(monkeypatch)
     cfg = tmp_path / "imagebot.yaml"
-    cfg.write_text(
-        PROMOTE.format(
-            state=tmp_path / "state.db",
-            cache=tmp_path / "cache",
-            registry=registry_plain.host,
-            url=git_http.url(bare),
-            image=image,
-            key=key.public,
-        )
-    )
+    cfg.write_text(config(PROMOTE.format(image=image, key=key.public), tmp_path, registry_plain.host, git_http.url(bare)))
     runner = Runner(load([cfg]))
     repo = runner.cfg.images[0].repository.canonical_name
     for _ in range(2):  # staging takes the unsigned 1.1.0 (no gate there); the next pass offers it to prod
@@ -310,19 +265,7 @@ def test_a_gated_environment_never_takes_an_unsigned_tag_by_promotion(
     assert f"{image}:1.1.0@{d['1.1.0']}" in read_file(bare, "main", "prod/deploy.yaml")
 
 
-SECRET_REF = """apiVersion: imagebot.dev/v1
-kind: Config
-interval: 1h
-stateFile: {state}
-cacheDir: {cache}
-registries:
-  - host: {registry}
-    plainHTTP: true
-git:
-  - name: config
-    url: {url}
-    auth: {{usernameEnv: SIG_GIT_USER, tokenEnv: SIG_GIT_TOKEN}}
-images:
+SECRET_REF = """images:
   - name: app
     repository: {image}
     environments:
@@ -347,13 +290,11 @@ def test_a_secret_ref_gate_warns_at_validation_and_fails_run_only_where_a_tag_mu
     name = f"sig/ref{os.urandom(3).hex()}"
     registry_plain.pusher().push(name, ["1.0.0", "1.1.0"], distinct=True)
     image = f"{registry_plain.host}/{name}"
-    files = {f"{env}/deploy.yaml": DEPLOY.format(image=image) for env in ("dev", "stage", "prod")}
+    files = {f"{env}/deploy.yaml": deployment(f"{image}:1.0.0") for env in ("dev", "stage", "prod")}
     bare = make_bare(git_http.root, f"sig{os.urandom(4).hex()}", files)
-    monkeypatch.setenv("SIG_GIT_USER", GIT_USER)
-    monkeypatch.setenv("SIG_GIT_TOKEN", GIT_PASSWORD)
+    git_credentials(monkeypatch)
     cfg = tmp_path / "imagebot.yaml"
-    cfg.write_text(SECRET_REF.format(state=tmp_path / "state.db", cache=tmp_path / "cache", registry=registry_plain.host,
-                                     url=git_http.url(bare), image=image))  # fmt: skip
+    cfg.write_text(config(SECRET_REF.format(image=image), tmp_path, registry_plain.host, git_http.url(bare)))
 
     out, err = io.StringIO(), io.StringIO()
     assert main(["config", "validate", str(cfg)], out=out, err=err) == 0, err.getvalue()

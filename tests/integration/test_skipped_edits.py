@@ -23,6 +23,7 @@ from imagebot.gitops.writer import Delivery, Status, deliver
 from imagebot.runtime.runner import Runner
 from imagebot.runtime.state import RuntimeState
 from imagebot.update import EditRequest
+from tests.fixtures.botconfig import git_env, imagebot_config
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, commit_files, log, make_bare, read_file
 from tests.fixtures.registry import RegistryServer
 
@@ -123,14 +124,7 @@ def deploy(env: str, registry: str, aliased: bool = False) -> str:
     return f"spec:\n  image: {registry}/skip/app:1.0.0 {marker}\n"
 
 
-CONFIG = """apiVersion: imagebot.dev/v1
-kind: Config
-stateFile: {state}
-cacheDir: {cache}
-registries: [{{host: "{registry}", plainHTTP: true}}]
-git:
-  - {{name: config, url: "{url}", auth: {{usernameEnv: RT_GIT_USER, tokenEnv: RT_GIT_TOKEN}}}}
-images:
+IMAGES = """images:
   - name: app
     repository: {registry}/skip/app
     environments:
@@ -145,6 +139,11 @@ images:
 """
 
 
+def config(tmp_path: Path, registry: str, url: str) -> str:
+    return imagebot_config(IMAGES.format(registry=registry), state=tmp_path / "s.db", cache=tmp_path / "cache",
+                           registries=[registry], url=url, env="RT", branch=None)  # fmt: skip
+
+
 def test_the_loop_records_a_skipped_edit_as_a_failure_so_promotion_and_the_downgrade_guard_are_not_fooled(
     registry_plain: RegistryServer, git_http: GitHttp, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -154,10 +153,10 @@ def test_the_loop_records_a_skipped_edit_as_a_failure_so_promotion_and_the_downg
         f"loop{os.urandom(4).hex()}",
         {"staging/deploy.yaml": deploy("staging", host, aliased=True), "prod/deploy.yaml": deploy("prod", host)},
     )
-    monkeypatch.setenv("RT_GIT_USER", GIT_USER)
-    monkeypatch.setenv("RT_GIT_TOKEN", GIT_PASSWORD)
+    for k, v in git_env("RT").items():
+        monkeypatch.setenv(k, v)
     cfg = tmp_path / "imagebot.yaml"
-    cfg.write_text(CONFIG.format(state=tmp_path / "s.db", cache=tmp_path / "cache", registry=host, url=git_http.url(bare)))
+    cfg.write_text(config(tmp_path, host, git_http.url(bare)))
     registry_plain.pusher().push("skip/app", ["1.0.0", "2.0.0"], distinct=True)
     now = [1_000_000.0]
     runner = Runner(load([cfg]), clock=lambda: now[0])
@@ -198,10 +197,10 @@ def test_run_once_exits_4_and_logs_why_when_an_edit_is_skipped(
         f"once{os.urandom(4).hex()}",
         {"staging/deploy.yaml": deploy("staging", host, aliased=True), "prod/deploy.yaml": deploy("prod", host)},
     )
-    monkeypatch.setenv("RT_GIT_USER", GIT_USER)
-    monkeypatch.setenv("RT_GIT_TOKEN", GIT_PASSWORD)
+    for k, v in git_env("RT").items():
+        monkeypatch.setenv(k, v)
     cfg = tmp_path / "imagebot.yaml"
-    cfg.write_text(CONFIG.format(state=tmp_path / "s.db", cache=tmp_path / "cache", registry=host, url=git_http.url(bare)))
+    cfg.write_text(config(tmp_path, host, git_http.url(bare)))
     registry_plain.pusher().push("skip/app", ["1.0.0", "2.0.0"], distinct=True)
     out, err = io.StringIO(), io.StringIO()
     assert main(["run", "--once", "--config", str(cfg)], out=out, err=err) == int(ExitCode.EDIT)
