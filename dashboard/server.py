@@ -30,6 +30,7 @@ from dashboard.sse import Broadcaster, frame
 from dashboard.throttle import Throttled
 from gitopskit import httpd
 from gitopskit.informer import Key
+from gitopskit.kube import request_json
 from reconciler.apps import app_key
 
 log = logging.getLogger(__name__)
@@ -541,6 +542,9 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             if len(parts) == 5 and parts[1] == "images" and parts[4] in IMAGE_ACTIONS:
                 self._image_action(unquote(parts[2]), unquote(parts[3]), parts[4], form)
                 return
+            if len(parts) == 5 and parts[1] == "imagepolicies" and parts[4] in IMAGE_ACTIONS:
+                self._policy_action(parts[2], parts[3], parts[4], form)
+                return
             self._error(404, "no such action")
 
         def _login(self, form: dict[str, str]) -> None:
@@ -631,6 +635,77 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             d.sse.publish("activity", "changed", {})
             if "application/json" in (self.headers.get("Accept") or "") or who.via == "bearer":
                 self._reply(200, json.dumps({"action": action, "image": image, "environment": env, "by": actor,
+                                             "result": done}).encode(), "application/json")  # fmt: skip
+                return
+            self._reply(303, b"", headers=(("Location", _next(form.get("next") or "/images")),))
+
+        def _policy_action(self, ns: str, name: str, action: str, form: dict[str, str]) -> None:
+            """Hold / Release / Approve on an ImagePolicy of the imagebot controller: the annotations it reads, as
+            ``imagebot hold|release|approve --policy`` writes them (imagebot/controller/overrides.py: a merge patch
+            with the resourceVersion as precondition), recorded as an Event on the policy with who did it."""
+            from imagebot.controller import overrides as O
+
+            who = self._who()
+            if not d.auth.writable:
+                self._error(403, "this dashboard is read-only")
+                return
+            if who is None:
+                self._error(401, "log in with the dashboard's token to act")
+                return
+            if not NAME.match(ns) or not NAME.match(name) or (d.view.namespaces and ns not in d.view.namespaces):
+                self._error(404, "no such ImagePolicy")
+                return
+            ref = O.PolicyRef(ns, name)
+            actor = f"{who.name} ({'dashboard' if who.via == 'session' else 'dashboard API'})"
+            # one line, bounded; none given: a hold keeps the current reason (the page offers Hold only when not held)
+            reason = " ".join(form.get("reason", "").split())[:200] or None if action == "hold" else None
+            tag = form.get("tag") or None if action == "approve" else None  # the pending tag the page showed
+
+            def get(path: str) -> dict[str, Any] | None:
+                try:
+                    found = request_json(d.view.api, "GET", path, timeout=15)
+                except ApiException as exc:
+                    if exc.status == 404:
+                        return None
+                    raise
+                return found if isinstance(found, dict) else None
+
+            def patch(path: str, body: dict[str, Any]) -> None:
+                try:
+                    d.view.patch(path, body)
+                except ApiException as exc:
+                    if exc.status == 409:
+                        raise O.Conflict from None
+                    raise
+
+            try:
+                written, done = O.apply(O.Action(action), ref, get, patch, reason=reason, tag=tag)
+            except O.NotFound as exc:
+                self._error(404, str(exc))
+                return
+            except O.Refused as exc:
+                self._error(400, str(exc))
+                return
+            except O.Contended as exc:
+                self._error(409, str(exc))
+                return
+            except ApiException as exc:
+                self._error(502, f"the API server refused: HTTP {exc.status}")
+                return
+            except Exception as exc:
+                self._error(502, f"the API server is unreachable: {type(exc).__name__}")
+                return
+            if written:
+                verb = {"hold": "Held", "release": "Released", "approve": "Approved"}[action]
+                involved = {"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy", "namespace": ns, "name": name}
+                try:
+                    d.view.event(ns, involved, verb, f"{done} — by {actor}", {V.ACTOR_ANNOTATION: actor})
+                except Exception as exc:  # the action happened; its record is best effort (and said so in the log)
+                    log.warning("%s %s by %s: event not recorded: %s", action, ref, actor, exc)
+                d.sse.publish("activity", "changed", {})
+            log.info("%s ImagePolicy %s by %s: %s", action, ref, actor, done)
+            if "application/json" in (self.headers.get("Accept") or "") or who.via == "bearer":
+                self._reply(200, json.dumps({"action": action, "policy": str(ref), "by": actor, "written": written,
                                              "result": done}).encode(), "application/json")  # fmt: skip
                 return
             self._reply(303, b"", headers=(("Location", _next(form.get("next") or "/images")),))

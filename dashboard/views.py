@@ -545,6 +545,10 @@ def activity(
         found = by_tracking.get((ns, str(inv.get("name") or ""))) if inv.get("kind") == "ConfigMap" else None
         found = found or by_object.get((str(inv.get("kind") or ""), ns, str(inv.get("name") or "")))
         if found is None:
+            if inv.get("kind") == "ImagePolicy" and (ev.get("source") or {}).get("component") == "dashboard":
+                v = event_view(ev)  # the dashboard's hold / release / approve on the imagebot controller's policies
+                out.append(Entry(v.time, Activity.ACTION, f"{ns}/{inv.get('name', '')}: {v.reason}", v.message, "/images",
+                                 v.actor))  # fmt: skip
             continue
         row = found
         v = event_view(ev)
@@ -588,6 +592,11 @@ class FluxPolicy:
     tag_count: int
     scan_time: str
     latest_tags: tuple[str, ...]
+    hold: str | None = None  # imagebot.dev/hold: the reason ("" none given); None: not held
+    hold_tag: str = ""  # imagebot.dev/hold-tag: pinned at
+    promote_from: str = ""  # imagebot.dev/promote-from
+    approved: str = ""  # imagebot.dev/approve
+    pending: str = ""  # with promote-from: the source's latestRef tag, when this policy does not have it yet
 
     @property
     def key(self) -> str:
@@ -602,11 +611,18 @@ def _ref(ref: Any) -> str:
     return f"{ref['name']}{tag}{digest}"
 
 
+def _tag(ref: Any) -> str:
+    return str(ref.get("tag") or "") if isinstance(ref, dict) else ""
+
+
 def flux_policies(policies: Iterable[Obj], repositories: Iterable[Obj]) -> list[FluxPolicy]:
     """Each ImagePolicy with what imagebot's controller wrote: the latest ref selected (and the previous one), its
-    Ready condition, and its ImageRepository's last scan."""
+    Ready condition, and its ImageRepository's last scan; and the operators' settings (hold, promotion, approval)."""
     repos = {(str((r.get("metadata") or {}).get("namespace") or ""), str((r.get("metadata") or {}).get("name") or "")): r
              for r in repositories}  # fmt: skip
+    policies = list(policies)
+    latest = {(str((p.get("metadata") or {}).get("namespace") or ""), str((p.get("metadata") or {}).get("name") or "")):
+              _tag((p.get("status") or {}).get("latestRef")) for p in policies}  # fmt: skip
     out = []
     for p in policies:
         meta, spec, st = p.get("metadata") or {}, p.get("spec") or {}, p.get("status") or {}
@@ -623,10 +639,16 @@ def flux_policies(policies: Iterable[Obj], repositories: Iterable[Obj]) -> list[
         if flt:
             text += f", tags matching {flt}"
         cond = _ready_condition(st)
+        found = meta.get("annotations")
+        ann: dict[str, Any] = found if isinstance(found, dict) else {}
+        hold, source = ann.get("imagebot.dev/hold"), str(ann.get("imagebot.dev/promote-from") or "").strip()
+        offered = latest.get((ns, source), "") if source else ""
         out.append(FluxPolicy(
             ns, name, str(rst.get("canonicalImageName") or (repo.get("spec") or {}).get("image") or ref.get("name") or ""),
             text, _ref(st.get("latestRef")) or str(st.get("latestImage") or ""), _ref(st.get("observedPreviousRef")),
             str(cond.get("status") or "Unknown"), str(cond.get("message") or ""), int(scan.get("tagCount") or 0),
             str(scan.get("scanTime") or ""), tuple(str(t) for t in (scan.get("latestTags") or [])[:10]),
+            None if hold is None else str(hold), str(ann.get("imagebot.dev/hold-tag") or ""), source,
+            str(ann.get("imagebot.dev/approve") or ""), offered if offered != _tag(st.get("latestRef")) else "",
         ))  # fmt: skip
     return sorted(out, key=lambda f: (f.namespace, f.name))
