@@ -41,7 +41,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gitopskit import openpgp
-from gitopskit.errors import GitError
+from gitopskit.errors import GitError, GitFailure
 from gitopskit.fluxsecrets import GitAuthKind, GitCredentials
 from gitopskit.openpgp import OpenPGPKey
 
@@ -235,6 +235,34 @@ def _unfenced() -> None:
     pass
 
 
+_UNREACHABLE = (
+    "could not resolve host", "connection refused", "could not read from remote", "failed to connect", "couldn't connect",
+)  # fmt: skip
+_MISSING = ("not found", "couldn't find remote ref", "does not appear to be a git repository")
+
+
+def _classify(low: str) -> tuple[GitFailure, str]:
+    """A failure's kind and what to do about it, from git's lower-cased messages (the first that matches)."""
+    if any(f" {code}" in low for code in (301, 302, 303, 307, 308)) or "redirect" in low:
+        return GitFailure.REDIRECT, (
+            " — the remote redirected elsewhere; credentials are never sent through a redirect: configure the URL it "
+            "redirects to"
+        )
+    if "too slow" in low or "timed out" in low or "timeout" in low:
+        return GitFailure.TIMEOUT, " — the remote timed out (no answer, or too slow)"
+    if "host key verification failed" in low or "no matching host key" in low:
+        return GitFailure.AUTH, (
+            " — the server's host key is not in the known_hosts given (add it; imagebot never trusts on first use)"
+        )
+    if any(m in low for m in ("authentication failed", "permission denied", "could not read username", " 401", " 403")):
+        return GitFailure.AUTH, " — check the credentials (token or deploy key) and their write access"
+    if any(m in low for m in _UNREACHABLE):
+        return GitFailure.UNREACHABLE, " — the remote is unreachable"
+    if any(m in low for m in _MISSING):
+        return GitFailure.NOT_FOUND, ""
+    return GitFailure.OTHER, ""
+
+
 def cache_key(url: str, branch: str) -> str:
     return hashlib.sha256(f"{url}\0{branch}".encode()).hexdigest()[:20]
 
@@ -339,7 +367,7 @@ class Workspace:
         try:
             return self._run(list(args), self.dir, env)
         except GitCommandError as exc:
-            raise GitError(self._describe(args, exc)) from exc
+            raise self._error(args, exc) from exc
 
     def _run(self, args: list[str], cwd: Path, env: Mapping[str, str] | None = None) -> str:
         """Run one git command under the overall deadline; stdout, or GitCommandError (past the deadline: GitError)."""
@@ -372,10 +400,16 @@ class Workspace:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            raise GitError(f"git {_verb(args)} {safe_url(self.url)} timed out after {self.limits.timeout:g}s{hint}") from None
+            timeout = GitError(f"git {_verb(args)} {safe_url(self.url)} timed out after {self.limits.timeout:g}s{hint}")
+            timeout.kind = GitFailure.TIMEOUT
+            raise timeout from None
         return proc.returncode, out, err
 
     def _describe(self, args: tuple[str, ...] | list[str], exc: GitCommandError) -> str:
+        return str(self._error(args, exc))
+
+    def _error(self, args: tuple[str, ...] | list[str], exc: GitCommandError) -> GitError:
+        """The GitError of a failed command: git's own lines (credentials redacted), what to do, and its kind."""
         raw = redact(str(exc.stderr or "")).strip()
         raw = raw.removeprefix("stderr:").strip().strip("'").strip()
         lines = [ln.strip() for ln in raw.splitlines() if ln.strip()]
@@ -386,31 +420,10 @@ class Workspace:
             or any(k in ln.lower() for k in ("rejected", "host key", "permission denied", "denied", "timed out"))
         ]
         stderr = " ".join(keep or lines)
-        hint = ""
-        low = stderr.lower()
-        if " 301" in low or " 302" in low or " 303" in low or " 307" in low or " 308" in low or "redirect" in low:
-            hint = (
-                " — the remote redirected elsewhere; credentials are never sent through a redirect: "
-                "configure the URL it redirects to"
-            )
-        elif "too slow" in low or "timed out" in low or "timeout" in low:
-            hint = " — the remote timed out (no answer, or too slow)"
-        elif "host key verification failed" in low or "no matching host key" in low:
-            hint = " — the server's host key is not in the known_hosts given (add it; imagebot never trusts on first use)"
-        elif any(m in low for m in ("authentication failed", "permission denied", "could not read username", " 401", " 403")):
-            hint = " — check the credentials (token or deploy key) and their write access"
-        elif any(
-            m in low
-            for m in (
-                "could not resolve host",
-                "connection refused",
-                "could not read from remote",
-                "failed to connect",
-                "couldn't connect",
-            )
-        ):
-            hint = " — the remote is unreachable"
-        return f"git {_verb(args)} {safe_url(self.url)} failed: {stderr[:400]}{hint}"
+        kind, hint = _classify(stderr.lower())
+        err = GitError(f"git {_verb(args)} {safe_url(self.url)} failed: {stderr[:400]}{hint}")
+        err.kind = kind
+        return err
 
     @property
     def cloned(self) -> bool:
@@ -471,7 +484,7 @@ class Workspace:
             self._run(clone, self.dir.parent)
         except GitCommandError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise GitError(self._describe(["clone"], exc)) from exc
+            raise self._error(["clone"], exc) from exc
         except GitError:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -600,5 +613,5 @@ class Workspace:
             retryable = any(m in text for m in markers)
             if retryable:
                 return PushOutcome.REJECTED
-            raise GitError(self._describe(args, exc)) from exc
+            raise self._error(args, exc) from exc
         return PushOutcome.UP_TO_DATE if "[up to date]" in out else PushOutcome.OK

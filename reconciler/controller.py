@@ -11,6 +11,9 @@
 - Drift: one informer per managed kind (selected by the tracking label, across all apps) hands each event to a
   pool of drift workers (the newest event per object, one worker per object at a time); the engine of the app
   whose label it carries corrects or reports it as the one-app loop does.
+- GitRepositories: each one's status is written as Flux's source-controller writes it (Ready at its artifact's
+  revision, or the fetch's failure), from the fetch its apps share; each is also a key on the queue, fetched on its
+  own interval and looked at again whenever a fetch of its source ends.
 - Sharding: without ``--shard`` the controller serves apps without a shard label; with ``--shard KEY`` only
   apps labelled ``sharding.imagebot.dev/key=KEY`` (Flux's sharding model).
 """
@@ -37,7 +40,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from gitopskit import fluxsecrets
-from gitopskit.errors import GitError, KitError
+from gitopskit.errors import GitError, GitFailure, KitError
 from gitopskit.informer import ApiTransport, EventType, Informer, Key
 from gitopskit.kube import request_json
 from gitopskit.lease import LeaderElector
@@ -61,6 +64,7 @@ from reconciler.transform import compose, flux_transform, top_level_only
 log = logging.getLogger(__name__)
 
 REPO_PATH = "/apis/source.toolkit.fluxcd.io/v1"
+REPO_KIND = "GitRepository"  # an AppKey of this kind is a GitRepository: its reconcile writes the repository's status
 ARGO_SECRET_TYPE = "argocd.argoproj.io/secret-type"
 ARGO_ORDERING = ("argocd.argoproj.io/sync-wave", "argocd.argoproj.io/hook")  # reported, not run (yet)
 APPLY_WORKERS = 4  # requests one app's sync has in flight at once
@@ -85,6 +89,8 @@ class AppKey:
 
     @property
     def path(self) -> str:
+        if self.kind == REPO_KIND:
+            return f"{REPO_PATH}/namespaces/{self.namespace}/gitrepositories/{self.name}"
         plural = {A.Dialect.FLUX: (KS_PATH, "kustomizations"), A.Dialect.ARGO: (ARGO_PATH, "applications")}
         base, resource = plural.get(A.Dialect(self.kind), (APP_PATH, "apps"))
         return f"{base}/namespaces/{self.namespace}/{resource}/{self.name}"
@@ -98,6 +104,10 @@ class Metrics:
         self.reconciles = Counter("reconciler_app_reconciles_total", "App reconciles by result", [*labels, "result"], registry=r)
         self.duration = Histogram("reconciler_app_reconcile_seconds", "One app reconcile", registry=r)
         self.drift = Gauge("reconciler_app_drift_fields", "Drifted fields now", labels, registry=r)
+        self.sources = Counter(
+            "reconciler_gitrepository_reconciles_total", "GitRepository status passes by result", ["namespace", "name", "result"],
+            registry=r,
+        )  # fmt: skip
 
 
 def _now() -> str:
@@ -160,6 +170,7 @@ class SourceCache:
         self._reading: dict[Any, Path] = {}  # who → the snapshot its reconcile reads
         self._making: dict[Path, int] = {}  # snapshots being made or handed over (not yet in an entry)
         self._made: set[str] = set()  # names of the snapshots this process made or used
+        self.on_fetched: Callable[[set[Any]], None] | None = None  # told every fetch's end, with the source's users
         self.dir = root / "snapshots"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._owner_fd: int | None = os.open(self.root / "snapshots.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -180,8 +191,7 @@ class SourceCache:
         """The snapshot when one younger than ``max_age`` seconds is at hand, or the answer of the fetch ``who``
         waited for; else FetchPending, and ``wake()`` once the fetch (started now if none is running) ends. The
         snapshot is ``who``'s to read until :meth:`release`."""
-        ignore = "" if spec.ignore is None else hashlib.sha256(f"flux\0{spec.ignore}".encode()).hexdigest()[:12]
-        key = (spec.url, f"{spec.ref_kind}:{spec.ref}", str(spec.secret or ""), ignore)
+        key = _source_key(spec)
         with self._lock:
             e = self._entries.get(key)
             if e is None:
@@ -212,6 +222,12 @@ class SourceCache:
         threading.Thread(target=self._fetch, args=args, name=f"fetch {spec.url}", daemon=True).start()
         raise FetchPending(spec.url)
 
+    def failure(self, spec: A.SourceSpec) -> BaseException | None:
+        """The error of the source's last fetch when that one failed (None when it succeeded, or none ran)."""
+        with self._lock:
+            e = self._entries.get(_source_key(spec))
+            return e.error if e is not None else None
+
     def _source(self, spec: A.SourceSpec, auth: GitAuth | None) -> Source:
         return Source(spec.url, spec.ref, "", cache=self.root / "git", auth=auth, kind=str(spec.ref_kind))
 
@@ -234,8 +250,11 @@ class SourceCache:
                 e.answers[who] = result
             if not isinstance(result, BaseException):
                 self._unmark(result.root)
+            users = set(e.users)
         for wake in waiters.values():
             wake()
+        if self.on_fetched is not None:
+            self.on_fetched(users)
         self.collect()
 
     def release(self, who: Any) -> None:
@@ -326,6 +345,12 @@ class SourceCache:
         return dest
 
 
+def _source_key(spec: A.SourceSpec) -> tuple[str, str, str, str]:
+    """One fetch and snapshot per URL, ref, credentials (the Secret's name) and ignore rules."""
+    ignore = "" if spec.ignore is None else hashlib.sha256(f"flux\0{spec.ignore}".encode()).hexdigest()[:12]
+    return (spec.url, f"{spec.ref_kind}:{spec.ref}", str(spec.secret or ""), ignore)
+
+
 def _ignored(tree: Path, ignore: str | None) -> Callable[[str, list[str]], set[str]]:
     """copytree's filter: ``.git`` always; for a Flux source also what its ignore rules exclude (an excluded
     directory is still walked when some pattern includes again, as Flux matches every file)."""
@@ -385,6 +410,8 @@ class AppController:
         self.metrics = Metrics()
         base = cache or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imagebot" / "controller"
         self.sources = SourceCache(base, clock)
+        # a fetch an app made may be news for its GitRepository's status (the repository reads the same snapshot)
+        self.sources.on_fetched = self._on_fetched
         self.secrets_dir = Path(tempfile.mkdtemp(prefix="reconciler-secrets-"))
         os.chmod(self.secrets_dir, stat.S_IRWXU)
         self.queue: WorkQueue[AppKey] = WorkQueue(backoff=Backoff(base=1.0, cap=300.0))
@@ -447,7 +474,7 @@ class AppController:
         while not self._stop.wait(min(self.elector.timing.retry_period, 1.0)):
             now = self.elector.is_leader()
             if now and not was:
-                self._enqueue_all()
+                self._enqueue_everything()
             was = now
 
     def start(self) -> None:
@@ -455,7 +482,7 @@ class AppController:
             self.elector.start()
             threading.Thread(target=self._watch_leadership, name="leadership", daemon=True).start()
         if self.shards is not None:
-            self.shards.on_change = self._enqueue_all  # slots gained: their apps are looked at now
+            self.shards.on_change = self._enqueue_everything  # slots gained: their apps are looked at now
             self.shards.start()
         for inf in (*self.kustomizations, *self.apps, *self.repos, self.projects, *self.applications, *self.appprojects):
             inf.start(self._stop)
@@ -479,7 +506,7 @@ class AppController:
     def refresh(self) -> None:
         """A push webhook: every source is fetched again on its next use, and every app is looked at now."""
         self.sources.invalidate()
-        self._enqueue_all()
+        self._enqueue_everything()
 
     def wait_synced(self, timeout: float) -> bool:
         end = time.monotonic() + timeout
@@ -504,10 +531,16 @@ class AppController:
 
     def _on_repo(self, etype: EventType, obj: dict[str, Any], prev: dict[str, Any] | None) -> None:
         """A GitRepository's spec changed or it was deleted: every app naming it (a Kustomization, or an App's
-        sourceRef, in any namespace) is looked at now, not at its next interval."""
+        sourceRef, in any namespace) is looked at now, not at its next interval — and so is the repository's own
+        status (also when a reconcile is requested of it, as `flux reconcile source git` does)."""
+        k = Key.of(obj)
+        repo = AppKey(REPO_KIND, k.namespace, k.name)
+        if etype is EventType.DELETED:
+            self._forget(repo)
+        elif prev is None or _generation(prev) != _generation(obj) or _requested(prev) != _requested(obj):
+            self.queue.add(repo)
         if etype is not EventType.DELETED and prev is not None and _generation(prev) == _generation(obj):
             return
-        k = Key.of(obj)
         for dialect, infs in ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps)):
             for inf in infs:
                 for app in inf.objects():
@@ -520,6 +553,18 @@ class AppController:
 
     def _dialects(self) -> tuple[tuple[A.Dialect, list[Informer]], ...]:
         return ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps), (A.Dialect.ARGO, self.applications))
+
+    def _on_fetched(self, users: set[Any]) -> None:
+        for who in users:
+            if isinstance(who, AppKey) and who.kind == REPO_KIND:
+                self.queue.add(who)
+
+    def _enqueue_everything(self) -> None:
+        """Every app and every GitRepository (a refresh, a leadership or a shard gained)."""
+        self._enqueue_all()
+        for inf in self.repos:
+            for k in inf.cached_keys():
+                self.queue.add(AppKey(REPO_KIND, k.namespace, k.name))
 
     def _enqueue_all(self) -> None:
         for dialect, infs in self._dialects():
@@ -538,7 +583,8 @@ class AppController:
 
     def _forget(self, key: AppKey) -> None:
         self._written.pop(key, None)
-        self.notices.forget(_subject(key))
+        if key.kind != REPO_KIND:  # (a GitRepository's subject would be the app's of the same name)
+            self.notices.forget(_subject(key))
         self._attempts.pop(key, None)
         with self._lock:
             entry = self.engines.pop(key, None)
@@ -591,7 +637,7 @@ class AppController:
             return None  # another replica's (or a standby's): gaining the lease or the slot enqueues every app
         self._current.key = str(key)
         try:
-            return self._reconcile(key)
+            return self._reconcile_repo(key) if key.kind == REPO_KIND else self._reconcile(key)
         finally:
             self._current.key = None
             self.sources.release(key)  # the snapshot it read may go now
@@ -663,6 +709,38 @@ class AppController:
         if outcome.progressing:  # an object's health change wakes it sooner
             return Result(requeue_after=min(5.0, max(outcome.remaining, 0.5)))
         return Result(requeue_after=spec.interval if outcome.ready else spec.retry_interval)
+
+    def _reconcile_repo(self, key: AppKey) -> Result | None:
+        """A GitRepository's status as Flux's source-controller writes it, from the fetch its apps share (one
+        fetch per source and interval, whoever asks): Ready with the artifact's revision, or the fetch's failure.
+        Served by the controller of its shard label, as in Flux; written only when something changed."""
+        obj = self._repo(key.namespace, key.name)
+        if obj is None:
+            self._forget(key)
+            return None
+        if str(((obj.get("metadata") or {}).get("labels") or {}).get(A.SHARD_LABEL) or "") != self.shard:
+            return None  # another shard's controller writes it
+        requested = _requested(obj)
+        handled = {"lastHandledReconcileAt": requested} if requested else {}
+        try:
+            src = A.git_source(obj)
+        except A.InvalidApp as exc:
+            self._write_status(key, obj, _flux_status(obj, False, A.Reason.INVALID, str(exc), True, handled))
+            self.metrics.sources.labels(key.namespace, key.name, "invalid").inc()
+            return None  # nothing changes until the spec does
+        old = obj.get("status") or {}
+        fresh = 0.0 if requested and requested != old.get("lastHandledReconcileAt") else src.interval
+        snap: Snapshot | None = None
+        try:
+            snap = self.sources.fetch(src, self._auth(src), fresh, key, lambda: self.queue.add(key))
+            error = self.sources.failure(src)  # a later fetch (an app's) failed: the snapshot is no longer current
+        except FetchPending:
+            return None  # the fetch's end queues this key again
+        except ReconcilerError as exc:
+            error = exc
+        self._write_status(key, obj, _repo_status(obj, src, snap, error, handled))
+        self.metrics.sources.labels(key.namespace, key.name, "ready" if error is None else "failed").inc()
+        return Result(requeue_after=src.interval if error is None else min(src.interval, SOURCE_RETRY))
 
     def _run(self, key: AppKey, obj: dict[str, Any], spec: A.AppSpec) -> Outcome:
         """Fetch, then sync — or, for an Argo CD app that may not sync now, only compare."""
@@ -1149,6 +1227,45 @@ def _flux_status(
         conds.append(A.condition("Reconciling", True, str(reason), message, gen, now))
     old = (obj.get("status") or {}).get("conditions") or []
     return {**extra, "observedGeneration": gen, "conditions": A.merge_conditions(old, conds)}
+
+
+def _repo_status(
+    obj: dict[str, Any], src: A.SourceSpec, snap: Snapshot | None, error: BaseException | None, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """A GitRepository's status, Flux's source-controller's fields that mean something here: ``Ready`` (Succeeded,
+    "stored artifact for revision '<ref>@sha1:<sha>'"), ``ArtifactInStorage``, ``FetchFailed`` while the last fetch
+    failed (AuthenticationFailed or GitOperationFailed, the fetch's message), ``artifact.revision`` and its
+    ``lastUpdateTime`` (when the revision last changed). A failure keeps the last artifact, as Flux does."""
+    gen, now = _generation(obj), _now()
+    old = obj.get("status") or {}
+    before: dict[str, Any] = old["artifact"] if isinstance(old.get("artifact"), dict) else {}
+    status: dict[str, Any] = {**extra, "observedGeneration": gen}
+    if error is None and snap is not None:
+        revision = A.flux_revision(src.ref_kind, snap.ref or src.ref, snap.sha)
+        message = f"stored artifact for revision '{revision}'"
+        kept = before.get("revision") == revision and before.get("lastUpdateTime")
+        # what we do not make (Flux's digest, path, size, url — left by a source-controller before us) is removed
+        gone = {k: None for k in before if k not in ("revision", "lastUpdateTime")}
+        status["artifact"] = {**gone, "revision": revision, "lastUpdateTime": kept or now}
+        conds = [A.condition("Ready", True, "Succeeded", message, gen, now),
+                 A.condition("ArtifactInStorage", True, "Succeeded", message, gen, now)]  # fmt: skip
+    else:
+        reason = _fetch_reason(error)
+        message = str(error) if isinstance(error, SecretError) else f"failed to checkout and determine revision: {error}"
+        conds = [A.condition("Ready", False, reason, message, gen, now),
+                 A.condition("FetchFailed", True, reason, message, gen, now)]  # fmt: skip
+        conds += [c for c in old.get("conditions") or [] if isinstance(c, dict) and c.get("type") == "ArtifactInStorage"]
+    status["conditions"] = A.merge_conditions(old.get("conditions") or [], conds)
+    return status
+
+
+def _fetch_reason(error: BaseException | None) -> str:
+    """Flux's reason for a failed fetch: AuthenticationFailed (the Secret, or credentials or host key refused) or
+    GitOperationFailed (unreachable, timed out, the ref or repository not found, …)."""
+    cause = error.__cause__ if error is not None else None
+    if isinstance(error, SecretError) or (isinstance(cause, GitError) and cause.kind is GitFailure.AUTH):
+        return "AuthenticationFailed"
+    return "GitOperationFailed"
 
 
 def _argo_status(obj: dict[str, Any], spec: A.AppSpec, o: Outcome) -> dict[str, Any]:

@@ -145,7 +145,7 @@ class Source:
         try:
             out = probe._run(["ls-remote", "--tags", "--refs", "--", self.source], self._cache)
         except GitCommandError as exc:
-            raise GitError(probe._describe(["ls-remote"], exc)) from exc
+            raise probe._error(["ls-remote"], exc) from exc
         tags = [line.partition("\trefs/tags/")[2] for line in out.splitlines() if "\trefs/tags/" in line]
         try:
             tag = semver.pick(self.revision, tags)
