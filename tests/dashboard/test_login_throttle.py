@@ -108,3 +108,12 @@ def test_the_clients_remembered_are_bounded() -> None:
     for n in range(MAX_CLIENTS + 50):
         t.failed(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}")
     assert len(t._records) == MAX_CLIENTS
+
+
+def test_the_readme_states_the_numbers_the_throttle_uses() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = " ".join(readme[readme.index("**Auth and safety**") :][:2000].split())  # line breaks as spaces
+    ordinal = {5: "5th"}[LOCK_AFTER]
+    assert f"the {ordinal} wrong token in a row" in section
+    assert f"(up to {MAX_LOCK_SECONDS / 60:g} min)" in section and "429 with `Retry-After`" in section
+    assert FORGET_SECONDS == 3600 and "forgotten an hour after the last wrong one" in section
