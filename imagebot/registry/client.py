@@ -1,4 +1,4 @@
-"""An OCI distribution v2 client over ``requests``: tag listing and manifest digests.
+"""An OCI distribution v2 client: tag listing and manifest digests (HTTP: :mod:`imagebot.registry.transport`).
 
 - ``GET /v2/<name>/tags/list?n=N`` following ``Link: <…>; rel="next"`` only to the same
   origin, with loop detection and a page cap that ends in a clear error.
@@ -17,7 +17,7 @@
 - Retries with exponential backoff and full jitter on connection errors and 5xx, inside the
   deadline; 429 honours ``Retry-After``; a per-registry cap on concurrent requests and on
   requests per second; ``ratelimit-remaining`` style headers recorded.
-- No ``requests`` exception leaves this module: everything becomes a RegistryError subclass.
+- No transport exception leaves this module: everything becomes a RegistryError subclass.
 """
 
 from __future__ import annotations
@@ -38,14 +38,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote, quote_plus, urljoin, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus, urlencode, urljoin, urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-
-from gitopskit.fluxsecrets import TLSMaterial
-from imagebot import refs
+from imagebot import __version__, refs
 from imagebot.errors import ClusterOnlyError, ConfigError, RegistryError
 from imagebot.registry import deadline as deadlines
 from imagebot.registry.auth import NO_CREDENTIALS, Credentials, CredentialSource, TokenCache, parse_challenge
@@ -58,6 +54,10 @@ from imagebot.registry.errors import (
     redact,
 )
 from imagebot.registry.limits import RateLimiter, RetryPolicy, parse_retry_after
+from imagebot.registry.transport import BodyTooLarge, Failure, Transport, TransportError
+
+if TYPE_CHECKING:  # a type only: importing gitopskit.fluxsecrets costs a cold start ~25 ms
+    from gitopskit.fluxsecrets import TLSMaterial
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ _MAX_REDIRECTS = 5
 _ERROR_BODY_CAP = 64 * 1024  # an error body only feeds a one-line message
 _INVALID_KEPT = 50  # invalid tags remembered per listing (all are counted)
 _MIN_SECRET = 4  # shorter secrets would garble messages without protecting anything
+_USER_AGENT = f"imagebot/{__version__}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,10 +163,6 @@ class Reply:
         return self.content.decode("utf-8", "replace")
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def tls_context(tls: TLSMaterial) -> ssl.SSLContext:
     """An SSLContext from PEM text: the system's CAs plus ``tls.ca`` (as Flux, which extends the system pool),
     and the client certificate ``tls.cert`` + ``tls.key``. ``ssl`` loads a certificate chain only from files:
@@ -188,41 +185,6 @@ def tls_context(tls: TLSMaterial) -> ssl.SSLContext:
         what = "the client certificate and key" if tls.cert else "the CA certificate"
         raise ConfigError(f"{what} of the registry's TLS settings do not load: {exc.__class__.__name__}") from None
     return ctx
-
-
-class _Adapter(HTTPAdapter):
-    """Pools whose connections register with the calling thread's deadline; with an ``ssl_context`` (TLS
-    material held in memory) every HTTPS pool uses exactly that context: requests' own CA choice — its bundle,
-    or ``REQUESTS_CA_BUNDLE``, which would otherwise replace ``verify=True`` — is never loaded into it."""
-
-    def __init__(self, *args: Any, ssl_context: ssl.SSLContext | None = None, **kwargs: Any) -> None:
-        self._ssl_context = ssl_context
-        super().__init__(*args, **kwargs)
-
-    def build_connection_pool_key_attributes(
-        self, request: Any, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
-        if self._ssl_context is not None and host.get("scheme") == "https":
-            for key in ("ca_certs", "ca_cert_dir", "cert_file", "key_file"):
-                pool.pop(key, None)
-            pool["ssl_context"], pool["cert_reqs"] = self._ssl_context, "CERT_REQUIRED"
-        return host, pool
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        if self._ssl_context is None or not url.lower().startswith("https"):
-            super().cert_verify(conn, url, verify, cert)
-            return
-        conn.cert_reqs, conn.ca_certs, conn.ca_cert_dir = "CERT_REQUIRED", None, None
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = deadlines.POOL_CLASSES
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **kwargs)
-        manager.pool_classes_by_scheme = deadlines.POOL_CLASSES
-        return manager
 
 
 def valid_digest(text: str) -> bool:
@@ -270,26 +232,18 @@ class RegistryClient:
     def __init__(
         self,
         settings: RegistrySettings,
-        session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rnd: random.Random | None = None,
     ) -> None:
         self.settings = settings
-        self.session = session or requests.Session()
-        context = tls_context(settings.tls) if settings.tls is not None else None
-        adapter = _Adapter(pool_connections=4, pool_maxsize=max(4, settings.max_concurrency), ssl_context=context)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        # The environment is read once here, not by requests on every call (its proxy lookup walks all of
-        # os.environ per request: most of the client's CPU on a 200-image scan). Same meaning as requests':
-        # HTTPS_PROXY/HTTP_PROXY/NO_PROXY per origin, REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE when no CA is
-        # configured; ~/.netrc is never read (credentials come from the configuration only).
-        self.session.trust_env = False
-        env_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        self._verify: str | bool = True  # a certSecretRef's context carries its own CA
-        if context is None:
-            self._verify = str(settings.ca_file) if settings.ca_file else (env_bundle or True)
-        self._proxies: dict[tuple[str, str], dict[str, str]] = {}
+        # TLS material held in memory is checked here (a bad key is a configuration error); a CA file is read at
+        # the first request, where a missing one is this registry's failure, not the caller's.
+        self._context = tls_context(settings.tls) if settings.tls is not None else None
+        # The environment keeps requests' meaning: HTTPS_PROXY/HTTP_PROXY/NO_PROXY per origin (read once per
+        # origin), REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE when no CA is configured, else the system's CA store;
+        # ~/.netrc is never read (credentials come from the configuration only).
+        self._ca_bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")) or None
+        self._transport: Transport | None = None
         self._slots = threading.BoundedSemaphore(max(1, settings.max_concurrency))
         self._limiter = RateLimiter(settings.requests_per_second, burst=max(1, settings.max_concurrency))
         self._tokens = TokenCache()
@@ -340,13 +294,28 @@ class RegistryClient:
                 raise
             raise type(exc)(scrubbed) from None
 
-    def _proxies_for(self, url: str) -> dict[str, str]:
-        """The environment's proxies for ``url``'s origin (NO_PROXY applied), looked up once per origin."""
-        origin = _origin(url)
-        found = self._proxies.get(origin)
-        if found is None:
-            found = self._proxies[origin] = requests.utils.get_environ_proxies(url)
-        return found
+    def _http(self) -> Transport:
+        transport = self._transport
+        if transport is not None:
+            return transport
+        with self._auth_lock:
+            if self._transport is None:
+                self._transport = Transport(self._tls, max_idle=max(4, self.settings.max_concurrency))
+            return self._transport
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._context is not None:  # a certSecretRef's context carries its own CA
+            return self._context
+        ca = str(self.settings.ca_file) if self.settings.ca_file else self._ca_bundle
+        try:
+            return ssl.create_default_context(cafile=ca)  # with a file: only its CAs, as requests' verify=<path>
+        except (OSError, ssl.SSLError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not PEM CA certificates"
+            raise RegistryUnreachable(f"{self._where()}: the CA file {ca} cannot be used: {why}") from None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
 
     def _late(self, dl: deadlines.Deadline, what: str) -> RegistryUnreachable:
         return RegistryUnreachable(
@@ -357,10 +326,11 @@ class RegistryClient:
     def _send(self, method: str, url: str, headers: dict[str, str], dl: deadlines.Deadline, what: str, cap: int) -> Reply:
         """One exchange, redirects followed by hand, the body read whole under ``cap`` bytes.
 
-        Raises RegistryError for TLS failures, refused redirects, oversized bodies and the
-        deadline; returns connection errors as ``requests`` exceptions for the retry loop.
+        Raises RegistryError for refused redirects, oversized bodies and the deadline; connection and TLS
+        failures come out as :class:`TransportError`, for the retry loop.
         """
-        hdrs = dict(headers)
+        hdrs = {"User-Agent": _USER_AGENT, **headers}
+        transport = self._http()
         for _ in range(_MAX_REDIRECTS + 1):
             left = dl.remaining()
             if left <= 0:
@@ -369,55 +339,31 @@ class RegistryClient:
             self._limiter.acquire()
             with self._slots:
                 self.requests_made += 1
-                resp = self.session.request(
-                    method,
-                    url,
-                    headers=hdrs,
-                    timeout=(stall, stall),
-                    verify=self._verify,
-                    proxies=self._proxies_for(url),
-                    allow_redirects=False,
-                    stream=True,
-                )
                 try:
-                    location = resp.headers.get("Location")
-                    if resp.status_code in _REDIRECTS and location:
-                        nxt = urljoin(url, location)
-                        if urlsplit(nxt).scheme not in ("http", "https"):
-                            raise RegistryProtocolError(f"{self._where()}: {what}: refusing a redirect to {_shown(nxt)}")
-                        if urlsplit(url).scheme == "https" and urlsplit(nxt).scheme == "http":
-                            raise RegistryProtocolError(
-                                f"{self._where()}: {what}: refusing a redirect from https to plain http ({_origin(nxt)[1]})"
-                            )
-                        if _origin(nxt) != _origin(url):
-                            # the header we set is for its origin only (blob CDNs get none)
-                            hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
-                        url = nxt
-                        continue
-                    body_cap = cap if resp.status_code < 300 else _ERROR_BODY_CAP
-                    body = b"" if method == "HEAD" else self._read(resp, body_cap, resp.status_code < 300)
-                    return Reply(resp.status_code, resp.headers, body, resp.reason or "", url)
-                except _TooLarge:
+                    # a body is read whole under the cap; an error or redirect's body only feeds a message
+                    resp = transport.exchange(method, url, hdrs, stall, cap, _ERROR_BODY_CAP)
+                except BodyTooLarge:
                     raise RegistryProtocolError(
                         f"{self._where()}: {what}: the answer is larger than {cap:,} bytes; refusing to read it"
                     ) from None
-                finally:
-                    resp.close()
+            if dl.expired():  # a body without a length, cut by the deadline's shutdown, ends like a whole one
+                raise self._late(dl, what)
+            location = resp.headers.get("Location")
+            if resp.status in _REDIRECTS and location:
+                nxt = urljoin(url, location)
+                if urlsplit(nxt).scheme not in ("http", "https"):
+                    raise RegistryProtocolError(f"{self._where()}: {what}: refusing a redirect to {_shown(nxt)}")
+                if urlsplit(url).scheme == "https" and urlsplit(nxt).scheme == "http":
+                    raise RegistryProtocolError(
+                        f"{self._where()}: {what}: refusing a redirect from https to plain http ({_origin(nxt)[1]})"
+                    )
+                if _origin(nxt) != _origin(url):
+                    # the header we set is for its origin only (blob CDNs get none)
+                    hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
+                url = nxt
+                continue
+            return Reply(resp.status, resp.headers, resp.body, resp.reason, url)
         raise RegistryProtocolError(f"{self._where()}: {what}: more than {_MAX_REDIRECTS} redirects")
-
-    @staticmethod
-    def _read(resp: requests.Response, cap: int, strict: bool) -> bytes:
-        length = resp.headers.get("Content-Length", "")
-        if strict and length.isascii() and length.isdigit() and int(length) > cap:
-            raise _TooLarge
-        buf = bytearray()
-        for chunk in resp.iter_content(64 * 1024):
-            buf += chunk
-            if len(buf) > cap:
-                if strict:
-                    raise _TooLarge
-                return bytes(buf[:cap])  # an error body: its start is enough
-        return bytes(buf)
 
     def request(
         self,
@@ -447,18 +393,16 @@ class RegistryClient:
                 hdrs["Authorization"] = auth
             try:
                 resp = self._send(method, url, hdrs, dl, what, cap)
-            except requests.exceptions.SSLError as exc:
+            except TransportError as exc:
                 if dl.expired():
                     raise self._late(dl, what) from exc
-                if self.settings.tls_unresolved:
-                    raise ClusterOnlyError(self.settings.tls_unresolved) from None
-                raise RegistryUnreachable(
-                    f"{self._where()}: TLS verification failed ({self.scrub(str(exc.__context__ or exc), 160)}); "
-                    "give the registry's CA with --ca-file, or opt in to plain HTTP with --insecure-registry"
-                ) from exc
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
-                if dl.expired():
-                    raise self._late(dl, what) from exc
+                if exc.kind is Failure.TLS:
+                    if self.settings.tls_unresolved:
+                        raise ClusterOnlyError(self.settings.tls_unresolved) from None
+                    raise RegistryUnreachable(
+                        f"{self._where()}: TLS verification failed ({self.scrub(str(exc), 160)}); "
+                        "give the registry's CA with --ca-file, or opt in to plain HTTP with --insecure-registry"
+                    ) from exc
                 wait = policy.backoff(attempt, self._rnd)
                 if attempt + 1 >= policy.attempts or wait >= dl.remaining():
                     raise RegistryUnreachable(
@@ -467,10 +411,6 @@ class RegistryClient:
                 self._sleep(wait)
                 attempt += 1
                 continue
-            except requests.exceptions.RequestException as exc:
-                if dl.expired():
-                    raise self._late(dl, what) from exc
-                raise RegistryError(f"{self._where()}: request failed: {self.scrub(str(exc), 200)}") from exc
             self._record_rate_headers(resp)
             if resp.status_code == 401 and not authed_once and _origin(resp.url) == _origin(url):
                 # only the registry's own challenge is answered, never a redirect target's
@@ -537,14 +477,14 @@ class RegistryClient:
         query: dict[str, str] = {"scope": want_scope}
         if service:
             query["service"] = service
-        url = requests.Request("GET", realm, params=query).prepare().url or realm
+        url = realm + ("&" if urlsplit(realm).query else "?") + urlencode(query)
         hdrs = {"Accept": "application/json"}
         if creds is not None:
             hdrs["Authorization"] = "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
         what = "token service"
         try:
             tr = self._send("GET", url, hdrs, dl, what, self.settings.max_body)
-        except requests.exceptions.RequestException as exc:
+        except TransportError as exc:
             if dl.expired():
                 raise self._late(dl, what) from exc
             raise RegistryUnreachable(f"{self._where()}: token service unreachable: {self.scrub(str(exc), 160)}") from exc

@@ -1,13 +1,12 @@
 """Overall deadlines for registry calls.
 
-``requests``' timeout bounds each socket read, not a call: a registry that drips its headers or
-body one byte a second never trips it. A call therefore runs under a :class:`Deadline`. Every
-connection the call takes from the pool is registered with it (the adapter's pools call
-:func:`track`), and one reaper thread shuts those sockets down when the deadline passes, so a
-blocked read returns at once wherever it is (status line, headers, body). The caller then sees
-a connection error, checks :meth:`Deadline.expired`, and reports the deadline. Connecting needs
-no reaper: the client gives connect and TLS handshake (which CPython bounds as a whole) a
-timeout no longer than the time left.
+A socket timeout bounds each read, not a call: a registry that drips its headers or body one
+byte a second never trips it. A call therefore runs under a :class:`Deadline`. Every connection
+the call sends on is registered with it (the transport calls :func:`track`), and one reaper
+thread shuts those sockets down when the deadline passes, so a blocked read returns at once
+wherever it is (status line, headers, body). The caller then sees a connection error, checks
+:meth:`Deadline.expired`, and reports the deadline. Connecting needs no reaper: the client gives
+connect and TLS handshake (which CPython bounds as a whole) a timeout no longer than the time left.
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 _RECHECK = 0.05  # a connection still connecting when the deadline passed is shut down this soon after
 
@@ -127,20 +124,3 @@ def track(conn: Any) -> None:
     deadline: Deadline | None = getattr(_local, "deadline", None)
     if deadline is not None:
         deadline._add(conn)
-
-
-class TrackedHTTPPool(HTTPConnectionPool):
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)
-        track(conn)
-        return conn
-
-
-class TrackedHTTPSPool(HTTPSConnectionPool):
-    def _get_conn(self, timeout: float | None = None) -> Any:
-        conn = super()._get_conn(timeout)
-        track(conn)
-        return conn
-
-
-POOL_CLASSES = {"http": TrackedHTTPPool, "https": TrackedHTTPSPool}

@@ -624,7 +624,8 @@ def test_an_ssh_signing_key_signs_the_automation_commit_and_a_wrong_password_pus
     verified = subprocess.run(["git", "-C", str(bares["good"]), "-c", f"gpg.ssh.allowedSignersFile={signers}", "verify-commit",
                                "main"], capture_output=True, text=True)  # fmt: skip
     assert verified.returncode == 0 and 'Good "git" signature for bot@example.org' in verified.stderr, verified.stderr
-    wrong = until(lambda: (o := kube.get("ImageUpdateAutomation", "wrong")) and ready(o).get("status") == "False" and o,
-                  what="the wrong password refused")  # fmt: skip
+    # judged before its GitRepository reached the cache, it is briefly "not found": wait for the push's own verdict
+    wrong = until(lambda: (o := kube.get("ImageUpdateAutomation", "wrong")) and ready(o).get("reason") == "GitOperationFailed"
+                  and o, what="the wrong password refused")  # fmt: skip
     assert ready(wrong)["reason"] == "GitOperationFailed" and "wrong password" in ready(wrong)["message"], ready(wrong)
     assert len(log(bares["wrong"], "main")) == 1, "nothing pushed"

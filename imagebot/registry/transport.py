@@ -1,0 +1,338 @@
+"""HTTP/1.1 for the registry client on the standard library's ``http.client``: keep-alive connections pooled per
+origin, TLS, the environment's proxies, a byte cap on every body — and a fraction of the CPU of ``requests``.
+
+A scan sends one request per repository (a cold ``run --once`` of 200 images, ~600): ``requests`` spent ~0.8 ms
+of CPU per request merging settings and building objects, ``urllib3`` alone ~0.4 ms, ``http.client`` ~0.2 ms;
+and not importing either saves ~75 ms of a cold start. What they did that matters here is done below:
+
+- Connections are reused while the server keeps them open; an idle one the server has closed (or that has
+  unread bytes) is dropped before use, and a request whose reused connection fails before any answer is sent
+  once more on a new one (GET and HEAD are idempotent) — never more, so a dead server is not hammered.
+- TLS: the client's ``ssl.SSLContext`` (system store, a CA file, or TLS material held in memory), hostname
+  checked, SNI sent.
+- Proxies from ``HTTP_PROXY``/``HTTPS_PROXY``/``ALL_PROXY`` (either case) unless ``NO_PROXY`` names the host
+  (suffix, ``host:port``, IP or CIDR, ``*``): plain-HTTP requests in absolute form, HTTPS through ``CONNECT``;
+  proxy credentials in the URL become ``Proxy-Authorization``.
+- Every connection registers with the calling thread's deadline (:func:`imagebot.registry.deadline.track`),
+  which shuts its socket down when the call's time is up; each connect and read also stalls at most ``stall``.
+- Errors come out as :class:`TransportError` (TLS or connection), never as ``http.client``/``ssl`` exceptions.
+
+Status line and header limits are ``http.client``'s (65,536 bytes a line, 100 headers). A body the server
+compresses although we asked for none (``gzip``/``deflate``) is decompressed, the cap counting decoded bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import ipaddress
+import os
+import select
+import ssl
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import unquote, urlsplit
+
+from imagebot.registry import deadline as deadlines
+
+_CHUNK = 64 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class Failure(StrEnum):
+    TLS = "tls"
+    CONNECTION = "connection"
+
+
+class TransportError(Exception):
+    """A request that got no complete answer; ``kind`` says whether TLS refused it."""
+
+    def __init__(self, kind: Failure, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class BodyTooLarge(Exception):
+    """A body over the caller's cap (strict reads only)."""
+
+
+class Headers(Mapping[str, str]):
+    """Response headers, case-insensitive; a repeated header's values joined by ", " (as requests did: every
+    ``Link`` or ``WWW-Authenticate`` line is seen)."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, message: http.client.HTTPMessage) -> None:
+        d: dict[str, str] = {}
+        for k, v in message.items():
+            key = k.lower()
+            d[key] = f"{d[key]}, {v}" if key in d else v
+        self._d = d
+
+    def __getitem__(self, key: str) -> str:
+        return self._d[key.lower()]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._d
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._d.get(key.lower(), default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    reason: str
+    headers: Headers
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    host: str
+    port: int
+    authorization: str  # "" or a Proxy-Authorization value
+
+
+def _proxy_from(url: str) -> Proxy | None:
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme not in ("http", "") or not parts.hostname:
+        return None  # https:// and socks proxies are not spoken here; the request goes direct
+    auth = ""
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        auth = "Basic " + base64.b64encode(pair.encode()).decode()
+    return Proxy(parts.hostname, parts.port or 80, auth)
+
+
+def _bypassed(host: str, port: int, no_proxy: str) -> bool:
+    """``NO_PROXY``'s meaning as curl and requests give it: ``*``, a domain suffix, ``host:port``, an IP or CIDR."""
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        ip = None
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if ip is not None:
+            try:
+                if ip in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+        name, _, want_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if want_port and want_port != str(port):
+            continue
+        name = name.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def environment_proxy(scheme: str, host: str, port: int, environ: Mapping[str, str] = os.environ) -> Proxy | None:
+    """The proxy the environment names for this origin, or None (none set, or NO_PROXY bypasses it)."""
+
+    def env(name: str) -> str:
+        return environ.get(name.lower()) or environ.get(name.upper()) or ""
+
+    url = env(f"{scheme}_proxy") or env("all_proxy")
+    if not url or _bypassed(host.lower(), port, env("no_proxy")):
+        return None
+    return _proxy_from(url)
+
+
+def _dropped(conn: http.client.HTTPConnection) -> bool:
+    """An idle connection the server closed (readable at EOF) or that holds bytes nobody asked for."""
+    sock = conn.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+class Transport:
+    """Pooled keep-alive connections for one registry client (thread-safe)."""
+
+    def __init__(self, tls: Callable[[], ssl.SSLContext], max_idle: int, environ: Mapping[str, str] = os.environ) -> None:
+        self._tls = tls  # called at the first HTTPS connection: a plain-HTTP registry never loads a CA store
+        self._context: ssl.SSLContext | None = None
+        self._max_idle = max(1, max_idle)
+        self._idle: dict[tuple[str, str, int], list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+        self._proxies: dict[tuple[str, str, int], Proxy | None] = {}
+        self._environ = environ
+        self.connections_opened = 0
+
+    # ------------------------------------------------------------ connections
+    def _proxy(self, scheme: str, host: str, port: int) -> Proxy | None:
+        key = (scheme, host, port)
+        if key not in self._proxies:  # the environment is read once per origin, not per request
+            self._proxies[key] = environment_proxy(scheme, host, port, self._environ)
+        return self._proxies[key]
+
+    def _context_for_tls(self) -> ssl.SSLContext:
+        with self._lock:
+            if self._context is None:
+                self._context = self._tls()
+            return self._context
+
+    def _new(self, scheme: str, host: str, port: int, proxy: Proxy | None, stall: float) -> http.client.HTTPConnection:
+        self.connections_opened += 1
+        if scheme == "https":
+            context = self._context_for_tls()
+            if proxy is None:
+                return http.client.HTTPSConnection(host, port, timeout=stall, context=context)
+            conn = http.client.HTTPSConnection(proxy.host, proxy.port, timeout=stall, context=context)
+            conn.set_tunnel(host, port, {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None)
+            return conn
+        if proxy is None:
+            return http.client.HTTPConnection(host, port, timeout=stall)
+        return http.client.HTTPConnection(proxy.host, proxy.port, timeout=stall)
+
+    def _take(self, key: tuple[str, str, int]) -> http.client.HTTPConnection | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            while idle:
+                conn = idle.pop()
+                if not _dropped(conn):
+                    return conn
+                conn.close()
+        return None
+
+    def _give(self, key: tuple[str, str, int], conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(key, [])
+            if len(idle) < self._max_idle:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for c in conns:
+            c.close()
+
+    # ------------------------------------------------------------ exchange
+    def exchange(self, method: str, url: str, headers: Mapping[str, str], stall: float, cap: int, error_cap: int) -> Answer:
+        """Send one request and read its whole answer: a 2xx body over ``cap`` raises :class:`BodyTooLarge`; of any
+        other body (an error, a redirect) the first ``error_cap`` bytes are kept. Redirects are the caller's."""
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname or ""
+        port = parts.port or _DEFAULT_PORTS[scheme]
+        proxy = self._proxy(scheme, host, port)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        hdrs = dict(headers)
+        if proxy is not None and scheme == "http":
+            target = url.split("#", 1)[0]  # absolute form, to the proxy
+            if proxy.authorization:
+                hdrs["Proxy-Authorization"] = proxy.authorization
+        key = (scheme, f"{host}|{proxy}" if proxy else host, port)
+        conn = self._take(key)
+        if conn is not None:
+            try:
+                return self._on(conn, key, method, target, hdrs, stall, cap, error_cap)
+            except _Stale:
+                pass  # the server closed a kept-alive connection as we sent: once more, on a new one
+        conn = self._new(scheme, host, port, proxy, stall)
+        try:
+            return self._on(conn, key, method, target, hdrs, stall, cap, error_cap)
+        except _Stale as exc:
+            raise TransportError(Failure.CONNECTION, str(exc.__cause__ or "connection closed by the server")) from None
+
+    def _on(
+        self,
+        conn: http.client.HTTPConnection,
+        key: tuple[str, str, int],
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        stall: float,
+        cap: int,
+        error_cap: int,
+    ) -> Answer:
+        reused = conn.sock is not None
+        deadlines.track(conn)
+        keep = sent = False
+        try:
+            if reused:
+                conn.sock.settimeout(stall)
+            else:
+                conn.timeout = stall
+            try:
+                conn.request(method, target, headers=headers)
+                sent = True
+                resp = conn.getresponse()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                if reused:
+                    raise _Stale from exc
+                raise
+            ok = resp.status < 300
+            body = b"" if method == "HEAD" else _read(resp, cap if ok else error_cap, strict=ok)
+            keep = resp.isclosed() and not resp.will_close
+            return Answer(resp.status, resp.reason or "", Headers(resp.msg), body)
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:  # the peer went away: a connection failure
+            raise TransportError(Failure.TLS if not sent else Failure.CONNECTION, f"{type(exc).__name__}: {exc}") from exc
+        except (ssl.SSLError, ssl.CertificateError) as exc:  # verification, a refused client certificate, no TLS
+            raise TransportError(Failure.TLS, f"{type(exc).__name__}: {exc}") from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise TransportError(Failure.CONNECTION, f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            if keep:
+                self._give(key, conn)
+            else:
+                conn.close()
+
+
+class _Stale(Exception):
+    pass
+
+
+def _read(resp: http.client.HTTPResponse, cap: int, strict: bool) -> bytes:
+    length = resp.getheader("Content-Length", "")
+    if strict and length.isascii() and length.isdigit() and int(length) > cap:
+        raise BodyTooLarge
+    encoding = (resp.getheader("Content-Encoding", "") or "").strip().lower()
+    inflate = None
+    if encoding in ("gzip", "x-gzip"):
+        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        inflate = zlib.decompressobj()
+    buf = bytearray()
+    while True:
+        chunk = resp.read(_CHUNK)
+        if not chunk:
+            if resp.length:  # http.client ends a short Content-Length body quietly: it is a broken answer
+                raise http.client.IncompleteRead(bytes(buf), resp.length)
+            break
+        if inflate is not None:
+            try:
+                chunk = inflate.decompress(chunk, cap + 1 - len(buf))  # never more than the cap, whatever the ratio
+            except zlib.error as exc:
+                raise http.client.HTTPException(f"undecodable {encoding} body: {exc}") from None
+        buf += chunk
+        if len(buf) > cap:
+            if strict:
+                raise BodyTooLarge
+            resp.close()  # an error body: its start is enough; the connection is not reused
+            return bytes(buf[:cap])
+    if inflate is not None:
+        buf += inflate.flush()
+        if len(buf) > cap and strict:
+            raise BodyTooLarge
+    return bytes(buf[:cap])
