@@ -28,6 +28,16 @@ DEFAULT_EXCLUDES: tuple[str, ...] = (
     r"^sha(?:256|512)-[0-9a-f]{64}(?:\.[A-Za-z0-9_-]+)?$",
 )
 
+# What a tag must look like for each default to match it (a necessary condition: ``$`` is the end of the text
+# in Go): a tag that fits none is not excluded, without a regex call — RE2's binding costs ~2 µs a search,
+# a tenth of a cold run's CPU over 60,000 tags; the screen is ~0.2 µs.
+_SCREENS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    DEFAULT_EXCLUDES[0]: ((), (".sig",)),
+    DEFAULT_EXCLUDES[1]: ((), (".att",)),
+    DEFAULT_EXCLUDES[2]: ((), (".sbom",)),
+    DEFAULT_EXCLUDES[3]: (("sha256-", "sha512-"), ()),
+}
+
 _TEMPLATE_TOKEN = re.compile(r"\$(?:\$|\{([A-Za-z0-9_]+)\}|([A-Za-z0-9_]+))")
 
 
@@ -109,6 +119,7 @@ class Exclusions:
     _compiled: tuple[tuple[str, GoRegex], ...] = field(init=False, repr=False, compare=False)
 
     _any: GoRegex | None = field(init=False, repr=False, compare=False)
+    _screen: tuple[tuple[str, ...], tuple[str, ...]] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         compiled = tuple((p, compile_regex(p, "--exclude")) for p in self.patterns)
@@ -119,8 +130,18 @@ class Exclusions:
         except GoRegexError:  # e.g. the same group name in two patterns
             combined = None
         object.__setattr__(self, "_any", combined)
+        screen = None
+        if all(p in _SCREENS for p in self.patterns):  # only patterns whose screen is known (the defaults)
+            screen = (
+                tuple(x for p in self.patterns for x in _SCREENS[p][0]),
+                tuple(x for p in self.patterns for x in _SCREENS[p][1]),
+            )
+        object.__setattr__(self, "_screen", screen)
 
     def excludes(self, tag: str) -> str | None:
+        screen = self._screen
+        if screen is not None and not (tag.startswith(screen[0]) or tag.endswith(screen[1])):
+            return None
         if self._any is not None and self._any.search(tag) is None:
             return None
         for text, rx in self._compiled:

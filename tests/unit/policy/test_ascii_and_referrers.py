@@ -5,8 +5,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gitopskit.goregex import compile_go
 from imagebot.policy import DEFAULT_EXCLUDES, PolicyKind, PolicySpec, build
+from imagebot.policy.filter import Exclusions
 from imagebot.policy.semver import parse_range, parse_tag
 from imagebot.registry.limits import parse_retry_after
 
@@ -81,3 +85,22 @@ def test_referrers_tag_schema_is_excluded_by_default(tag: str) -> None:
 )
 def test_tags_that_merely_look_like_digests_are_kept(tag: str) -> None:
     assert build(PolicySpec(A, "asc", excludes=DEFAULT_EXCLUDES)).exclusions.excludes(tag) is None
+
+
+_CRAFTED = [
+    "1.0.0", "x.sig", "x.sig\n", ".sig", "sig", "x.SIG", "a.att", "a.sbom", "a.sbom.x", "sha256-", "sha256-" + "a" * 64,
+    "sha512-" + "0" * 64 + ".sig", "sha256-" + "A" * 64, "sha256-" + "a" * 63, "sha256-" + "a" * 64 + ".att.x",
+    "xsha256-" + "a" * 64, "sha1-" + "a" * 64, "v1.sig.bak", "\u0663.sig", "",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(tag=st.one_of(st.sampled_from(_CRAFTED), st.text(max_size=80),
+                     st.builds(lambda a, b: a + b, st.sampled_from(["sha256-", "sha512-", "", "v"]),
+                               st.text(alphabet="0123456789abcdef.sigatbomSIG-", max_size=80))))  # fmt: skip
+def test_the_screen_of_the_default_exclusions_agrees_with_their_regexes(tag: str) -> None:
+    """The defaults skip the regex for a tag no default can match: the verdict must be the regexes' own."""
+    screened = Exclusions()
+    by_regex = next((p for p in DEFAULT_EXCLUDES if compile_go(p).search(tag)), None)
+    assert screened.excludes(tag) == by_regex
+    assert Exclusions((*DEFAULT_EXCLUDES, "^1\\.9")).excludes(tag) == by_regex or tag.startswith("1.9")
