@@ -83,7 +83,7 @@ def run() -> dict[str, object]:
             # the whole job, cold, on the same registry: Renovate's lookup-only figure below is its peer
             e2e = t / "e2e"
             e2e.mkdir()
-            result.update(run_once.measure(server.host, e2e))
+            result.update(run_once.measure(server.host, e2e, server.proc.pid))
             if binary is None:
                 result["p1_renovate"] = "not installed (npm install renovate@39 failed or npm missing)"
                 print("   Renovate: NOT MEASURED — could not be installed")

@@ -38,12 +38,15 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gitopskit import openpgp
 from gitopskit.errors import GitError, GitFailure
-from gitopskit.fluxsecrets import GitAuthKind, GitCredentials
 from gitopskit.openpgp import OpenPGPKey
+
+if TYPE_CHECKING:
+    from gitopskit.fluxsecrets import GitCredentials
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,8 @@ def flux_git_auth(creds: GitCredentials, directory: Path) -> GitAuth:
     """A GitAuth from a Flux Git Secret's credentials: basic auth as is; an SSH identity and known_hosts
     written to ``directory`` (created 0700; files 0600, created so — never readable by others for a moment).
     ``bearerToken`` as an ``Authorization: Bearer`` header (HTTPS); a passphrase-protected identity is refused by name."""
+    from gitopskit.fluxsecrets import GitAuthKind  # Flux's Secret formats: only for credentials from a Secret
+
     if creds.kind is GitAuthKind.BASIC:
         return GitAuth(creds.username, creds.password)
     if creds.kind is GitAuthKind.BEARER:

@@ -10,11 +10,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from imagebot import __version__, fluxcmd, refs
+from imagebot import __version__, refs
 from imagebot.errors import FAILURES, EditError, ExitCode, PolicyError, UsageError, exit_code_of
 from imagebot.policy import DEFAULT_EXCLUDES, PolicyKind, PolicySpec, Selection, build
 from imagebot.refs import ImageRef
-from imagebot.registry.commands import add_registry_flags, cmd_digest, cmd_tags, list_tags_for
 from imagebot.update.model import ChangeSet, EditRequest, ImageUpdate, ProblemKind
 
 EXIT_CODES = """exit codes:
@@ -142,6 +141,8 @@ def cmd_select(args: argparse.Namespace, out: TextIO, err: TextIO, stdin: TextIO
     if args.image:
         if args.tags:
             raise UsageError("give tags or --image, not both")
+        from imagebot.registry.commands import list_tags_for
+
         tags = list_tags_for(args, err)
     else:
         tags = read_tags(args.tags, stdin)
@@ -315,7 +316,25 @@ def _add_discover_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="GLOB", help="with --discover: not these repositories")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands whose parsers live outside imagebot.runtime.commands, by the module that defines them: a command line
+# naming one of them (or one of the runtime's) builds that group's parser alone, so `imagebot run` never imports
+# the Flux template engine, the Secret formats or the controller (~60 ms of a cold start).
+_CORE = frozenset({"select", "tags", "digest", "set", "update"})
+_FLUX = frozenset({"template", "secret"})
+_CONTROLLER = frozenset({"controller"})
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with ``only`` (a command name), just the group that defines that command (the full
+    parser when it is no command of a group: the caller falls back to it for an unknown name)."""
+
+    def want(group: frozenset[str] | None) -> bool:
+        if only is None:
+            return True
+        if group is None:  # the runtime's commands: whatever the other groups do not name
+            return only not in _CORE | _FLUX | _CONTROLLER
+        return only in group
+
     parser = _Parser(
         prog="imagebot",
         description="Image automation for GitOps: scan registries, select tags by policy, edit YAML, commit or open PRs.",
@@ -325,6 +344,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"imagebot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    parser.set_defaults(_commands=sub.choices)
+    if want(_CORE):
+        _add_core(sub)
+    if want(None):
+        from imagebot.runtime.commands import add_flags
+
+        add_flags(sub, EXIT_CODES)
+    if want(_FLUX):
+        from imagebot import fluxcmd
+
+        fluxcmd.add_flags(sub, EXIT_CODES)
+    if want(_CONTROLLER):
+        from imagebot.controller.cli import add_flags as add_controller_flags
+
+        add_controller_flags(sub, EXIT_CODES)
+    return parser
+
+
+def _add_core(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from imagebot.registry.commands import add_registry_flags, cmd_digest, cmd_tags
 
     sel = sub.add_parser(
         "select",
@@ -406,15 +445,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_registry_flags(up)
     up.set_defaults(func=cmd_update)
 
-    from imagebot.runtime.commands import add_flags
-
-    add_flags(sub, EXIT_CODES)
-    fluxcmd.add_flags(sub, EXIT_CODES)
-    from imagebot.controller.cli import add_flags as add_controller_flags
-
-    add_controller_flags(sub, EXIT_CODES)
-    return parser
-
 
 def main(
     argv: Sequence[str] | None = None,
@@ -426,7 +456,11 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     stdin = stdin or sys.stdin
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    first = argv[0] if argv and not argv[0].startswith("-") else None
+    parser = build_parser(first)
+    if first is not None and first not in parser.get_default("_commands"):
+        parser = build_parser()  # an unknown command: the full parser names every choice
     try:
         args = parser.parse_args(argv)
         func: Command = args.func

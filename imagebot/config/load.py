@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from gitopskit.notify import NotifyConfig, NotifyConfigError
 from gitopskit.notify import parse_config as parse_notify
 from imagebot import refs
-from imagebot.config import flux
 from imagebot.config.fields import Errors, parse_duration, positive_duration
 from imagebot.config.fields import Reader as _Reader
 from imagebot.config.fields import policy_spec as _policy
@@ -40,7 +40,6 @@ from imagebot.errors import ConfigError
 from imagebot.gitops.message import Templates, template_problem
 from imagebot.gitops.writer import Mode
 from imagebot.policy import DEFAULT_EXCLUDES
-from imagebot.verify import VerifyError, load_keys
 
 __all__ = ["Errors", "load", "parse_duration", "positive_duration"]
 
@@ -99,6 +98,8 @@ def _verify(r: _Reader, environment: bool, warnings: Errors) -> VerifySpec | Non
     if environment:
         for n, path in enumerate(paths):
             where = "key" if c.has("key") and n == 0 else "keys"
+            from imagebot.verify import VerifyError, load_keys  # only a config that verifies signatures loads cosign
+
             try:
                 load_keys(path.read_bytes(), str(path))
             except OSError as exc:
@@ -365,6 +366,8 @@ def _unique(top: _Reader, key: str) -> None:
 
 def _flux(docs: list[tuple[str, Any]], errors: Errors) -> Config | None:
     """Flux's objects (and v1 Secrets / ServiceAccounts they name) through the translation ``controller`` shares."""
+    from imagebot.config import flux  # only a configuration of Flux objects needs the translation (~30 ms to import)
+
     result = flux.translate([d for _, d in docs], origins=[f for f, _ in docs])
     errors.items += [str(p) for p in result.errors]
     if errors.items:
@@ -420,7 +423,7 @@ def load(paths: list[Path], *, environment: bool = True) -> Config:
         api = d.get("apiVersion") if isinstance(d, dict) else None
         if api == NATIVE_API:
             native.append((f, d))
-        elif flux.is_flux_document(d):
+        elif _is_flux_document(d):
             flux_docs.append((f, d))
         else:
             kind = d.get("kind") if isinstance(d, dict) else _shown(d)
@@ -441,3 +444,15 @@ def load(paths: list[Path], *, environment: bool = True) -> Config:
         ordered = sorted(errors.items, key=_line_key)
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(ordered or ["no configuration found"]))
     return cfg
+
+
+def _is_flux_document(d: Any) -> bool:
+    """:func:`imagebot.config.flux.is_flux_document`, without importing the translation (a test holds them equal)."""
+    if not isinstance(d, Mapping):
+        return False
+    api, kind = d.get("apiVersion"), d.get("kind")
+    if not isinstance(api, str):
+        return False
+    return api.startswith(("image.toolkit.fluxcd.io/", "source.toolkit.fluxcd.io/")) or (
+        api == "v1" and kind in ("Secret", "ServiceAccount")
+    )

@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gitopskit.fluxsecrets import GitCredentials, RegistryCredentials, SigningKey, TLSMaterial
 from gitopskit.notify import NotifyConfig
 from imagebot.gitops.message import Templates
 from imagebot.gitops.writer import Mode
 from imagebot.policy import PolicySpec
 from imagebot.refs import ImageRef
+
+if TYPE_CHECKING:  # field types only: a cold start without Flux objects never imports the Secret formats
+    from gitopskit.fluxsecrets import GitCredentials, RegistryCredentials, SigningKey, TLSMaterial
 
 
 class Purpose(StrEnum):

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from imagebot.errors import ConfigError
 from imagebot.gitops import explain
-from imagebot.gitops.gotemplate import ChangeRecord, ObjectId
 from imagebot.refs import ImageRef, try_parse
 from imagebot.update.model import Change, Target, Why
 
 if TYPE_CHECKING:
     from jinja2.sandbox import SandboxedEnvironment
+
+    from imagebot.gitops.gotemplate import ChangeRecord
 
 DEFAULT_TITLE = (
     "chore(images): "
@@ -235,6 +236,8 @@ def render(
 def change_records(changes: tuple[Change, ...], requested: Mapping[str, ImageRef]) -> tuple[ChangeRecord, ...]:
     """The changes as Flux's messageTemplate sees them: file (relative to the update path), the object
     (apiVersion, kind, name, namespace of the document), old and new value, the setter as the marker names it."""
+    from imagebot.gitops.gotemplate import ChangeRecord, ObjectId  # Flux's template engine: only its automations
+
     out = []
     for c in changes:
         o = c.object

@@ -21,17 +21,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gitopskit.workspace import PushOutcome, Workspace
 from imagebot.errors import EditError, GitError, UsageError
 from imagebot.forge.base import Forge, PullRequest
-from imagebot.gitops.gotemplate import GoMessage
 from imagebot.gitops.message import Rendered, Templates, change_records, render
 from imagebot.refs import ImageRef
 from imagebot.update import ChangeSet, EditRequest, ProblemKind, report, walk
 from imagebot.update.confirm import Skipped, confirm, refuse_invalid
-from imagebot.update.discover import summary
 from imagebot.update.model import Why
+
+if TYPE_CHECKING:
+    from imagebot.gitops.gotemplate import GoMessage
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +176,8 @@ def _attempt(
         return Result(Status.NO_CHANGE, target, changes=cs, attempts=attempt, skipped=confirm(cs, request))
     rendered = render(cs.changes, requested_images(request), d.templates, d.environment, d.group, d.why)
     if planner is not None and d.templates == Templates():  # discovery: the moves grouped by environment directory
+        from imagebot.update.discover import summary
+
         title, body = summary(cs.changes, d.path)
         rendered = Rendered(title, f"{title}\n\n{body}", body)
     if d.go_message is not None:

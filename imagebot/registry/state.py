@@ -15,9 +15,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagebot.update.model import Provenance
-from imagebot.verify.cosign import Status, Verification
+
+if TYPE_CHECKING:
+    from imagebot.verify.cosign import Verification
 
 # One row per repository: its tags' first-seen times as one JSON object. A row per tag cost ~5 µs an
 # insert — a third of a cold 200-image pass — where one blob write per repository costs ~50 µs.
@@ -168,6 +171,8 @@ class ScanState:
     # ---- signature verdicts per digest and key set (imagebot.registry.signatures decides when to trust them)
     def signature(self, repository: str, digest: str, keyset: str) -> tuple[Verification, float, str] | None:
         """The cached verdict, when it was reached, and the signature tags the listing had then."""
+        from imagebot.verify.cosign import Status, Verification  # only a policy that verifies signatures asks
+
         row = (
             self._conn()
             .execute(

@@ -13,18 +13,15 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from gitopskit.fluxsecrets import SigningKeyType
 from gitopskit.notify import Emitter, Event, EventType, FailureTracker, NullEmitter
-from gitopskit.openpgp import OpenPGPKey
 from gitopskit.workspace import GitAuth, Identity, SSHSigningKey, Workspace, cache_key, flux_git_auth, safe_url
 from imagebot.config.model import Config, Environment, GitConfig, ImageConfig, Purpose, VerifySpec
 from imagebot.errors import FAILURES, ClusterOnlyError, ExitCode, exit_code_of
 from imagebot.forge.base import Forge
-from imagebot.gitops.gotemplate import GoMessage
 from imagebot.gitops.writer import Delivery, Result, Status, deliver
 from imagebot.refs import ImageRef
 from imagebot.registry import Registries, RegistrySettings
@@ -40,7 +37,6 @@ from imagebot.registry.auth import (
 )
 from imagebot.registry.provenance import ProvenanceReader
 from imagebot.registry.scanner import Scanner, ScanResult
-from imagebot.registry.signatures import SignatureChecker
 from imagebot.registry.state import ScanState
 from imagebot.runtime.backoff import Backoff, Retry
 from imagebot.runtime.decide import Current, Decision, decide
@@ -48,7 +44,10 @@ from imagebot.runtime.state import RuntimeState
 from imagebot.runtime.why import why_of
 from imagebot.update import EditRequest, ImageUpdate
 from imagebot.update.model import Passed, Provenance, Why
-from imagebot.verify import PublicKey, Verification, VerifyError, first_verified, load_keys, secret_keys
+
+if TYPE_CHECKING:
+    from imagebot.registry.signatures import SignatureChecker
+    from imagebot.verify import PublicKey, Verification
 
 log = logging.getLogger(__name__)
 # git's words for a remote that wants credentials it was not given (HTTP 401/403, prompts disabled, SSH keys)
@@ -211,6 +210,8 @@ def flux_delivery(g: GitConfig) -> dict[str, Any]:
     if g.flux is None:
         return {}
     f = g.flux
+    from imagebot.gitops.gotemplate import GoMessage  # a Flux messageTemplate only
+
     out: dict[str, Any] = {"go_message": GoMessage(f.namespace, f.name, f.message_template, f.values, f.api_version)}
     unsigned = [u for u in g.unresolved if u.purpose is Purpose.SIGNING]
     if unsigned:
@@ -224,12 +225,17 @@ def _identity(g: GitConfig) -> Identity:
     if key is None or g.flux is None:
         return Identity(g.author_name, g.author_email, g.signing_key_file)
     origin = f"ImageUpdateAutomation {g.flux.namespace}/{g.flux.name}: spec.git.commit.signingKey"
+    from gitopskit.fluxsecrets import SigningKeyType
+    from gitopskit.openpgp import OpenPGPKey
+
     if key.type is SigningKeyType.SSH:
         return Identity(g.author_name, g.author_email, ssh=SSHSigningKey(key.key, key.passphrase, origin))
     return Identity(g.author_name, g.author_email, openpgp=OpenPGPKey(key.key, key.passphrase, origin))
 
 
 def _read_keys(spec: VerifySpec) -> tuple[PublicKey, ...]:
+    from imagebot.verify import VerifyError, load_keys, secret_keys
+
     keys: list[PublicKey] = []
     for path in spec.keys:
         try:
@@ -286,6 +292,8 @@ class Runner:
         self._lock = threading.Lock()  # one pass at a time: never two writers from one process
         self.fence: Callable[[], None] = lambda: None  # before every push / PR call (serve --leader-elect)
         # one checker per key set, keys read now: an unreadable or unsupported key is exit 2 at start
+        from imagebot.registry.signatures import SignatureChecker  # cosign's formats: only when a policy verifies
+
         self._checkers = {
             (spec.keys, spec.pems): SignatureChecker(self.registries, _read_keys(spec), self.scan_state, clock)
             for spec in {e.verify for i in cfg.images for e in i.environments if e.verify is not None}
@@ -523,6 +531,8 @@ class Runner:
             digests[tag] = digest
             verdicts[tag] = verdict
             return verdict, fetched
+
+        from imagebot.verify import first_verified
 
         gated = first_verified(select, tags, check, spec.max_per_pass)
         for _, verdict in gated.rejected:

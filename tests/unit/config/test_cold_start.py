@@ -41,6 +41,34 @@ def test_the_run_path_imports_neither_pygithub_nor_kubernetes() -> None:
     assert "kubernetes" not in loaded
 
 
+def test_a_plain_run_imports_only_what_it_uses() -> None:
+    """`imagebot run` with a native configuration: no HTTP library beyond http.client, no Flux translation,
+    template engine or Secret formats, no cosign (each is imported where a configuration needs it)."""
+    code = (
+        "import imagebot.cli as c; c.build_parser('run')\n"
+        "import imagebot.runtime.commands, imagebot.runtime.runner, imagebot.registry.provenance, imagebot.update.walk\n"
+        f"from imagebot.config.load import load; from pathlib import Path; load([Path({str(CONFIG / 'imagebot.yaml')!r})], "
+        "environment=False)"
+    )
+    loaded = _modules_after(code)
+    heavy = {"requests", "urllib3", "jinja2", "imagebot.config.flux", "imagebot.gitops.gotemplate", "gitopskit.fluxsecrets",
+             "imagebot.verify.cosign", "imagebot.fluxcmd", "imagebot.controller.cli"}  # fmt: skip
+    assert heavy.isdisjoint(loaded), sorted(heavy & loaded)
+
+
+def test_the_light_flux_document_check_is_the_translations_own() -> None:
+    from imagebot.config import flux
+    from imagebot.config.load import _is_flux_document
+
+    docs = [None, "x", [], {}, {"apiVersion": 1}, {"apiVersion": "v1", "kind": "Secret"}, {"apiVersion": "v1", "kind": "Pod"},
+            {"apiVersion": "v1", "kind": "ServiceAccount"}, {"apiVersion": "image.toolkit.fluxcd.io/v1beta2", "kind": "X"},
+            {"apiVersion": "source.toolkit.fluxcd.io/v1"}, {"apiVersion": "imagebot.dev/v1", "kind": "Config"},
+            {"apiVersion": "image.toolkit.fluxcd.io"}, {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization"},
+            {"apiVersion": "v1", "kind": 3}]  # fmt: skip
+    for d in docs:
+        assert _is_flux_document(d) == flux.is_flux_document(d), d
+
+
 def test_a_state_record_is_one_commit_without_fsync(tmp_path: Path) -> None:
     state = RuntimeState(tmp_path / "s.db")
     conn = state._conn()
