@@ -21,6 +21,7 @@ read '1.2.1\\u0660' as 1.2.10.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ def _pre_key(pre: str) -> tuple[tuple[int, Any], ...]:
     return tuple((0, int(p)) if _NUMERIC_IDENT.fullmatch(p) else (1, p) for p in pre.split("."))
 
 
+@functools.lru_cache(maxsize=1 << 16)  # a repository's tags are judged again every pass (and twice in one: select, why)
 def parse_tag(tag: str) -> Key | None:
     """The precedence key of a strict semver tag (optional leading ``v``), or None."""
     m = _TAG_RE.fullmatch(tag)

@@ -46,6 +46,27 @@ def test_write_keeps_file_mode_and_leaves_no_temporary_files(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml"]
 
 
+@pytest.mark.parametrize("durable", [True, False], ids=["user tree: rename", "work tree: in place"])
+def test_both_ways_of_writing_give_the_same_file_and_stay_inside_the_tree(tmp_path: Path, durable: bool) -> None:
+    tree, outside = tmp_path / "tree", tmp_path / "outside.yaml"
+    tree.mkdir()
+    f = tree / "a.yaml"
+    f.write_text(MARKED)
+    os.chmod(f, 0o640)
+    inode = f.stat().st_ino
+    cs = walk.plan_tree(tree, REQUEST)
+    walk.apply(tree, cs, durable=durable)
+    assert f.read_text() == cs.changed_files[0].updated and stat.S_IMODE(f.stat().st_mode) == 0o640
+    assert (f.stat().st_ino == inode) is not durable  # in place keeps the inode; the durable way renames over it
+    assert sorted(p.name for p in tree.iterdir()) == ["a.yaml"]
+    outside.write_text(MARKED)
+    f.unlink()
+    f.symlink_to(outside)  # the file became a link leaving the tree between plan and write
+    with pytest.raises(OSError, match="outside"):
+        walk.apply(tree, cs, durable=durable)
+    assert outside.read_text() == MARKED
+
+
 def test_only_yaml_and_kustomization_files_are_considered(tmp_path: Path) -> None:
     for name in ["a.yaml", "b.yml", "Kustomization", "c.json", "d.yaml.bak", "README.md"]:
         (tmp_path / name).write_text(MARKED)
