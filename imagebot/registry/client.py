@@ -200,6 +200,28 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme, parts.netloc.lower()
 
 
+def _unusable(url: str) -> str:
+    """Why ``url`` cannot be requested, or "": an absolute http(s) URL with a host and a valid port, ASCII without
+    spaces or control characters (a registry's Location, Link or token realm is checked before use)."""
+    if not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
+        return "not ASCII without spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+    except ValueError as exc:
+        return str(exc)
+    if parts.scheme not in ("http", "https"):
+        return "not http or https"
+    return "" if parts.hostname else "no host"
+
+
+def _joined(base: str, ref: str) -> str:
+    try:
+        return urljoin(base, ref)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: shown as sent
+        return ref
+
+
 def _connection_cause(exc: Exception) -> str:
     text = str(exc).lower()
     for needle, cause in (
@@ -209,10 +231,11 @@ def _connection_cause(exc: Exception) -> str:
         ("timed out", "timed out"),
         ("reset by peer", "connection reset"),
         ("remotedisconnected", "connection closed by the server"),
+        ("incompleteread", "the answer was cut short"),
     ):
         if needle in text:
             return cause
-    return type(exc).__name__
+    return str(exc)[:80] or type(exc).__name__
 
 
 def _error_detail(resp: Reply) -> str:
@@ -350,9 +373,9 @@ class RegistryClient:
                 raise self._late(dl, what)
             location = resp.headers.get("Location")
             if resp.status in _REDIRECTS and location:
-                nxt = urljoin(url, location)
-                if urlsplit(nxt).scheme not in ("http", "https"):
-                    raise RegistryProtocolError(f"{self._where()}: {what}: refusing a redirect to {_shown(nxt)}")
+                nxt = _joined(url, location)
+                if why := _unusable(nxt):
+                    raise RegistryProtocolError(f"{self._where()}: {what}: refusing a redirect to {_shown(nxt)} ({why})")
                 if urlsplit(url).scheme == "https" and urlsplit(nxt).scheme == "http":
                     raise RegistryProtocolError(
                         f"{self._where()}: {what}: refusing a redirect from https to plain http ({_origin(nxt)[1]})"
@@ -396,6 +419,10 @@ class RegistryClient:
             except TransportError as exc:
                 if dl.expired():
                     raise self._late(dl, what) from exc
+                if exc.kind is Failure.MALFORMED:  # the same request would get the same answer: not retried
+                    raise RegistryProtocolError(
+                        f"{self._where()}: {what}: malformed HTTP answer ({self.scrub(str(exc), 160)})"
+                    ) from None
                 if exc.kind is Failure.TLS:
                     if self.settings.tls_unresolved:
                         raise ClusterOnlyError(self.settings.tls_unresolved) from None
@@ -406,7 +433,7 @@ class RegistryClient:
                 wait = policy.backoff(attempt, self._rnd)
                 if attempt + 1 >= policy.attempts or wait >= dl.remaining():
                     raise RegistryUnreachable(
-                        f"{self._where()}: unreachable after {attempt + 1} attempt(s) ({_connection_cause(exc)})"
+                        f"{self._where()}: unreachable after {attempt + 1} attempt(s) ({self.scrub(_connection_cause(exc), 120)})"
                     ) from exc
                 self._sleep(wait)
                 attempt += 1
@@ -458,10 +485,9 @@ class RegistryClient:
         realm = params.get("realm")
         if not realm:
             raise RegistryAuthError(f"{self._where()}: Bearer challenge without a realm")
-        realm_scheme = urlsplit(realm).scheme.lower()
-        if realm_scheme not in ("http", "https") or not urlsplit(realm).netloc:
+        if _unusable(realm):
             raise RegistryAuthError(f"{self._where()}: Bearer challenge names an unusable token realm {_shown(realm)}")
-        if realm_scheme == "http" and not self.settings.plain_http:
+        if urlsplit(realm).scheme == "http" and not self.settings.plain_http:
             # the registry speaks TLS: sending the password to a plain-http realm would leak it
             raise RegistryAuthError(
                 f"{self._where()}: refusing the plain-http token realm {_origin(realm)[1]} of a TLS registry "
@@ -487,6 +513,10 @@ class RegistryClient:
         except TransportError as exc:
             if dl.expired():
                 raise self._late(dl, what) from exc
+            if exc.kind is Failure.MALFORMED:
+                raise RegistryProtocolError(
+                    f"{self._where()}: {what}: malformed HTTP answer ({self.scrub(str(exc), 160)})"
+                ) from None
             raise RegistryUnreachable(f"{self._where()}: token service unreachable: {self.scrub(str(exc), 160)}") from exc
         if tr.status_code in (401, 403):
             who = f"user {creds.username!r}" if creds else "anonymous access"
@@ -591,7 +621,11 @@ class RegistryClient:
         m = _LINK_NEXT.search(link)
         if not m:
             return ""
-        nxt = urljoin(current, m.group(1))
+        nxt = _joined(current, m.group(1))
+        if why := _unusable(nxt):
+            raise RegistryProtocolError(
+                f"{self._where()}: tag list of {path}: refusing the pagination link {_shown(nxt)} ({why})"
+            )
         if _origin(nxt) != origin:
             raise RegistryProtocolError(
                 f"{self._where()}: tag list of {path}: refusing a pagination link to another origin ({_origin(nxt)[1]})"

@@ -15,10 +15,17 @@ and not importing either saves ~75 ms of a cold start. What they did that matter
   proxy credentials in the URL become ``Proxy-Authorization``.
 - Every connection registers with the calling thread's deadline (:func:`imagebot.registry.deadline.track`),
   which shuts its socket down when the call's time is up; each connect and read also stalls at most ``stall``.
-- Errors come out as :class:`TransportError` (TLS or connection), never as ``http.client``/``ssl`` exceptions.
+- Errors come out as :class:`TransportError` (TLS, connection, or a malformed answer), never as
+  ``http.client``/``ssl`` exceptions.
 
-Status line and header limits are ``http.client``'s (65,536 bytes a line, 100 headers). A body the server
-compresses although we asked for none (``gzip``/``deflate``) is decompressed, the cap counting decoded bytes.
+Status line and header limits are ``http.client``'s (65,536 bytes a line, 100 headers). What ``http.client``
+tolerates but would mis-frame is refused as malformed: a header line it cannot parse (it drops every header after
+it), a Content-Length that is not one non-negative number, a Transfer-Encoding other than ``chunked``, a bad chunk
+size. An answer with both Content-Length and chunked is read chunked and its connection not reused (RFC 9112 6.3).
+A body the server compresses although we asked for none (``gzip``; ``deflate`` zlib-wrapped or raw) is decompressed,
+the cap counting decoded bytes; a truncated stream or bytes after its end are malformed, and so is any other
+encoding (``br``, ``zstd``…): its bytes are never taken for the body. Only a body read to its end leaves its
+connection reusable (not an error body cut at its cap).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 class Failure(StrEnum):
     TLS = "tls"
     CONNECTION = "connection"
+    MALFORMED = "malformed"  # an answer that is not HTTP we can frame or decode: asking again will not mend it
 
 
 class TransportError(Exception):
@@ -57,6 +65,10 @@ class TransportError(Exception):
 
 class BodyTooLarge(Exception):
     """A body over the caller's cap (strict reads only)."""
+
+
+class _Malformed(Exception):
+    pass
 
 
 class Headers(Mapping[str, str]):
@@ -232,9 +244,14 @@ class Transport:
     def exchange(self, method: str, url: str, headers: Mapping[str, str], stall: float, cap: int, error_cap: int) -> Answer:
         """Send one request and read its whole answer: a 2xx body over ``cap`` raises :class:`BodyTooLarge`; of any
         other body (an error, a redirect) the first ``error_cap`` bytes are kept. Redirects are the caller's."""
-        parts = urlsplit(url)
-        scheme, host = parts.scheme, parts.hostname or ""
-        port = parts.port or _DEFAULT_PORTS[scheme]
+        try:
+            parts = urlsplit(url)
+            scheme, host = parts.scheme, parts.hostname or ""
+            port = parts.port or _DEFAULT_PORTS[scheme]
+            if not host or not url.isascii() or any(c <= " " or c == "\x7f" for c in url):
+                raise ValueError("not an absolute ASCII http(s) URL without spaces or controls")
+        except (ValueError, KeyError) as exc:
+            raise TransportError(Failure.MALFORMED, f"unusable URL: {exc}") from None
         proxy = self._proxy(scheme, host, port)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         hdrs = dict(headers)
@@ -282,16 +299,28 @@ class Transport:
                 if reused:
                     raise _Stale from exc
                 raise
+            except http.client.BadStatusLine as exc:
+                if reused:  # leftovers of an earlier answer on this connection, not necessarily a broken server
+                    raise _Stale from exc
+                raise _Malformed(f"not an HTTP status line: {str(exc)[:60]!r}") from None
+            smuggled = _framing(resp)
             ok = resp.status < 300
-            body = b"" if method == "HEAD" else _read(resp, cap if ok else error_cap, strict=ok)
-            keep = resp.isclosed() and not resp.will_close
+            if method == "HEAD":
+                body, whole = b"", False  # a HEAD answer's connection is not reused: a body it sent may follow
+            else:
+                body, whole = _read(resp, cap if ok else error_cap, strict=ok)
+            keep = whole and not smuggled and resp.isclosed() and not resp.will_close
             return Answer(resp.status, resp.reason or "", Headers(resp.msg), body)
+        except _Malformed as exc:
+            raise TransportError(Failure.MALFORMED, str(exc)) from None
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:  # the peer went away: a connection failure
             raise TransportError(Failure.TLS if not sent else Failure.CONNECTION, f"{type(exc).__name__}: {exc}") from exc
         except (ssl.SSLError, ssl.CertificateError) as exc:  # verification, a refused client certificate, no TLS
             raise TransportError(Failure.TLS, f"{type(exc).__name__}: {exc}") from exc
-        except (OSError, http.client.HTTPException) as exc:
+        except (http.client.IncompleteRead, OSError) as exc:  # cut short: the connection failed, not the protocol
             raise TransportError(Failure.CONNECTION, f"{type(exc).__name__}: {exc}") from exc
+        except (http.client.HTTPException, ValueError) as exc:  # too many or too long headers, a bad chunk size
+            raise TransportError(Failure.MALFORMED, f"{type(exc).__name__}: {str(exc)[:120]}") from exc
         finally:
             if keep:
                 self._give(key, conn)
@@ -303,36 +332,94 @@ class _Stale(Exception):
     pass
 
 
-def _read(resp: http.client.HTTPResponse, cap: int, strict: bool) -> bytes:
+def _framing(resp: http.client.HTTPResponse) -> bool:
+    """Refuse what ``http.client`` would frame wrongly; True when the answer is chunked and also has a length."""
+    msg = resp.msg
+    if msg.defects:  # e.g. a line without a colon: http.client drops every header after it (Content-Length too)
+        raise _Malformed(f"malformed header section ({type(msg.defects[0]).__name__})")
+    codings = [c.strip().lower() for v in msg.get_all("Transfer-Encoding") or () for c in v.split(",")]
+    if codings and codings != ["chunked"]:
+        raise _Malformed(f"unsupported Transfer-Encoding {', '.join(codings)[:60]!r}")
+    lengths = {v.strip() for v in msg.get_all("Content-Length") or ()}  # "5, 5" too: http.client would ignore it
+    if codings:
+        return bool(lengths)
+    if lengths and (len(lengths) > 1 or not all(v.isascii() and v.isdigit() for v in lengths)):
+        raise _Malformed(f"invalid Content-Length {', '.join(sorted(lengths))[:60]!r}")
+    return False
+
+
+class _Decoder:
+    """A Content-Encoding's decoder: gzip, or deflate zlib-wrapped or raw (told apart by the zlib header, as
+    curl does); output bounded per call, so a bomb costs no more than the cap."""
+
+    def __init__(self, encoding: str) -> None:
+        self.encoding = encoding
+        self._z: zlib._Decompress | None = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
+        self._pending = b""
+
+    def feed(self, data: bytes, limit: int) -> bytes:
+        if self._z is None:  # deflate: the first two bytes say whether a zlib header wraps the stream
+            self._pending += data
+            if len(self._pending) < 2:
+                return b""
+            b0, b1 = self._pending[0], self._pending[1]
+            wrapped = b0 & 0x0F == 8 and ((b0 << 8) | b1) % 31 == 0
+            self._z = zlib.decompressobj(zlib.MAX_WBITS if wrapped else -zlib.MAX_WBITS)
+            data, self._pending = self._pending, b""
+        if self._z.eof:
+            if data:
+                raise _Malformed(f"bytes after the end of the {self.encoding} stream")
+            return b""
+        try:
+            out = self._z.decompress(data, limit)  # never more than the cap, whatever the ratio
+        except zlib.error as exc:
+            raise _Malformed(f"undecodable {self.encoding} body: {exc}") from None
+        if self._z.eof and self._z.unused_data:
+            raise _Malformed(f"bytes after the end of the {self.encoding} stream")
+        return out
+
+    def end(self) -> None:
+        if self._z is None or not self._z.eof:
+            raise _Malformed(f"the {self.encoding} body ends before its stream does")
+
+
+_ENCODINGS = {"": "", "identity": "", "gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+
+
+def _read(resp: http.client.HTTPResponse, cap: int, strict: bool) -> tuple[bytes, bool]:
+    """The body and whether it was read to its end. Strict (a 2xx): over ``cap`` raises :class:`BodyTooLarge`,
+    a body we cannot decode is malformed. Else (an error body, only for a message): its first ``cap`` bytes, or
+    none when undecodable — the connection is then not reused."""
     length = resp.getheader("Content-Length", "")
     if strict and length.isascii() and length.isdigit() and int(length) > cap:
         raise BodyTooLarge
-    encoding = (resp.getheader("Content-Encoding", "") or "").strip().lower()
-    inflate = None
-    if encoding in ("gzip", "x-gzip"):
-        inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    elif encoding == "deflate":
-        inflate = zlib.decompressobj()
+    raw_encoding = (resp.getheader("Content-Encoding", "") or "").strip().lower()
+    encoding = _ENCODINGS.get(raw_encoding)
+    if encoding is None:
+        if strict:
+            raise _Malformed(f"a body in Content-Encoding {raw_encoding[:40]!r}, which we did not ask for")
+        return b"", False
+    decoder = _Decoder(encoding) if encoding else None
     buf = bytearray()
-    while True:
-        chunk = resp.read(_CHUNK)
-        if not chunk:
-            if resp.length:  # http.client ends a short Content-Length body quietly: it is a broken answer
-                raise http.client.IncompleteRead(bytes(buf), resp.length)
-            break
-        if inflate is not None:
-            try:
-                chunk = inflate.decompress(chunk, cap + 1 - len(buf))  # never more than the cap, whatever the ratio
-            except zlib.error as exc:
-                raise http.client.HTTPException(f"undecodable {encoding} body: {exc}") from None
-        buf += chunk
-        if len(buf) > cap:
-            if strict:
-                raise BodyTooLarge
-            resp.close()  # an error body: its start is enough; the connection is not reused
-            return bytes(buf[:cap])
-    if inflate is not None:
-        buf += inflate.flush()
-        if len(buf) > cap and strict:
-            raise BodyTooLarge
-    return bytes(buf[:cap])
+    try:
+        while True:
+            chunk = resp.read(_CHUNK)
+            if not chunk:
+                if resp.length:  # http.client ends a short Content-Length body quietly: it is a broken answer
+                    raise http.client.IncompleteRead(bytes(buf), resp.length)
+                break
+            if decoder is not None:
+                chunk = decoder.feed(chunk, cap + 1 - len(buf))
+            buf += chunk
+            if len(buf) > cap:
+                if strict:
+                    raise BodyTooLarge
+                resp.close()  # an error body: its start is enough; the connection is not reused
+                return bytes(buf[:cap]), False
+        if decoder is not None:
+            decoder.end()
+    except _Malformed:
+        if strict:
+            raise
+        return bytes(buf[:cap]), False
+    return bytes(buf), True
