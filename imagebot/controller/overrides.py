@@ -129,7 +129,8 @@ def plan(
         patch = {fx.HOLD: new_reason}
         if new_tag != pinned:
             patch[fx.HOLD_TAG] = new_tag
-        done = f"{ref}: on hold ({said}); its latestRef " + (f"moves to {new_tag} and stays" if new_tag else "stays")
+        moves = new_tag is not None and latest_tag(obj) != new_tag
+        done = f"{ref}: on hold ({said}); its latestRef " + (f"moves to {new_tag} and stays" if moves else "stays")
     elif action is Action.RELEASE:
         if fx.HOLD not in ann and fx.HOLD_TAG not in ann:
             return Plan(None, f"{ref}: was not on hold")
@@ -151,7 +152,9 @@ def plan(
             return Plan(None, f"{ref}: already at {tag}")
         if ann.get(fx.APPROVE) == tag:
             return Plan(None, f"{ref}: {tag} already approved")
-        patch, done = {fx.APPROVE: tag}, f"{ref}: {tag} approved; promoted from {source_name} without the rest of its soak"
+        patch, done = {fx.APPROVE: tag}, f"{ref}: {tag} approved; the controller promotes it from {source_name} now"
+        if fx.HOLD in ann:
+            done += " — once the policy's hold is released"
     _check_result(ann, patch, ref)
     return Plan(patch, done)
 

@@ -144,7 +144,7 @@ def test_approve_cuts_the_soak_short_and_is_refused_on_a_policy_that_promotes_fr
     assert version(policy(kube, "staging")) == before and "imagebot.dev/approve" not in annotations(policy(kube, "staging"))
 
     code, out, _ = cli("approve", "--policy", f"{ns}/prod", *k)
-    assert (code, out) == (0, f"{ns}/prod: 1.4.0 approved; promoted from staging without the rest of its soak\n")
+    assert (code, out) == (0, f"{ns}/prod: 1.4.0 approved; the controller promotes it from staging now\n")
     assert annotations(policy(kube, "prod"))["imagebot.dev/approve"] == "1.4.0"
     until(lambda: tag_of(policy(kube, "prod")) == "1.4.0", what="prod promoted at once")
     assert cli("approve", "--policy", f"{ns}/prod", *k)[:2] == (0, f"{ns}/prod: already at 1.4.0\n")

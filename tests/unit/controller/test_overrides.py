@@ -41,6 +41,14 @@ def test_approve_takes_the_sources_latest_ref_or_the_tag_given_and_says_why_when
     assert plan(Action.APPROVE, REF, promoted, source=obj(tag="1.3.0")) == Plan(None, "apps/prod: already at 1.3.0")
     approved = obj({fx.PROMOTE_FROM: "staging", fx.APPROVE: "1.4.0"}, tag="1.3.0")
     assert plan(Action.APPROVE, REF, approved, source=obj(tag="1.4.0")) == Plan(None, "apps/prod: 1.4.0 already approved")
+    held = obj({fx.PROMOTE_FROM: "staging", fx.HOLD: "freeze"}, tag="1.3.0")
+    assert plan(Action.APPROVE, REF, held, tag="1.4.0") == Plan(
+        {fx.APPROVE: "1.4.0"},
+        "apps/prod: 1.4.0 approved; the controller promotes it from staging now — once the policy's hold is released",
+    )
+    pinned = obj({}, tag="1.3.0")
+    said = plan(Action.HOLD, REF, pinned, tag="1.3.0").message
+    assert said == "apps/prod: on hold (no reason given; pinned at 1.3.0); its latestRef stays"
     with pytest.raises(Refused, match="does not promote from another ImagePolicy"):
         plan(Action.APPROVE, REF, obj(tag="1.3.0"), tag="1.4.0")
     with pytest.raises(Refused, match="staging has no latestRef yet"):
