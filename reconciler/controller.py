@@ -13,7 +13,9 @@
   whose label it carries corrects or reports it as the one-app loop does.
 - GitRepositories: each one's status is written as Flux's source-controller writes it (Ready at its artifact's
   revision, or the fetch's failure), from the fetch its apps share; each is also a key on the queue, fetched on its
-  own interval and looked at again whenever a fetch of its source ends.
+  own interval and looked at again whenever a fetch of its source ends. A fetch (whoever made it) that finds a new
+  revision wakes the apps reading that source (Flux's kustomize-controller follows its source's artifact): they
+  apply that fetch's snapshot now, not at their own interval; the same revision again wakes none.
 - Sharding: without ``--shard`` the controller serves apps without a shard label; with ``--shard KEY`` only
   apps labelled ``sharding.imagebot.dev/key=KEY`` (Flux's sharding model).
 """
@@ -137,6 +139,7 @@ class _Entry:
         self.waiters: dict[Any, Callable[[], None]] = {}
         self.answers: dict[Any, Snapshot | BaseException] = {}
         self.users: set[Any] = set()
+        self.told: set[Any] = set()  # users woken by a new revision: their next fetch reads ``snap``, whatever its age
         self.failures = 0  # consecutive failed fetches, the last one's time and error
         self.failed_at = 0.0
         self.error: BaseException | None = None
@@ -170,7 +173,11 @@ class SourceCache:
         self._reading: dict[Any, Path] = {}  # who → the snapshot its reconcile reads
         self._making: dict[Path, int] = {}  # snapshots being made or handed over (not yet in an entry)
         self._made: set[str] = set()  # names of the snapshots this process made or used
-        self.on_fetched: Callable[[set[Any]], None] | None = None  # told every fetch's end, with the source's users
+        # told every fetch's end: the source's users, and those of them ``follows`` picks whose last revision (read,
+        # or told of) is not the new one — they are marked to read the new snapshot, not to fetch again
+        self.on_fetched: Callable[[set[Any], set[Any]], None] | None = None
+        self.follows: Callable[[Any], bool] = lambda who: False
+        self._read: dict[Any, str] = {}  # who → the revision it last read or was told of
         self.dir = root / "snapshots"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._owner_fd: int | None = os.open(self.root / "snapshots.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -199,15 +206,19 @@ class SourceCache:
             for other in self._entries.values():  # an app uses one source at a time
                 if other is not e:
                     other.users.discard(who)
+                    other.told.discard(who)
             e.users.add(who)
+            told = who in e.told
+            e.told.discard(who)
             if who in e.answers:
                 got = e.answers.pop(who)
                 if isinstance(got, BaseException):
                     raise got
-                self._reading[who] = got.root
+                self._reading[who], self._read[who] = got.root, got.sha
                 return got
-            if e.snap is not None and self.clock() - e.at < max_age:
-                self._reading[who] = e.snap.root
+            # woken by a new revision: the snapshot that fetch made, not another fetch (a request still fetches)
+            if e.snap is not None and (self.clock() - e.at < max_age or (told and max_age > 0)):
+                self._reading[who], self._read[who] = e.snap.root, e.snap.sha
                 return e.snap
             # the last fetch's failure stands until it is due again; a request (max_age 0) or a changed Secret fetches now
             if e.error is not None and max_age > 0 and auth == e.auth and self.clock() - e.failed_at < _refetch_after(e.failures):
@@ -251,10 +262,20 @@ class SourceCache:
             if not isinstance(result, BaseException):
                 self._unmark(result.root)
             users = set(e.users)
+            # users other than the waiters (they get this answer) whose revision is not the new one
+            behind = set() if isinstance(result, BaseException) else {
+                u for u in users if u not in waiters and self._read.get(u) != result.sha}  # fmt: skip
         for wake in waiters.values():
             wake()
+        moved = {u for u in behind if self.follows(u)}  # (outside the lock: it asks the controller)
+        if moved:
+            assert isinstance(result, Snapshot)
+            with self._lock:
+                for u in moved & e.users:
+                    e.told.add(u)
+                    self._read[u] = result.sha  # told once: the same revision again wakes it no more
         if self.on_fetched is not None:
-            self.on_fetched(users)
+            self.on_fetched(users, moved)
         self.collect()
 
     def release(self, who: Any) -> None:
@@ -266,9 +287,11 @@ class SourceCache:
 
     def forget(self, who: Any) -> None:
         with self._lock:
+            self._read.pop(who, None)
             for e in self._entries.values():
                 e.answers.pop(who, None)
                 e.waiters.pop(who, None)
+                e.told.discard(who)
                 e.users.discard(who)  # (a reconcile still in flight keeps reading its snapshot until release)
         self.collect()
 
@@ -412,6 +435,7 @@ class AppController:
         self.sources = SourceCache(base, clock)
         # a fetch an app made may be news for its GitRepository's status (the repository reads the same snapshot)
         self.sources.on_fetched = self._on_fetched
+        self.sources.follows = self._follows
         self.secrets_dir = Path(tempfile.mkdtemp(prefix="reconciler-secrets-"))
         os.chmod(self.secrets_dir, stat.S_IRWXU)
         self.queue: WorkQueue[AppKey] = WorkQueue(backoff=Backoff(base=1.0, cap=300.0))
@@ -554,10 +578,20 @@ class AppController:
     def _dialects(self) -> tuple[tuple[A.Dialect, list[Informer]], ...]:
         return ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps), (A.Dialect.ARGO, self.applications))
 
-    def _on_fetched(self, users: set[Any]) -> None:
+    def _on_fetched(self, users: set[Any], moved: set[Any]) -> None:
+        """A fetch ended: its GitRepositories look at it, and the apps it moved to a new revision apply it now (as
+        Flux's kustomize-controller watches its source's artifact), not at their own interval."""
         for who in users:
-            if isinstance(who, AppKey) and who.kind == REPO_KIND:
+            if isinstance(who, AppKey) and (who.kind == REPO_KIND or who in moved):
                 self.queue.add(who)
+
+    def _follows(self, who: Any) -> bool:
+        """Does ``who`` (a user of a source that just moved) follow it now: a Flux Kustomization or App this
+        replica serves, not suspended."""
+        if not isinstance(who, AppKey) or who.kind not in (A.Dialect.FLUX, A.Dialect.NATIVE) or not self.mine(who):
+            return False
+        obj = self._object(who)
+        return obj is not None and not (isinstance(obj.get("spec"), dict) and obj["spec"].get("suspend") is True)
 
     def _enqueue_everything(self) -> None:
         """Every app and every GitRepository (a refresh, a leadership or a shard gained)."""

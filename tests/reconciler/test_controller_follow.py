@@ -1,0 +1,118 @@
+"""Apps follow their source: a fetch (whoever made it) that yields a new revision wakes every Kustomization and App
+reading that source at once — they apply the snapshot that fetch made, without fetching again — while a fetch at
+the same revision wakes none and writes nothing. On the real test API server and a real git remote over HTTP."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitopskit.workspace import GitAuth
+from reconciler import apps as A
+from reconciler.controller import FetchPending, SourceCache
+from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare
+from tests.reconciler import test_controller_flux as base
+from tests.reconciler.test_controller_flux import Flux, cm, ready, tag_commit, until
+from tests.reconciler.test_controller_sources import get_repo, head, passes
+
+pytestmark = [pytest.mark.git]
+flux = base.flux  # the fixture: a namespace's Flux objects and a controller over it
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_fetch_at_a_new_revision_tells_the_sources_other_users_to_read_its_snapshot_and_the_same_revision_tells_none(
+    git_http: GitHttp, tmp_path: Path
+) -> None:
+    bare = make_bare(git_http.root, f"follow-{tmp_path.name}", {"a/cm.yaml": cm("a", v="1")})
+    spec = A.SourceSpec(git_http.url(bare), A.RefKind.BRANCH, "main")
+    auth = GitAuth(GIT_USER, GIT_PASSWORD)
+    clock = Clock()
+    cache = SourceCache(tmp_path / "c", clock)
+    ended: list[tuple[set[Any], set[Any]]] = []
+    cache.on_fetched = lambda users, moved: ended.append((users, moved))
+    cache.follows = lambda who: who != "other"
+    fetches = 0
+    fetch = cache._fetch
+
+    def counted(*args: Any) -> None:
+        nonlocal fetches
+        fetches += 1
+        fetch(*args)
+
+    cache._fetch = counted  # type: ignore[method-assign]
+
+    def get(who: str, max_age: float) -> Any:
+        n = len(ended)
+        try:
+            return cache.fetch(spec, auth, max_age, who, lambda: None)
+        except FetchPending:
+            until(lambda: len(ended) > n, 60, "the fetch")
+            return cache.fetch(spec, auth, max_age, who, lambda: None)
+
+    first = get("repo", 0.0)
+    assert get("app", 60.0) == first and get("other", 60.0) == first and fetches == 1
+
+    new = tag_commit(bare, {"a/cm.yaml": cm("a", v="2")})
+    clock.now += 3600  # the app's and the other's snapshots are an hour old
+    assert get("repo", 1.0).sha == new and fetches == 2
+    users, moved = ended[-1]
+    assert users == {"repo", "app", "other"} and moved == {"app"}, "the app it moved and follows, not the waiter"
+    clock.now += 3600  # the app is slow to come: it still reads that fetch's snapshot, no fetch of its own
+    got = get("app", 1.0)
+    assert (got.sha, fetches) == (new, 2)
+    cache.release("app")
+
+    clock.now += 10
+    assert get("repo", 1.0).sha == new and fetches == 3
+    assert ended[-1][1] == set(), "the same revision again moves nobody"
+    clock.now += 10
+    with pytest.raises(FetchPending):  # told once: the app's next pass, an interval later, fetches as before
+        cache.fetch(spec, auth, 1.0, "app", lambda: None)
+    until(lambda: fetches == 4 and len(ended) == 4, 60, "the app's own fetch")
+    assert ended[-1][1] == set()
+    cache.close()
+
+
+@pytest.mark.cluster
+def test_an_app_with_a_long_interval_applies_its_sources_new_commit_at_once_and_a_fetch_at_the_same_revision_writes_nothing(
+    flux: Flux, git_http: GitHttp
+) -> None:
+    bare = make_bare(git_http.root, f"follow-{flux.ns}", {"apps/a/cm.yaml": cm("a", v="1")})
+    flux.repo("repo", bare, ref={"branch": "main"}, interval="1s")
+    flux.ks("a", "./apps/a", interval="1h", retryInterval="1h")
+    flux.ctl.start()
+    assert flux.ready_ks("a")["status"]["lastAppliedRevision"] == f"main@sha1:{head(bare)}"
+    assert (flux.cm("a") or {}).get("data") == {"v": "1"}
+
+    def reconciles() -> float:
+        return sum(s.value for m in flux.ctl.metrics.reconciles.collect() for s in m.samples
+                   if s.name.endswith("_total") and s.labels["name"] == "a")  # fmt: skip
+
+    # the GitRepository is fetched every second at the same revision: no app is woken, nothing is written
+    until(lambda: passes(flux, "repo") >= 1, what="a repository pass")
+    time.sleep(1.1)  # (a status written now would carry another timestamp)
+    rv, done, seen = flux.get_ks("a")["metadata"]["resourceVersion"], reconciles(), passes(flux, "repo")
+    repo_rv = get_repo(flux, "repo")["metadata"]["resourceVersion"]
+    until(lambda: passes(flux, "repo") >= seen + 3, what="three more fetches of the repository")
+    assert reconciles() == done, "a fetch at the same revision enqueued the app"
+    assert flux.get_ks("a")["metadata"]["resourceVersion"] == rv
+    assert get_repo(flux, "repo")["metadata"]["resourceVersion"] == repo_rv
+
+    # a new commit: applied within a few of the repository's intervals, not the app's hour, with no request
+    new = tag_commit(bare, {"apps/a/cm.yaml": cm("a", v="2")})
+    obj = until(lambda: (o := flux.get_ks("a"))["status"].get("lastAppliedRevision") == f"main@sha1:{new}" and o,
+                what="the new revision applied")  # fmt: skip
+    assert (flux.cm("a") or {}).get("data") == {"v": "2"}
+    assert ready(obj)["status"] == "True" and ready(obj)["message"] == f"Applied revision: main@sha1:{new}"
+    assert obj["status"]["lastAttemptedRevision"] == f"main@sha1:{new}"
+    assert "lastHandledReconcileAt" not in obj["status"], "no request was made"
