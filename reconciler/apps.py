@@ -77,6 +77,7 @@ class SourceSpec:
     # Flux's artifact filter: None (native and Argo CD sources) keeps every file; a string (a GitRepository's
     # ``spec.ignore``, "" when absent) is gitignore patterns on top of Flux's defaults and ``.sourceignore`` files
     ignore: str | None = None
+    suspend: bool = False  # a GitRepository's spec.suspend: not fetched; its apps keep the snapshot they have
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +234,8 @@ def _unsupported(spec: dict[str, Any], supported: frozenset[str], prefix: str = 
 
 
 # --------------------------------------------------------------------------- Flux
-# what we run; anything else in the spec (suspend, timeout, verify, include, …) is named in the condition
-_GITREPO_FIELDS = frozenset({"url", "ref", "interval", "secretRef", "ignore"})
+# what we run; anything else in the spec (timeout, verify, include, …) is named in the condition
+_GITREPO_FIELDS = frozenset({"url", "ref", "interval", "secretRef", "ignore", "suspend"})
 _KUSTOMIZATION_FIELDS = frozenset(
     {
         "sourceRef", "path", "interval", "retryInterval", "prune", "targetNamespace", "dependsOn", "suspend", "wait",
@@ -276,6 +277,7 @@ def git_source(repo: dict[str, Any]) -> SourceSpec:
         _duration(repo, "spec.interval", 60.0),
         ref,
         _get(repo, "spec.ignore", str, ""),
+        bool(_get(repo, "spec.suspend", bool, False)),
     )
 
 

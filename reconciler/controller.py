@@ -15,7 +15,8 @@
   revision, or the fetch's failure), from the fetch its apps share; each is also a key on the queue, fetched on its
   own interval and looked at again whenever a fetch of its source ends. A fetch (whoever made it) that finds a new
   revision wakes the apps reading that source (Flux's kustomize-controller follows its source's artifact): they
-  apply that fetch's snapshot now, not at their own interval; the same revision again wakes none.
+  apply that fetch's snapshot now, not at their own interval; the same revision again wakes none. A suspended
+  one is not fetched nor written; its apps keep the snapshot they read; resumed, it is fetched at once.
 - Sharding: without ``--shard`` the controller serves apps without a shard label; with ``--shard KEY`` only
   apps labelled ``sharding.imagebot.dev/key=KEY`` (Flux's sharding model).
 """
@@ -178,6 +179,7 @@ class SourceCache:
         self.on_fetched: Callable[[set[Any], set[Any]], None] | None = None
         self.follows: Callable[[Any], bool] = lambda who: False
         self._read: dict[Any, str] = {}  # who → the revision it last read or was told of
+        self._pinned: dict[Any, Snapshot] = {}  # who → the snapshot it keeps while its source is suspended
         self.dir = root / "snapshots"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._owner_fd: int | None = os.open(self.root / "snapshots.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -197,7 +199,8 @@ class SourceCache:
     ) -> Snapshot:
         """The snapshot when one younger than ``max_age`` seconds is at hand, or the answer of the fetch ``who``
         waited for; else FetchPending, and ``wake()`` once the fetch (started now if none is running) ends. The
-        snapshot is ``who``'s to read until :meth:`release`."""
+        snapshot is ``who``'s to read until :meth:`release`. A suspended source is never fetched: ``who`` keeps the
+        snapshot it has (SourceError when there is none yet)."""
         key = _source_key(spec)
         with self._lock:
             e = self._entries.get(key)
@@ -208,6 +211,18 @@ class SourceCache:
                     other.users.discard(who)
                     other.told.discard(who)
             e.users.add(who)
+            if spec.suspend:  # what it read last (kept while pinned), even when another source's fetch moved this one
+                e.told.discard(who)
+                e.answers.pop(who, None)
+                e.waiters.pop(who, None)
+                pinned = self._pinned.get(who)
+                snap = pinned if pinned is not None and pinned.root.is_dir() else e.snap
+                if snap is None:
+                    where = f"GitRepository {spec.origin}" if spec.origin else spec.url
+                    raise SourceError(f"{where} is suspended and has no artifact here yet: it is fetched when resumed")
+                self._pinned[who], self._reading[who], self._read[who] = snap, snap.root, snap.sha
+                return snap
+            self._pinned.pop(who, None)
             told = who in e.told
             e.told.discard(who)
             if who in e.answers:
@@ -264,7 +279,7 @@ class SourceCache:
             users = set(e.users)
             # users other than the waiters (they get this answer) whose revision is not the new one
             behind = set() if isinstance(result, BaseException) else {
-                u for u in users if u not in waiters and self._read.get(u) != result.sha}  # fmt: skip
+                u for u in users if u not in waiters and u not in self._pinned and self._read.get(u) != result.sha}  # fmt: skip
         for wake in waiters.values():
             wake()
         moved = {u for u in behind if self.follows(u)}  # (outside the lock: it asks the controller)
@@ -288,6 +303,7 @@ class SourceCache:
     def forget(self, who: Any) -> None:
         with self._lock:
             self._read.pop(who, None)
+            self._pinned.pop(who, None)
             for e in self._entries.values():
                 e.answers.pop(who, None)
                 e.waiters.pop(who, None)
@@ -313,6 +329,7 @@ class SourceCache:
             for key in [k for k, e in self._entries.items() if not (e.users or e.running or e.waiters or e.answers)]:
                 del self._entries[key]
             keep = {p.name for p in self._reading.values()} | {p.name for p in self._making}
+            keep |= {s.root.name for s in self._pinned.values()}
             for e in self._entries.values():
                 if e.snap is not None:
                     keep.add(e.snap.root.name)
@@ -448,6 +465,7 @@ class AppController:
         self.by_label: dict[str, AppKey] = {}  # tracking label value → app
         self._written: dict[AppKey, tuple[int, dict[str, Any]]] = {}  # the last status written per app
         self._attempts: dict[AppKey, tuple[str, int, float]] = {}  # (revision, generation, start) awaiting health
+        self._suspended: set[AppKey] = set()  # GitRepositories last seen suspended: resumed, they are fetched at once
         self._lock = threading.Lock()
         self._stop = threading.Event()
         transport = ApiTransport(api)
@@ -617,6 +635,8 @@ class AppController:
 
     def _forget(self, key: AppKey) -> None:
         self._written.pop(key, None)
+        with self._lock:
+            self._suspended.discard(key)
         if key.kind != REPO_KIND:  # (a GitRepository's subject would be the app's of the same name)
             self.notices.forget(_subject(key))
         self._attempts.pop(key, None)
@@ -726,7 +746,7 @@ class AppController:
         except (ReconcilerError, SecretError) as exc:
             self._attempts.pop(key, None)
             reason = A.Reason.ARTIFACT_FAILED if isinstance(exc, (SourceError, SecretError)) else A.Reason.FAILED
-            if isinstance(exc, SourceError):
+            if isinstance(exc, SourceError) and not spec.source.suspend:  # (suspended: no peer was asked)
                 self.notices.peer(f"git {spec.source.url}", str(exc))
             self._fail(key, obj, spec, reason, str(exc))
             self.metrics.ready.labels(*labels).set(0)
@@ -754,6 +774,16 @@ class AppController:
             return None
         if str(((obj.get("metadata") or {}).get("labels") or {}).get(A.SHARD_LABEL) or "") != self.shard:
             return None  # another shard's controller writes it
+        if isinstance(obj.get("spec"), dict) and obj["spec"].get("suspend") is True:
+            # as Flux's source-controller: not fetched, status left as it is (Ready too), not requeued — resuming
+            # it (a spec change) queues it again
+            with self._lock:
+                self._suspended.add(key)
+            self.metrics.sources.labels(key.namespace, key.name, "suspended").inc()
+            return None
+        with self._lock:
+            resumed = key in self._suspended
+            self._suspended.discard(key)
         requested = _requested(obj)
         handled = {"lastHandledReconcileAt": requested} if requested else {}
         try:
@@ -763,7 +793,7 @@ class AppController:
             self.metrics.sources.labels(key.namespace, key.name, "invalid").inc()
             return None  # nothing changes until the spec does
         old = obj.get("status") or {}
-        fresh = 0.0 if requested and requested != old.get("lastHandledReconcileAt") else src.interval
+        fresh = 0.0 if resumed or (requested and requested != old.get("lastHandledReconcileAt")) else src.interval
         snap: Snapshot | None = None
         try:
             snap = self.sources.fetch(src, self._auth(src), fresh, key, lambda: self.queue.add(key))
@@ -781,7 +811,10 @@ class AppController:
         project = self._project(key, spec)
         if project is not None and (why := A.source_violation(project, spec.source.url)):
             raise _Denied(why)
-        auth = self._argo_auth(key.namespace, spec.source.url) if key.kind == A.Dialect.ARGO else self._auth(spec.source)
+        if key.kind == A.Dialect.ARGO:
+            auth = self._argo_auth(key.namespace, spec.source.url)
+        else:  # (a suspended source is not fetched: its Secret is not needed)
+            auth = None if spec.source.suspend else self._auth(spec.source)
         requested = bool(spec.requested_at) and spec.requested_at != (obj.get("status") or {}).get("lastHandledReconcileAt")
         operation = key.kind == A.Dialect.ARGO and isinstance(obj.get("operation"), dict)
         fresh = 0.0 if requested or operation else min(spec.source.interval, spec.interval)

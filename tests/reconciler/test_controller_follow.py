@@ -10,13 +10,14 @@ from typing import Any
 
 import pytest
 
+from gitopskit.kube import request_json
 from gitopskit.workspace import GitAuth
 from reconciler import apps as A
 from reconciler.controller import FetchPending, SourceCache
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare
 from tests.reconciler import test_controller_flux as base
-from tests.reconciler.test_controller_flux import Flux, cm, ready, tag_commit, until
-from tests.reconciler.test_controller_sources import get_repo, head, passes
+from tests.reconciler.test_controller_flux import REPO_PATH, Flux, cm, ready, request, tag_commit, until
+from tests.reconciler.test_controller_sources import cond, get_repo, head, passes
 
 pytestmark = [pytest.mark.git]
 flux = base.flux  # the fixture: a namespace's Flux objects and a controller over it
@@ -116,3 +117,47 @@ def test_an_app_with_a_long_interval_applies_its_sources_new_commit_at_once_and_
     assert ready(obj)["status"] == "True" and ready(obj)["message"] == f"Applied revision: main@sha1:{new}"
     assert obj["status"]["lastAttemptedRevision"] == f"main@sha1:{new}"
     assert "lastHandledReconcileAt" not in obj["status"], "no request was made"
+
+
+def patch_repo(flux: Flux, body: dict[str, Any]) -> None:
+    request_json(flux.api, "PATCH", f"{REPO_PATH}/namespaces/{flux.ns}/gitrepositories/repo", body=body,
+                 content_type="application/merge-patch+json")  # fmt: skip
+
+
+@pytest.mark.cluster
+def test_a_suspended_gitrepository_is_not_fetched_its_status_stays_its_apps_keep_their_snapshot_and_resuming_fetches_at_once(
+    flux: Flux, git_http: GitHttp
+) -> None:
+    bare = make_bare(git_http.root, f"suspend-{flux.ns}", {"apps/a/cm.yaml": cm("a", v="1")})
+    flux.repo("repo", bare, ref={"branch": "main"}, interval="1h")
+    flux.ks("a", "./apps/a", interval="1h")
+    flux.ctl.start()
+    v1 = f"main@sha1:{head(bare)}"
+    assert flux.ready_ks("a")["status"]["lastAppliedRevision"] == v1
+    until(lambda: cond(get_repo(flux, "repo"), "Ready").get("status") == "True", what="repo Ready")
+
+    patch_repo(flux, {"spec": {"suspend": True}})
+    until(lambda: suspended(flux) >= 1, what="the suspension seen")
+    repo = get_repo(flux, "repo")
+    new = tag_commit(bare, {"apps/a/cm.yaml": cm("a", v="2")})
+    fetched = git_http.requests
+    request(flux, "a", "while-suspended")  # the app's own request: handled from the snapshot it has, no fetch
+    obj = until(lambda: (o := flux.get_ks("a"))["status"].get("lastHandledReconcileAt") == "while-suspended" and o,
+                what="the request handled")  # fmt: skip
+    assert obj["status"]["lastAppliedRevision"] == v1 and (flux.cm("a") or {}).get("data") == {"v": "1"}
+    assert ready(obj)["status"] == "True" and "not supported" not in ready(obj)["message"], ready(obj)
+    assert git_http.requests == fetched, "a suspended GitRepository was fetched"
+    after = get_repo(flux, "repo")
+    assert after["metadata"]["resourceVersion"] == repo["metadata"]["resourceVersion"], "its status is left as it is"
+    assert cond(after, "Ready")["status"] == "True" and after["status"]["artifact"]["revision"] == v1
+
+    patch_repo(flux, {"spec": {"suspend": False}})  # resumed: fetched now (not in an hour), its apps follow
+    obj = until(lambda: (o := flux.get_ks("a"))["status"].get("lastAppliedRevision") == f"main@sha1:{new}" and o,
+                what="the new revision applied")  # fmt: skip
+    assert (flux.cm("a") or {}).get("data") == {"v": "2"}
+    until(lambda: get_repo(flux, "repo")["status"]["artifact"]["revision"] == f"main@sha1:{new}", what="repo at the new one")
+
+
+def suspended(flux: Flux) -> float:
+    return sum(s.value for m in flux.ctl.metrics.sources.collect() for s in m.samples
+               if s.name.endswith("_total") and s.labels["name"] == "repo" and s.labels["result"] == "suspended")  # fmt: skip
