@@ -10,7 +10,6 @@ Parsing is pure (:func:`parse`); a read that fails is reported, never raised to 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -90,7 +89,7 @@ def fetch(
             if want is not None and valid_digest(want) and digest != want:
                 raise RegistryProtocolError(f"registry {client.settings.host}: {what}: content does not match its digest")
             try:
-                doc = json.loads(resp.content)
+                doc = resp.json()
             except ValueError:
                 raise RegistryProtocolError(f"registry {client.settings.host}: {what}: not JSON") from None
             if not isinstance(doc, dict):

@@ -350,3 +350,44 @@ def test_an_https_registry_behind_a_connect_proxy_never_sees_the_proxy_credentia
         assert proxy.auth and all(b"proxy-authorization" not in r.lower() for r in server.requests)
     finally:
         proxy.stop()
+
+
+# ------------------------------------------------------------------ what the client parses from an answer
+def _ends(call: Callable[[], object], limit: float = 60.0) -> BaseException | object:
+    """What ``call`` returned or raised, or a failure when it never ends (CPU no deadline interrupts)."""
+    box: list[object] = []
+
+    def target() -> None:
+        try:
+            box.append(call())
+        except BaseException as exc:
+            box.append(exc)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(limit)
+    assert box, f"the call did not end within {limit} s"
+    return box[0]
+
+
+def test_link_and_challenge_headers_are_parsed_in_linear_time(servers: Callable[..., RawServer]) -> None:
+    # 90 header lines of 65,000 characters each, joined: a backtracking regex spent hours of CPU on them
+    links = [("Link", "<" * 65_000)] * 90
+    server = servers(serve_each(ok(TAGS, *links)))
+    assert _ends(lambda: client(server).list_tags("app")) == ["1.0.0"]
+    challenges = [("WWW-Authenticate", "Bearer " + "a" * 65_000)] * 90
+    server = servers(serve_each(answer("401 Unauthorized", [*challenges, ("Content-Length", "0")])))
+    got = _ends(lambda: client(server).list_tags("app"))
+    assert isinstance(got, RegistryAuthError) and "without a realm" in str(got), got
+
+
+@pytest.mark.parametrize(("status", "message"), [("200 OK", "is not JSON"), ("404 Not Found", "not found")])
+def test_json_nested_too_deeply_for_the_parser_is_bad_json_not_a_crash(
+    servers: Callable[..., RawServer], status: str, message: str
+) -> None:
+    deep = b"[" * 100_000
+    server = servers(serve_each(answer(status, [("Content-Length", str(len(deep)))], deep)))
+    with pytest.raises(RegistryError, match=message):
+        client(server).list_tags("app")
+    with pytest.raises(RegistryError, match=message):
+        client(server).manifest_digest("app", "1.0.0", AMD64)
