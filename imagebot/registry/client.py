@@ -441,6 +441,8 @@ class RegistryClient:
             except TransportError as exc:
                 if dl.expired():
                     raise self._late(dl, what) from exc
+                if exc.kind is Failure.PROXY:
+                    raise RegistryUnreachable(f"{self._where()}: {exc}") from None
                 if exc.kind is Failure.MALFORMED:  # the same request would get the same answer: not retried
                     raise RegistryProtocolError(
                         f"{self._where()}: {what}: malformed HTTP answer ({self.scrub(str(exc), 160)})"

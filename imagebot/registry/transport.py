@@ -53,6 +53,7 @@ class Failure(StrEnum):
     TLS = "tls"
     CONNECTION = "connection"
     MALFORMED = "malformed"  # an answer that is not HTTP we can frame or decode: asking again will not mend it
+    PROXY = "proxy"  # the environment names a proxy this client cannot use
 
 
 class TransportError(Exception):
@@ -115,24 +116,48 @@ class Proxy:
     authorization: str  # "" or a Proxy-Authorization value
 
 
-def _proxy_from(url: str) -> Proxy | None:
-    parts = urlsplit(url if "://" in url else "http://" + url)
-    if parts.scheme not in ("http", "") or not parts.hostname:
-        return None  # https:// and socks proxies are not spoken here; the request goes direct
+class UnusableProxy(ValueError):
+    """The environment names a proxy this client cannot use (the message never shows its credentials)."""
+
+
+def _proxy_from(url: str, name: str) -> Proxy:
+    try:
+        parts = urlsplit(url if "://" in url else "http://" + url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnusableProxy(f"{name} is not a usable proxy URL ({exc})") from None
+    if parts.scheme != "http" or not parts.hostname:
+        # going direct instead would bypass the proxy the operator set: refused, as a misconfiguration
+        raise UnusableProxy(
+            f"{name} names a {parts.scheme or '?'}:// proxy{'' if parts.hostname else ' without a host'}; only http:// "
+            "proxies are supported (HTTPS goes through them with CONNECT)"
+        )
     auth = ""
     if parts.username is not None:
         pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         auth = "Basic " + base64.b64encode(pair.encode()).decode()
-    return Proxy(parts.hostname, parts.port or 80, auth)
+    return Proxy(parts.hostname, port or 80, auth)
 
 
 def _bypassed(host: str, port: int, no_proxy: str) -> bool:
-    """``NO_PROXY``'s meaning as curl and requests give it: ``*``, a domain suffix, ``host:port``, an IP or CIDR."""
+    """``NO_PROXY``'s meaning as curl, requests and Go give it: ``*``, a domain suffix (``.example``, ``*.example``,
+    ``example``), ``host:port``, an IP (``::1`` or ``[::1]``, with a port ``[::1]:5000``) or CIDR; a trailing dot
+    ignored."""
+    host = host.strip("[]").rstrip(".")
     try:
-        ip = ipaddress.ip_address(host.strip("[]"))
+        ip = ipaddress.ip_address(host)
     except ValueError:
         ip = None
     for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if entry.startswith("["):  # a bracketed IPv6 address, maybe with a port
+            close = entry.find("]")
+            rest = entry[close + 1 :] if close > 0 else ""
+            entry = entry[1:close] if close > 0 else entry
+            if rest.startswith(":") and rest[1:] != str(port):
+                continue
+        if entry.startswith("*."):
+            entry = entry[1:]
+        entry = entry.rstrip(".")
         if not entry:
             continue
         if entry == "*":
@@ -155,13 +180,18 @@ def _bypassed(host: str, port: int, no_proxy: str) -> bool:
 def environment_proxy(scheme: str, host: str, port: int, environ: Mapping[str, str] = os.environ) -> Proxy | None:
     """The proxy the environment names for this origin, or None (none set, or NO_PROXY bypasses it)."""
 
-    def env(name: str) -> str:
-        return environ.get(name.lower()) or environ.get(name.upper()) or ""
+    def env(name: str) -> tuple[str, str]:
+        for n in (name.lower(), name.upper()):
+            if environ.get(n):
+                return n, environ[n]
+        return name.upper(), ""
 
-    url = env(f"{scheme}_proxy") or env("all_proxy")
-    if not url or _bypassed(host.lower(), port, env("no_proxy")):
+    name, url = env(f"{scheme}_proxy")
+    if not url:
+        name, url = env("all_proxy")
+    if not url or _bypassed(host.lower(), port, env("no_proxy")[1]):
         return None
-    return _proxy_from(url)
+    return _proxy_from(url, name)
 
 
 def _dropped(conn: http.client.HTTPConnection) -> bool:
@@ -193,7 +223,10 @@ class Transport:
     def _proxy(self, scheme: str, host: str, port: int) -> Proxy | None:
         key = (scheme, host, port)
         if key not in self._proxies:  # the environment is read once per origin, not per request
-            self._proxies[key] = environment_proxy(scheme, host, port, self._environ)
+            try:
+                self._proxies[key] = environment_proxy(scheme, host, port, self._environ)
+            except UnusableProxy as exc:
+                raise TransportError(Failure.PROXY, str(exc)) from None
         return self._proxies[key]
 
     def _context_for_tls(self) -> ssl.SSLContext:

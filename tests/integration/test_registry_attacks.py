@@ -391,3 +391,19 @@ def test_json_nested_too_deeply_for_the_parser_is_bad_json_not_a_crash(
         client(server).list_tags("app")
     with pytest.raises(RegistryError, match=message):
         client(server).manifest_digest("app", "1.0.0", AMD64)
+
+
+@pytest.mark.parametrize(
+    "proxy", ["https://bob:s3cret@127.0.0.1:9", "socks5://bob:s3cret@127.0.0.1:9", "http://bob:s3cret@127.0.0.1:99999"]
+)
+def test_a_proxy_the_client_cannot_use_is_an_error_never_a_direct_request(
+    servers: Callable[..., RawServer], monkeypatch: pytest.MonkeyPatch, proxy: str
+) -> None:
+    server = servers(serve_each(ok(TAGS)))
+    for name in ("no_proxy", "NO_PROXY", "http_proxy", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    with pytest.raises(RegistryUnreachable, match="HTTP_PROXY") as info:
+        client(server).list_tags("app")
+    assert "s3cret" not in str(info.value) and "bob" not in str(info.value)
+    assert server.requests == []  # not around the proxy the operator set

@@ -182,6 +182,12 @@ def test_https_goes_through_the_proxy_with_connect_and_its_credentials(pki: PKI,
         ("10.0.0.0/8", "11.1.2.3", 443, True),
         ("127.0.0.1", "127.0.0.1", 5000, False),
         (" other.example , registry.example ", "registry.example", 443, False),
+        ("*.example", "registry.example", 443, False),  # Go's (Flux's) spelling of ".example"
+        ("registry.example.", "registry.example", 443, False),
+        ("::1", "::1", 443, False),
+        ("[::1]", "::1", 443, False),
+        ("[::1]:5000", "::1", 5000, False),
+        ("[::1]:5000", "::1", 443, True),
     ],
 )
 def test_no_proxy_has_curls_and_requests_meaning(no_proxy: str, host: str, port: int, proxied: bool) -> None:
