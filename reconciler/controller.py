@@ -466,6 +466,12 @@ class AppController:
         self._written: dict[AppKey, tuple[int, dict[str, Any]]] = {}  # the last status written per app
         self._attempts: dict[AppKey, tuple[str, int, float]] = {}  # (revision, generation, start) awaiting health
         self._suspended: set[AppKey] = set()  # GitRepositories last seen suspended: resumed, they are fetched at once
+        # (namespace, name) → the apps naming it as their GitRepository / in their dependsOn, kept by the informers' events
+        self._index_lock = threading.Lock()
+        self._by_source: dict[tuple[str, str], set[AppKey]] = {}
+        self._source_of: dict[AppKey, set[tuple[str, str]]] = {}
+        self._by_dependency: dict[tuple[str, str], set[AppKey]] = {}
+        self._needs: dict[AppKey, set[tuple[str, str]]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         transport = ApiTransport(api)
@@ -560,6 +566,7 @@ class AppController:
         def handler(etype: EventType, obj: dict[str, Any], prev: dict[str, Any] | None) -> None:
             k = Key.of(obj)
             key = AppKey(str(dialect), k.namespace, k.name)
+            self._index(key, None if etype is EventType.DELETED else obj)
             if etype is EventType.DELETED:
                 self._forget(key)
                 return
@@ -583,15 +590,10 @@ class AppController:
             self.queue.add(repo)
         if etype is not EventType.DELETED and prev is not None and _generation(prev) == _generation(obj):
             return
-        for dialect, infs in ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps)):
-            for inf in infs:
-                for app in inf.objects():
-                    spec = app.get("spec")
-                    ref, at = spec.get("sourceRef") if isinstance(spec, dict) else None, Key.of(app)
-                    if not isinstance(ref, dict):
-                        continue
-                    if ref.get("name") == k.name and (ref.get("namespace") or at.namespace) == k.namespace:
-                        self.queue.add(AppKey(str(dialect), at.namespace, at.name))
+        with self._index_lock:
+            users = list(self._by_source.get((k.namespace, k.name), ()))
+        for app in users:
+            self.queue.add(app)
 
     def _dialects(self) -> tuple[tuple[A.Dialect, list[Informer]], ...]:
         return ((A.Dialect.FLUX, self.kustomizations), (A.Dialect.NATIVE, self.apps), (A.Dialect.ARGO, self.applications))
@@ -625,13 +627,37 @@ class AppController:
                     self.queue.add(AppKey(str(dialect), k.namespace, k.name))
 
     def _enqueue_dependents(self, key: AppKey) -> None:
-        for dialect, infs in self._dialects():
-            for inf in infs:
-                for obj in inf.objects():
-                    ns = Key.of(obj).namespace
-                    for d in (obj.get("spec") or {}).get("dependsOn") or []:
-                        if isinstance(d, dict) and d.get("name") == key.name and (d.get("namespace") or ns) == key.namespace:
-                            self.queue.add(AppKey(str(dialect), ns, Key.of(obj).name))
+        with self._index_lock:
+            waiting = list(self._by_dependency.get((key.namespace, key.name), ()))
+        for app in waiting:
+            self.queue.add(app)
+
+    def _index(self, key: AppKey, obj: dict[str, Any] | None) -> None:
+        """Keep the GitRepository → apps and app → dependents indexes at ``obj`` (None: deleted), so that a
+        GitRepository's change or an app's status wakes the apps naming it without a scan over every app (each
+        event of thousands of apps would scan them all)."""
+        spec = obj.get("spec") if obj is not None else None
+        spec = spec if isinstance(spec, dict) else {}
+        ref = spec.get("sourceRef")
+        source: set[tuple[str, str]] = set()
+        if key.kind != A.Dialect.ARGO and isinstance(ref, dict) and isinstance(ref.get("name"), str):
+            source.add((str(ref.get("namespace") or key.namespace), ref["name"]))
+        deps = spec.get("dependsOn")
+        needs = {(str(d.get("namespace") or key.namespace), d["name"]) for d in deps if isinstance(d, dict)
+                 and isinstance(d.get("name"), str)} if isinstance(deps, list) else set()  # fmt: skip
+        with self._index_lock:
+            for index, of, targets in ((self._by_source, self._source_of, source), (self._by_dependency, self._needs, needs)):
+                old = of.pop(key, set())
+                for t in old - targets:
+                    users = index.get(t)
+                    if users is not None:
+                        users.discard(key)
+                        if not users:
+                            del index[t]
+                for t in targets - old:
+                    index.setdefault(t, set()).add(key)
+                if targets:
+                    of[key] = targets
 
     def _forget(self, key: AppKey) -> None:
         self._written.pop(key, None)

@@ -161,3 +161,51 @@ def test_a_suspended_gitrepository_is_not_fetched_its_status_stays_its_apps_keep
 def suspended(flux: Flux) -> float:
     return sum(s.value for m in flux.ctl.metrics.sources.collect() for s in m.samples
                if s.name.endswith("_total") and s.labels["name"] == "repo" and s.labels["result"] == "suspended")  # fmt: skip
+
+
+def test_the_apps_naming_a_gitrepository_or_an_app_are_found_by_index_not_by_a_scan_of_every_app(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitopskit.informer import EventType
+    from reconciler.controller import REPO_KIND, AppController, AppKey
+
+    ctl = AppController(object(), ("ns",), cache=tmp_path / "c")
+    for inf in (*ctl.kustomizations, *ctl.apps, *ctl.applications):  # a scan per event is what this forbids
+        monkeypatch.setattr(inf, "objects", lambda: pytest.fail("scanned every app"))
+    ks, app = ctl._on_app(A.Dialect.FLUX), ctl._on_app(A.Dialect.NATIVE)
+
+    def obj(name: str, ns: str = "ns", **spec: Any) -> dict[str, Any]:
+        return {"metadata": {"name": name, "namespace": ns, "generation": 1}, "spec": spec}
+
+    ks(EventType.ADDED, obj("a", sourceRef={"kind": "GitRepository", "name": "repo"}), None)
+    ks(EventType.ADDED, obj("b", sourceRef={"name": "repo", "namespace": "other"}, dependsOn=[{"name": "a"}]), None)
+    app(EventType.ADDED, obj("c", sourceRef={"name": "repo"}, dependsOn=[{"name": "a", "namespace": "ns"}]), None)
+    drained: list[AppKey] = []
+
+    def woken() -> set[str]:
+        while len(ctl.queue):
+            k = ctl.queue.get(timeout=1)
+            assert k is not None
+            drained.append(k)
+            ctl.queue.done(k)
+        out = {f"{k.kind}/{k.name}" for k in drained if k.kind != REPO_KIND}
+        drained.clear()
+        return out
+
+    woken()
+    repo = {"metadata": {"name": "repo", "namespace": "ns", "generation": 2}, "spec": {}}
+    ctl._on_repo(EventType.MODIFIED, repo, {**repo, "metadata": {**repo["metadata"], "generation": 1}})
+    assert woken() == {"Kustomization/a", "App/c"}
+    ctl._enqueue_dependents(AppKey("Kustomization", "ns", "a"))
+    assert woken() == {"Kustomization/b", "App/c"}
+
+    ks(EventType.MODIFIED, obj("a", sourceRef={"name": "elsewhere"}), None)  # moved to another GitRepository
+    app(EventType.DELETED, obj("c"), None)
+    assert woken() == {"Kustomization/a"}  # (its own change)
+    ctl._on_repo(EventType.DELETED, repo, None)
+    assert woken() == set()
+    ctl._on_repo(EventType.ADDED, {**repo, "metadata": {**repo["metadata"], "name": "elsewhere"}}, None)
+    assert woken() == {"Kustomization/a"}
+    ctl._enqueue_dependents(AppKey("Kustomization", "ns", "a"))
+    assert woken() == {"Kustomization/b"}
+    ctl.sources.close()
