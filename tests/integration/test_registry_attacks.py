@@ -407,3 +407,19 @@ def test_a_proxy_the_client_cannot_use_is_an_error_never_a_direct_request(
         client(server).list_tags("app")
     assert "s3cret" not in str(info.value) and "bob" not in str(info.value)
     assert server.requests == []  # not around the proxy the operator set
+
+
+def test_terminal_control_sequences_in_a_registry_answer_are_shown_escaped(servers: Callable[..., RawServer]) -> None:
+    import io
+
+    from imagebot.cli import main
+
+    words = "evil \x1b]0;pwned\x07 \x9b31m bidi\u202e"
+    body = json.dumps({"errors": [{"code": "X\x1b[2J", "message": words}]}).encode()
+    for raw in (answer("404 Not\x1b[31m Found", [("Content-Length", str(len(body)))], body),
+                answer("500 Bad\x1b[31mThing", [("Content-Length", "0")])):  # fmt: skip
+        server = servers(serve_each(raw))
+        err = io.StringIO()
+        code = main(["tags", f"{server.host}/app", "--insecure-registry", server.host], out=io.StringIO(), err=err)
+        assert code == 3 and "\\x1b[" in err.getvalue()
+        assert not any(c in err.getvalue() for c in "\x1b\x07\x9b\u202e"), err.getvalue()
