@@ -136,6 +136,18 @@ def test_content_length_with_chunked_is_read_chunked_and_its_connection_not_reus
     assert server.connections == 2
 
 
+def test_a_chunk_size_past_any_integer_still_stops_at_the_cap(servers: Callable[..., RawServer]) -> None:
+    def script(conn: socket.socket, server: RawServer) -> None:
+        server.request(conn)
+        conn.sendall(answer("200 OK", [("Transfer-Encoding", "chunked")], b"f" * 40 + b"\r\n"))
+        while not server.stopped.is_set():
+            conn.sendall(b"[" * 65536)
+
+    server = servers(script)
+    with pytest.raises(RegistryProtocolError, match="larger than 1,048,576 bytes"):
+        client(server, max_body=1 << 20).list_tags("app")
+
+
 # ------------------------------------------------------------------ error bodies, extra answers
 def test_a_100_mb_error_body_is_cut_at_64_kb_and_its_connection_never_reused(servers: Callable[..., RawServer]) -> None:
     def script(conn: socket.socket, server: RawServer) -> None:
