@@ -339,7 +339,10 @@ class Transport:
             smuggled = _framing(resp)
             ok = resp.status < 300
             if method == "HEAD":
-                body, whole = b"", False  # a HEAD answer's connection is not reused: a body it sent may follow
+                # no body follows a HEAD answer; bytes a server sends anyway are seen before reuse (_dropped) or as a
+                # bad status line on it (retried once on a new connection) — and could only be that registry's own
+                # answer, which it could send as one: reusing its connection trusts it with nothing new
+                body, whole = resp.read(), True  # http.client reads nothing for a HEAD; this ends the answer
             else:
                 body, whole = _read(resp, cap if ok else error_cap, strict=ok)
             keep = whole and not smuggled and resp.isclosed() and not resp.will_close

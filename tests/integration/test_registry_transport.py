@@ -201,3 +201,24 @@ def test_lower_case_wins_and_all_proxy_is_the_fallback() -> None:
     assert found is not None and (found.host, found.port) == ("lower", 1)
     found = environment_proxy("http", "r.example", 80, env)
     assert found is not None and found.host == "all"
+
+
+class _Head(QuietHandler):
+    connections: ClassVar[set[int]] = set()
+
+    def do_HEAD(self) -> None:
+        type(self).connections.add(self.client_address[1])
+        self.send_body(200, b"{}", {"Docker-Content-Digest": "sha256:" + "d" * 64})
+
+
+def test_a_digest_by_head_reuses_its_connection() -> None:
+    """Each digest read by HEAD opened a connection (a TLS handshake each on https)."""
+    _Head.connections = set()
+    server = ThreadServer(_Head)
+    try:
+        c = _client(server.port)
+        for _ in range(4):
+            assert c.manifest_digest("app", "1.0.0") == "sha256:" + "d" * 64
+        assert len(_Head.connections) == 1
+    finally:
+        server.stop()
