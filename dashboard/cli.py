@@ -7,6 +7,7 @@ missing token variable, no kubeconfig, unreadable imagebot config, cannot listen
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
@@ -50,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--token-file", type=Path, metavar="F", help="write tokens, one per line ('NAME TOKEN' or 'TOKEN')")
     tok.add_argument("--token-env", metavar="NAME", help="environment variable holding the write token")
     s.add_argument("--read-only", action="store_true", help="no actions, whatever token is given")
+    s.add_argument("--trusted-proxy", action="append", default=[], metavar="CIDR",
+                   help="a reverse proxy (ingress) in front of the dashboard: requests from it are counted by the client "
+                        "its X-Forwarded-For names (repeatable; e.g. 10.0.0.0/8)")  # fmt: skip
     s.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     s.set_defaults(func=cmd_serve)
     return p
@@ -75,6 +79,16 @@ def _tokens(args: argparse.Namespace) -> dict[str, str]:
     return {}
 
 
+def _trusted(items: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    out = []
+    for item in items:
+        try:
+            out.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError:
+            raise UsageError(f"--trusted-proxy {item!r}: not an address or CIDR (e.g. 10.0.0.0/8, 192.0.2.7, fd00::/8)") from None
+    return tuple(out)
+
+
 def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from dashboard.auth import Auth
     from dashboard.cluster import ClusterView
@@ -83,6 +97,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from gitopskit.kube import load_api_client
 
     tokens = _tokens(args)
+    trusted = _trusted(args.trusted_proxy)
     images = None
     if args.imagebot_state is not None or args.imagebot_config:
         try:
@@ -91,7 +106,7 @@ def cmd_serve(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise UsageError(f"--imagebot-config: {exc}") from None
     api = load_api_client(args.kubeconfig, args.context)
     view = ClusterView(api, tuple(args.namespace))
-    d = Dashboard(view, images, Auth(tokens, read_only=args.read_only))
+    d = Dashboard(view, images, Auth(tokens, read_only=args.read_only), trusted_proxies=trusted)
     server = serve(args.listen, d)
     view.start()
     d.start()

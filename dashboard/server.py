@@ -27,7 +27,7 @@ from dashboard.auth import CSRF_COOKIE, SESSION_COOKIE, SESSION_SECONDS, Auth, W
 from dashboard.cluster import APP_KINDS, ClusterView
 from dashboard.images import ActionRefused, ImageEnv, ImageState, StateUnreadable
 from dashboard.sse import Broadcaster, frame
-from dashboard.throttle import Throttled
+from dashboard.throttle import Network, Throttled, client_address
 from gitopskit import httpd
 from gitopskit.informer import Key
 from gitopskit.kube import request_json
@@ -105,9 +105,15 @@ class Dashboard:
     """The model behind the pages: reads the cluster view and imagebot's state, renders, publishes changes."""
 
     def __init__(
-        self, view: ClusterView, images: ImageState | None, auth: Auth, broadcaster: Broadcaster | None = None
+        self,
+        view: ClusterView,
+        images: ImageState | None,
+        auth: Auth,
+        broadcaster: Broadcaster | None = None,
+        trusted_proxies: tuple[Network, ...] = (),
     ) -> None:
         self.view = view
+        self.trusted_proxies = trusted_proxies  # whose X-Forwarded-For names the client (the login throttle's key)
         self.images = images
         self.auth = auth
         self.sse = broadcaster or Broadcaster()
@@ -361,7 +367,11 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             return new_browser_id(), True
 
         def _who(self) -> Who | None:
-            return d.auth.who(self._cookies(), self.headers.get("Authorization") or "", self.client_address[0])
+            return d.auth.who(self._cookies(), self.headers.get("Authorization") or "", self._client())
+
+        def _client(self) -> str:
+            """The client the throttle counts: the peer, or behind a trusted proxy the address it forwarded for."""
+            return client_address(self.client_address[0], self.headers.get("X-Forwarded-For") or "", d.trusted_proxies)
 
         def _reply(self, code: int, body: bytes, ctype: str = "text/html; charset=utf-8",
                    headers: tuple[tuple[str, str], ...] = (), cache: str = "no-store") -> None:  # fmt: skip
@@ -552,7 +562,7 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             if not d.auth.writable:
                 self._error(403, "this dashboard is read-only: no token is configured")
                 return
-            sid = d.auth.login(form.get("token", ""), self.client_address[0])
+            sid = d.auth.login(form.get("token", ""), self._client())
             if sid is None:
                 browser, _ = self._browser()
                 body = d.render("login.html", who=None, writable=True, csrf=d.auth.csrf_for(browser), topics="status",

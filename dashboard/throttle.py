@@ -38,6 +38,43 @@ class _Record:
     until: float  # locked until then (0: not locked)
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_address(peer: str, forwarded_for: str, trusted: tuple[Network, ...]) -> str:
+    """Who a request comes from. The TCP peer, unless it is a proxy the operator trusts (``--trusted-proxy``): then
+    the right-most address of ``X-Forwarded-For`` that is not itself a trusted proxy — what the last trusted hop saw.
+    Addresses left of it are the client's own say and never taken (a guesser would send a new one each time); an
+    entry that is not an address stops the walk there."""
+    if not trusted or not _within(peer, trusted):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not _parses(hop):
+            return peer
+        if not _within(hop, trusted):
+            return hop
+    return peer
+
+
+def _parses(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+def _within(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == n.version and ip in n for n in networks)
+
+
 def client_key(address: str) -> str:
     """The key a client's failures are counted under: its IPv4 address, or its IPv6 address's /64."""
     try:

@@ -117,3 +117,42 @@ def test_the_readme_states_the_numbers_the_throttle_uses() -> None:
     assert f"the {ordinal} wrong token in a row" in section
     assert f"(up to {MAX_LOCK_SECONDS / 60:g} min)" in section and "429 with `Retry-After`" in section
     assert FORGET_SECONDS == 3600 and "forgotten an hour after the last wrong one" in section
+
+
+def test_behind_a_trusted_proxy_the_forwarded_client_is_counted_and_nobody_else_is_believed() -> None:
+    from ipaddress import ip_network
+
+    from dashboard.throttle import client_address
+
+    proxies = (ip_network("10.0.0.0/8"), ip_network("fd00::/8"))
+    assert client_address("10.1.1.1", "198.51.100.7", proxies) == "198.51.100.7"
+    assert client_address("10.1.1.1", "203.0.113.9, 198.51.100.7, 10.2.2.2", proxies) == "198.51.100.7", "last untrusted hop"
+    assert client_address("10.1.1.1", "", proxies) == "10.1.1.1"
+    assert client_address("10.1.1.1", "10.3.3.3, 10.2.2.2", proxies) == "10.1.1.1", "only proxies: the peer"
+    assert client_address("10.1.1.1", "not-an-ip, 198.51.100.7", proxies) == "198.51.100.7"
+    assert client_address("10.1.1.1", "198.51.100.7, bogus", proxies) == "10.1.1.1", "a hop we cannot read stops the walk"
+    assert client_address("192.0.2.1", "198.51.100.7", proxies) == "192.0.2.1", "an untrusted peer's header is ignored"
+    assert client_address("::ffff:10.1.1.1", "198.51.100.7", proxies) == "198.51.100.7"
+    assert client_address("10.1.1.1", "198.51.100.7", ()) == "10.1.1.1"
+
+
+@pytest.mark.cluster
+def test_a_guesser_behind_the_ingress_locks_out_itself_not_everyone(cluster: TestCluster, tmp_path: Path) -> None:
+    server = start_dashboard(tmp_path, cluster.kubeconfig, token=TOKEN, extra=["--trusted-proxy", "127.0.0.0/8"])
+    try:
+
+        def login_as(client: str, token: str) -> int:
+            s = requests.Session()
+            s.headers["X-Forwarded-For"] = client
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', s.get(f"{server.url}/login", timeout=30).text)
+            assert csrf
+            r = s.post(f"{server.url}/login", data={"csrf": csrf.group(1), "token": token, "next": "/apps"},
+                       allow_redirects=False, timeout=30)  # fmt: skip
+            return r.status_code
+
+        for _ in range(LOCK_AFTER):
+            assert login_as("198.51.100.7", WRONG) == 401
+        assert login_as("198.51.100.7", TOKEN) == 429
+        assert login_as("198.51.100.8", TOKEN) == 303, "another client behind the same ingress still logs in"
+    finally:
+        server.stop()
