@@ -220,9 +220,12 @@ class WorkQueue(Generic[K]):
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """What one reconcile asks for: look again after ``requeue_after`` seconds (None: only on the next event)."""
+    """What one reconcile asks for: look again after ``requeue_after`` seconds (None: only on the next event).
+    ``pending``: the pass did not finish, it waits on work elsewhere that queues the key again — no success, so the
+    key's backoff stands (a failure before and after it backs off further)."""
 
     requeue_after: float | None = None
+    pending: bool = False
 
 
 Reconcile = Callable[[K], Result | None]
@@ -265,7 +268,8 @@ class Controller(Generic[K]):
             if self.on_error is not None:
                 self.on_error(key, exc)
         else:
-            self.queue.forget(key)
+            if result is None or not result.pending:
+                self.queue.forget(key)
             if result is not None and result.requeue_after is not None:
                 self.queue.add_after(key, result.requeue_after)
         finally:

@@ -300,6 +300,14 @@ class SourceCache:
         if done is not None:
             self.collect()
 
+    def abandon(self, who: Any) -> None:
+        """``who`` waits for no fetch any more (its GitRepository was suspended): an answer owed to it would be
+        taken, once resumed, for the fetch its resumption asks for — a snapshot from before the suspension."""
+        with self._lock:
+            for e in self._entries.values():
+                e.answers.pop(who, None)
+                e.waiters.pop(who, None)
+
     def forget(self, who: Any) -> None:
         with self._lock:
             self._read.pop(who, None)
@@ -760,7 +768,7 @@ class AppController:
                 if self._object(key) is None:  # deleted meanwhile: drop the engine this run made (no ghost drift fixes)
                     self._forget(key)
         except FetchPending:
-            return None  # the fetch's end queues this key again
+            return Result(pending=True)  # the fetch's end queues this key again; a failure's backoff stands
         except A.InvalidApp as exc:
             self._fail(key, obj, spec, A.Reason.INVALID, str(exc), stalled=True)
             self.metrics.reconciles.labels(*labels, "invalid").inc()
@@ -805,6 +813,7 @@ class AppController:
             # it (a spec change) queues it again
             with self._lock:
                 self._suspended.add(key)
+            self.sources.abandon(key)  # a fetch it started before: its answer is not the one resuming asks for
             self.metrics.sources.labels(key.namespace, key.name, "suspended").inc()
             return None
         with self._lock:
@@ -825,7 +834,7 @@ class AppController:
             snap = self.sources.fetch(src, self._auth(src), fresh, key, lambda: self.queue.add(key))
             error = self.sources.failure(src)  # a later fetch (an app's) failed: the snapshot is no longer current
         except FetchPending:
-            return None  # the fetch's end queues this key again
+            return Result(pending=True)  # the fetch's end queues this key again; a failure's backoff stands
         except ReconcilerError as exc:
             error = exc
         self._write_status(key, obj, _repo_status(obj, src, snap, error, handled))

@@ -117,6 +117,33 @@ def test_one_failing_key_backs_off_while_the_others_are_reconciled() -> None:
     assert sorted(seen) == ["a", "b", "bad", "c"], "the healthy keys come back after their requeue_after (bad's 8 s too)"
 
 
+def test_a_pass_that_ends_waiting_for_work_elsewhere_keeps_the_keys_backoff() -> None:
+    """A reconcile that failed, then ended pending (a fetch it started on its own thread queues it again), then
+    failed again backs off further: the pending pass was no success (it reset the backoff, so an app whose sync
+    failed after a fetch of its own was retried about every second, forever)."""
+    clock = FakeClock()
+    calls = 0
+
+    def reconcile(key: str) -> Result:
+        nonlocal calls
+        calls += 1
+        if calls % 2 == 0:
+            return Result(pending=True)
+        raise RuntimeError("prune refused")
+
+    c: Controller[str] = Controller("t", reconcile, queue=WorkQueue(clock, Backoff(base=1, jitter=0), seed=0))
+    c.queue.add("k")
+    for n in range(1, 5):
+        c.process_one(timeout=0)  # fails
+        assert c.queue.failures("k") == n
+        clock.advance(2 ** (n - 1))
+        c.process_one(timeout=0)  # pending: woken by its fetch's end (an add)
+        assert c.queue.failures("k") == n, "a pending pass reset the backoff"
+        c.queue.add("k")
+    c.process_one(timeout=0)
+    assert c.queue.failures("k") == 5
+
+
 def test_workers_run_keys_concurrently_and_stop_gracefully() -> None:
     started = threading.Barrier(2, timeout=10)
     done: list[str] = []
