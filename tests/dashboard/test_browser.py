@@ -199,8 +199,9 @@ def test_an_action_without_the_token_is_refused(browser: WebDriver, loop: Loop) 
     assert not button.is_enabled() and button.get_attribute("aria-disabled") == "true", "no token: no live Sync button"
     assert css(browser, "#actions-login").is_displayed()
     # the form itself, sent anyway (with this browser's valid CSRF token): the server refuses it
-    browser.execute_script("document.getElementById('action-sync').disabled = false;")
-    click(browser, "#action-sync")
+    # enabled and clicked in one script: a live update re-rendering the actions in between would bring back a
+    # disabled button and the click would do nothing (a 60 s wait for a refusal that never came, seen under load)
+    browser.execute_script("const b = document.getElementById('action-sync'); b.disabled = false; b.click();")
     wait(browser, lambda b: "log in" in b.find_element(By.TAG_NAME, "main").text.lower(), "the refusal")
     refused = browser.execute_async_script("""
         const done = arguments[arguments.length - 1];
