@@ -266,3 +266,66 @@ def test_a_gitrepository_deleted_while_apps_use_it_prunes_nothing_and_its_return
                                 "ref": {"branch": "main"}}})  # fmt: skip
     applied(flux, "a", new)
     assert (flux.cm("a") or {}).get("data") == {"v": "2"}
+
+
+class Redirector:
+    """Answers every request with a 301 to the same path on another server."""
+
+    def __init__(self, target: str) -> None:
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(301)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_remotes_that_redirect_or_hang_fail_their_gitrepository_with_a_reason_and_leave_the_others_alone(
+    flux: Flux, git_http: GitHttp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.reconciler.test_controller_hostile import SilentServer
+
+    monkeypatch.setenv("GITOPSKIT_GIT_TIMEOUT", "4")  # the overall deadline of each git command, short for the test
+    bare = make_bare(git_http.root, f"good-{flux.ns}", {"apps/a/cm.yaml": cm("a", v="1")})
+    silent, redirect = SilentServer(), Redirector(f"http://127.0.0.1:{git_http.server.port}")
+    try:
+        flux.repo("repo", bare, ref={"branch": "main"}, interval="1m")
+        for name, url in (("hung", f"http://127.0.0.1:{silent.port}/x.git"),
+                          ("moved", f"http://127.0.0.1:{redirect.port}/{bare.name}")):  # fmt: skip
+            request_json(flux.api, "POST", f"{REPO_PATH}/namespaces/{flux.ns}/gitrepositories",
+                         body={"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": {"name": name},
+                               "spec": {"url": url, "interval": "1m", "secretRef": {"name": "basic"}, "ref": {"branch": "main"}}})  # fmt: skip
+        flux.ks("a", "./apps/a")
+        flux.ks("h", "./apps/a", source="hung")
+        flux.ctl.start()
+        applied(flux, "a", head(bare))
+
+        def failed(name: str) -> dict[str, Any]:
+            obj = until(lambda: (o := get_repo(flux, name)) and cond(o, "Ready").get("status") == "False" and o, 90, name)
+            assert cond(obj, "FetchFailed")["status"] == "True"
+            return cond(obj, "Ready")
+
+        moved = failed("moved")
+        assert moved["reason"] == "GitOperationFailed" and "redirected" in moved["message"], moved
+        hung = failed("hung")
+        assert hung["reason"] == "GitOperationFailed" and "timed out" in hung["message"], hung
+        h = until(lambda: (r := ready(flux.get_ks("h"))).get("status") == "False" and r, 60, "h failed")
+        assert h["reason"] == "ArtifactFailed", h
+        assert cond(get_repo(flux, "repo"), "Ready")["status"] == "True"
+    finally:
+        silent.stop()
+        redirect.stop()
