@@ -180,6 +180,7 @@ class SourceCache:
         self.follows: Callable[[Any], bool] = lambda who: False
         self._read: dict[Any, str] = {}  # who → the revision it last read or was told of
         self._pinned: dict[Any, Snapshot] = {}  # who → the snapshot it keeps while its source is suspended
+        self._seen: dict[Any, Snapshot] = {}  # who → the snapshot it last read (what a suspension pins it to)
         self.dir = root / "snapshots"
         self.dir.mkdir(parents=True, exist_ok=True)
         self._owner_fd: int | None = os.open(self.root / "snapshots.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -220,7 +221,7 @@ class SourceCache:
                 if snap is None:
                     where = f"GitRepository {spec.origin}" if spec.origin else spec.url
                     raise SourceError(f"{where} is suspended and has no artifact here yet: it is fetched when resumed")
-                self._pinned[who], self._reading[who], self._read[who] = snap, snap.root, snap.sha
+                self._pinned[who], self._reading[who], self._read[who], self._seen[who] = snap, snap.root, snap.sha, snap
                 return snap
             self._pinned.pop(who, None)
             told = who in e.told
@@ -229,11 +230,11 @@ class SourceCache:
                 got = e.answers.pop(who)
                 if isinstance(got, BaseException):
                     raise got
-                self._reading[who], self._read[who] = got.root, got.sha
+                self._reading[who], self._read[who], self._seen[who] = got.root, got.sha, got
                 return got
             # woken by a new revision: the snapshot that fetch made, not another fetch (a request still fetches)
             if e.snap is not None and (self.clock() - e.at < max_age or (told and max_age > 0)):
-                self._reading[who], self._read[who] = e.snap.root, e.snap.sha
+                self._reading[who], self._read[who], self._seen[who] = e.snap.root, e.snap.sha, e.snap
                 return e.snap
             # the last fetch's failure stands until it is due again; a request (max_age 0) or a changed Secret fetches now
             if e.error is not None and max_age > 0 and auth == e.auth and self.clock() - e.failed_at < _refetch_after(e.failures):
@@ -300,6 +301,14 @@ class SourceCache:
         if done is not None:
             self.collect()
 
+    def pin(self, who: Any) -> None:
+        """``who``'s GitRepository was just seen suspended: it keeps the snapshot it last read from now on, not the
+        one the source holds at its next pass — another GitRepository on the same URL and ref may move that first."""
+        with self._lock:
+            seen = self._seen.get(who)
+            if who not in self._pinned and seen is not None and seen.root.is_dir():
+                self._pinned[who] = seen
+
     def abandon(self, who: Any) -> None:
         """``who`` waits for no fetch any more (its GitRepository was suspended): an answer owed to it would be
         taken, once resumed, for the fetch its resumption asks for — a snapshot from before the suspension."""
@@ -312,6 +321,7 @@ class SourceCache:
         with self._lock:
             self._read.pop(who, None)
             self._pinned.pop(who, None)
+            self._seen.pop(who, None)
             for e in self._entries.values():
                 e.answers.pop(who, None)
                 e.waiters.pop(who, None)
@@ -600,6 +610,9 @@ class AppController:
             return
         with self._index_lock:
             users = list(self._by_source.get((k.namespace, k.name), ()))
+        if etype is not EventType.DELETED and isinstance(obj.get("spec"), dict) and obj["spec"].get("suspend") is True:
+            for app in users:  # now, not at their next pass: a twin's fetch could move them first
+                self.sources.pin(app)
         for app in users:
             self.queue.add(app)
 

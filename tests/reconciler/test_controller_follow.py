@@ -5,6 +5,7 @@ the same revision wakes none and writes nothing. On the real test API server and
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -208,4 +209,46 @@ def test_the_apps_naming_a_gitrepository_or_an_app_are_found_by_index_not_by_a_s
     assert woken() == {"Kustomization/a"}
     ctl._enqueue_dependents(AppKey("Kustomization", "ns", "a"))
     assert woken() == {"Kustomization/b"}
+    ctl.sources.close()
+
+
+def test_an_app_on_a_gitrepository_seen_suspended_keeps_its_revision_when_a_twin_on_the_same_source_moves_it(
+    git_http: GitHttp, tmp_path: Path
+) -> None:
+    """Two GitRepositories on one URL and ref share one fetch. One is suspended; before its app's first pass under
+    the suspension, the twin's fetch finds a new commit: that app was told to follow (its own spec is not suspended)
+    and its pass, finding no snapshot pinned yet, read the twin's new one. Seen suspended, its apps are pinned at
+    once to what they read."""
+    from gitopskit.informer import EventType
+    from reconciler.controller import AppController, AppKey
+
+    bare = make_bare(git_http.root, f"twin-{tmp_path.name}", {"a/cm.yaml": cm("a", v="1")})
+    ctl = AppController(object(), ("ns",), cache=tmp_path / "c")
+    ctl.mine = lambda key: True  # type: ignore[method-assign]
+    app = {"metadata": {"name": "a", "namespace": "ns", "generation": 1}, "spec": {"sourceRef": {"name": "repo"}}}
+    ctl._on_app(A.Dialect.FLUX)(EventType.ADDED, app, None)
+    a, twin = AppKey("Kustomization", "ns", "a"), AppKey("GitRepository", "ns", "twin")
+    spec = A.SourceSpec(git_http.url(bare), A.RefKind.BRANCH, "main")
+    auth = GitAuth(GIT_USER, GIT_PASSWORD)
+    done: list[int] = []
+    ctl.sources.on_fetched = lambda users, moved: done.append(1)
+
+    def get(who: Any, source: A.SourceSpec, max_age: float) -> Any:
+        n = len(done)
+        try:
+            return ctl.sources.fetch(source, auth, max_age, who, lambda: None)
+        except FetchPending:
+            until(lambda: len(done) > n, 60, "the fetch")
+            return ctl.sources.fetch(source, auth, max_age, who, lambda: None)
+
+    first = get(a, spec, 0.0)
+    ctl.sources.release(a)
+    repo = {"metadata": {"name": "repo", "namespace": "ns", "generation": 2}, "spec": {"suspend": True}}
+    ctl._on_repo(EventType.MODIFIED, repo, {**repo, "metadata": {**repo["metadata"], "generation": 1}, "spec": {}})
+    new = tag_commit(bare, {"a/cm.yaml": cm("a", v="2")})
+    assert get(twin, spec, 0.0).sha == new
+    got = get(a, replace(spec, suspend=True), 60.0)
+    assert got.sha == first.sha and got.root.is_dir(), "an app on a suspended GitRepository was moved by its twin"
+    ctl.sources.release(a)
+    assert get(a, spec, 60.0).sha == new, "resumed, it reads the twin's fetch"
     ctl.sources.close()

@@ -34,6 +34,13 @@ def patch_ks(flux: Flux, name: str, body: dict[str, Any]) -> None:
     patch(flux, f"{KS_PATH}/namespaces/{flux.ns}/kustomizations/{name}", body)
 
 
+def gitrepository(flux: Flux, name: str, url: str, interval: str = "1s", **spec: Any) -> None:
+    """A GitRepository on ``url``'s main with the Secret ``basic`` (flux.repo made it)."""
+    spec = {"url": url, "interval": interval, "secretRef": {"name": "basic"}, "ref": {"branch": "main"}, **spec}
+    body = {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": {"name": name}, "spec": spec}
+    request_json(flux.api, "POST", f"{REPO_PATH}/namespaces/{flux.ns}/gitrepositories", body=body)
+
+
 def applied(flux: Flux, name: str, sha: str, timeout: float = 60.0) -> dict[str, Any]:
     return until(lambda: (o := flux.get_ks(name)).get("status", {}).get("lastAppliedRevision") == f"main@sha1:{sha}" and o,
                  timeout, f"{name} at {sha[:8]}")  # fmt: skip
@@ -161,10 +168,7 @@ def test_an_app_on_a_suspended_gitrepository_is_not_moved_by_another_on_the_same
     first = head(bare)
     flux.repo("repo", bare, ref={"branch": "main"}, interval="1h")
 
-    base_spec = {"url": git_http.url(bare), "interval": "1s", "secretRef": {"name": "basic"}, "ref": {"branch": "main"}}
-    request_json(flux.api, "POST", f"{REPO_PATH}/namespaces/{flux.ns}/gitrepositories",
-                 body={"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": {"name": "twin"},
-                       "spec": base_spec})  # fmt: skip
+    gitrepository(flux, "twin", git_http.url(bare))
     flux.ks("a", "./apps/a", interval="1h", retryInterval="1h")
     flux.ks("b", "./apps/b", source="twin", interval="1h", retryInterval="1h")
     flux.ctl.start()
@@ -192,10 +196,7 @@ def test_a_gitrepository_moved_to_another_url_and_an_app_moved_to_another_gitrep
     one = make_bare(git_http.root, f"one-{flux.ns}", {"apps/a/cm.yaml": cm("a", v="one"), "apps/b/cm.yaml": cm("b", v="one")})
     two = make_bare(git_http.root, f"two-{flux.ns}", {"apps/a/cm.yaml": cm("a", v="two"), "apps/b/cm.yaml": cm("b", v="two")})
     flux.repo("repo", one, ref={"branch": "main"}, interval="1s")
-    request_json(flux.api, "POST", f"{REPO_PATH}/namespaces/{flux.ns}/gitrepositories",
-                 body={"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": {"name": "other"},
-                       "spec": {"url": git_http.url(one), "interval": "1s", "secretRef": {"name": "basic"},
-                                "ref": {"branch": "main"}, "ignore": "nothing-ignored/"}})  # fmt: skip
+    gitrepository(flux, "other", git_http.url(one), ignore="nothing-ignored/")  # its own source: other ignore rules
     flux.ks("a", "./apps/a", interval="1h", retryInterval="1h")
     flux.ks("b", "./apps/b", interval="1h", retryInterval="1h")
     flux.ctl.start()
@@ -260,10 +261,7 @@ def test_a_gitrepository_deleted_while_apps_use_it_prunes_nothing_and_its_return
     assert not cond(flux.get_ks("a"), "Stalled")
     assert (flux.cm("a") or {}).get("data") == {"v": "1"}, "the app's objects went with its GitRepository"
     new = tag_commit(bare, {"apps/a/cm.yaml": cm("a", v="2")})
-    request_json(flux.api, "POST", f"{REPO_PATH}/namespaces/{flux.ns}/gitrepositories",
-                 body={"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": {"name": "repo"},
-                       "spec": {"url": git_http.url(bare), "interval": "1s", "secretRef": {"name": "basic"},
-                                "ref": {"branch": "main"}}})  # fmt: skip
+    gitrepository(flux, "repo", git_http.url(bare))
     applied(flux, "a", new)
     assert (flux.cm("a") or {}).get("data") == {"v": "2"}
 
@@ -306,9 +304,7 @@ def test_remotes_that_redirect_or_hang_fail_their_gitrepository_with_a_reason_an
         flux.repo("repo", bare, ref={"branch": "main"}, interval="1m")
         for name, url in (("hung", f"http://127.0.0.1:{silent.port}/x.git"),
                           ("moved", f"http://127.0.0.1:{redirect.port}/{bare.name}")):  # fmt: skip
-            request_json(flux.api, "POST", f"{REPO_PATH}/namespaces/{flux.ns}/gitrepositories",
-                         body={"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository", "metadata": {"name": name},
-                               "spec": {"url": url, "interval": "1m", "secretRef": {"name": "basic"}, "ref": {"branch": "main"}}})  # fmt: skip
+            gitrepository(flux, name, url, interval="1m")
         flux.ks("a", "./apps/a")
         flux.ks("h", "./apps/a", source="hung")
         flux.ctl.start()
