@@ -483,6 +483,7 @@ class AppController:
         self.by_label: dict[str, AppKey] = {}  # tracking label value → app
         self._written: dict[AppKey, tuple[int, dict[str, Any]]] = {}  # the last status written per app
         self._attempts: dict[AppKey, tuple[str, int, float]] = {}  # (revision, generation, start) awaiting health
+        self._trying: dict[AppKey, str] = {}  # the revision a pass in flight attempts (its failure's lastAttemptedRevision)
         self._suspended: set[AppKey] = set()  # GitRepositories last seen suspended: resumed, they are fetched at once
         # (namespace, name) → the apps naming it as their GitRepository / in their dependsOn, kept by the informers' events
         self._index_lock = threading.Lock()
@@ -778,12 +779,13 @@ class AppController:
             try:
                 outcome = self._run(key, obj, spec)
             finally:
+                attempted = self._trying.pop(key, "")
                 if self._object(key) is None:  # deleted meanwhile: drop the engine this run made (no ghost drift fixes)
                     self._forget(key)
         except FetchPending:
             return Result(pending=True)  # the fetch's end queues this key again; a failure's backoff stands
         except A.InvalidApp as exc:
-            self._fail(key, obj, spec, A.Reason.INVALID, str(exc), stalled=True)
+            self._fail(key, obj, spec, A.Reason.INVALID, str(exc), stalled=True, attempted=attempted)
             self.metrics.reconciles.labels(*labels, "invalid").inc()
             return None
         except (_Denied, UsageError) as exc:
@@ -795,7 +797,7 @@ class AppController:
             reason = A.Reason.ARTIFACT_FAILED if isinstance(exc, (SourceError, SecretError)) else A.Reason.FAILED
             if isinstance(exc, SourceError) and not spec.source.suspend:  # (suspended: no peer was asked)
                 self.notices.peer(f"git {spec.source.url}", str(exc))
-            self._fail(key, obj, spec, reason, str(exc))
+            self._fail(key, obj, spec, reason, str(exc), attempted=attempted)
             self.metrics.ready.labels(*labels).set(0)
             self.metrics.reconciles.labels(*labels, "failed").inc()
             raise  # requeued with this key's own backoff
@@ -869,6 +871,7 @@ class AppController:
         snap = self.sources.fetch(spec.source, auth, fresh, key, lambda: self.queue.add(key))
         root, sha = snap.root, snap.sha
         revision = A.flux_revision(spec.source.ref_kind, snap.ref or spec.source.ref, sha) if key.kind != A.Dialect.ARGO else sha
+        self._trying[key] = revision
         app_root = (root / spec.path).resolve()
         if root.resolve() not in (app_root, *app_root.parents) or not app_root.is_dir():
             raise A.InvalidApp(f"spec.path {spec.path!r}: no such directory in {revision}")
@@ -996,11 +999,15 @@ class AppController:
         message: str,
         stalled: bool = False,
         notify: bool = True,
+        attempted: str = "",
     ) -> None:
+        """``attempted``: the revision the failed pass fetched (Flux's lastAttemptedRevision; "" when none was)."""
         if key.kind == A.Dialect.ARGO:
             status = _argo_failure(obj, reason, message)
         else:
             handled = self._handled(spec) if spec else {"lastHandledReconcileAt": _requested(obj)} if _requested(obj) else {}
+            if attempted:
+                handled["lastAttemptedRevision"] = attempted
             status = _flux_status(obj, False, reason, message, stalled, handled)
         self._write_status(key, obj, status)
         if notify and reason is not A.Reason.DEPENDENCY_NOT_READY:  # waiting on another app is not a failure of this one

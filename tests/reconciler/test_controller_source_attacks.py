@@ -105,9 +105,11 @@ def test_history_rewritten_is_followed_and_the_prune_rails_still_hold(flux: Flux
     applied(flux, "a", first)
     work = clone(bare)
     # a commit that deletes three of four objects: more than half the inventory — the rail holds, nothing is deleted
-    commit(work, {}, delete=("apps/a/b.yaml", "apps/a/c.yaml", "apps/a/d.yaml"), push="yes")
+    gutted = commit(work, {}, delete=("apps/a/b.yaml", "apps/a/c.yaml", "apps/a/d.yaml"), push="yes")
     refused = until(lambda: (r := ready(flux.get_ks("a"))).get("status") == "False" and r, what="the gutting commit refused")
     assert "prune refused: pruning 3 of 4 objects exceeds 50%" in refused["message"], refused
+    st = flux.get_ks("a")["status"]  # as Flux: the revision that failed is the one attempted, the applied one stays
+    assert (st["lastAttemptedRevision"], st["lastAppliedRevision"]) == (f"main@sha1:{gutted}", f"main@sha1:{first}"), st
     assert all(flux.cm(c) is not None for c in "abcd"), "the 50 % rail did not hold on a followed revision"
     # the refusal is retried with a growing backoff, not every time the app fetches for itself (each fetch's
     # FetchPending ended that pass cleanly, which reset the backoff: retried about every second, forever)
