@@ -22,31 +22,14 @@ from tests.dashboard.test_server import TOKEN, login
 from tests.fixtures.browser import DashboardServer, start_dashboard
 from tests.fixtures.cluster import TestCluster
 from tests.fixtures.registry import RegistryServer
-from tests.integration.test_crds import install
+from tests.integration import test_image_controller as base
 from tests.integration.test_deploy import _attributes, _record, docs
 from tests.integration.test_image_controller import Cluster, flux, ready, until
 
 pytestmark = [pytest.mark.cluster]
+kube, controller = base.kube, base.controller  # the image controller tests' fixtures: a namespace, a controller on it
 
 HOLD, APPROVE = "imagebot.dev/hold", "imagebot.dev/approve"
-
-
-@pytest.fixture
-def kube(cluster: TestCluster, namespace: str) -> Cluster:
-    api = cluster.api_client()
-    install(api)
-    return Cluster(api, namespace)
-
-
-@pytest.fixture
-def controller(kube: Cluster, tmp_path: Path) -> Iterator[ImageController]:
-    ctl = ImageController(kube.api, (kube.ns,), workers=4, cache=tmp_path / "cache")
-    ctl.start()
-    try:
-        assert ctl.wait_synced(30)
-        yield ctl
-    finally:
-        ctl.stop()
 
 
 @pytest.fixture

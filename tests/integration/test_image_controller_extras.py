@@ -19,10 +19,11 @@ from imagebot.controller.controller import IMAGE_PATH, ImageController
 from tests.fixtures.cluster import TestCluster
 from tests.fixtures.git import GIT_PASSWORD, GIT_USER, GitHttp, make_bare, read_file
 from tests.fixtures.registry import RegistryServer
-from tests.integration.test_crds import install
+from tests.integration import test_image_controller as base
 from tests.integration.test_image_controller import Cluster, flux, ready, secret, until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.git]
+kube = base.kube  # the image controller tests' fixture: the test API server with the CRDs, in a namespace of its own
 
 T0 = 1_900_000_000.0
 H = 3600.0
@@ -34,13 +35,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-@pytest.fixture
-def kube(cluster: TestCluster, namespace: str) -> Cluster:
-    api = cluster.api_client()
-    install(api)
-    return Cluster(api, namespace)
 
 
 class Controllers:

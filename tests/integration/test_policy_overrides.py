@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +19,11 @@ from imagebot.controller.controller import ImageController
 from tests.fixtures.cluster import TestCluster
 from tests.fixtures.net import free_port
 from tests.fixtures.registry import RegistryServer
-from tests.integration.test_crds import install
+from tests.integration import test_image_controller as base
 from tests.integration.test_image_controller import Cluster, flux, ready, until
 
 pytestmark = [pytest.mark.cluster]
-
-
-@pytest.fixture
-def kube(cluster: TestCluster, namespace: str) -> Cluster:
-    api = cluster.api_client()
-    install(api)
-    return Cluster(api, namespace)
-
-
-@pytest.fixture
-def controller(kube: Cluster, tmp_path: Path) -> Iterator[ImageController]:
-    ctl = ImageController(kube.api, (kube.ns,), workers=4, cache=tmp_path / "cache")
-    ctl.start()
-    try:
-        assert ctl.wait_synced(30)
-        yield ctl
-    finally:
-        ctl.stop()
+kube, controller = base.kube, base.controller  # the image controller tests' fixtures: a namespace, a controller on it
 
 
 def cli(*argv: str) -> tuple[int, str, str]:
