@@ -35,6 +35,7 @@ from imagebot.registry.limits import RetryPolicy
 from tests.fixtures.pki import PKI, make_pki
 from tests.fixtures.rawhttp import RawServer, answer, reset, serve_each
 from tests.fixtures.scripted import wait_until
+from tests.integration.test_registry_boundary import bounded  # a call that never ends fails, not hangs
 
 TAGS = b'{"name":"app","tags":["1.0.0"]}'
 EVIL = b'{"name":"app","tags":["evil"]}'
@@ -365,31 +366,14 @@ def test_an_https_registry_behind_a_connect_proxy_never_sees_the_proxy_credentia
 
 
 # ------------------------------------------------------------------ what the client parses from an answer
-def _ends(call: Callable[[], object], limit: float = 60.0) -> BaseException | object:
-    """What ``call`` returned or raised, or a failure when it never ends (CPU no deadline interrupts)."""
-    box: list[object] = []
-
-    def target() -> None:
-        try:
-            box.append(call())
-        except BaseException as exc:
-            box.append(exc)
-
-    t = threading.Thread(target=target, daemon=True)
-    t.start()
-    t.join(limit)
-    assert box, f"the call did not end within {limit} s"
-    return box[0]
-
-
 def test_link_and_challenge_headers_are_parsed_in_linear_time(servers: Callable[..., RawServer]) -> None:
     # 90 header lines of 65,000 characters each, joined: a backtracking regex spent hours of CPU on them
     links = [("Link", "<" * 65_000)] * 90
     server = servers(serve_each(ok(TAGS, *links)))
-    assert _ends(lambda: client(server).list_tags("app")) == ["1.0.0"]
+    assert bounded(lambda: client(server).list_tags("app")) == ["1.0.0"]
     challenges = [("WWW-Authenticate", "Bearer " + "a" * 65_000)] * 90
     server = servers(serve_each(answer("401 Unauthorized", [*challenges, ("Content-Length", "0")])))
-    got = _ends(lambda: client(server).list_tags("app"))
+    got = bounded(lambda: client(server).list_tags("app"))
     assert isinstance(got, RegistryAuthError) and "without a realm" in str(got), got
 
 
