@@ -366,6 +366,17 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
                 return got, False
             return new_browser_id(), True
 
+        def _writer(self) -> Who | None:
+            """Who may act, or None once the refusal is answered: 403 on a read-only dashboard, 401 without a login."""
+            who = self._who()
+            if not d.auth.writable:
+                self._error(403, "this dashboard is read-only")
+                return None
+            if who is None:
+                self._error(401, "log in with the dashboard's token to act")
+                return None
+            return who
+
         def _who(self) -> Who | None:
             return d.auth.who(self._cookies(), self.headers.get("Authorization") or "", self._client())
 
@@ -572,12 +583,8 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             self._reply(303, b"", headers=(("Location", nxt), self._cookie(SESSION_COOKIE, sid, SESSION_SECONDS)))
 
         def _action(self, kind: str, ns: str, name: str, action: str, form: dict[str, str]) -> None:
-            who = self._who()
-            if not d.auth.writable:
-                self._error(403, "this dashboard is read-only")
-                return
+            who = self._writer()
             if who is None:
-                self._error(401, "log in with the dashboard's token to act")
                 return
             if kind not in APP_KINDS or not NAME.match(ns) or not NAME.match(name):
                 self._error(404, "no such app")
@@ -596,7 +603,7 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
                 {"metadata": {"annotations": {REQUESTED_AT: stamp}}} if action == "sync"
                 else {"spec": {"suspend": action == "suspend"}}
             )  # fmt: skip
-            actor = f"{who.name} ({'dashboard' if who.via == 'session' else 'dashboard API'})"
+            actor = _actor(who)
             try:
                 d.view.patch(path, body)
             except ApiException as exc:
@@ -623,18 +630,14 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             self._reply(303, b"", headers=(("Location", _next(form.get("next") or V.app_href(kind, ns, name))),))
 
         def _image_action(self, image: str, env: str, action: str, form: dict[str, str]) -> None:
-            who = self._who()
-            if not d.auth.writable:
-                self._error(403, "this dashboard is read-only")
-                return
+            who = self._writer()
             if who is None:
-                self._error(401, "log in with the dashboard's token to act")
                 return
             if d.images is None:
                 self._error(409, "no imagebot state given (dashboard serve --imagebot-state PATH or --imagebot-config FILE)")
                 return
             reason = " ".join(form.get("reason", "").split())[:200]  # one line, bounded: shown on every row
-            actor = f"{who.name} ({'dashboard' if who.via == 'session' else 'dashboard API'})"
+            actor = _actor(who)
             try:
                 done = d.images.act(action, image, env, actor, reason)
             except ActionRefused as exc:
@@ -655,18 +658,14 @@ def make_handler(d: Dashboard) -> type[httpd.Handler]:
             with the resourceVersion as precondition), recorded as an Event on the policy with who did it."""
             from imagebot.controller import overrides as O
 
-            who = self._who()
-            if not d.auth.writable:
-                self._error(403, "this dashboard is read-only")
-                return
+            who = self._writer()
             if who is None:
-                self._error(401, "log in with the dashboard's token to act")
                 return
             if not NAME.match(ns) or not NAME.match(name) or (d.view.namespaces and ns not in d.view.namespaces):
                 self._error(404, "no such ImagePolicy")
                 return
             ref = O.PolicyRef(ns, name)
-            actor = f"{who.name} ({'dashboard' if who.via == 'session' else 'dashboard API'})"
+            actor = _actor(who)
             # one line, bounded; none given: a hold keeps the current reason (the page offers Hold only when not held)
             reason = " ".join(form.get("reason", "").split())[:200] or None if action == "hold" else None
             tag = form.get("tag") or None if action == "approve" else None  # the pending tag the page showed
@@ -728,6 +727,11 @@ def _app_topic(topic: str) -> bool:
     kind, _, rest = topic.removeprefix("app:").partition("/") if topic.startswith("app:") else ("", "", "")
     ns, _, name = rest.partition("/")
     return kind in APP_KINDS and bool(NAME.match(ns)) and bool(NAME.match(name))
+
+
+def _actor(who: Who) -> str:
+    """How an action's author is recorded: the token's name and whether a browser session or the API acted."""
+    return f"{who.name} ({'dashboard' if who.via == 'session' else 'dashboard API'})"
 
 
 def _next(target: str) -> str:
