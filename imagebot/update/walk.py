@@ -139,15 +139,15 @@ def reread(root: Path, planned: ChangeSet, request: EditRequest) -> ChangeSet:
     return ChangeSet(tuple(edits))
 
 
-def write_atomic(path: Path, text: str, durable: bool = True) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file, fsync it, rename it over ``path`` (mode kept): the old or the new file, never half."""
     mode = stat.S_IMODE(path.stat().st_mode)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
-            if durable:
-                fh.flush()
-                os.fsync(fh.fileno())
+            fh.flush()
+            os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
