@@ -70,7 +70,7 @@ def read_history(annotations: Mapping[str, Any]) -> tuple[Since, ...]:
         return ()
     try:
         items = json.loads(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise ExtrasError(LATEST_SINCE, "not JSON (a list of {tag, digest, since})") from None
     if not isinstance(items, list):
         raise ExtrasError(LATEST_SINCE, "not a list of {tag, digest, since}")
@@ -101,7 +101,7 @@ def read_first_seen(annotations: Mapping[str, Any]) -> dict[str, float]:
         return {}
     try:
         items = json.loads(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise ExtrasError(FIRST_SEEN, "not JSON (an object {tag: since})") from None
     if not isinstance(items, dict) or not all(isinstance(k, str) and valid_tag(k) for k in items):
         raise ExtrasError(FIRST_SEEN, "not an object {tag: since}")

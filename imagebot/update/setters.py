@@ -30,7 +30,7 @@ def marker_in_comment(comment: str) -> str | None:
         return None
     try:
         obj = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser recurses
         return None
     if not isinstance(obj, dict) or not all(isinstance(v, str) for v in obj.values()):
         return None

@@ -181,7 +181,7 @@ class Malformed(ValueError):
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested deeper than the parser recurses
         raise Malformed(f"{what} is not JSON") from None
     if not isinstance(doc, dict):
         raise Malformed(f"{what} is not a JSON object")

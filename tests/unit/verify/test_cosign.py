@@ -190,6 +190,17 @@ def test_parsers_answer_malformed_or_a_value_for_any_input(data: bytes) -> None:
             signed_digests(ev)
 
 
+def test_json_nested_deeper_than_the_parser_recurses_is_malformed_not_a_crash() -> None:
+    """The registry client's twin (registry.client.parse_json): ``[[[[…`` makes json.loads raise RecursionError."""
+    deep = b"[" * 200_000 + b"]" * 200_000
+    for parse in (legacy_layers, referrer_digests, parse_bundle, lambda d: bundle_layer(d, OTHER)):
+        with pytest.raises(Malformed, match="not JSON"):
+            parse(deep)
+    for ev in (SimpleSigning(deep, b""), DsseBundle("application/vnd.in-toto+json", deep, ())):
+        with pytest.raises(Malformed, match="not JSON"):
+            signed_digests(ev)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.binary(min_size=32, max_size=32), st.binary(min_size=32, max_size=32))
 def test_a_signed_payload_verifies_only_for_the_digest_it_names(signed: bytes, asked: bytes) -> None:
