@@ -820,12 +820,6 @@ def _kind_of(d: Any) -> tuple[str, str]:
     return (api if isinstance(api, str) else ""), (kind if isinstance(kind, str) else "")
 
 
-def is_flux_document(d: Any) -> bool:
-    """A document file mode reads beside Flux's objects: theirs, or a v1 Secret / ServiceAccount they name."""
-    api, kind = _kind_of(d)
-    return api.startswith((FLUX_IMAGE, FLUX_SOURCE)) or (api == "v1" and kind in ("Secret", "ServiceAccount"))
-
-
 def translate(objects: Sequence[Any], resolved: Resolved | None = None, origins: Sequence[str] | None = None) -> Translation:
     """Every object of a set, problems collected (never raised). v1 Secret and ServiceAccount documents among
     ``objects`` resolve the references the Flux objects make (file mode's local alternative to the cluster)."""

@@ -423,7 +423,7 @@ def load(paths: list[Path], *, environment: bool = True) -> Config:
         api = d.get("apiVersion") if isinstance(d, dict) else None
         if api == NATIVE_API:
             native.append((f, d))
-        elif _is_flux_document(d):
+        elif is_flux_document(d):
             flux_docs.append((f, d))
         else:
             kind = d.get("kind") if isinstance(d, dict) else _shown(d)
@@ -446,8 +446,9 @@ def load(paths: list[Path], *, environment: bool = True) -> Config:
     return cfg
 
 
-def _is_flux_document(d: Any) -> bool:
-    """:func:`imagebot.config.flux.is_flux_document`, without importing the translation (a test holds them equal)."""
+def is_flux_document(d: Any) -> bool:
+    """A document file mode reads beside Flux's objects: theirs, or a v1 Secret / ServiceAccount they name (here, not
+    in imagebot.config.flux: a configuration without them never imports the translation)."""
     if not isinstance(d, Mapping):
         return False
     api, kind = d.get("apiVersion"), d.get("kind")
