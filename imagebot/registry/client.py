@@ -358,10 +358,6 @@ class RegistryClient:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not PEM CA certificates"
             raise RegistryUnreachable(f"{self._where()}: the CA file {ca} cannot be used: {why}") from None
 
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
     def _late(self, dl: deadlines.Deadline, what: str) -> RegistryUnreachable:
         return RegistryUnreachable(
             f"{self._where()}: {what}: no complete answer within the {dl.seconds:g} s deadline "

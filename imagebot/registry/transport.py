@@ -217,7 +217,6 @@ class Transport:
         self._lock = threading.Lock()
         self._proxies: dict[tuple[str, str, int], Proxy | None] = {}
         self._environ = environ
-        self.connections_opened = 0
 
     # ------------------------------------------------------------ connections
     def _proxy(self, scheme: str, host: str, port: int) -> Proxy | None:
@@ -236,7 +235,6 @@ class Transport:
             return self._context
 
     def _new(self, scheme: str, host: str, port: int, proxy: Proxy | None, stall: float) -> http.client.HTTPConnection:
-        self.connections_opened += 1
         if scheme == "https":
             context = self._context_for_tls()
             if proxy is None:
@@ -265,13 +263,6 @@ class Transport:
                 idle.append(conn)
                 return
         conn.close()
-
-    def close(self) -> None:
-        with self._lock:
-            conns = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for c in conns:
-            c.close()
 
     # ------------------------------------------------------------ exchange
     def exchange(self, method: str, url: str, headers: Mapping[str, str], stall: float, cap: int, error_cap: int) -> Answer:
